@@ -1,0 +1,118 @@
+/* gguf.h: read-only access to a GGUF file (versions 2 and 3), memory-mapped.
+ *
+ * gguf_open maps the whole file, parses the header, every metadata key/value and the tensor
+ * directory, and validates all of it against the file size before returning: every string and
+ * array lies inside the mapping, every tensor has a known type, 1..4 dimensions, a byte size that
+ * does not overflow, an offset that respects the alignment, and data that ends inside the file.
+ * After a successful open nothing here can read past the mapping.
+ *
+ * Ownership: the gguf_file owns the mapping and every table below; strings of type gguf_string
+ * point into the mapping (not NUL-terminated) and live until gguf_close. Keys and tensor names are
+ * copied into owned NUL-terminated strings. Numbers in the file are little-endian.
+ */
+#ifndef RAMP_GGUF_H
+#define RAMP_GGUF_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "error.h"
+
+typedef enum {
+    GGUF_VALUE_UINT8 = 0,
+    GGUF_VALUE_INT8 = 1,
+    GGUF_VALUE_UINT16 = 2,
+    GGUF_VALUE_INT16 = 3,
+    GGUF_VALUE_UINT32 = 4,
+    GGUF_VALUE_INT32 = 5,
+    GGUF_VALUE_FLOAT32 = 6,
+    GGUF_VALUE_BOOL = 7,
+    GGUF_VALUE_STRING = 8,
+    GGUF_VALUE_ARRAY = 9,
+    GGUF_VALUE_UINT64 = 10,
+    GGUF_VALUE_INT64 = 11,
+    GGUF_VALUE_FLOAT64 = 12,
+} gguf_value_type;
+
+/* Tensor element types ramp understands (numbering from ggml). */
+typedef enum {
+    GGML_TYPE_F32 = 0,
+    GGML_TYPE_F16 = 1,
+    GGML_TYPE_Q4_0 = 2,
+    GGML_TYPE_Q8_0 = 8,
+    GGML_TYPE_BF16 = 30,
+} ggml_type;
+
+typedef struct {
+    const char *data; /* into the mapping; not NUL-terminated */
+    uint64_t length;
+} gguf_string;
+
+typedef struct {
+    char *key; /* owned, NUL-terminated */
+    gguf_value_type type;
+    union {
+        uint64_t u;    /* UINT8..UINT64 */
+        int64_t i;     /* INT8..INT64 */
+        double f;      /* FLOAT32, FLOAT64 */
+        bool b;        /* BOOL */
+        gguf_string s; /* STRING */
+    } value;
+    /* When type == GGUF_VALUE_ARRAY: */
+    gguf_value_type array_type;
+    uint64_t array_length;
+    const void *array_data;      /* raw little-endian elements in the mapping (numeric arrays) */
+    gguf_string *array_strings;  /* owned table of array_length strings (string arrays), else NULL */
+} gguf_kv;
+
+typedef struct {
+    char *name; /* owned, NUL-terminated */
+    uint32_t n_dims;
+    uint64_t dims[4]; /* dims[0] is the fastest-varying (row length); unused dims are 1 */
+    ggml_type type;
+    uint64_t offset;     /* relative to the start of the data section */
+    uint64_t n_elements;
+    uint64_t n_bytes;
+    const void *data; /* into the mapping */
+} gguf_tensor;
+
+typedef struct {
+    char *path; /* owned copy, used in messages */
+    void *map;
+    size_t map_size;
+    uint32_t version;
+    uint64_t alignment;
+    uint64_t n_kvs;
+    gguf_kv *kvs;
+    uint64_t n_tensors;
+    gguf_tensor *tensors;
+    uint64_t data_offset; /* file offset of the tensor data section */
+} gguf_file;
+
+/* Opens and validates path. On failure *file is left closed (nothing to free). */
+int gguf_open(gguf_file *file, const char *path, ramp_error *err);
+/* Same checks on a caller-owned buffer (not copied; must outlive the gguf_file). Used by tests
+ * and fuzzers. path is only used in messages. */
+int gguf_open_buffer(gguf_file *file, const void *data, size_t size, const char *path, ramp_error *err);
+void gguf_close(gguf_file *file);
+
+const gguf_kv *gguf_find(const gguf_file *file, const char *key);
+const gguf_tensor *gguf_find_tensor(const gguf_file *file, const char *name);
+
+/* Typed getters: fail with a message naming the file and key when the key is missing, has the
+ * wrong type, or is out of range. Any integer type is accepted for the integer getters. */
+int gguf_get_u32(const gguf_file *file, const char *key, uint32_t *out, ramp_error *err);
+int gguf_get_f32(const gguf_file *file, const char *key, float *out, ramp_error *err);
+int gguf_get_string(const gguf_file *file, const char *key, gguf_string *out, ramp_error *err);
+/* Element i of a numeric array as a float / int64 (converted from the stored type), i < array_length. */
+float gguf_array_f32(const gguf_kv *kv, uint64_t i);
+int64_t gguf_array_i64(const gguf_kv *kv, uint64_t i);
+bool gguf_string_equals(gguf_string s, const char *text);
+
+/* Elements per block and bytes per block of a tensor type; 0 for unknown types. */
+uint64_t ggml_type_block_elements(ggml_type type);
+uint64_t ggml_type_block_bytes(ggml_type type);
+const char *ggml_type_name(ggml_type type);
+
+#endif
