@@ -81,6 +81,8 @@ typedef struct {
     char *path; /* owned copy, used in messages */
     void *map;
     size_t map_size;
+    bool owns_map; /* true when gguf_open mapped the file (gguf_close unmaps it); false for
+                      gguf_open_buffer, whose buffer belongs to the caller */
     uint32_t version;
     uint64_t alignment;
     uint64_t n_kvs;

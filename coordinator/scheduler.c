@@ -1,0 +1,209 @@
+#include "scheduler.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+int scheduler_init(scheduler *s, const scheduler_config *config, ramp_error *err) {
+    memset(s, 0, sizeof *s);
+    if (config->lanes < 1 || config->max_sequences < config->lanes || config->batch_tokens < 1 || config->context < 2)
+        return ramp_fail(err,
+                         "scheduler: need lanes >= 1, sequences >= lanes, batch tokens >= 1, context >= 2 "
+                         "(got %d lanes, %d sequences, %d batch tokens, context %d)",
+                         config->lanes, config->max_sequences, config->batch_tokens, config->context);
+    s->config = *config;
+    s->in_flight = calloc((size_t)config->lanes, sizeof *s->in_flight);
+    s->lane_busy = calloc((size_t)config->lanes, sizeof *s->lane_busy);
+    s->slot_used = calloc((size_t)config->max_sequences, sizeof *s->slot_used);
+    s->released = calloc((size_t)config->max_sequences, sizeof *s->released);
+    s->sampling_logits = malloc((size_t)config->vocab_size * sizeof(float));
+    if (!s->in_flight || !s->lane_busy || !s->slot_used || !s->released || !s->sampling_logits) {
+        scheduler_free(s);
+        return ramp_fail(err, "scheduler: out of memory");
+    }
+    for (int l = 0; l < config->lanes; l++) {
+        s->in_flight[l].rows = calloc((size_t)config->batch_tokens, sizeof(batch_row));
+        s->in_flight[l].outputs = calloc((size_t)config->batch_tokens, sizeof(output_slot));
+        if (!s->in_flight[l].rows || !s->in_flight[l].outputs) {
+            scheduler_free(s);
+            return ramp_fail(err, "scheduler: out of memory");
+        }
+    }
+    return 0;
+}
+
+void scheduler_free(scheduler *s) {
+    for (int i = 0; i < s->n_requests; i++) {
+        free(s->requests[i].tokens);
+        sampler_free(&s->requests[i].sampler);
+    }
+    free(s->requests);
+    if (s->in_flight)
+        for (int l = 0; l < s->config.lanes; l++) {
+            free(s->in_flight[l].rows);
+            free(s->in_flight[l].outputs);
+        }
+    free(s->in_flight);
+    free(s->lane_busy);
+    free(s->slot_used);
+    free(s->released);
+    free(s->sampling_logits);
+    memset(s, 0, sizeof *s);
+}
+
+int scheduler_submit(scheduler *s, const int *prompt, int n_prompt, int max_new, const sampling_params *sampling,
+                     double now, int *index, ramp_error *err) {
+    if (n_prompt < 1) return ramp_fail(err, "a prompt needs at least one token");
+    if (n_prompt >= s->config.context)
+        return ramp_fail(err, "prompt is %d tokens, the context holds %d", n_prompt, s->config.context);
+    if (max_new < 0) return ramp_fail(err, "token budget %d must be >= 0", max_new);
+    if (s->n_requests == s->requests_capacity) {
+        int capacity = s->requests_capacity ? 2 * s->requests_capacity : 16;
+        request *grown = realloc(s->requests, (size_t)capacity * sizeof *grown);
+        if (!grown) return ramp_fail(err, "scheduler: out of memory");
+        s->requests = grown;
+        s->requests_capacity = capacity;
+    }
+    request *r = &s->requests[s->n_requests];
+    memset(r, 0, sizeof *r);
+    r->capacity = n_prompt + max_new < s->config.context ? n_prompt + max_new : s->config.context;
+    r->tokens = malloc((size_t)(r->capacity + 1) * sizeof(int));
+    if (!r->tokens) return ramp_fail(err, "scheduler: out of memory");
+    if (sampler_init(&r->sampler, sampling, s->config.vocab_size, err)) {
+        free(r->tokens);
+        return -1;
+    }
+    memcpy(r->tokens, prompt, (size_t)n_prompt * sizeof(int));
+    r->id = (uint64_t)s->n_requests;
+    r->lane = s->n_requests % s->config.lanes;
+    r->slot = -1;
+    r->n_prompt = r->n_tokens = n_prompt;
+    r->max_new = max_new;
+    r->submitted_at = now;
+    s->prompt_tokens += (uint64_t)n_prompt;
+    if (max_new == 0) {
+        r->finished = FINISH_LENGTH;
+        r->finished_at = now;
+    } else {
+        s->n_unfinished++;
+    }
+    *index = s->n_requests++;
+    return 0;
+}
+
+/* Slots of lane l are l, l + lanes, l + 2*lanes, ... */
+static int lane_free_slot(scheduler *s, int lane) {
+    for (int slot = lane; slot < s->config.max_sequences; slot += s->config.lanes)
+        if (!s->slot_used[slot]) return slot;
+    return -1;
+}
+
+static void add_rows(scheduler *s, micro_batch *b, int index, int count) {
+    request *r = &s->requests[index];
+    for (int k = 0; k < count; k++) {
+        batch_row *row = &b->rows[b->n_rows];
+        row->token = r->tokens[r->n_fed];
+        row->position = r->n_fed;
+        row->slot = r->slot;
+        row->request_id = r->id;
+        row->slot_capacity = r->needs_reservation ? r->capacity : 0;
+        r->needs_reservation = false;
+        r->n_fed++;
+        row->wants_output = r->n_fed == r->n_tokens;
+        if (row->wants_output) b->outputs[b->n_outputs++] = (output_slot){index, b->n_rows};
+        b->n_rows++;
+    }
+}
+
+static bool lane_form_batch(scheduler *s, int lane) {
+    micro_batch *b = &s->in_flight[lane];
+    b->n_rows = b->n_outputs = 0;
+    /* Admit waiting requests of this lane, in submission order, while it has free slots. */
+    for (int i = lane; i < s->n_requests; i += s->config.lanes) {
+        request *r = &s->requests[i];
+        if (r->slot >= 0 || r->finished) continue;
+        int slot = lane_free_slot(s, lane);
+        if (slot < 0) break;
+        s->slot_used[slot] = true;
+        r->slot = slot;
+        r->needs_reservation = true;
+    }
+    /* Decode rows first (one token each keeps latency low), then prompt chunks. */
+    for (int pass = 0; pass < 2; pass++) {
+        for (int i = lane; i < s->n_requests && b->n_rows < s->config.batch_tokens; i += s->config.lanes) {
+            request *r = &s->requests[i];
+            if (r->slot < 0 || r->finished || r->n_fed >= r->n_tokens) continue;
+            bool decoding = r->n_fed >= r->n_prompt;
+            if (decoding != (pass == 0)) continue;
+            int remaining = r->n_tokens - r->n_fed, room = s->config.batch_tokens - b->n_rows;
+            add_rows(s, b, i, remaining < room ? remaining : room);
+        }
+    }
+    if (b->n_rows == 0) return false;
+    b->lane = lane;
+    b->batch_id = s->next_batch_id++;
+    s->lane_busy[lane] = true;
+    return true;
+}
+
+const micro_batch *scheduler_next_batch(scheduler *s) {
+    for (int lane = 0; lane < s->config.lanes; lane++)
+        if (!s->lane_busy[lane] && lane_form_batch(s, lane)) return &s->in_flight[lane];
+    return NULL;
+}
+
+static void request_finish(scheduler *s, request *r, finish_reason why, double now) {
+    r->finished = why;
+    r->finished_at = now;
+    s->n_unfinished--;
+    if (r->slot >= 0) {
+        s->slot_used[r->slot] = false;
+        s->released[s->n_released++] = r->slot;
+        r->slot = -1;
+    }
+}
+
+int scheduler_complete(scheduler *s, uint64_t batch_id, int n_outputs, const float *logits, double now,
+                       ramp_error *err) {
+    micro_batch *b = NULL;
+    for (int lane = 0; lane < s->config.lanes; lane++)
+        if (s->lane_busy[lane] && s->in_flight[lane].batch_id == batch_id) b = &s->in_flight[lane];
+    if (!b) return ramp_fail(err, "output for micro-batch %llu, which is not in flight", (unsigned long long)batch_id);
+    if (n_outputs != b->n_outputs)
+        return ramp_fail(err, "micro-batch %llu returned %d outputs, expected %d", (unsigned long long)batch_id,
+                         n_outputs, b->n_outputs);
+    /* logits is const for the caller; sampling scales a private copy row by row. */
+    float *row_logits = s->sampling_logits;
+    for (int o = 0; o < n_outputs; o++) {
+        request *r = &s->requests[b->outputs[o].request];
+        memcpy(row_logits, logits + (size_t)o * s->config.vocab_size, (size_t)s->config.vocab_size * sizeof(float));
+        int next = sampler_sample(&r->sampler, row_logits);
+        if (r->generated == 0) r->first_token_at = now;
+        if (next == s->config.eos_token) {
+            request_finish(s, r, FINISH_EOS, now);
+            continue;
+        }
+        r->tokens[r->n_tokens++] = next;
+        r->generated++;
+        s->tokens_generated++;
+        if (r->generated >= r->max_new) request_finish(s, r, FINISH_LENGTH, now);
+        else if (r->n_tokens >= r->capacity) request_finish(s, r, FINISH_CONTEXT, now);
+    }
+    s->lane_busy[b->lane] = false;
+    b->n_rows = b->n_outputs = 0;
+    return 0;
+}
+
+int scheduler_take_released(scheduler *s, const int **slots) {
+    int n = s->n_released;
+    *slots = s->released;
+    s->n_released = 0;
+    return n;
+}
+
+bool scheduler_idle(const scheduler *s) {
+    for (int lane = 0; lane < s->config.lanes; lane++)
+        if (s->lane_busy[lane]) return false;
+    return true;
+}
+
+bool scheduler_finished(const scheduler *s) { return s->n_unfinished == 0 && scheduler_idle(s); }

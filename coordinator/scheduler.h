@@ -1,0 +1,110 @@
+/* scheduler.h: the coordinator's requests and how they are packed into micro-batches.
+ *
+ * Continuous batching in `lanes`: each request belongs to one lane (submission order, round
+ * robin) and each lane has its own share of the KV slots and at most one micro-batch in flight.
+ * A lane's next micro-batch is formed as soon as its previous one returns: first one decode row
+ * for every generating request, then prompt chunks, up to `batch_tokens` rows; finished requests
+ * leave and waiting ones take their slots. With several lanes in flight every stage has work.
+ *
+ * Why lanes: the rows of a micro-batch depend only on the lane's own history, never on timing,
+ * so a job gives the same micro-batches, hence bit-identical results, on 1 process or N ranks.
+ *
+ * The scheduler does no I/O: the pipeline asks it for batches and hands it the logits back.
+ * It owns its requests (token arrays, samplers) until scheduler_free.
+ */
+#ifndef RAMP_SCHEDULER_H
+#define RAMP_SCHEDULER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "error.h"
+#include "sampler.h"
+
+typedef enum { FINISH_NONE, FINISH_EOS, FINISH_LENGTH, FINISH_CONTEXT, FINISH_EXIT } finish_reason;
+
+typedef struct {
+    uint64_t id;
+    int lane;
+    int slot;        /* -1 until admitted */
+    int *tokens;     /* prompt then generated tokens */
+    int n_prompt;
+    int n_tokens;
+    int capacity;    /* positions reserved: n_prompt + max_new, capped at the context */
+    int max_new;
+    int generated;
+    int n_fed;       /* tokens already sent down the pipeline */
+    bool needs_reservation;
+    finish_reason finished;
+    sampler sampler;
+    double submitted_at, first_token_at, finished_at;
+} request;
+
+typedef struct {
+    int request; /* index into the scheduler's requests */
+    int row;     /* row index within the micro-batch */
+} output_slot;
+
+typedef struct {
+    int token, position, slot;
+    uint64_t request_id;
+    bool wants_output;
+    int slot_capacity; /* > 0 on a sequence's first row */
+} batch_row;
+
+typedef struct {
+    uint64_t batch_id;
+    int lane;
+    int n_rows;
+    batch_row *rows;     /* [batch_tokens] */
+    int n_outputs;
+    output_slot *outputs; /* [batch_tokens] */
+} micro_batch;
+
+typedef struct {
+    int lanes;
+    int max_sequences; /* total KV slots, shared out between lanes */
+    int batch_tokens;  /* most rows per micro-batch */
+    int context;       /* most positions per sequence */
+    int eos_token;     /* -1: none */
+    int vocab_size;
+} scheduler_config;
+
+typedef struct {
+    scheduler_config config;
+    request *requests;
+    int n_requests, requests_capacity;
+    micro_batch *in_flight; /* per lane; n_rows == 0 when the lane is idle */
+    bool *lane_busy;
+    bool *slot_used;        /* [max_sequences] */
+    int *released;          /* slots freed since the last scheduler_take_released */
+    float *sampling_logits; /* [vocab_size]: a row of logits that sampling may modify */
+    int n_released;
+    uint64_t next_batch_id;
+    int n_unfinished;
+    uint64_t tokens_generated, prompt_tokens;
+} scheduler;
+
+int scheduler_init(scheduler *s, const scheduler_config *config, ramp_error *err);
+void scheduler_free(scheduler *s);
+
+/* Adds a request; its tokens are copied. Returns the request index via *index. */
+int scheduler_submit(scheduler *s, const int *prompt, int n_prompt, int max_new, const sampling_params *sampling,
+                     double now, int *index, ramp_error *err);
+
+/* Forms the next micro-batch of an idle lane that has work. Returns it (owned by the scheduler,
+ * valid until its output is delivered), or NULL when no lane can make progress now. */
+const micro_batch *scheduler_next_batch(scheduler *s);
+
+/* Delivers a lane's output: logits [n_outputs][vocab] for the batch's output rows, in order. */
+int scheduler_complete(scheduler *s, uint64_t batch_id, int n_outputs, const float *logits, double now,
+                       ramp_error *err);
+
+/* Slots of requests that finished since the last call (the pipeline tells the stages to free
+ * them). Returns the count; *slots points into scheduler memory. */
+int scheduler_take_released(scheduler *s, const int **slots);
+
+bool scheduler_idle(const scheduler *s);     /* nothing in flight */
+bool scheduler_finished(const scheduler *s); /* every request finished */
+
+#endif

@@ -1,0 +1,202 @@
+#include "forward.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+void rmsnorm(float *out, const float *x, const float *weight, int size, float eps) {
+    float sum_squares = 0.0f;
+    for (int i = 0; i < size; i++) sum_squares += x[i] * x[i];
+    float scale = 1.0f / sqrtf(sum_squares / (float)size + eps);
+    for (int i = 0; i < size; i++) out[i] = weight[i] * (scale * x[i]);
+}
+
+void softmax(float *x, int size) {
+    float max = x[0];
+    for (int i = 1; i < size; i++)
+        if (x[i] > max) max = x[i];
+    float sum = 0.0f;
+    for (int i = 0; i < size; i++) {
+        x[i] = expf(x[i] - max);
+        sum += x[i];
+    }
+    for (int i = 0; i < size; i++) x[i] /= sum;
+}
+
+/* out[n_rows][out_features] = x[n_rows][in_features] . w[out_features][in_features]^T */
+void matmul(float *out, const float *x, const float *w, int n_rows, int in_features, int out_features) {
+    if (n_rows == 1)
+        cblas_sgemv(CblasRowMajor, CblasNoTrans, out_features, in_features, 1.0f, w, in_features, x, 1, 0.0f, out, 1);
+    else
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n_rows, out_features, in_features, 1.0f, x, in_features,
+                    w, in_features, 0.0f, out, out_features);
+}
+
+int forward_workspace_init(forward_workspace *ws, const model_config *c, int max_rows, int max_context,
+                           ramp_error *err) {
+    memset(ws, 0, sizeof *ws);
+    if (max_rows <= 0 || max_context <= 0)
+        return ramp_fail(err, "workspace: rows %d and context %d must be positive", max_rows, max_context);
+    ws->max_rows = max_rows;
+    ws->max_context = max_context;
+    ws->n_threads = omp_get_max_threads();
+    size_t rows = (size_t)max_rows;
+    float **buffers[] = {&ws->normed, &ws->q, &ws->attention, &ws->projection, &ws->k, &ws->v,
+                         &ws->gate, &ws->up, &ws->rope_cos, &ws->rope_sin, &ws->scores};
+    size_t sizes[] = {rows * c->dim, rows * c->dim, rows * c->dim, rows * c->dim, rows * c->kv_dim,
+                      rows * c->kv_dim, rows * c->ffn_dim, rows * c->ffn_dim, rows * (c->rope_dim / 2),
+                      rows * (c->rope_dim / 2), (size_t)ws->n_threads * (size_t)max_context};
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+        *buffers[i] = malloc((sizes[i] ? sizes[i] : 1) * sizeof(float));
+        if (!*buffers[i]) {
+            forward_workspace_free(ws);
+            return ramp_fail(err, "workspace: out of memory for %d rows", max_rows);
+        }
+    }
+    return 0;
+}
+
+void forward_workspace_free(forward_workspace *ws) {
+    free(ws->normed);
+    free(ws->q);
+    free(ws->attention);
+    free(ws->projection);
+    free(ws->k);
+    free(ws->v);
+    free(ws->gate);
+    free(ws->up);
+    free(ws->rope_cos);
+    free(ws->rope_sin);
+    free(ws->scores);
+    memset(ws, 0, sizeof *ws);
+}
+
+int forward_embed(const model *m, const int *tokens, int n, float *hidden, ramp_error *err) {
+    const int dim = m->config.dim;
+    if (!m->token_embedding) return ramp_fail(err, "%s: this slice did not load the token embedding", m->path);
+    for (int i = 0; i < n; i++) {
+        if (tokens[i] < 0 || tokens[i] >= m->config.vocab_size)
+            return ramp_fail(err, "token id %d out of range (vocabulary of %d)", tokens[i], m->config.vocab_size);
+        memcpy(hidden + (size_t)i * dim, m->token_embedding + (size_t)tokens[i] * dim, (size_t)dim * sizeof(float));
+    }
+    return 0;
+}
+
+/* The rotation angles depend only on the position, so compute them once per batch. */
+static void rope_prepare(const model_config *c, const forward_rows *rows, forward_workspace *ws) {
+    const int pairs = c->rope_dim / 2;
+    for (int r = 0; r < rows->n_rows; r++) {
+        for (int i = 0; i < pairs; i++) {
+            float frequency = 1.0f / powf(c->rope_base, (float)(2 * i) / (float)c->rope_dim);
+            float angle = (float)rows->positions[r] * frequency;
+            ws->rope_cos[r * pairs + i] = cosf(angle);
+            ws->rope_sin[r * pairs + i] = sinf(angle);
+        }
+    }
+}
+
+/* Llama's convention: consecutive pairs (x[2i], x[2i+1]) of each head rotate together. */
+static void rope_apply(float *vector, int n_heads, int head_dim, int rope_dim, const float *cos_row,
+                       const float *sin_row) {
+    for (int h = 0; h < n_heads; h++) {
+        float *head = vector + h * head_dim;
+        for (int i = 0; i < rope_dim / 2; i++) {
+            float x0 = head[2 * i], x1 = head[2 * i + 1];
+            head[2 * i] = x0 * cos_row[i] - x1 * sin_row[i];
+            head[2 * i + 1] = x0 * sin_row[i] + x1 * cos_row[i];
+        }
+    }
+}
+
+static void attention(const model_config *c, const kv_cache *kv, int local_layer, const forward_rows *rows,
+                      forward_workspace *ws) {
+    const int heads_per_kv = c->n_heads / c->n_kv_heads;
+    const float scale = 1.0f / sqrtf((float)c->head_dim);
+    const int tasks = rows->n_rows * c->n_heads;
+#pragma omp parallel for schedule(dynamic, 1) if (tasks > 1)
+    for (int task = 0; task < tasks; task++) {
+        const int r = task / c->n_heads, h = task % c->n_heads;
+        const int slot = rows->slots[r], length = rows->positions[r] + 1;
+        const int kv_offset = (h / heads_per_kv) * c->head_dim;
+        const float *query = ws->q + (size_t)r * c->dim + h * c->head_dim;
+        float *scores = ws->scores + (size_t)omp_get_thread_num() * ws->max_context;
+        for (int t = 0; t < length; t++) {
+            const float *key = kv_keys(kv, slot, local_layer, t) + kv_offset;
+            float dot = 0.0f;
+            for (int i = 0; i < c->head_dim; i++) dot += query[i] * key[i];
+            scores[t] = dot * scale;
+        }
+        softmax(scores, length);
+        float *out = ws->attention + (size_t)r * c->dim + h * c->head_dim;
+        memset(out, 0, (size_t)c->head_dim * sizeof(float));
+        for (int t = 0; t < length; t++) {
+            const float *value = kv_values(kv, slot, local_layer, t) + kv_offset;
+            const float weight = scores[t];
+            for (int i = 0; i < c->head_dim; i++) out[i] += weight * value[i];
+        }
+    }
+}
+
+static void layer_forward(const model *m, int layer, kv_cache *kv, const forward_rows *rows, float *hidden,
+                          forward_workspace *ws) {
+    const model_config *c = &m->config;
+    const layer_weights *w = &m->layers[layer];
+    const int n = rows->n_rows, dim = c->dim, kv_dim = c->kv_dim, ffn = c->ffn_dim, pairs = c->rope_dim / 2;
+    const int local_layer = layer - m->slice.first_layer;
+
+    for (int r = 0; r < n; r++) rmsnorm(ws->normed + (size_t)r * dim, hidden + (size_t)r * dim, w->attn_norm, dim, c->rms_eps);
+    matmul(ws->q, ws->normed, w->wq, n, dim, dim);
+    matmul(ws->k, ws->normed, w->wk, n, dim, kv_dim);
+    matmul(ws->v, ws->normed, w->wv, n, dim, kv_dim);
+    for (int r = 0; r < n; r++) {
+        const float *cos_row = ws->rope_cos + r * pairs, *sin_row = ws->rope_sin + r * pairs;
+        rope_apply(ws->q + (size_t)r * dim, c->n_heads, c->head_dim, c->rope_dim, cos_row, sin_row);
+        rope_apply(ws->k + (size_t)r * kv_dim, c->n_kv_heads, c->head_dim, c->rope_dim, cos_row, sin_row);
+        memcpy(kv_keys(kv, rows->slots[r], local_layer, rows->positions[r]), ws->k + (size_t)r * kv_dim,
+               (size_t)kv_dim * sizeof(float));
+        memcpy(kv_values(kv, rows->slots[r], local_layer, rows->positions[r]), ws->v + (size_t)r * kv_dim,
+               (size_t)kv_dim * sizeof(float));
+    }
+    attention(c, kv, local_layer, rows, ws);
+    matmul(ws->projection, ws->attention, w->wo, n, dim, dim);
+    for (size_t i = 0; i < (size_t)n * dim; i++) hidden[i] += ws->projection[i];
+
+    for (int r = 0; r < n; r++) rmsnorm(ws->normed + (size_t)r * dim, hidden + (size_t)r * dim, w->ffn_norm, dim, c->rms_eps);
+    matmul(ws->gate, ws->normed, w->w_gate, n, dim, ffn);
+    matmul(ws->up, ws->normed, w->w_up, n, dim, ffn);
+    for (size_t i = 0; i < (size_t)n * ffn; i++) {
+        float g = ws->gate[i];
+        ws->gate[i] = g / (1.0f + expf(-g)) * ws->up[i]; /* SwiGLU: silu(gate) * up */
+    }
+    matmul(ws->projection, ws->gate, w->w_down, n, ffn, dim);
+    for (size_t i = 0; i < (size_t)n * dim; i++) hidden[i] += ws->projection[i];
+}
+
+int forward_layers(const model *m, int first_layer, int end_layer, kv_cache *kv, const forward_rows *rows,
+                   float *hidden, forward_workspace *ws, ramp_error *err) {
+    if (first_layer < m->slice.first_layer || end_layer > m->slice.end_layer || first_layer > end_layer)
+        return ramp_fail(err, "layers %d-%d are not all loaded (this process holds %d-%d)", first_layer,
+                         end_layer - 1, m->slice.first_layer, m->slice.end_layer - 1);
+    if (rows->n_rows > ws->max_rows)
+        return ramp_fail(err, "batch of %d rows exceeds the workspace's %d", rows->n_rows, ws->max_rows);
+    for (int r = 0; r < rows->n_rows; r++) {
+        int slot = rows->slots[r], position = rows->positions[r];
+        if (slot < 0 || slot >= kv->n_slots)
+            return ramp_fail(err, "row %d: KV slot %d out of range (0..%d)", r, slot, kv->n_slots - 1);
+        if (position < 0 || position >= kv->slots[slot].capacity || position >= ws->max_context)
+            return ramp_fail(err, "row %d: position %d outside the %d positions reserved for slot %d", r, position,
+                             kv->slots[slot].capacity, slot);
+    }
+    rope_prepare(&m->config, rows, ws);
+    for (int layer = first_layer; layer < end_layer; layer++) layer_forward(m, layer, kv, rows, hidden, ws);
+    return 0;
+}
+
+void forward_logits(const model *m, const float *hidden, int n, float *logits, forward_workspace *ws) {
+    const int dim = m->config.dim;
+    for (int r = 0; r < n; r++)
+        rmsnorm(ws->normed + (size_t)r * dim, hidden + (size_t)r * dim, m->output_norm, dim, m->config.rms_eps);
+    matmul(logits, ws->normed, m->output, n, dim, m->config.vocab_size);
+}

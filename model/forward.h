@@ -1,0 +1,54 @@
+/* forward.h: the layer math of a Llama-architecture transformer, written once for every path.
+ *
+ * Work is a batch of rows: each row is one token of one sequence (a KV-cache slot) at a position.
+ * A batch may mix sequences and may hold several consecutive positions of the same sequence (a
+ * prompt chunk); every row's keys/values are written to the cache before any row attends, so a
+ * row attends causally to positions 0..its own position of its slot.
+ * hidden is [n_rows][dim] fp32, updated in place. All scratch lives in a forward_workspace sized
+ * once, so decoding allocates nothing per token. Matrix products use OpenBLAS (one sgemm per
+ * weight matrix for the whole batch; sgemv for a single row).
+ */
+#ifndef RAMP_FORWARD_H
+#define RAMP_FORWARD_H
+
+#include "error.h"
+#include "kv_cache.h"
+#include "model.h"
+
+typedef struct {
+    int n_rows;
+    const int *slots;     /* [n_rows] KV-cache slot of each row */
+    const int *positions; /* [n_rows] position of each row in its sequence */
+} forward_rows;
+
+typedef struct {
+    int max_rows;
+    int max_context;
+    int n_threads;
+    float *normed, *q, *k, *v, *attention, *projection; /* [max_rows][dim or kv_dim] */
+    float *gate, *up;                                   /* [max_rows][ffn_dim] */
+    float *rope_cos, *rope_sin;                         /* [max_rows][rope_dim / 2] */
+    float *scores;                                      /* [n_threads][max_context] */
+} forward_workspace;
+
+int forward_workspace_init(forward_workspace *ws, const model_config *c, int max_rows, int max_context,
+                           ramp_error *err);
+void forward_workspace_free(forward_workspace *ws);
+
+/* hidden[i] = embedding of tokens[i]. Needs the model's embedding; token ids must be in range. */
+int forward_embed(const model *m, const int *tokens, int n, float *hidden, ramp_error *err);
+
+/* Runs global layers [first_layer, end_layer) (owned by m's slice) over the rows. The KV cache
+ * holds the slice's layers; each row's slot must be reserved with capacity > its position. */
+int forward_layers(const model *m, int first_layer, int end_layer, kv_cache *kv, const forward_rows *rows,
+                   float *hidden, forward_workspace *ws, ramp_error *err);
+
+/* logits[i] = LM head(final RMSNorm(hidden[i])) for n <= ws->max_rows rows: [n][vocab]. */
+void forward_logits(const model *m, const float *hidden, int n, float *logits, forward_workspace *ws);
+
+/* Building blocks, exposed for tests and for exit features. */
+void rmsnorm(float *out, const float *x, const float *weight, int size, float eps);
+void softmax(float *x, int size);
+void matmul(float *out, const float *x, const float *w, int n_rows, int in_features, int out_features);
+
+#endif

@@ -1,0 +1,50 @@
+#include "kv_cache.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+int kv_cache_init(kv_cache *kv, int n_layers, int kv_dim, int n_slots, ramp_error *err) {
+    memset(kv, 0, sizeof *kv);
+    if (n_layers < 0 || kv_dim <= 0 || n_slots <= 0)
+        return ramp_fail(err, "KV cache: invalid shape (%d layers, kv_dim %d, %d slots)", n_layers, kv_dim, n_slots);
+    kv->slots = calloc((size_t)n_slots, sizeof *kv->slots);
+    if (!kv->slots) return ramp_fail(err, "KV cache: out of memory for %d slots", n_slots);
+    kv->n_layers = n_layers;
+    kv->kv_dim = kv_dim;
+    kv->n_slots = n_slots;
+    return 0;
+}
+
+void kv_cache_free(kv_cache *kv) {
+    for (int s = 0; s < kv->n_slots; s++) kv_slot_release(kv, s);
+    free(kv->slots);
+    memset(kv, 0, sizeof *kv);
+}
+
+int kv_slot_reserve(kv_cache *kv, int slot, int capacity, ramp_error *err) {
+    if (slot < 0 || slot >= kv->n_slots)
+        return ramp_fail(err, "KV cache: slot %d out of range (0..%d)", slot, kv->n_slots - 1);
+    if (kv->slots[slot].capacity != 0) return ramp_fail(err, "KV cache: slot %d is already in use", slot);
+    if (capacity <= 0) return ramp_fail(err, "KV cache: capacity %d must be positive", capacity);
+    size_t n = (size_t)kv->n_layers * (size_t)capacity * (size_t)kv->kv_dim;
+    if (n == 0) n = 1; /* a process that owns no layers still tracks the slot */
+    float *keys = calloc(n, sizeof(float)), *values = calloc(n, sizeof(float));
+    if (!keys || !values) {
+        free(keys);
+        free(values);
+        return ramp_fail(err, "KV cache: out of memory reserving %zu bytes for slot %d", 2 * n * sizeof(float), slot);
+    }
+    kv->slots[slot] = (kv_slot){capacity, keys, values};
+    kv->bytes_in_use += 2 * n * sizeof(float);
+    return 0;
+}
+
+void kv_slot_release(kv_cache *kv, int slot) {
+    if (slot < 0 || slot >= kv->n_slots || kv->slots[slot].capacity == 0) return;
+    size_t n = (size_t)kv->n_layers * (size_t)kv->slots[slot].capacity * (size_t)kv->kv_dim;
+    if (n == 0) n = 1;
+    kv->bytes_in_use -= 2 * n * sizeof(float);
+    free(kv->slots[slot].keys);
+    free(kv->slots[slot].values);
+    kv->slots[slot] = (kv_slot){0, NULL, NULL};
+}

@@ -1,0 +1,46 @@
+/* kv_cache.h: keys and values of the layers one process owns, per sequence slot.
+ *
+ * A slot holds one sequence (one request). Its storage is reserved when the sequence starts, for
+ * `capacity` positions, and freed when the sequence ends, so memory follows the live requests.
+ * Layout of a slot: keys[local_layer][position][kv_dim], values the same; local_layer counts from
+ * the first layer this process owns. Units: floats.
+ */
+#ifndef RAMP_KV_CACHE_H
+#define RAMP_KV_CACHE_H
+
+#include <stddef.h>
+
+#include "error.h"
+
+typedef struct {
+    int capacity; /* positions reserved; 0 when the slot is free */
+    float *keys;
+    float *values;
+} kv_slot;
+
+typedef struct {
+    int n_layers; /* layers owned by this process */
+    int kv_dim;
+    int n_slots;
+    kv_slot *slots;
+    size_t bytes_in_use;
+} kv_cache;
+
+int kv_cache_init(kv_cache *kv, int n_layers, int kv_dim, int n_slots, ramp_error *err);
+void kv_cache_free(kv_cache *kv);
+
+/* Reserves slot for capacity positions (zeroed). Fails when the slot is out of range or taken. */
+int kv_slot_reserve(kv_cache *kv, int slot, int capacity, ramp_error *err);
+void kv_slot_release(kv_cache *kv, int slot);
+
+static inline float *kv_keys(const kv_cache *kv, int slot, int local_layer, int position) {
+    const kv_slot *s = &kv->slots[slot];
+    return s->keys + ((size_t)local_layer * (size_t)s->capacity + (size_t)position) * (size_t)kv->kv_dim;
+}
+
+static inline float *kv_values(const kv_cache *kv, int slot, int local_layer, int position) {
+    const kv_slot *s = &kv->slots[slot];
+    return s->values + ((size_t)local_layer * (size_t)s->capacity + (size_t)position) * (size_t)kv->kv_dim;
+}
+
+#endif

@@ -1,0 +1,366 @@
+#include "model.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "quant.h"
+
+/* ---- shared validation ---------------------------------------------------------------------- */
+
+static int config_validate(const char *path, const model_config *c, ramp_error *err) {
+    if (c->dim <= 0 || c->n_layers <= 0 || c->n_heads <= 0 || c->n_kv_heads <= 0 || c->ffn_dim <= 0 ||
+        c->vocab_size <= 0 || c->context_length <= 0)
+        return ramp_fail(err,
+                         "%s: model sizes must be positive, found dim %d, layers %d, heads %d, kv heads %d, "
+                         "ffn %d, vocab %d, context %d",
+                         path, c->dim, c->n_layers, c->n_heads, c->n_kv_heads, c->ffn_dim, c->vocab_size,
+                         c->context_length);
+    if (c->dim > (1 << 16) || c->ffn_dim > (1 << 18) || c->n_layers > 1024 || c->vocab_size > (1 << 22))
+        return ramp_fail(err, "%s: implausible model sizes (dim %d, ffn %d, layers %d, vocab %d)", path, c->dim,
+                         c->ffn_dim, c->n_layers, c->vocab_size);
+    if (c->dim % c->n_heads != 0)
+        return ramp_fail(err, "%s: embedding length %d is not a multiple of the head count %d", path, c->dim,
+                         c->n_heads);
+    if (c->n_heads % c->n_kv_heads != 0)
+        return ramp_fail(err, "%s: head count %d is not a multiple of the KV head count %d", path, c->n_heads,
+                         c->n_kv_heads);
+    if (c->rope_dim <= 0 || c->rope_dim > c->head_dim || c->rope_dim % 2 != 0)
+        return ramp_fail(err, "%s: RoPE dimension count %d must be even and at most the head size %d", path,
+                         c->rope_dim, c->head_dim);
+    if (!(c->rms_eps > 0.0f) || !(c->rope_base > 0.0f))
+        return ramp_fail(err, "%s: RMS epsilon %g and RoPE base %g must be positive", path, c->rms_eps,
+                         c->rope_base);
+    return 0;
+}
+
+static void config_derive(model_config *c) {
+    c->head_dim = c->n_heads > 0 ? c->dim / c->n_heads : 0;
+    c->kv_dim = c->head_dim * c->n_kv_heads;
+}
+
+static int slice_resolve(const char *path, const model_config *c, const model_slice *requested,
+                         model_slice *out, ramp_error *err) {
+    model_slice all = {0, c->n_layers, true, true};
+    *out = requested ? *requested : all;
+    if (out->end_layer < 0) out->end_layer = c->n_layers;
+    if (out->first_layer < 0 || out->first_layer > out->end_layer || out->end_layer > c->n_layers)
+        return ramp_fail(err, "%s: layer range %d-%d does not fit a model of %d layers", path, out->first_layer,
+                         out->end_layer - 1, c->n_layers);
+    return 0;
+}
+
+static int model_keep_buffer(model *m, float *buffer) {
+    float **grown = realloc(m->owned_buffers, (size_t)(m->n_owned_buffers + 1) * sizeof *grown);
+    if (!grown) return -1;
+    m->owned_buffers = grown;
+    m->owned_buffers[m->n_owned_buffers++] = buffer;
+    return 0;
+}
+
+/* ---- GGUF ----------------------------------------------------------------------------------- */
+
+static int gguf_read_config(const gguf_file *f, model_config *c, ramp_error *err) {
+    gguf_string arch;
+    if (gguf_get_string(f, "general.architecture", &arch, err)) return -1;
+    if (!gguf_string_equals(arch, "llama"))
+        return ramp_fail(err, "%s: architecture is '%.*s', expected 'llama'", f->path, (int)arch.length, arch.data);
+    uint32_t value;
+    struct { const char *key; int *field; } required[] = {
+        {"llama.block_count", &c->n_layers},
+        {"llama.embedding_length", &c->dim},
+        {"llama.feed_forward_length", &c->ffn_dim},
+        {"llama.attention.head_count", &c->n_heads},
+    };
+    memset(c, 0, sizeof *c);
+    for (size_t i = 0; i < sizeof required / sizeof required[0]; i++) {
+        if (gguf_get_u32(f, required[i].key, &value, err)) return -1;
+        if (value > INT32_MAX) return ramp_fail(err, "%s: %s = %u is too large", f->path, required[i].key, value);
+        *required[i].field = (int)value;
+    }
+    c->n_kv_heads = c->n_heads;
+    if (gguf_find(f, "llama.attention.head_count_kv")) {
+        if (gguf_get_u32(f, "llama.attention.head_count_kv", &value, err)) return -1;
+        c->n_kv_heads = (int)(value > INT32_MAX ? 0 : value);
+    }
+    config_derive(c);
+    c->context_length = 2048;
+    if (gguf_find(f, "llama.context_length")) {
+        if (gguf_get_u32(f, "llama.context_length", &value, err)) return -1;
+        c->context_length = value > (1u << 20) ? (1 << 20) : (int)value;
+    }
+    c->rope_dim = c->head_dim;
+    if (gguf_find(f, "llama.rope.dimension_count")) {
+        if (gguf_get_u32(f, "llama.rope.dimension_count", &value, err)) return -1;
+        c->rope_dim = (int)(value > INT32_MAX ? 0 : value);
+    }
+    c->rope_base = 10000.0f;
+    if (gguf_find(f, "llama.rope.freq_base") && gguf_get_f32(f, "llama.rope.freq_base", &c->rope_base, err)) return -1;
+    c->rms_eps = 1e-5f;
+    if (gguf_find(f, "llama.attention.layer_norm_rms_epsilon") &&
+        gguf_get_f32(f, "llama.attention.layer_norm_rms_epsilon", &c->rms_eps, err))
+        return -1;
+    /* The vocabulary size is the embedding's row count. */
+    const gguf_tensor *embedding = gguf_find_tensor(f, "token_embd.weight");
+    if (!embedding) return ramp_fail(err, "%s: tensor token_embd.weight is missing", f->path);
+    if (embedding->n_dims != 2 || embedding->dims[1] > INT32_MAX)
+        return ramp_fail(err, "%s: tensor token_embd.weight must be 2-dimensional", f->path);
+    c->vocab_size = (int)embedding->dims[1];
+    return config_validate(f->path, c, err);
+}
+
+/* Finds a tensor, checks its shape (rows x cols = dims[1] x dims[0]) and returns fp32 weights. */
+static int gguf_weight(model *m, const char *name, int rows, int cols, const float **out, ramp_error *err) {
+    const gguf_tensor *t = gguf_find_tensor(&m->gguf, name);
+    if (!t) return ramp_fail(err, "%s: tensor %s is missing", m->path, name);
+    bool is_vector = rows == 1;
+    bool shape_ok = is_vector ? (t->n_dims == 1 && t->dims[0] == (uint64_t)cols)
+                              : (t->n_dims == 2 && t->dims[0] == (uint64_t)cols && t->dims[1] == (uint64_t)rows);
+    if (!shape_ok) {
+        char found[96];
+        int used = 0;
+        for (uint32_t d = 0; d < t->n_dims && used < (int)sizeof found; d++)
+            used += snprintf(found + used, sizeof found - (size_t)used, "%s%llu", d ? "x" : "",
+                             (unsigned long long)t->dims[d]);
+        if (is_vector) return ramp_fail(err, "%s: tensor %s has shape %s, expected %d", m->path, name, found, cols);
+        return ramp_fail(err, "%s: tensor %s has shape %s, expected %dx%d", m->path, name, found, cols, rows);
+    }
+    size_t n = (size_t)rows * (size_t)cols;
+    if (t->type == GGML_TYPE_F32) {
+        if ((uintptr_t)t->data % sizeof(float) != 0)
+            return ramp_fail(err, "%s: tensor %s data is not 4-byte aligned", m->path, name);
+        *out = t->data;
+    } else {
+        float *buffer = malloc(n * sizeof(float));
+        if (!buffer || model_keep_buffer(m, buffer)) {
+            free(buffer);
+            return ramp_fail(err, "%s: out of memory dequantizing tensor %s (%zu values)", m->path, name, n);
+        }
+        if (dequantize(t->type, t->data, buffer, n))
+            return ramp_fail(err, "%s: tensor %s has type %s that cannot be dequantized", m->path, name,
+                             ggml_type_name(t->type));
+        *out = buffer;
+    }
+    if (!is_vector) snprintf(m->weight_type, sizeof m->weight_type, "%s", ggml_type_name(t->type));
+    m->weight_bytes += n * sizeof(float);
+    return 0;
+}
+
+static int gguf_load_weights(model *m, ramp_error *err) {
+    const model_config *c = &m->config;
+    char name[96];
+    for (int l = m->slice.first_layer; l < m->slice.end_layer; l++) {
+        layer_weights *w = &m->layers[l];
+        struct { const char *suffix; int rows, cols; const float **field; } tensors[] = {
+            {"attn_norm", 1, c->dim, &w->attn_norm},      {"attn_q", c->dim, c->dim, &w->wq},
+            {"attn_k", c->kv_dim, c->dim, &w->wk},        {"attn_v", c->kv_dim, c->dim, &w->wv},
+            {"attn_output", c->dim, c->dim, &w->wo},      {"ffn_norm", 1, c->dim, &w->ffn_norm},
+            {"ffn_gate", c->ffn_dim, c->dim, &w->w_gate}, {"ffn_up", c->ffn_dim, c->dim, &w->w_up},
+            {"ffn_down", c->dim, c->ffn_dim, &w->w_down},
+        };
+        for (size_t i = 0; i < sizeof tensors / sizeof tensors[0]; i++) {
+            snprintf(name, sizeof name, "blk.%d.%s.weight", l, tensors[i].suffix);
+            if (gguf_weight(m, name, tensors[i].rows, tensors[i].cols, tensors[i].field, err)) return -1;
+        }
+    }
+    bool tied = gguf_find_tensor(&m->gguf, "output.weight") == NULL;
+    if (m->slice.embedding || (m->slice.head && tied))
+        if (gguf_weight(m, "token_embd.weight", c->vocab_size, c->dim, &m->token_embedding, err)) return -1;
+    if (m->slice.head) {
+        if (gguf_weight(m, "output_norm.weight", 1, c->dim, &m->output_norm, err)) return -1;
+        if (tied) m->output = m->token_embedding;
+        else if (gguf_weight(m, "output.weight", c->vocab_size, c->dim, &m->output, err)) return -1;
+    }
+    if (!m->slice.embedding && !tied) m->token_embedding = NULL;
+    return 0;
+}
+
+/* ---- llama2.c checkpoints ------------------------------------------------------------------- */
+
+enum { LLAMA2C_HEADER_INTS = 7 };
+
+static int llama2c_read_header(const char *path, const void *map, size_t size, model_config *c, bool *shared_head,
+                               ramp_error *err) {
+    if (size < LLAMA2C_HEADER_INTS * sizeof(int32_t))
+        return ramp_fail(err, "%s: file is %zu bytes, too short for a llama2.c header (28 bytes)", path, size);
+    int32_t h[LLAMA2C_HEADER_INTS];
+    memcpy(h, map, sizeof h);
+    memset(c, 0, sizeof *c);
+    c->dim = h[0];
+    c->ffn_dim = h[1];
+    c->n_layers = h[2];
+    c->n_heads = h[3];
+    c->n_kv_heads = h[4];
+    *shared_head = h[5] > 0;
+    c->vocab_size = h[5] == INT32_MIN ? 0 : abs(h[5]);
+    c->context_length = h[6];
+    config_derive(c);
+    c->rope_dim = c->head_dim;
+    c->rope_base = 10000.0f;
+    c->rms_eps = 1e-5f;
+    return config_validate(path, c, err);
+}
+
+static int llama2c_load_weights(model *m, bool shared_head, ramp_error *err) {
+    const model_config *c = &m->config;
+    const uint64_t L = (uint64_t)c->n_layers, dim = (uint64_t)c->dim, kv = (uint64_t)c->kv_dim,
+                   ffn = (uint64_t)c->ffn_dim, vocab = (uint64_t)c->vocab_size;
+    const uint64_t head_size = dim / (uint64_t)c->n_heads;
+    /* Sections in file order, in floats. */
+    uint64_t sizes[] = {
+        vocab * dim,                                   /* token embedding */
+        L * dim,         L * dim * dim, L * kv * dim, /* rms_att, wq, wk */
+        L * kv * dim,    L * dim * dim,               /* wv, wo */
+        L * dim,         L * ffn * dim, L * dim * ffn, /* rms_ffn, w1 (gate), w2 (down) */
+        L * ffn * dim,   dim,                         /* w3 (up), rms_final */
+        (uint64_t)c->context_length * head_size,      /* legacy RoPE tables (unused) */
+        shared_head ? 0 : vocab * dim,                /* classifier */
+    };
+    uint64_t offsets[sizeof sizes / sizeof sizes[0]];
+    uint64_t total = LLAMA2C_HEADER_INTS * sizeof(int32_t);
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+        offsets[i] = total;
+        total += sizes[i] * sizeof(float);
+    }
+    if (total > m->checkpoint_size)
+        return ramp_fail(err, "%s: llama2.c checkpoint is %zu bytes, expected %llu for dim %d, %d layers, vocab %d",
+                         m->path, m->checkpoint_size, (unsigned long long)total, c->dim, c->n_layers, c->vocab_size);
+    const char *base = m->checkpoint_map;
+#define SECTION(i) ((const float *)(base + offsets[i]))
+    for (int l = m->slice.first_layer; l < m->slice.end_layer; l++) {
+        layer_weights *w = &m->layers[l];
+        w->attn_norm = SECTION(1) + l * dim;
+        w->wq = SECTION(2) + l * dim * dim;
+        w->wk = SECTION(3) + l * kv * dim;
+        w->wv = SECTION(4) + l * kv * dim;
+        w->wo = SECTION(5) + l * dim * dim;
+        w->ffn_norm = SECTION(6) + l * dim;
+        w->w_gate = SECTION(7) + l * ffn * dim;
+        w->w_down = SECTION(8) + l * dim * ffn;
+        w->w_up = SECTION(9) + l * ffn * dim;
+        m->weight_bytes += (2 * dim + 2 * dim * dim + 2 * kv * dim + 3 * ffn * dim) * sizeof(float);
+    }
+    if (m->slice.embedding || (m->slice.head && shared_head)) m->token_embedding = SECTION(0);
+    if (m->slice.embedding) m->weight_bytes += vocab * dim * sizeof(float);
+    if (m->slice.head) {
+        m->output_norm = SECTION(10);
+        m->output = shared_head ? SECTION(0) : SECTION(12);
+        m->weight_bytes += (dim + vocab * dim) * sizeof(float);
+    }
+    if (!m->slice.embedding) m->token_embedding = NULL;
+#undef SECTION
+    snprintf(m->weight_type, sizeof m->weight_type, "F32");
+    return 0;
+}
+
+static int map_file(const char *path, void **map, size_t *size, ramp_error *err) {
+    int fd = open(path, O_RDONLY);
+    if (fd < 0) return ramp_fail(err, "%s: cannot open: %s", path, strerror(errno));
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        return ramp_fail(err, "%s: not a regular file", path);
+    }
+    if (st.st_size == 0) {
+        close(fd);
+        return ramp_fail(err, "%s: file is empty", path);
+    }
+    void *p = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+    close(fd);
+    if (p == MAP_FAILED) return ramp_fail(err, "%s: cannot map: %s", path, strerror(errno));
+    *map = p;
+    *size = (size_t)st.st_size;
+    return 0;
+}
+
+static bool file_is_gguf(const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return false;
+    char magic[4] = {0};
+    size_t got = fread(magic, 1, 4, f);
+    fclose(f);
+    return got == 4 && memcmp(magic, "GGUF", 4) == 0;
+}
+
+/* ---- public --------------------------------------------------------------------------------- */
+
+int model_read_config(const char *path, model_config *config, ramp_error *err) {
+    if (file_is_gguf(path)) {
+        gguf_file f;
+        if (gguf_open(&f, path, err)) return -1;
+        int status = gguf_read_config(&f, config, err);
+        gguf_close(&f);
+        return status;
+    }
+    void *map;
+    size_t size;
+    if (map_file(path, &map, &size, err)) return -1;
+    bool shared_head = false;
+    int status = llama2c_read_header(path, map, size, config, &shared_head, err);
+    munmap(map, size);
+    return status;
+}
+
+int model_load(model *m, const char *path, const model_slice *slice, bool want_tokenizer,
+               const char *tokenizer_path, ramp_error *err) {
+    memset(m, 0, sizeof *m);
+    m->path = strdup(path);
+    if (!m->path) return ramp_fail(err, "out of memory");
+    int status = -1;
+    if (file_is_gguf(path)) {
+        m->format = MODEL_FORMAT_GGUF;
+        if (gguf_open(&m->gguf, path, err)) goto done;
+        if (gguf_read_config(&m->gguf, &m->config, err)) goto done;
+        if (slice_resolve(path, &m->config, slice, &m->slice, err)) goto done;
+        m->layers = calloc((size_t)m->config.n_layers, sizeof *m->layers);
+        if (!m->layers) { ramp_fail(err, "out of memory"); goto done; }
+        if (gguf_load_weights(m, err)) goto done;
+        if (want_tokenizer) {
+            if (tokenizer_from_gguf(&m->tokenizer, &m->gguf, err)) goto done;
+        }
+    } else {
+        m->format = MODEL_FORMAT_LLAMA2C;
+        if (map_file(path, &m->checkpoint_map, &m->checkpoint_size, err)) goto done;
+        bool shared_head = false;
+        if (llama2c_read_header(path, m->checkpoint_map, m->checkpoint_size, &m->config, &shared_head, err))
+            goto done;
+        if (slice_resolve(path, &m->config, slice, &m->slice, err)) goto done;
+        m->layers = calloc((size_t)m->config.n_layers, sizeof *m->layers);
+        if (!m->layers) { ramp_fail(err, "out of memory"); goto done; }
+        if (llama2c_load_weights(m, shared_head, err)) goto done;
+        if (want_tokenizer) {
+            if (!tokenizer_path || !*tokenizer_path) {
+                ramp_fail(err, "%s: a llama2.c checkpoint needs its tokenizer: pass --tokenizer tokenizer.bin", path);
+                goto done;
+            }
+            if (tokenizer_from_llama2c(&m->tokenizer, tokenizer_path, m->config.vocab_size, err)) goto done;
+        }
+    }
+    if (m->tokenizer && tokenizer_vocab_size(m->tokenizer) != m->config.vocab_size) {
+        ramp_fail(err, "%s: tokenizer has %d tokens, the model's vocabulary has %d", path,
+                  tokenizer_vocab_size(m->tokenizer), m->config.vocab_size);
+        goto done;
+    }
+    status = 0;
+done:
+    if (status) model_free(m);
+    return status;
+}
+
+void model_free(model *m) {
+    if (!m) return;
+    for (int i = 0; i < m->n_owned_buffers; i++) free(m->owned_buffers[i]);
+    free(m->owned_buffers);
+    if (m->tokenizer) tokenizer_free(m->tokenizer);
+    if (m->format == MODEL_FORMAT_GGUF) gguf_close(&m->gguf);
+    if (m->checkpoint_map) munmap(m->checkpoint_map, m->checkpoint_size);
+    free(m->layers);
+    free(m->path);
+    memset(m, 0, sizeof *m);
+}

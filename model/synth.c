@@ -1,0 +1,284 @@
+/* synth.c: synthetic llama GGUF models (see synth.h).
+ *
+ * The tensor list is computed, not stored: describe_tensor(spec, i) gives the name and shape of
+ * tensor i, and the writer, the declarations and synth_tensor_values all walk the same list. Each
+ * tensor's random stream is seeded from (seed, name), so its values do not depend on the order
+ * tensors are written in or on how they are chunked.
+ */
+#include "synth.h"
+
+#include <math.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gguf_writer.h"
+#include "quant.h"
+
+#define N_SPECIAL_TOKENS 3 /* <unk>, <s>, </s> */
+#define FIRST_FILLER_TOKEN (N_SPECIAL_TOKENS + 256)
+#define PIECE_BYTES 16             /* longest piece: U+2581 (3 bytes) + 7 letters + NUL */
+#define CHUNK_ELEMENTS (1u << 20) /* values generated per write; bounds memory for any model size */
+
+/* Token types as llama.cpp numbers them. */
+enum { TOKEN_NORMAL = 1, TOKEN_UNKNOWN = 2, TOKEN_CONTROL = 3, TOKEN_BYTE = 6 };
+
+static const char *const LAYER_TENSORS[] = {"attn_norm", "attn_q",   "attn_k", "attn_v",  "attn_output",
+                                            "ffn_norm",  "ffn_gate", "ffn_up", "ffn_down"};
+#define TENSORS_PER_LAYER (sizeof LAYER_TENSORS / sizeof LAYER_TENSORS[0])
+
+typedef struct {
+    char name[64];
+    uint32_t n_dims;
+    uint64_t dims[2]; /* dims[0] = row length (input size), dims[1] = rows (output size) */
+    bool is_norm;
+} tensor_desc;
+
+int synth_validate(const synth_spec *s, ramp_error *err) {
+    const struct { const char *name; int value; } sizes[] = {
+        {"dim", s->dim}, {"layers", s->layers}, {"heads", s->heads}, {"kv_heads", s->kv_heads},
+        {"ffn", s->ffn}, {"vocab", s->vocab},   {"context", s->context},
+    };
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++)
+        if (sizes[i].value <= 0)
+            return ramp_fail(err, "synthetic model: %s is %d, expected a positive number", sizes[i].name, sizes[i].value);
+    if (s->dim % s->heads != 0)
+        return ramp_fail(err, "synthetic model: dim %d is not a multiple of heads %d", s->dim, s->heads);
+    if (s->heads % s->kv_heads != 0)
+        return ramp_fail(err, "synthetic model: heads %d is not a multiple of kv_heads %d", s->heads, s->kv_heads);
+    if ((s->dim / s->heads) % 2 != 0)
+        return ramp_fail(err, "synthetic model: head size %d (dim / heads) is odd, expected even for RoPE",
+                         s->dim / s->heads);
+    if (s->vocab < FIRST_FILLER_TOKEN)
+        return ramp_fail(err, "synthetic model: vocab %d is too small, expected at least %d (3 special tokens and "
+                              "256 byte tokens)", s->vocab, FIRST_FILLER_TOKEN);
+    if (s->type != GGML_TYPE_F32 && s->type != GGML_TYPE_F16 && s->type != GGML_TYPE_Q8_0 && s->type != GGML_TYPE_Q4_0)
+        return ramp_fail(err, "synthetic model: weight type %s (%d) is not supported, expected F32, F16, Q8_0 or Q4_0",
+                         ggml_type_name(s->type), (int)s->type);
+    int block = (int)ggml_type_block_elements(s->type);
+    if (s->dim % block != 0 || s->ffn % block != 0)
+        return ramp_fail(err, "synthetic model: dim %d and ffn %d must be multiples of %d for %s weights", s->dim,
+                         s->ffn, block, ggml_type_name(s->type));
+    return 0;
+}
+
+/* ---- the tensor list ----------------------------------------------------------------------------- */
+
+static size_t tensor_count(const synth_spec *s) { return 3 + (size_t)s->layers * TENSORS_PER_LAYER; }
+
+static void set_shape(tensor_desc *t, uint64_t row_length, uint64_t rows) {
+    t->n_dims = rows == 1 ? 1 : 2;
+    t->dims[0] = row_length;
+    t->dims[1] = rows;
+    t->is_norm = rows == 1;
+}
+
+/* Tensor i in file order: token_embd, output_norm, output, then blk.0.* .. blk.(layers-1).*. */
+static void describe_tensor(const synth_spec *s, size_t index, tensor_desc *t) {
+    uint64_t dim = (uint64_t)s->dim, ffn = (uint64_t)s->ffn, vocab = (uint64_t)s->vocab;
+    uint64_t kv_dim = dim / (uint64_t)s->heads * (uint64_t)s->kv_heads;
+    memset(t, 0, sizeof *t);
+    if (index < 3) {
+        static const char *const names[] = {"token_embd.weight", "output_norm.weight", "output.weight"};
+        snprintf(t->name, sizeof t->name, "%s", names[index]);
+        set_shape(t, dim, index == 1 ? 1 : vocab);
+        return;
+    }
+    size_t layer = (index - 3) / TENSORS_PER_LAYER, kind = (index - 3) % TENSORS_PER_LAYER;
+    snprintf(t->name, sizeof t->name, "blk.%zu.%s.weight", layer, LAYER_TENSORS[kind]);
+    switch (kind) {
+    case 0: case 5: set_shape(t, dim, 1); break;          /* attn_norm, ffn_norm */
+    case 1: case 4: set_shape(t, dim, dim); break;        /* attn_q, attn_output */
+    case 2: case 3: set_shape(t, dim, kv_dim); break;     /* attn_k, attn_v */
+    case 6: case 7: set_shape(t, dim, ffn); break;        /* ffn_gate, ffn_up */
+    default: set_shape(t, ffn, dim); break;               /* ffn_down */
+    }
+}
+
+static ggml_type storage_type(const synth_spec *s, const tensor_desc *t) { return t->is_norm ? GGML_TYPE_F32 : s->type; }
+
+/* ---- random values --------------------------------------------------------------------------------- */
+
+typedef struct {
+    uint64_t state; /* xorshift64*, never 0 */
+    float scale;
+    bool ones;      /* norm weights are all 1 */
+} value_stream;
+
+static uint64_t splitmix64(uint64_t x) {
+    x += 0x9e3779b97f4a7c15ull;
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+    return x ^ (x >> 31);
+}
+
+static value_stream stream_for(const synth_spec *s, const tensor_desc *t) {
+    uint64_t hash = 0xcbf29ce484222325ull; /* FNV-1a of the name */
+    for (const char *c = t->name; *c; c++) hash = (hash ^ (unsigned char)*c) * 0x100000001b3ull;
+    value_stream v = {.state = splitmix64(s->seed ^ hash), .scale = 1.0f / sqrtf((float)t->dims[0]), .ones = t->is_norm};
+    if (v.state == 0) v.state = 1;
+    return v;
+}
+
+static void fill_values(value_stream *v, float *out, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        if (v->ones) {
+            out[i] = 1.0f;
+            continue;
+        }
+        v->state ^= v->state >> 12;
+        v->state ^= v->state << 25;
+        v->state ^= v->state >> 27;
+        uint64_t r = v->state * 0x2545f4914f6cdd1dull;
+        float unit = (float)(r >> 40) / 16777216.0f; /* 24 random bits -> [0, 1) */
+        out[i] = (2.0f * unit - 1.0f) * v->scale;
+    }
+}
+
+int synth_tensor_values(const synth_spec *spec, const char *name, float *out, size_t n, ramp_error *err) {
+    if (synth_validate(spec, err)) return -1;
+    for (size_t i = 0; i < tensor_count(spec); i++) {
+        tensor_desc t;
+        describe_tensor(spec, i, &t);
+        if (strcmp(t.name, name) != 0) continue;
+        uint64_t elements = t.dims[0] * t.dims[1];
+        if (n != elements)
+            return ramp_fail(err, "synthetic model: tensor %s has %llu elements, caller asked for %zu", name,
+                             (unsigned long long)elements, n);
+        value_stream v = stream_for(spec, &t);
+        fill_values(&v, out, n);
+        return 0;
+    }
+    return ramp_fail(err, "synthetic model: no tensor named %s", name);
+}
+
+/* ---- writing ------------------------------------------------------------------------------------------ */
+
+static void convert(ggml_type type, const float *src, void *dst, size_t n) {
+    switch (type) {
+    case GGML_TYPE_F16: quantize_f16(src, dst, n); break;
+    case GGML_TYPE_Q8_0: quantize_q8_0(src, dst, n); break;
+    case GGML_TYPE_Q4_0: quantize_q4_0(src, dst, n); break;
+    default: memcpy(dst, src, n * sizeof(float)); break; /* F32 (validated) */
+    }
+}
+
+/* Generates, converts and writes one tensor a chunk of rows at a time. */
+static int write_tensor(gguf_writer *w, const synth_spec *s, const tensor_desc *t, ramp_error *err) {
+    ggml_type type = storage_type(s, t);
+    uint64_t row = t->dims[0], rows = t->dims[1];
+    uint64_t row_bytes = row / ggml_type_block_elements(type) * ggml_type_block_bytes(type);
+    uint64_t chunk_rows = CHUNK_ELEMENTS / row ? CHUNK_ELEMENTS / row : 1;
+    if (chunk_rows > rows) chunk_rows = rows;
+    float *values = malloc(chunk_rows * row * sizeof *values);
+    void *bytes = malloc(chunk_rows * row_bytes);
+    int rc = 0;
+    if (values == NULL || bytes == NULL) rc = ramp_fail(err, "synthetic model: out of memory writing %s", t->name);
+    value_stream v = stream_for(s, t);
+    for (uint64_t done = 0; rc == 0 && done < rows; done += chunk_rows) {
+        uint64_t n_rows = rows - done < chunk_rows ? rows - done : chunk_rows;
+        fill_values(&v, values, n_rows * row);
+        convert(type, values, bytes, n_rows * row);
+        rc = gguf_writer_write_data(w, bytes, n_rows * row_bytes, err);
+    }
+    free(values);
+    free(bytes);
+    return rc;
+}
+
+static int declare_tensors(gguf_writer *w, const synth_spec *s, ramp_error *err) {
+    for (size_t i = 0; i < tensor_count(s); i++) {
+        tensor_desc t;
+        describe_tensor(s, i, &t);
+        if (gguf_writer_add_tensor(w, t.name, t.n_dims, t.dims, storage_type(s, &t), err)) return -1;
+    }
+    return 0;
+}
+
+static int write_tensors(gguf_writer *w, const synth_spec *s, ramp_error *err) {
+    for (size_t i = 0; i < tensor_count(s); i++) {
+        tensor_desc t;
+        describe_tensor(s, i, &t);
+        if (write_tensor(w, s, &t, err)) return -1;
+    }
+    return 0;
+}
+
+static int add_hyperparameters(gguf_writer *w, const synth_spec *s, ramp_error *err) {
+    uint32_t file_type = s->type == GGML_TYPE_F32 ? 0 : s->type == GGML_TYPE_F16 ? 1 : s->type == GGML_TYPE_Q4_0 ? 2 : 7;
+    return gguf_writer_add_string(w, "general.architecture", "llama", err) ||
+           gguf_writer_add_string(w, "general.name", "synthetic", err) ||
+           gguf_writer_add_u32(w, "general.file_type", file_type, err) ||
+           gguf_writer_add_u32(w, "llama.block_count", (uint32_t)s->layers, err) ||
+           gguf_writer_add_u32(w, "llama.context_length", (uint32_t)s->context, err) ||
+           gguf_writer_add_u32(w, "llama.embedding_length", (uint32_t)s->dim, err) ||
+           gguf_writer_add_u32(w, "llama.feed_forward_length", (uint32_t)s->ffn, err) ||
+           gguf_writer_add_u32(w, "llama.attention.head_count", (uint32_t)s->heads, err) ||
+           gguf_writer_add_u32(w, "llama.attention.head_count_kv", (uint32_t)s->kv_heads, err) ||
+           gguf_writer_add_u32(w, "llama.rope.dimension_count", (uint32_t)(s->dim / s->heads), err) ||
+           gguf_writer_add_f32(w, "llama.rope.freq_base", 10000.0f, err) ||
+           gguf_writer_add_f32(w, "llama.attention.layer_norm_rms_epsilon", 1e-5f, err);
+}
+
+/* Filler piece k: even k start with the word marker U+2581; the letters count a, b, .., z, aa, ab, ..
+ * (bijective base 26) in k / 2, so every piece is distinct. */
+static void filler_piece(size_t k, char out[PIECE_BYTES]) {
+    char letters[8];
+    size_t n_letters = 0, pos = 0;
+    for (size_t n = k / 2 + 1; n > 0; n /= 26) {
+        n--; /* bijective: digits run 1..26, stored as 'a'..'z' */
+        letters[n_letters++] = (char)('a' + n % 26);
+    }
+    if (k % 2 == 0) {
+        memcpy(out, "\xe2\x96\x81", 3);
+        pos = 3;
+    }
+    while (n_letters > 0) out[pos++] = letters[--n_letters];
+    out[pos] = '\0';
+}
+
+static int add_vocabulary(gguf_writer *w, const synth_spec *s, ramp_error *err) {
+    size_t n = (size_t)s->vocab;
+    char (*pieces)[PIECE_BYTES] = malloc(n * sizeof *pieces);
+    const char **texts = malloc(n * sizeof *texts);
+    float *scores = malloc(n * sizeof *scores);
+    int32_t *types = malloc(n * sizeof *types);
+    int rc = -1;
+    if (pieces == NULL || texts == NULL || scores == NULL || types == NULL) {
+        ramp_fail(err, "synthetic model: out of memory for a vocabulary of %zu tokens", n);
+        goto done;
+    }
+    for (size_t i = 0; i < n; i++) {
+        static const char *const specials[] = {"<unk>", "<s>", "</s>"};
+        if (i < N_SPECIAL_TOKENS) snprintf(pieces[i], PIECE_BYTES, "%s", specials[i]);
+        else if (i < FIRST_FILLER_TOKEN) snprintf(pieces[i], PIECE_BYTES, "<0x%02X>", (unsigned)(i - N_SPECIAL_TOKENS));
+        else filler_piece(i - FIRST_FILLER_TOKEN, pieces[i]);
+        texts[i] = pieces[i];
+        types[i] = i == 0 ? TOKEN_UNKNOWN : i < N_SPECIAL_TOKENS ? TOKEN_CONTROL : i < FIRST_FILLER_TOKEN ? TOKEN_BYTE : TOKEN_NORMAL;
+        scores[i] = i < FIRST_FILLER_TOKEN ? 0.0f : -(float)(i - FIRST_FILLER_TOKEN); /* earlier pieces merge first */
+    }
+    rc = gguf_writer_add_string(w, "tokenizer.ggml.model", "llama", err) ||
+         gguf_writer_add_string_array(w, "tokenizer.ggml.tokens", texts, n, err) ||
+         gguf_writer_add_f32_array(w, "tokenizer.ggml.scores", scores, n, err) ||
+         gguf_writer_add_i32_array(w, "tokenizer.ggml.token_type", types, n, err) ||
+         gguf_writer_add_u32(w, "tokenizer.ggml.unknown_token_id", 0, err) ||
+         gguf_writer_add_u32(w, "tokenizer.ggml.bos_token_id", 1, err) ||
+         gguf_writer_add_u32(w, "tokenizer.ggml.eos_token_id", 2, err) ? -1 : 0;
+done:
+    free(pieces);
+    free(texts);
+    free(scores);
+    free(types);
+    return rc;
+}
+
+int synth_write(const synth_spec *spec, const char *path, ramp_error *err) {
+    if (synth_validate(spec, err)) return -1;
+    gguf_writer *w;
+    if (gguf_writer_create(&w, path, err)) return -1;
+    int failed = add_hyperparameters(w, spec, err) || add_vocabulary(w, spec, err) || declare_tensors(w, spec, err) ||
+                 gguf_writer_begin_data(w, err) || write_tensors(w, spec, err) || gguf_writer_finish(w, err);
+    gguf_writer_free(w); /* deletes the file unless finish succeeded */
+    return failed ? -1 : 0;
+}

@@ -1,0 +1,45 @@
+/* synth.h: synthetic llama models with random weights, written as GGUF.
+ *
+ * They exist so that loaders, the pipeline and benchmarks can run on any shape (up to 7B-sized
+ * layers) without downloading anything. The file looks like what llama.cpp's converter writes:
+ * llama.* hyperparameters, a SentencePiece-style vocabulary (<unk>, <s>, </s>, the 256 byte
+ * tokens <0x00>..<0xFF>, then made-up pieces) and the usual tensor names and shapes:
+ *
+ *   token_embd.weight [dim, vocab]    output_norm.weight [dim]    output.weight [dim, vocab]
+ *   blk.N.attn_norm.weight [dim]      blk.N.attn_q.weight [dim, dim]
+ *   blk.N.attn_k/attn_v.weight [dim, kv_dim]  (kv_dim = dim / heads * kv_heads)
+ *   blk.N.attn_output.weight [dim, dim]       blk.N.ffn_norm.weight [dim]
+ *   blk.N.ffn_gate/ffn_up.weight [dim, ffn]   blk.N.ffn_down.weight [ffn, dim]
+ *
+ * Matrices hold uniform random values in +-1/sqrt(row length), so activations keep a sane scale;
+ * norm weights are 1. Values depend only on the seed and the tensor name, and are stored as
+ * spec.type (F32, F16, Q8_0 or Q4_0); norms are always F32. Weights are generated and written a
+ * few rows at a time, so memory use stays small whatever the model size.
+ */
+#ifndef RAMP_SYNTH_H
+#define RAMP_SYNTH_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "error.h"
+#include "gguf.h"
+
+typedef struct {
+    int dim, layers, heads, kv_heads, ffn, vocab, context;
+    ggml_type type; /* storage type of the matrices */
+    uint64_t seed;
+} synth_spec;
+
+/* Checks the spec (positive sizes, dim % heads, heads % kv_heads, an even head size, room for the
+ * 259 special and byte tokens, block-aligned rows for quantized types). */
+int synth_validate(const synth_spec *spec, ramp_error *err);
+
+/* Writes the model to path. On failure no file is left behind. */
+int synth_write(const synth_spec *spec, const char *path, ramp_error *err);
+
+/* The fp32 values synth_write generates for the named tensor (before conversion to spec->type),
+ * so tests can compare what a loader reads with what was meant. n must be its element count. */
+int synth_tensor_values(const synth_spec *spec, const char *name, float *out, size_t n, ramp_error *err);
+
+#endif

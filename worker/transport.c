@@ -1,0 +1,246 @@
+#include "transport.h"
+
+#include <mpi.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+enum { FRAME_TAG = 7 };
+
+typedef struct {
+    int source, destination;
+    uint8_t *frame;
+    size_t length;
+} queued_frame;
+
+typedef struct {
+    MPI_Request request;
+    uint8_t *frame;
+} pending_send;
+
+struct transport {
+    int rank, size;
+    bool local;
+    uint64_t bytes_sent, bytes_received;
+    /* MPI */
+    pending_send *pending;
+    int n_pending, pending_capacity;
+    /* in-process */
+    queued_frame *queue;
+    size_t queue_head, queue_tail, queue_capacity;
+    transport_handler *handlers;
+    void **contexts;
+};
+
+static double now_seconds(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+bool transport_launched_by_mpi(void) {
+    const char *variables[] = {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK", "SLURM_STEP_NUM_TASKS"};
+    for (size_t i = 0; i < sizeof variables / sizeof variables[0]; i++)
+        if (getenv(variables[i])) return true;
+    return false;
+}
+
+int transport_open_mpi(transport **out, int *argc, char ***argv, ramp_error *err) {
+    transport *t = calloc(1, sizeof *t);
+    if (!t) return ramp_fail(err, "transport: out of memory");
+    int provided;
+    if (MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided) != MPI_SUCCESS) {
+        free(t);
+        return ramp_fail(err, "transport: MPI_Init failed");
+    }
+    /* Errors come back as values: we report them with the rank and end the job ourselves. */
+    MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
+    MPI_Comm_rank(MPI_COMM_WORLD, &t->rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &t->size);
+    *out = t;
+    return 0;
+}
+
+int transport_open_local(transport **out, int size, ramp_error *err) {
+    transport *t = calloc(1, sizeof *t);
+    if (!t || size < 1) {
+        free(t);
+        return ramp_fail(err, "transport: cannot create an in-process transport of %d ranks", size);
+    }
+    t->local = true;
+    t->size = size;
+    t->handlers = calloc((size_t)size, sizeof *t->handlers);
+    t->contexts = calloc((size_t)size, sizeof *t->contexts);
+    if (!t->handlers || !t->contexts) {
+        transport_close(t);
+        return ramp_fail(err, "transport: out of memory");
+    }
+    *out = t;
+    return 0;
+}
+
+void transport_set_handler(transport *t, int rank, transport_handler handler, void *context) {
+    if (rank >= 0 && rank < t->size && t->local) {
+        t->handlers[rank] = handler;
+        t->contexts[rank] = context;
+    }
+}
+
+static void reap_sends(transport *t, bool wait) {
+    for (int i = 0; i < t->n_pending;) {
+        int done = 0;
+        if (wait) {
+            MPI_Wait(&t->pending[i].request, MPI_STATUS_IGNORE);
+            done = 1;
+        } else {
+            MPI_Test(&t->pending[i].request, &done, MPI_STATUS_IGNORE);
+        }
+        if (done) {
+            free(t->pending[i].frame);
+            t->pending[i] = t->pending[--t->n_pending];
+        } else {
+            i++;
+        }
+    }
+}
+
+void transport_close(transport *t) {
+    if (!t) return;
+    if (t->local) {
+        for (size_t i = t->queue_head; i < t->queue_tail; i++) free(t->queue[i].frame);
+        free(t->queue);
+        free(t->handlers);
+        free(t->contexts);
+    } else {
+        reap_sends(t, true);
+        free(t->pending);
+        MPI_Finalize();
+    }
+    free(t);
+}
+
+void transport_abort(transport *t, int status) {
+    if (t && !t->local) MPI_Abort(MPI_COMM_WORLD, status);
+    exit(status);
+}
+
+int transport_rank(const transport *t) { return t->rank; }
+int transport_size(const transport *t) { return t->size; }
+bool transport_is_local(const transport *t) { return t->local; }
+uint64_t transport_bytes_sent(const transport *t) { return t->bytes_sent; }
+uint64_t transport_bytes_received(const transport *t) { return t->bytes_received; }
+
+static int local_enqueue(transport *t, int destination, uint8_t *frame, size_t length, ramp_error *err) {
+    if (t->queue_tail == t->queue_capacity) {
+        if (t->queue_head > 0) { /* slide the live entries to the front before growing */
+            memmove(t->queue, t->queue + t->queue_head, (t->queue_tail - t->queue_head) * sizeof *t->queue);
+            t->queue_tail -= t->queue_head;
+            t->queue_head = 0;
+        }
+        if (t->queue_tail == t->queue_capacity) {
+            size_t capacity = t->queue_capacity ? 2 * t->queue_capacity : 64;
+            queued_frame *grown = realloc(t->queue, capacity * sizeof *grown);
+            if (!grown) {
+                free(frame);
+                return ramp_fail(err, "transport: out of memory queueing a frame");
+            }
+            t->queue = grown;
+            t->queue_capacity = capacity;
+        }
+    }
+    t->queue[t->queue_tail++] = (queued_frame){t->rank, destination, frame, length};
+    return 0;
+}
+
+int transport_send(transport *t, int destination, uint8_t *frame, size_t length, ramp_error *err) {
+    if (destination < 0 || destination >= t->size) {
+        free(frame);
+        return ramp_fail(err, "transport: no rank %d in a job of %d", destination, t->size);
+    }
+    t->bytes_sent += length;
+    if (t->local) return local_enqueue(t, destination, frame, length, err);
+    if (length > INT32_MAX) {
+        free(frame);
+        return ramp_fail(err, "transport: frame of %zu bytes exceeds MPI's count limit", length);
+    }
+    if (t->n_pending == t->pending_capacity) {
+        int capacity = t->pending_capacity ? 2 * t->pending_capacity : 16;
+        pending_send *grown = realloc(t->pending, (size_t)capacity * sizeof *grown);
+        if (!grown) {
+            free(frame);
+            return ramp_fail(err, "transport: out of memory");
+        }
+        t->pending = grown;
+        t->pending_capacity = capacity;
+    }
+    pending_send *p = &t->pending[t->n_pending];
+    if (MPI_Isend(frame, (int)length, MPI_BYTE, destination, FRAME_TAG, MPI_COMM_WORLD, &p->request) != MPI_SUCCESS) {
+        free(frame);
+        return ramp_fail(err, "transport: rank %d could not send %zu bytes to rank %d", t->rank, length, destination);
+    }
+    p->frame = frame;
+    t->n_pending++;
+    return 0;
+}
+
+/* In-process: hand queued frames to their ranks' handlers until one is addressed to rank 0. */
+static int local_receive(transport *t, int *source, uint8_t **frame, size_t *length, ramp_error *err) {
+    while (t->queue_head < t->queue_tail) {
+        queued_frame q = t->queue[t->queue_head++];
+        if (q.destination == t->rank) {
+            *source = q.source;
+            *frame = q.frame;
+            *length = q.length;
+            t->bytes_received += q.length;
+            return 1;
+        }
+        if (!t->handlers[q.destination]) {
+            free(q.frame);
+            return ramp_fail(err, "transport: no in-process handler for rank %d", q.destination);
+        }
+        int saved_rank = t->rank;
+        t->rank = q.destination; /* frames the handler sends come from its rank */
+        int status = t->handlers[q.destination](t->contexts[q.destination], q.source, q.frame, q.length, err);
+        t->rank = saved_rank;
+        free(q.frame);
+        if (status) return -1;
+    }
+    return 0; /* nothing left anywhere: nothing will ever arrive */
+}
+
+int transport_receive(transport *t, double timeout_seconds, const volatile int *stop, int *source, uint8_t **frame,
+                      size_t *length, ramp_error *err) {
+    if (t->local) return local_receive(t, source, frame, length, err);
+    double deadline = timeout_seconds < 0 ? -1.0 : now_seconds() + timeout_seconds;
+    long idle_polls = 0;
+    for (;;) {
+        reap_sends(t, false);
+        int flag = 0;
+        MPI_Status status;
+        if (MPI_Iprobe(MPI_ANY_SOURCE, FRAME_TAG, MPI_COMM_WORLD, &flag, &status) != MPI_SUCCESS)
+            return ramp_fail(err, "transport: rank %d: MPI_Iprobe failed", t->rank);
+        if (flag) {
+            int count;
+            MPI_Get_count(&status, MPI_BYTE, &count);
+            uint8_t *buffer = malloc(count > 0 ? (size_t)count : 1);
+            if (!buffer) return ramp_fail(err, "transport: out of memory receiving %d bytes", count);
+            if (MPI_Recv(buffer, count, MPI_BYTE, status.MPI_SOURCE, FRAME_TAG, MPI_COMM_WORLD, MPI_STATUS_IGNORE) !=
+                MPI_SUCCESS) {
+                free(buffer);
+                return ramp_fail(err, "transport: rank %d: receive from rank %d failed", t->rank, status.MPI_SOURCE);
+            }
+            *source = status.MPI_SOURCE;
+            *frame = buffer;
+            *length = (size_t)count;
+            t->bytes_received += (size_t)count;
+            return 1;
+        }
+        if (stop && *stop) return 0;
+        if (deadline >= 0 && now_seconds() >= deadline) return 0;
+        /* Spin briefly (latency), then back off to sleeping (share the cores). */
+        if (++idle_polls > 200) {
+            struct timespec pause = {0, idle_polls > 5000 ? 1000000 : 50000};
+            nanosleep(&pause, NULL);
+        }
+    }
+}

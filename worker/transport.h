@@ -1,0 +1,52 @@
+/* transport.h: moving frames (see wire.h) between the ranks of a job.
+ *
+ * Two implementations behind one interface:
+ *  - MPI: one rank per process. Sends are non-blocking (MPI_Isend; the transport owns the frame
+ *    until the send completes) so that a ring of ranks that all send at once cannot deadlock.
+ *    Receives poll with MPI_Iprobe and sleep briefly when idle, so an idle rank does not steal a
+ *    core from a busy one when ranks outnumber cores.
+ *  - in-process: every rank lives in this process. Rank 0 (the coordinator) calls
+ *    transport_receive; frames addressed to other ranks are handed to their registered handler
+ *    (a pipeline stage) one at a time, in send order, until a frame for rank 0 turns up.
+ * transport_send always takes ownership of the frame (malloc'ed), also on failure.
+ */
+#ifndef RAMP_TRANSPORT_H
+#define RAMP_TRANSPORT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "error.h"
+
+typedef struct transport transport;
+
+/* Handles one frame for a local rank; returns 0 or -1 with err set. Frame ownership stays with
+ * the transport. */
+typedef int (*transport_handler)(void *context, int source, const uint8_t *frame, size_t length, ramp_error *err);
+
+/* True when this process was started by mpirun/srun with more than one rank. */
+bool transport_launched_by_mpi(void);
+
+int transport_open_mpi(transport **out, int *argc, char ***argv, ramp_error *err);
+int transport_open_local(transport **out, int size, ramp_error *err);
+void transport_set_handler(transport *t, int rank, transport_handler handler, void *context);
+/* Waits for pending sends (MPI), finalizes MPI, frees. */
+void transport_close(transport *t);
+/* Ends every rank of the job at once with this exit status (MPI_Abort). */
+void transport_abort(transport *t, int status) __attribute__((noreturn));
+
+int transport_rank(const transport *t);
+int transport_size(const transport *t);
+bool transport_is_local(const transport *t);
+uint64_t transport_bytes_sent(const transport *t);
+uint64_t transport_bytes_received(const transport *t);
+
+int transport_send(transport *t, int destination, uint8_t *frame, size_t length, ramp_error *err);
+/* Waits up to timeout_seconds (< 0: forever) for the next frame to this rank. Returns 1 with a
+ * frame (caller frees), 0 on timeout, -1 on error. stop, when not NULL, is polled: a non-zero
+ * value ends the wait early (returns 0). */
+int transport_receive(transport *t, double timeout_seconds, const volatile int *stop, int *source, uint8_t **frame,
+                      size_t *length, ramp_error *err);
+
+#endif
