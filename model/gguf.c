@@ -18,7 +18,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -124,27 +123,46 @@ static bool is_signed(gguf_value_type t) {
 
 /* ---- the cursor ------------------------------------------------------------------------------ */
 
+#define NO_INDEX UINT64_MAX
+
+/* What is being read is recorded as plain fields and only formatted when something fails:
+ * formatting it for each of 50000 vocabulary strings would cost more than the parse itself. */
 typedef struct {
     const unsigned char *data;
     size_t size, pos;
     const char *path;
-    char what[200]; /* what is being read, for error messages */
+    const char *field; /* "the key of metadata entry", "the type of tensor", ... */
+    const char *name;  /* the key or tensor name, or NULL */
+    uint64_t index;    /* entry number or array element, or NO_INDEX */
 } reader;
 
-static void reading(reader *r, const char *format, ...) __attribute__((format(printf, 2, 3)));
-static void reading(reader *r, const char *format, ...) {
-    va_list args;
-    va_start(args, format);
-    vsnprintf(r->what, sizeof r->what, format, args);
-    va_end(args);
+static void at(reader *r, const char *field, const char *name, uint64_t index) {
+    r->field = field;
+    r->name = name;
+    r->index = index;
+}
+
+/* "the value of metadata key K (element 7)", "the name of tensor 3", "the header", ... */
+static const char *what(const reader *r, char *buf, size_t size) {
+    if (r->name != NULL && r->index != NO_INDEX)
+        snprintf(buf, size, "%s %s (element %" PRIu64 ")", r->field, r->name, r->index);
+    else if (r->name != NULL)
+        snprintf(buf, size, "%s %s", r->field, r->name);
+    else if (r->index != NO_INDEX)
+        snprintf(buf, size, "%s %" PRIu64, r->field, r->index);
+    else
+        snprintf(buf, size, "%s", r->field);
+    return buf;
 }
 
 static size_t remaining(const reader *r) { return r->size - r->pos; }
 
 static int read_uint(reader *r, size_t n, uint64_t *out, ramp_error *err) {
+    char buf[512];
+    *out = 0; /* defined even on failure (and the compiler cannot see that ramp_fail returns -1) */
     if (n > remaining(r))
         return ramp_fail(err, "%s: truncated at byte %zu while reading %s (file is %zu bytes)", r->path, r->size,
-                         r->what, r->size);
+                         what(r, buf, sizeof buf), r->size);
     *out = load_le(r->data + r->pos, n);
     r->pos += n;
     return 0;
@@ -162,10 +180,12 @@ static int read_u64(reader *r, uint64_t *out, ramp_error *err) { return read_uin
 /* A string that stays in the mapping. */
 static int read_string(reader *r, gguf_string *out, ramp_error *err) {
     uint64_t length;
+    char buf[512];
+    *out = (gguf_string){NULL, 0};
     if (read_u64(r, &length, err)) return -1;
     if (length > remaining(r))
         return ramp_fail(err, "%s: %s claims %" PRIu64 " bytes at byte %zu but only %zu remain (file is %zu bytes)",
-                         r->path, r->what, length, r->pos, remaining(r), r->size);
+                         r->path, what(r, buf, sizeof buf), length, r->pos, remaining(r), r->size);
     out->data = (const char *)r->data + r->pos;
     out->length = length;
     r->pos += length;
@@ -176,10 +196,12 @@ static int read_string(reader *r, gguf_string *out, ramp_error *err) {
  * look equal to strcmp, so it is rejected. */
 static int read_owned_string(reader *r, char **out, ramp_error *err) {
     gguf_string s;
+    char buf[512];
     if (read_string(r, &s, err)) return -1;
-    if (memchr(s.data, 0, s.length) != NULL) return ramp_fail(err, "%s: %s contains a NUL byte", r->path, r->what);
+    if (memchr(s.data, 0, s.length) != NULL)
+        return ramp_fail(err, "%s: %s contains a NUL byte", r->path, what(r, buf, sizeof buf));
     *out = malloc(s.length + 1);
-    if (*out == NULL) return ramp_fail(err, "%s: out of memory reading %s", r->path, r->what);
+    if (*out == NULL) return ramp_fail(err, "%s: out of memory reading %s", r->path, what(r, buf, sizeof buf));
     memcpy(*out, s.data, s.length);
     (*out)[s.length] = '\0';
     return 0;
@@ -188,7 +210,7 @@ static int read_owned_string(reader *r, char **out, ramp_error *err) {
 /* ---- header and metadata --------------------------------------------------------------------- */
 
 static int parse_header(reader *r, gguf_file *f, ramp_error *err) {
-    reading(r, "the header");
+    at(r, "the header", NULL, NO_INDEX);
     uint64_t magic;
     if (read_uint(r, 4, &magic, err)) return -1;
     if (memcmp(r->data, "GGUF", 4) != 0)
@@ -204,9 +226,9 @@ static int parse_header(reader *r, gguf_file *f, ramp_error *err) {
                               "only little-endian files are supported", r->path, f->version, swapped);
     if (f->version != 2 && f->version != 3)
         return ramp_fail(err, "%s: unsupported GGUF version %u, expected 2 or 3", r->path, f->version);
-    reading(r, "the tensor count in the header");
+    at(r, "the tensor count in the header", NULL, NO_INDEX);
     if (read_u64(r, &f->n_tensors, err)) return -1;
-    reading(r, "the metadata count in the header");
+    at(r, "the metadata count in the header", NULL, NO_INDEX);
     return read_u64(r, &f->n_kvs, err);
 }
 
@@ -217,7 +239,7 @@ static int parse_string_array(reader *r, gguf_kv *kv, ramp_error *err) {
     kv->array_strings = calloc(kv->array_length ? kv->array_length : 1, sizeof *kv->array_strings);
     if (kv->array_strings == NULL) return ramp_fail(err, "%s: out of memory for metadata key %s", r->path, kv->key);
     for (uint64_t i = 0; i < kv->array_length; i++) {
-        reading(r, "string %" PRIu64 " of metadata key %s", i, kv->key);
+        at(r, "the value of metadata key", kv->key, i);
         if (read_string(r, &kv->array_strings[i], err)) return -1;
     }
     return 0;
@@ -246,9 +268,9 @@ static int parse_array(reader *r, gguf_kv *kv, ramp_error *err) {
 }
 
 static int parse_kv(reader *r, gguf_kv *kv, uint64_t index, ramp_error *err) {
-    reading(r, "the key of metadata entry %" PRIu64, index);
+    at(r, "the key of metadata entry", NULL, index);
     if (read_owned_string(r, &kv->key, err)) return -1;
-    reading(r, "the value of metadata key %s", kv->key);
+    at(r, "the value of metadata key", kv->key, NO_INDEX);
     uint32_t type;
     if (read_u32(r, &type, err)) return -1;
     if (type == GGUF_VALUE_STRING || type == GGUF_VALUE_ARRAY) {
@@ -349,20 +371,20 @@ static int size_tensor(const char *path, gguf_tensor *t, uint32_t type, ramp_err
 }
 
 static int parse_tensor_info(reader *r, gguf_tensor *t, uint64_t index, ramp_error *err) {
-    reading(r, "the name of tensor %" PRIu64, index);
+    at(r, "the name of tensor", NULL, index);
     if (read_owned_string(r, &t->name, err)) return -1;
-    reading(r, "the dimension count of tensor %s", t->name);
+    at(r, "the dimension count of tensor", t->name, NO_INDEX);
     if (read_u32(r, &t->n_dims, err)) return -1;
     if (t->n_dims < 1 || t->n_dims > 4)
         return ramp_fail(err, "%s: tensor %s has %u dimensions, expected 1 to 4", r->path, t->name, t->n_dims);
-    reading(r, "the dimensions of tensor %s", t->name);
+    at(r, "the dimensions of tensor", t->name, NO_INDEX);
     for (uint32_t d = 0; d < 4; d++) t->dims[d] = 1;
     for (uint32_t d = 0; d < t->n_dims; d++)
         if (read_u64(r, &t->dims[d], err)) return -1;
-    reading(r, "the type of tensor %s", t->name);
+    at(r, "the type of tensor", t->name, NO_INDEX);
     uint32_t type;
     if (read_u32(r, &type, err)) return -1;
-    reading(r, "the data offset of tensor %s", t->name);
+    at(r, "the data offset of tensor", t->name, NO_INDEX);
     if (read_u64(r, &t->offset, err)) return -1;
     return size_tensor(r->path, t, type, err);
 }

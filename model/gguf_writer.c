@@ -38,7 +38,9 @@ struct gguf_writer {
     bool failed, finished;
 };
 
-static uint64_t padding_for(uint64_t n) { return (GGUF_WRITER_ALIGNMENT - n % GGUF_WRITER_ALIGNMENT) % GGUF_WRITER_ALIGNMENT; }
+static uint64_t padding_for(uint64_t n) {
+    return (GGUF_WRITER_ALIGNMENT - n % GGUF_WRITER_ALIGNMENT) % GGUF_WRITER_ALIGNMENT;
+}
 
 /* Marks the writer failed so later calls refuse to run on a half-written file. */
 static int writer_fail(gguf_writer *w, ramp_error *err, const char *what) {
@@ -80,7 +82,8 @@ static int append_le(gguf_writer *w, uint64_t value, size_t n, ramp_error *err) 
 
 static int append_string(gguf_writer *w, const char *s, ramp_error *err) {
     size_t n = strlen(s);
-    return append_le(w, n, 8, err) || append(w, s, n, err);
+    if (append_le(w, n, 8, err)) return -1;
+    return append(w, s, n, err);
 }
 
 static uint32_t float_bits(float f) {
@@ -99,23 +102,28 @@ static int begin_entry(gguf_writer *w, const char *key, gguf_value_type type, ra
     w->keys = keys;
     if ((w->keys[w->n_keys] = strdup(key)) == NULL) return writer_fail(w, err, "out of memory for metadata keys");
     w->n_keys++;
-    return append_string(w, key, err) || append_le(w, type, 4, err);
+    if (append_string(w, key, err)) return -1;
+    return append_le(w, type, 4, err);
 }
 
 static int begin_array(gguf_writer *w, const char *key, gguf_value_type type, size_t n, ramp_error *err) {
-    return begin_entry(w, key, GGUF_VALUE_ARRAY, err) || append_le(w, type, 4, err) || append_le(w, n, 8, err);
+    if (begin_entry(w, key, GGUF_VALUE_ARRAY, err) || append_le(w, type, 4, err)) return -1;
+    return append_le(w, n, 8, err);
 }
 
 int gguf_writer_add_string(gguf_writer *w, const char *key, const char *value, ramp_error *err) {
-    return begin_entry(w, key, GGUF_VALUE_STRING, err) || append_string(w, value, err);
+    if (begin_entry(w, key, GGUF_VALUE_STRING, err)) return -1;
+    return append_string(w, value, err);
 }
 
 int gguf_writer_add_u32(gguf_writer *w, const char *key, uint32_t value, ramp_error *err) {
-    return begin_entry(w, key, GGUF_VALUE_UINT32, err) || append_le(w, value, 4, err);
+    if (begin_entry(w, key, GGUF_VALUE_UINT32, err)) return -1;
+    return append_le(w, value, 4, err);
 }
 
 int gguf_writer_add_f32(gguf_writer *w, const char *key, float value, ramp_error *err) {
-    return begin_entry(w, key, GGUF_VALUE_FLOAT32, err) || append_le(w, float_bits(value), 4, err);
+    if (begin_entry(w, key, GGUF_VALUE_FLOAT32, err)) return -1;
+    return append_le(w, float_bits(value), 4, err);
 }
 
 int gguf_writer_add_string_array(gguf_writer *w, const char *key, const char *const *values, size_t n,
@@ -166,7 +174,7 @@ static int tensor_size(const gguf_writer *w, const char *name, uint32_t n_dims, 
 int gguf_writer_add_tensor(gguf_writer *w, const char *name, uint32_t n_dims, const uint64_t *dims, ggml_type type,
                            ramp_error *err) {
     if (check_usable(w, false, err)) return -1;
-    uint64_t n_bytes;
+    uint64_t n_bytes = 0;
     if (tensor_size(w, name, n_dims, dims, type, &n_bytes, err)) return -1;
     for (uint64_t i = 0; i < w->n_tensors; i++)
         if (strcmp(w->tensors[i].name, name) == 0) return ramp_fail(err, "%s: duplicate tensor %s", w->path, name);

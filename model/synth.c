@@ -42,7 +42,8 @@ int synth_validate(const synth_spec *s, ramp_error *err) {
     };
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++)
         if (sizes[i].value <= 0)
-            return ramp_fail(err, "synthetic model: %s is %d, expected a positive number", sizes[i].name, sizes[i].value);
+            return ramp_fail(err, "synthetic model: %s is %d, expected a positive number", sizes[i].name,
+                             sizes[i].value);
     if (s->dim % s->heads != 0)
         return ramp_fail(err, "synthetic model: dim %d is not a multiple of heads %d", s->dim, s->heads);
     if (s->heads % s->kv_heads != 0)
@@ -96,7 +97,9 @@ static void describe_tensor(const synth_spec *s, size_t index, tensor_desc *t) {
     }
 }
 
-static ggml_type storage_type(const synth_spec *s, const tensor_desc *t) { return t->is_norm ? GGML_TYPE_F32 : s->type; }
+static ggml_type storage_type(const synth_spec *s, const tensor_desc *t) {
+    return t->is_norm ? GGML_TYPE_F32 : s->type;
+}
 
 /* ---- random values --------------------------------------------------------------------------------- */
 
@@ -116,7 +119,8 @@ static uint64_t splitmix64(uint64_t x) {
 static value_stream stream_for(const synth_spec *s, const tensor_desc *t) {
     uint64_t hash = 0xcbf29ce484222325ull; /* FNV-1a of the name */
     for (const char *c = t->name; *c; c++) hash = (hash ^ (unsigned char)*c) * 0x100000001b3ull;
-    value_stream v = {.state = splitmix64(s->seed ^ hash), .scale = 1.0f / sqrtf((float)t->dims[0]), .ones = t->is_norm};
+    value_stream v = {.state = splitmix64(s->seed ^ hash), .ones = t->is_norm};
+    v.scale = 1.0f / sqrtf((float)t->dims[0]);
     if (v.state == 0) v.state = 1;
     return v;
 }
@@ -206,6 +210,7 @@ static int write_tensors(gguf_writer *w, const synth_spec *s, ramp_error *err) {
 }
 
 static int add_hyperparameters(gguf_writer *w, const synth_spec *s, ramp_error *err) {
+    /* llama.cpp's general.file_type numbers: ALL_F32 0, MOSTLY_F16 1, MOSTLY_Q4_0 2, MOSTLY_Q8_0 7 */
     uint32_t file_type = s->type == GGML_TYPE_F32 ? 0 : s->type == GGML_TYPE_F16 ? 1 : s->type == GGML_TYPE_Q4_0 ? 2 : 7;
     return gguf_writer_add_string(w, "general.architecture", "llama", err) ||
            gguf_writer_add_string(w, "general.name", "synthetic", err) ||
@@ -218,7 +223,8 @@ static int add_hyperparameters(gguf_writer *w, const synth_spec *s, ramp_error *
            gguf_writer_add_u32(w, "llama.attention.head_count_kv", (uint32_t)s->kv_heads, err) ||
            gguf_writer_add_u32(w, "llama.rope.dimension_count", (uint32_t)(s->dim / s->heads), err) ||
            gguf_writer_add_f32(w, "llama.rope.freq_base", 10000.0f, err) ||
-           gguf_writer_add_f32(w, "llama.attention.layer_norm_rms_epsilon", 1e-5f, err);
+           gguf_writer_add_f32(w, "llama.attention.layer_norm_rms_epsilon", 1e-5f, err)
+               ? -1 : 0;
 }
 
 /* Filler piece k: even k start with the word marker U+2581; the letters count a, b, .., z, aa, ab, ..
@@ -238,6 +244,12 @@ static void filler_piece(size_t k, char out[PIECE_BYTES]) {
     out[pos] = '\0';
 }
 
+static int32_t token_type(size_t i) {
+    if (i == 0) return TOKEN_UNKNOWN;
+    if (i < N_SPECIAL_TOKENS) return TOKEN_CONTROL;
+    return i < FIRST_FILLER_TOKEN ? TOKEN_BYTE : TOKEN_NORMAL;
+}
+
 static int add_vocabulary(gguf_writer *w, const synth_spec *s, ramp_error *err) {
     size_t n = (size_t)s->vocab;
     char (*pieces)[PIECE_BYTES] = malloc(n * sizeof *pieces);
@@ -255,7 +267,7 @@ static int add_vocabulary(gguf_writer *w, const synth_spec *s, ramp_error *err) 
         else if (i < FIRST_FILLER_TOKEN) snprintf(pieces[i], PIECE_BYTES, "<0x%02X>", (unsigned)(i - N_SPECIAL_TOKENS));
         else filler_piece(i - FIRST_FILLER_TOKEN, pieces[i]);
         texts[i] = pieces[i];
-        types[i] = i == 0 ? TOKEN_UNKNOWN : i < N_SPECIAL_TOKENS ? TOKEN_CONTROL : i < FIRST_FILLER_TOKEN ? TOKEN_BYTE : TOKEN_NORMAL;
+        types[i] = token_type(i);
         scores[i] = i < FIRST_FILLER_TOKEN ? 0.0f : -(float)(i - FIRST_FILLER_TOKEN); /* earlier pieces merge first */
     }
     rc = gguf_writer_add_string(w, "tokenizer.ggml.model", "llama", err) ||

@@ -290,10 +290,9 @@ Test(gguf_corrupt, truncation_always_fails_cleanly) {
     uint64_t data_offset = whole.data_offset;
     gguf_close(&whole);
 
-    /* Every cut in the header and first entries, every third through the rest of the metadata and
-     * the directory (3 is coprime with the 4- and 8-byte fields), then a spread across the data. */
+    /* Every cut inside header, metadata and directory, then a spread across the tensor data. */
     size_t data_step = (end - data_offset) / 97 + 1;
-    for (size_t cut = 0; cut < end; cut += cut < 1024 ? 1 : cut < data_offset ? 3 : data_step) {
+    for (size_t cut = 0; cut < end; cut += cut < data_offset ? 1 : data_step) {
         err.message[0] = '\0';
         cr_assert_eq(open_copy(data, cut, &err), -1, "truncated at %zu of %zu bytes but opened", cut, size);
         cr_assert_neq(err.message[0], '\0', "no message for a cut at %zu", cut);
@@ -333,8 +332,8 @@ Test(gguf_corrupt, overwritten_bytes_never_crash) {
 
     for (size_t offset = 0; offset < data_offset; offset++) {
         overwrite_and_open(data, size, offset, 8, 0xff);
-        if (offset % 4 == 0) overwrite_and_open(data, size, offset, 8, 0x00);
-        if (offset % 4 == 1) overwrite_and_open(data, size, offset, 1, -1); /* flip the top bit */
+        overwrite_and_open(data, size, offset, 8, 0x00);
+        overwrite_and_open(data, size, offset, 1, -1); /* flip the top bit */
     }
     for (size_t offset = data_offset; offset < size; offset += (size - data_offset) / 50)
         overwrite_and_open(data, size, offset, 8, 0xff);
@@ -485,7 +484,7 @@ Test(gguf_crafted, metadata_problems) {
     put_u64(&b, 2);
     put_str(&b, "one");
     put_u64(&b, 1000); /* second string runs past the end */
-    expect_failure(&b, "string 1 of metadata key words claims 1000 bytes");
+    expect_failure(&b, "the value of metadata key words (element 1) claims 1000 bytes");
 
     put_header(&b, 3, 0, 1);
     put_str(&b, "nested");

@@ -1,0 +1,94 @@
+/* exit_policy.h: deciding, from the exit features of a row at an exit point, whether it leaves.
+ *
+ * Two kinds of policy:
+ *  - svm (AdaInfer): one libsvm classifier over scaled features for all exit points; a row exits
+ *    at the first exit point whose decision value reaches `threshold`. Trained on full-depth runs:
+ *    a sample (one row at one exit point) is positive when that exit point's top-1 prediction
+ *    equals the final layer's and stays equal at every later exit point. The threshold is then
+ *    chosen on held-out examples as the lowest that keeps agreement with the full model at or
+ *    above a target (default 0.99). Files: PATH is libsvm's own model file, PATH.json the sidecar
+ *    (kind, feature scaling, exit layers, threshold, model and task it was trained for).
+ *  - confidence (LITE): a threshold per exit point on top_prob; a row exits at the first exit
+ *    point whose top_prob reaches that point's threshold. Calibrated on held-out data as, per exit
+ *    point, the lowest threshold at which the rows above it agree with the final layer at least at
+ *    the target rate. File: PATH as JSON.
+ * Exit points are given as layer counts (exit after `exit_layers[i]` layers), increasing.
+ * An exit_policy owns its libsvm model.
+ */
+#ifndef RAMP_EXIT_POLICY_H
+#define RAMP_EXIT_POLICY_H
+
+#include <stdbool.h>
+
+#include "error.h"
+
+enum {
+    EXIT_FEATURE_TOP_PROB,       /* probability of the top-1 candidate */
+    EXIT_FEATURE_GAP,            /* top-1 minus top-2 probability */
+    EXIT_FEATURE_ENTROPY,        /* entropy of the candidate distribution, nats */
+    EXIT_FEATURE_AGREES_PREVIOUS,/* 1 when the top-1 equals the previous exit point's top-1, else 0 */
+    EXIT_FEATURE_DEPTH,          /* layers executed / total layers */
+    EXIT_FEATURE_COUNT
+};
+
+#define EXIT_MAX_POINTS 64
+
+typedef enum { EXIT_POLICY_NONE, EXIT_POLICY_SVM, EXIT_POLICY_CONFIDENCE } exit_policy_kind;
+
+typedef struct {
+    exit_policy_kind kind;
+    int n_exits;
+    int exit_layers[EXIT_MAX_POINTS];
+    int total_layers;
+    char model_name[256]; /* file name of the model it was trained for (informational) */
+    char task[32];
+    double target_agreement;
+    /* svm */
+    struct svm_model *svm;
+    double scale_min[EXIT_FEATURE_COUNT], scale_max[EXIT_FEATURE_COUNT];
+    double threshold;
+    /* confidence */
+    double thresholds[EXIT_MAX_POINTS];
+} exit_policy;
+
+/* One row (example or generated token) observed at one exit point during a full-depth run. */
+typedef struct {
+    float features[EXIT_FEATURE_COUNT];
+    int top_token;     /* this exit point's top-1 */
+    bool agrees_final; /* top_token equals the final layer's top-1 */
+    bool stays;        /* agrees_final here and at every later exit point */
+} exit_observation;
+
+/* Observations are grouped per example: obs[example * n_exits + exit_index]. */
+typedef struct {
+    const exit_observation *observations;
+    int n_examples;
+    int n_exits;
+    const int *exit_layers; /* [n_exits] */
+    int total_layers;
+} exit_dataset;
+
+int exit_policy_train_svm(exit_policy *policy, const exit_dataset *train, const exit_dataset *heldout,
+                          double target_agreement, ramp_error *err);
+int exit_policy_calibrate_confidence(exit_policy *policy, const exit_dataset *heldout, double target_agreement,
+                                     ramp_error *err);
+
+/* True when a row with these features leaves at exit point exit_index. */
+bool exit_policy_should_exit(const exit_policy *policy, int exit_index, const float *features);
+
+typedef struct {
+    double agreement;     /* share of examples whose exit prediction equals the final one */
+    double pruning_ratio; /* share of layer evaluations skipped */
+    double mean_layers;
+    int histogram[EXIT_MAX_POINTS + 1]; /* examples exiting at each exit point; last = full depth */
+} exit_simulation;
+
+/* What the policy would do on a full-depth dataset (for threshold choice and reports). */
+void exit_policy_simulate(const exit_policy *policy, const exit_dataset *data, exit_simulation *out);
+
+int exit_policy_save(const exit_policy *policy, const char *path, ramp_error *err);
+/* spec is "svm:PATH" or "conf:PATH" (or a bare PATH: kind read from PATH.json / PATH). */
+int exit_policy_load(exit_policy *policy, const char *spec, ramp_error *err);
+void exit_policy_free(exit_policy *policy);
+
+#endif
