@@ -100,15 +100,6 @@ static void set_threads(int threads) {
     omp_set_num_threads(threads);
 }
 
-static int send_envelope(transport *t, int destination, Ramp__Envelope *e, const float *payload, size_t n,
-                         ramp_error *err) {
-    uint8_t *frame;
-    size_t length;
-    e->version = WIRE_PROTOCOL_VERSION;
-    if (wire_pack(e, payload, n, &frame, &length, err)) return -1;
-    return transport_send(t, destination, frame, length, err);
-}
-
 static stage_config stage_config_for(const pipeline *p, int stage_index, int context) {
     const pipeline_options *o = &p->options;
     stage_config c = {
@@ -121,7 +112,13 @@ static stage_config stage_config_for(const pipeline *p, int stage_index, int con
         .max_sequences = o->max_sequences,
         .context = context,
         .next_rank = stage_index == p->n_stages ? 0 : stage_index + 1,
+        .max_parked = o->lanes,
+        .n_exits = p->n_exits,
+        .exit_candidates = o->candidates,
+        .n_exit_candidates = o->n_candidates,
+        .kv_fill = o->kv_fill,
     };
+    memcpy(c.exit_layers, p->exit_layers, sizeof c.exit_layers);
     return c;
 }
 
@@ -258,6 +255,11 @@ int pipeline_open(pipeline *p, const pipeline_options *o, int *argc, char ***arg
                   : split_balanced(&config, p->n_stages, false, p->ranges, err))
         return -1;
     if (o->batch_tokens > 1 << 16) return ramp_fail(err, "--batch-tokens %d is too large", o->batch_tokens);
+    if (o->exit_layers) {
+        if (parse_exit_layers(o->exit_layers, config.n_layers, p->exit_layers, &p->n_exits, err)) return -1;
+    } else {
+        for (int s = 0; s + 1 < p->n_stages; s++) p->exit_layers[p->n_exits++] = p->ranges[s].end_layer;
+    }
 
     if (transport_rank(p->transport) != 0) {
         *worker_status = serve_stage(p, context);
@@ -277,6 +279,7 @@ int pipeline_open(pipeline *p, const pipeline_options *o, int *argc, char ***arg
         }
     }
     if (wait_for_stages(p, err)) return -1;
+    exit_run_init(&p->exits, EXIT_MODE_NONE, false, NULL, p->n_exits, p->exit_layers, config.n_layers);
     scheduler_config sc = {
         .lanes = o->lanes,
         .max_sequences = o->max_sequences,
@@ -334,6 +337,7 @@ static int send_batch(pipeline *p, const micro_batch *b, ramp_error *err) {
     w.batch_id = b->batch_id;
     w.n_rows = (size_t)b->n_rows;
     w.rows = row_pointers;
+    w.exit_mode = (uint32_t)p->exits.mode;
     Ramp__Envelope e = RAMP__ENVELOPE__INIT;
     e.body_case = RAMP__ENVELOPE__BODY_WORK;
     e.work = &w;
@@ -341,12 +345,124 @@ static int send_batch(pipeline *p, const micro_batch *b, ramp_error *err) {
     return send_envelope(p->transport, 1, &e, NULL, 0, err);
 }
 
+int parse_exit_layers(const char *text, int n_layers, int *layers, int *n, ramp_error *err) {
+    *n = 0;
+    const char *cursor = text;
+    while (*cursor) {
+        char *end;
+        long layer = strtol(cursor, &end, 10);
+        if (end == cursor || layer < 1 || layer >= n_layers)
+            return ramp_fail(err, "--exit-layers '%s': exit points are layer counts in 1..%d, found '%s'", text,
+                             n_layers - 1, cursor);
+        if (*n > 0 && layer <= layers[*n - 1])
+            return ramp_fail(err, "--exit-layers '%s': exit points must increase", text);
+        if (*n == EXIT_MAX_POINTS) return ramp_fail(err, "--exit-layers '%s': at most %d exit points", text, EXIT_MAX_POINTS);
+        layers[(*n)++] = (int)layer;
+        cursor = *end == ',' ? end + 1 : end;
+        if (*end && *end != ',') return ramp_fail(err, "--exit-layers '%s': unexpected '%c'", text, *end);
+    }
+    return 0;
+}
+
+int pipeline_set_exits(pipeline *p, exit_mode mode, bool token_level, const exit_policy *policy, ramp_error *err) {
+    if (mode != EXIT_MODE_NONE && p->n_exits == 0)
+        return ramp_fail(err, "no exit points: pass --exit-layers (or run more than one stage)");
+    if (mode == EXIT_MODE_DECIDE) {
+        if (!policy || policy->kind == EXIT_POLICY_NONE) return ramp_fail(err, "deciding exits needs a policy");
+        bool same = policy->n_exits == p->n_exits;
+        for (int i = 0; same && i < p->n_exits; i++) same = policy->exit_layers[i] == p->exit_layers[i];
+        if (!same) return ramp_fail(err, "the exit policy was made for other exit points than this run's");
+    }
+    exit_run_init(&p->exits, mode, token_level, policy, p->n_exits, p->exit_layers, p->model.config.n_layers);
+    return 0;
+}
+
+int pipeline_reset_requests(pipeline *p, ramp_error *err) {
+    if (!scheduler_finished(&p->scheduler)) return ramp_fail(err, "requests are still running");
+    scheduler_config config = p->scheduler.config;
+    scheduler_free(&p->scheduler);
+    p->run_started_at = p->run_finished_at = 0;
+    return scheduler_init(&p->scheduler, &config, err);
+}
+
+/* The answer of a row of final logits: restricted to the candidates when there are any. */
+static int choose_token(pipeline *p, int index, const float *logits) {
+    if (!p->options.candidates) return scheduler_sample(&p->scheduler, index, logits);
+    int best = p->options.candidates[0];
+    for (int c = 1; c < p->options.n_candidates; c++)
+        if (logits[p->options.candidates[c]] > logits[best]) best = p->options.candidates[c];
+    return best;
+}
+
+static int request_index(const pipeline *p, uint64_t request_id, ramp_error *err) {
+    if (request_id >= (uint64_t)p->scheduler.n_requests)
+        return ramp_fail(err, "output names request %llu, which does not exist", (unsigned long long)request_id);
+    return (int)request_id;
+}
+
+/* Marks the rows of leaving requests; returns true when nothing of the batch is left in flight. */
+static bool mark_left(micro_batch *b, const uint64_t *ids, int n_ids) {
+    bool all_left = true;
+    for (int r = 0; r < b->n_rows; r++) {
+        for (int i = 0; i < n_ids; i++)
+            if (b->rows[r].request_id == ids[i]) b->row_left[r] = true;
+        all_left = all_left && b->row_left[r];
+    }
+    return all_left;
+}
+
+static int handle_exit_features(pipeline *p, const Ramp__Output *o, ramp_error *err) {
+    micro_batch *b = scheduler_find_batch(&p->scheduler, o->batch_id);
+    int exit_index = exit_run_point(&p->exits, (int)o->exit_layer);
+    if (!b || exit_index < 0)
+        return ramp_fail(err, "exit features for micro-batch %llu at layer %u, which is not expected",
+                         (unsigned long long)o->batch_id, o->exit_layer);
+    uint64_t leaving[o->n_features + 1];
+    int n_leaving = 0;
+    double now = now_seconds();
+    for (size_t i = 0; i < o->n_features; i++) {
+        const Ramp__ExitFeatures *f = o->features[i];
+        int index = request_index(p, f->request_id, err);
+        if (index < 0) return -1;
+        request *r = &p->scheduler.requests[index];
+        bool leaves;
+        if (exit_run_observe(&p->exits, r, index, exit_index, f, &leaves, err)) return -1;
+        if (!leaves) continue;
+        leaving[n_leaving++] = f->request_id;
+        exit_run_settle(&p->exits, r, f->top_token, exit_index);
+        if (p->exits.token_level) scheduler_accept_token(&p->scheduler, index, f->top_token, now);
+        else scheduler_exit_request(&p->scheduler, index, f->top_token, now);
+    }
+    if (p->exits.mode != EXIT_MODE_DECIDE) return 0;
+    Ramp__Decision d = RAMP__DECISION__INIT;
+    d.batch_id = o->batch_id;
+    d.n_exited_request_ids = (size_t)n_leaving;
+    d.exited_request_ids = leaving;
+    d.token_level = p->exits.token_level;
+    Ramp__Envelope e = RAMP__ENVELOPE__INIT;
+    e.body_case = RAMP__ENVELOPE__BODY_DECISION;
+    e.decision = &d;
+    if (send_envelope(p->transport, (int)o->stage, &e, NULL, 0, err)) return -1;
+    if (mark_left(b, leaving, n_leaving)) return scheduler_batch_done(&p->scheduler, o->batch_id, err);
+    return 0;
+}
+
 static int handle_output(pipeline *p, const Ramp__Output *o, const float *payload, size_t n_payload, ramp_error *err) {
+    if (!o->final) return handle_exit_features(p, o, err);
     size_t vocab = (size_t)p->model.config.vocab_size;
-    if (o->vocab_size != vocab || n_payload != o->n_output_rows * vocab)
+    if (o->vocab_size != vocab || n_payload != o->n_output_request_ids * vocab)
         return ramp_fail(err, "micro-batch %llu: %zu logits for %zu rows of vocabulary %u, expected vocabulary %zu",
-                         (unsigned long long)o->batch_id, n_payload, o->n_output_rows, o->vocab_size, vocab);
-    return scheduler_complete(&p->scheduler, o->batch_id, (int)o->n_output_rows, payload, now_seconds(), err);
+                         (unsigned long long)o->batch_id, n_payload, o->n_output_request_ids, o->vocab_size, vocab);
+    double now = now_seconds();
+    for (size_t i = 0; i < o->n_output_request_ids; i++) {
+        int index = request_index(p, o->output_request_ids[i], err);
+        if (index < 0) return -1;
+        request *r = &p->scheduler.requests[index];
+        int token = choose_token(p, index, payload + i * vocab);
+        exit_run_settle(&p->exits, r, token, p->exits.n_exits);
+        scheduler_accept_token(&p->scheduler, index, token, now);
+    }
+    return scheduler_batch_done(&p->scheduler, o->batch_id, err);
 }
 
 int pipeline_run(pipeline *p, ramp_error *err) {
@@ -470,10 +586,21 @@ static void print_summary(const pipeline *p) {
         idle_sum += stage_idle_fraction(r);
         fprintf(stderr,
                 "ramp:   stage %d (rank %u, layers %u-%u): busy %.3f s, idle %.3f s (%.0f%%), %llu micro-batches, "
-                "%llu rows, sent %.2f MB, received %.2f MB, KV peak %.2f MB, weights %.2f MB\n",
+                "%llu rows, sent %.2f MB, received %.2f MB, KV peak %.2f MB, weights %.2f MB, exit heads %.3f s\n",
                 i + 1, r->rank, r->first_layer, r->end_layer - 1, r->busy_seconds, r->idle_seconds,
                 100.0 * stage_idle_fraction(r), (unsigned long long)r->batches, (unsigned long long)r->rows,
-                r->bytes_sent / 1e6, r->bytes_received / 1e6, r->kv_bytes_peak / 1e6, r->weight_bytes / 1e6);
+                r->bytes_sent / 1e6, r->bytes_received / 1e6, r->kv_bytes_peak / 1e6, r->weight_bytes / 1e6,
+                r->exit_head_seconds);
+    }
+    if (p->exits.mode == EXIT_MODE_DECIDE && p->exits.outputs > 0) {
+        double saved = 1.0 - (double)p->exits.layers_executed / ((double)p->exits.outputs * p->exits.total_layers);
+        fprintf(stderr, "ramp:   early exit: %ld outputs, mean %.2f of %d layers, %.1f%% of layer evaluations skipped; "
+                "exit histogram", p->exits.outputs, (double)p->exits.layers_executed / p->exits.outputs,
+                p->exits.total_layers, 100.0 * saved);
+        for (int i = 0; i <= p->exits.n_exits; i++)
+            fprintf(stderr, " %d:%ld", i < p->exits.n_exits ? p->exits.exit_layers[i] : p->exits.total_layers,
+                    p->exits.histogram[i]);
+        fputc('\n', stderr);
     }
     int P = p->n_stages, M = p->options.lanes;
     fprintf(stderr, "ramp:   pipeline idle fraction %.2f (bound (P-1)/(M+P-1) = %.2f for P=%d, M=%d)\n",
@@ -525,6 +652,7 @@ void pipeline_close(pipeline *p) {
         for (int s = 0; s < p->n_stages; s++) stage_close(&p->local[s]);
     free(p->local);
     scheduler_free(&p->scheduler);
+    exit_run_free(&p->exits);
     model_free(&p->model);
     free(p->ranges);
     free(p->stages);

@@ -21,6 +21,7 @@
 #include "scheduler.h"
 #include "split.h"
 #include "stage.h"
+#include "exit_run.h"
 #include "transport.h"
 
 typedef struct {
@@ -35,6 +36,11 @@ typedef struct {
     int context;             /* most positions per sequence; 0 = the model's context length */
     double timeout_seconds;  /* longest silence from the pipeline before the job is declared dead */
     const char *metrics_json;
+    /* early exit */
+    const char *exit_layers;  /* "4,6,8" (layer counts); NULL: the policy's, else every stage boundary */
+    const int *candidates;    /* exit head candidates and the only allowed answers (a task's labels) */
+    int n_candidates;
+    kv_fill_policy kv_fill;
 } pipeline_options;
 
 /* Defaults for the fields above; parse command-line flags on top. */
@@ -64,13 +70,24 @@ typedef struct {
     int threads;
     double started_at, run_started_at, run_finished_at;
     uint64_t micro_batches;
+    int n_exits;
+    int exit_layers[EXIT_MAX_POINTS];
+    exit_run exits;
 } pipeline;
 
 int pipeline_open(pipeline *p, const pipeline_options *o, int *argc, char ***argv, int *worker_status,
                   ramp_error *err);
+/* Forgets the finished requests so that another run can start (same stages, same KV slots). */
+int pipeline_reset_requests(pipeline *p, ramp_error *err);
 /* Tokenizes text (with BOS) and queues it. */
 int pipeline_submit_text(pipeline *p, const char *text, size_t length, int max_new, const sampling_params *sampling,
                          int *index, ramp_error *err);
+/* How the next run treats exit points: EXIT_MODE_NONE, RECORD (features only) or DECIDE (with
+ * policy). token_level: tokens leave (generation) rather than whole requests (classification).
+ * Resets the exit tallies and records. The policy must have the pipeline's exit points. */
+int pipeline_set_exits(pipeline *p, exit_mode mode, bool token_level, const exit_policy *policy, ramp_error *err);
+/* Exit points from "--exit-layers" text, validated against the model. */
+int parse_exit_layers(const char *text, int n_layers, int *layers, int *n, ramp_error *err);
 /* Drives micro-batches until every submitted request has finished. */
 int pipeline_run(pipeline *p, ramp_error *err);
 /* The continuation of request index as text (malloc'ed, NUL-terminated; caller frees). */

@@ -23,7 +23,8 @@ int scheduler_init(scheduler *s, const scheduler_config *config, ramp_error *err
     for (int l = 0; l < config->lanes; l++) {
         s->in_flight[l].rows = calloc((size_t)config->batch_tokens, sizeof(batch_row));
         s->in_flight[l].outputs = calloc((size_t)config->batch_tokens, sizeof(output_slot));
-        if (!s->in_flight[l].rows || !s->in_flight[l].outputs) {
+        s->in_flight[l].row_left = calloc((size_t)config->batch_tokens, sizeof(bool));
+        if (!s->in_flight[l].rows || !s->in_flight[l].outputs || !s->in_flight[l].row_left) {
             scheduler_free(s);
             return ramp_fail(err, "scheduler: out of memory");
         }
@@ -41,6 +42,7 @@ void scheduler_free(scheduler *s) {
         for (int l = 0; l < s->config.lanes; l++) {
             free(s->in_flight[l].rows);
             free(s->in_flight[l].outputs);
+            free(s->in_flight[l].row_left);
         }
     free(s->in_flight);
     free(s->lane_busy);
@@ -76,6 +78,9 @@ int scheduler_submit(scheduler *s, const int *prompt, int n_prompt, int max_new,
     r->id = (uint64_t)s->n_requests;
     r->lane = s->n_requests % s->config.lanes;
     r->slot = -1;
+    r->exit_token = -1;
+    r->last_exit_top = -1;
+    r->record = -1;
     r->n_prompt = r->n_tokens = n_prompt;
     r->max_new = max_new;
     r->submitted_at = now;
@@ -139,6 +144,7 @@ static bool lane_form_batch(scheduler *s, int lane) {
         }
     }
     if (b->n_rows == 0) return false;
+    memset(b->row_left, 0, (size_t)b->n_rows * sizeof(bool));
     b->lane = lane;
     b->batch_id = s->next_batch_id++;
     s->lane_busy[lane] = true;
@@ -162,32 +168,43 @@ static void request_finish(scheduler *s, request *r, finish_reason why, double n
     }
 }
 
-int scheduler_complete(scheduler *s, uint64_t batch_id, int n_outputs, const float *logits, double now,
-                       ramp_error *err) {
-    micro_batch *b = NULL;
+micro_batch *scheduler_find_batch(scheduler *s, uint64_t batch_id) {
     for (int lane = 0; lane < s->config.lanes; lane++)
-        if (s->lane_busy[lane] && s->in_flight[lane].batch_id == batch_id) b = &s->in_flight[lane];
-    if (!b) return ramp_fail(err, "output for micro-batch %llu, which is not in flight", (unsigned long long)batch_id);
-    if (n_outputs != b->n_outputs)
-        return ramp_fail(err, "micro-batch %llu returned %d outputs, expected %d", (unsigned long long)batch_id,
-                         n_outputs, b->n_outputs);
-    /* logits is const for the caller; sampling scales a private copy row by row. */
-    float *row_logits = s->sampling_logits;
-    for (int o = 0; o < n_outputs; o++) {
-        request *r = &s->requests[b->outputs[o].request];
-        memcpy(row_logits, logits + (size_t)o * s->config.vocab_size, (size_t)s->config.vocab_size * sizeof(float));
-        int next = sampler_sample(&r->sampler, row_logits);
-        if (r->generated == 0) r->first_token_at = now;
-        if (next == s->config.eos_token) {
-            request_finish(s, r, FINISH_EOS, now);
-            continue;
-        }
-        r->tokens[r->n_tokens++] = next;
-        r->generated++;
-        s->tokens_generated++;
-        if (r->generated >= r->max_new) request_finish(s, r, FINISH_LENGTH, now);
-        else if (r->n_tokens >= r->capacity) request_finish(s, r, FINISH_CONTEXT, now);
+        if (s->lane_busy[lane] && s->in_flight[lane].batch_id == batch_id) return &s->in_flight[lane];
+    return NULL;
+}
+
+int scheduler_sample(scheduler *s, int index, const float *logits) {
+    memcpy(s->sampling_logits, logits, (size_t)s->config.vocab_size * sizeof(float));
+    return sampler_sample(&s->requests[index].sampler, s->sampling_logits);
+}
+
+void scheduler_accept_token(scheduler *s, int index, int token, double now) {
+    request *r = &s->requests[index];
+    if (r->finished) return;
+    if (r->generated == 0) r->first_token_at = now;
+    if (token == s->config.eos_token) {
+        request_finish(s, r, FINISH_EOS, now);
+        return;
     }
+    r->tokens[r->n_tokens++] = token;
+    r->generated++;
+    s->tokens_generated++;
+    if (r->generated >= r->max_new) request_finish(s, r, FINISH_LENGTH, now);
+    else if (r->n_tokens >= r->capacity) request_finish(s, r, FINISH_CONTEXT, now);
+}
+
+void scheduler_exit_request(scheduler *s, int index, int token, double now) {
+    request *r = &s->requests[index];
+    if (r->finished) return;
+    if (r->generated == 0) r->first_token_at = now;
+    r->exit_token = token;
+    request_finish(s, r, FINISH_EXIT, now);
+}
+
+int scheduler_batch_done(scheduler *s, uint64_t batch_id, ramp_error *err) {
+    micro_batch *b = scheduler_find_batch(s, batch_id);
+    if (!b) return ramp_fail(err, "micro-batch %llu is not in flight", (unsigned long long)batch_id);
     s->lane_busy[b->lane] = false;
     b->n_rows = b->n_outputs = 0;
     return 0;

@@ -38,6 +38,13 @@ typedef struct {
     finish_reason finished;
     sampler sampler;
     double submitted_at, first_token_at, finished_at;
+    /* early exit */
+    int exit_token;         /* the token it was answered with (request-level exit) */
+    int consecutive_exits;  /* tokens in a row that left early (token-level exit) */
+    int last_exit_top;      /* top-1 at the previous exit point for the current token, -1 none */
+    int record;             /* index of the current token's observation record, -1 none */
+    long layers_executed;   /* layer evaluations of its output tokens */
+    long output_tokens;     /* output tokens decided (each could have run every layer) */
 } request;
 
 typedef struct {
@@ -59,6 +66,7 @@ typedef struct {
     batch_row *rows;     /* [batch_tokens] */
     int n_outputs;
     output_slot *outputs; /* [batch_tokens] */
+    bool *row_left;       /* [batch_tokens] rows that left at an exit point */
 } micro_batch;
 
 typedef struct {
@@ -96,9 +104,16 @@ int scheduler_submit(scheduler *s, const int *prompt, int n_prompt, int max_new,
  * valid until its output is delivered), or NULL when no lane can make progress now. */
 const micro_batch *scheduler_next_batch(scheduler *s);
 
-/* Delivers a lane's output: logits [n_outputs][vocab] for the batch's output rows, in order. */
-int scheduler_complete(scheduler *s, uint64_t batch_id, int n_outputs, const float *logits, double now,
-                       ramp_error *err);
+/* The micro-batch in flight with this id, or NULL. */
+micro_batch *scheduler_find_batch(scheduler *s, uint64_t batch_id);
+/* Samples request index's next token from a row of logits [vocab] (not modified). */
+int scheduler_sample(scheduler *s, int index, const float *logits);
+/* Request index's next token is known: appended, or the request finishes (EOS, budget, context). */
+void scheduler_accept_token(scheduler *s, int index, int token, double now);
+/* Request index is answered early (request-level exit) with token: it finishes now. */
+void scheduler_exit_request(scheduler *s, int index, int token, double now);
+/* The micro-batch has left the pipeline: its lane may form the next one. */
+int scheduler_batch_done(scheduler *s, uint64_t batch_id, ramp_error *err);
 
 /* Slots of requests that finished since the last call (the pipeline tells the stages to free
  * them). Returns the count; *slots points into scheduler memory. */

@@ -1,6 +1,6 @@
 /* task.h: labelled classification data sets and how a model is asked about them.
  *
- * A task names a prompt format and label words (see ../shared/models/*/MODEL.md): e.g. SST-2
+ * A task names a prompt format and label words (see ../shared/models/<model>/MODEL.md): e.g. SST-2
  * asks "Review: {sentence}\nSentiment:" and reads the logits of the first token of " negative"
  * and " positive" at the last position. The label tokens are found with the model's tokenizer.
  * Data files are read as they are in ../shared/data. A task_dataset owns its examples.

@@ -20,8 +20,11 @@ int ramp_fail_prefix(ramp_error *err, const char *format, ...) {
     va_start(args, format);
     vsnprintf(prefix, sizeof prefix, format, args);
     va_end(args);
-    char old[sizeof err->message];
-    memcpy(old, err->message, sizeof old);
-    snprintf(err->message, sizeof err->message, "%s%s", prefix, old);
+    size_t prefix_length = strlen(prefix), old_length = strnlen(err->message, sizeof err->message - 1);
+    if (prefix_length > sizeof err->message - 1) prefix_length = sizeof err->message - 1;
+    if (prefix_length + old_length > sizeof err->message - 1) old_length = sizeof err->message - 1 - prefix_length;
+    memmove(err->message + prefix_length, err->message, old_length);
+    memcpy(err->message, prefix, prefix_length);
+    err->message[prefix_length + old_length] = '\0';
     return -1;
 }

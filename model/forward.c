@@ -118,7 +118,9 @@ static void attention(const model_config *c, const kv_cache *kv, int local_layer
 #pragma omp parallel for schedule(dynamic, 1) if (tasks > 1)
     for (int task = 0; task < tasks; task++) {
         const int r = task / c->n_heads, h = task % c->n_heads;
+        if (rows->kv_only && rows->kv_only[r]) continue;
         const int slot = rows->slots[r], length = rows->positions[r] + 1;
+        const unsigned char *filled = kv_filled(kv, slot, local_layer, 0);
         const int kv_offset = (h / heads_per_kv) * c->head_dim;
         const float *query = ws->q + (size_t)r * c->dim + h * c->head_dim;
         float *scores = ws->scores + (size_t)omp_get_thread_num() * ws->max_context;
@@ -126,16 +128,27 @@ static void attention(const model_config *c, const kv_cache *kv, int local_layer
             const float *key = kv_keys(kv, slot, local_layer, t) + kv_offset;
             float dot = 0.0f;
             for (int i = 0; i < c->head_dim; i++) dot += query[i] * key[i];
-            scores[t] = dot * scale;
+            scores[t] = filled[t] ? dot * scale : -INFINITY;
         }
         softmax(scores, length);
         float *out = ws->attention + (size_t)r * c->dim + h * c->head_dim;
         memset(out, 0, (size_t)c->head_dim * sizeof(float));
         for (int t = 0; t < length; t++) {
+            if (!filled[t]) continue;
             const float *value = kv_values(kv, slot, local_layer, t) + kv_offset;
             const float weight = scores[t];
             for (int i = 0; i < c->head_dim; i++) out[i] += weight * value[i];
         }
+    }
+}
+
+/* hidden += update, except for rows that only fill keys/values (their state stays as it was). */
+static void add_residual(float *hidden, const float *update, const forward_rows *rows, int dim) {
+    for (int r = 0; r < rows->n_rows; r++) {
+        if (rows->kv_only && rows->kv_only[r]) continue;
+        float *h = hidden + (size_t)r * dim;
+        const float *u = update + (size_t)r * dim;
+        for (int i = 0; i < dim; i++) h[i] += u[i];
     }
 }
 
@@ -158,10 +171,11 @@ static void layer_forward(const model *m, int layer, kv_cache *kv, const forward
                (size_t)kv_dim * sizeof(float));
         memcpy(kv_values(kv, rows->slots[r], local_layer, rows->positions[r]), ws->v + (size_t)r * kv_dim,
                (size_t)kv_dim * sizeof(float));
+        *kv_filled(kv, rows->slots[r], local_layer, rows->positions[r]) = 1;
     }
     attention(c, kv, local_layer, rows, ws);
     matmul(ws->projection, ws->attention, w->wo, n, dim, dim);
-    for (size_t i = 0; i < (size_t)n * dim; i++) hidden[i] += ws->projection[i];
+    add_residual(hidden, ws->projection, rows, dim);
 
     for (int r = 0; r < n; r++) rmsnorm(ws->normed + (size_t)r * dim, hidden + (size_t)r * dim, w->ffn_norm, dim, c->rms_eps);
     matmul(ws->gate, ws->normed, w->w_gate, n, dim, ffn);
@@ -171,7 +185,7 @@ static void layer_forward(const model *m, int layer, kv_cache *kv, const forward
         ws->gate[i] = g / (1.0f + expf(-g)) * ws->up[i]; /* SwiGLU: silu(gate) * up */
     }
     matmul(ws->projection, ws->gate, w->w_down, n, ffn, dim);
-    for (size_t i = 0; i < (size_t)n * dim; i++) hidden[i] += ws->projection[i];
+    add_residual(hidden, ws->projection, rows, dim);
 }
 
 int forward_layers(const model *m, int first_layer, int end_layer, kv_cache *kv, const forward_rows *rows,

@@ -3,13 +3,15 @@
  * Work is a batch of rows: each row is one token of one sequence (a KV-cache slot) at a position.
  * A batch may mix sequences and may hold several consecutive positions of the same sequence (a
  * prompt chunk); every row's keys/values are written to the cache before any row attends, so a
- * row attends causally to positions 0..its own position of its slot.
+ * row attends causally to the filled positions 0..its own position of its slot.
  * hidden is [n_rows][dim] fp32, updated in place. All scratch lives in a forward_workspace sized
  * once, so decoding allocates nothing per token. Matrix products use OpenBLAS (one sgemm per
  * weight matrix for the whole batch; sgemv for a single row).
  */
 #ifndef RAMP_FORWARD_H
 #define RAMP_FORWARD_H
+
+#include <stdbool.h>
 
 #include "error.h"
 #include "kv_cache.h"
@@ -19,6 +21,8 @@ typedef struct {
     int n_rows;
     const int *slots;     /* [n_rows] KV-cache slot of each row */
     const int *positions; /* [n_rows] position of each row in its sequence */
+    const bool *kv_only;  /* [n_rows] or NULL: rows that only fill their keys/values (their hidden
+                             state passes through unchanged: CALM's copy of an exited state) */
 } forward_rows;
 
 typedef struct {

@@ -300,21 +300,18 @@ static int parse_metadata(reader *r, gguf_file *f, ramp_error *err) {
 
 static int compare_names(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
-/* Sorts names (a scratch array of borrowed pointers) and fails on the first repeat. Sorting keeps
- * this O(n log n) even for a crafted file with a million entries. */
-static int reject_duplicates(const char *path, const char *what, char **names, uint64_t n, ramp_error *err) {
-    qsort(names, n, sizeof *names, compare_names);
-    for (uint64_t i = 1; i < n; i++)
-        if (strcmp(names[i - 1], names[i]) == 0) return ramp_fail(err, "%s: duplicate %s %s", path, what, names[i]);
-    return 0;
-}
-
+/* Fails on a name that occurs twice. Sorting a scratch array of borrowed pointers keeps this
+ * O(n log n) even for a crafted file with a million entries. */
 static int reject_duplicate_names(const gguf_file *f, bool tensors, ramp_error *err) {
     uint64_t n = tensors ? f->n_tensors : f->n_kvs;
     char **names = malloc((n ? n : 1) * sizeof *names);
     if (names == NULL) return ramp_fail(err, "%s: out of memory checking for duplicate names", f->path);
     for (uint64_t i = 0; i < n; i++) names[i] = tensors ? f->tensors[i].name : f->kvs[i].key;
-    int rc = reject_duplicates(f->path, tensors ? "tensor name" : "metadata key", names, n, err);
+    qsort(names, n, sizeof *names, compare_names);
+    int rc = 0;
+    for (uint64_t i = 1; i < n && rc == 0; i++)
+        if (strcmp(names[i - 1], names[i]) == 0)
+            rc = ramp_fail(err, "%s: duplicate %s %s", f->path, tensors ? "tensor name" : "metadata key", names[i]);
     free(names);
     return rc;
 }

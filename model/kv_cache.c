@@ -28,14 +28,17 @@ int kv_slot_reserve(kv_cache *kv, int slot, int capacity, ramp_error *err) {
     if (capacity <= 0) return ramp_fail(err, "KV cache: capacity %d must be positive", capacity);
     size_t n = (size_t)kv->n_layers * (size_t)capacity * (size_t)kv->kv_dim;
     if (n == 0) n = 1; /* a process that owns no layers still tracks the slot */
+    size_t n_flags = (size_t)kv->n_layers * (size_t)capacity + 1;
     float *keys = calloc(n, sizeof(float)), *values = calloc(n, sizeof(float));
-    if (!keys || !values) {
+    unsigned char *filled = calloc(n_flags, 1);
+    if (!keys || !values || !filled) {
         free(keys);
         free(values);
+        free(filled);
         return ramp_fail(err, "KV cache: out of memory reserving %zu bytes for slot %d", 2 * n * sizeof(float), slot);
     }
-    kv->slots[slot] = (kv_slot){capacity, keys, values};
-    kv->bytes_in_use += 2 * n * sizeof(float);
+    kv->slots[slot] = (kv_slot){capacity, keys, values, filled};
+    kv->bytes_in_use += 2 * n * sizeof(float) + n_flags;
     return 0;
 }
 
@@ -43,8 +46,9 @@ void kv_slot_release(kv_cache *kv, int slot) {
     if (slot < 0 || slot >= kv->n_slots || kv->slots[slot].capacity == 0) return;
     size_t n = (size_t)kv->n_layers * (size_t)kv->slots[slot].capacity * (size_t)kv->kv_dim;
     if (n == 0) n = 1;
-    kv->bytes_in_use -= 2 * n * sizeof(float);
+    kv->bytes_in_use -= 2 * n * sizeof(float) + (size_t)kv->n_layers * (size_t)kv->slots[slot].capacity + 1;
     free(kv->slots[slot].keys);
     free(kv->slots[slot].values);
-    kv->slots[slot] = (kv_slot){0, NULL, NULL};
+    free(kv->slots[slot].filled);
+    kv->slots[slot] = (kv_slot){0, NULL, NULL, NULL};
 }

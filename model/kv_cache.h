@@ -4,6 +4,9 @@
  * `capacity` positions, and freed when the sequence ends, so memory follows the live requests.
  * Layout of a slot: keys[local_layer][position][kv_dim], values the same; local_layer counts from
  * the first layer this process owns. Units: floats.
+ * `filled` records which positions hold keys/values in each layer: a token that left the pipeline
+ * early has none in the layers it skipped until they are filled (or never, with --kv-fill omit),
+ * and attention skips what is not filled.
  */
 #ifndef RAMP_KV_CACHE_H
 #define RAMP_KV_CACHE_H
@@ -16,6 +19,7 @@ typedef struct {
     int capacity; /* positions reserved; 0 when the slot is free */
     float *keys;
     float *values;
+    unsigned char *filled; /* [local_layer][position]: 1 once that position's keys/values exist */
 } kv_slot;
 
 typedef struct {
@@ -36,6 +40,11 @@ void kv_slot_release(kv_cache *kv, int slot);
 static inline float *kv_keys(const kv_cache *kv, int slot, int local_layer, int position) {
     const kv_slot *s = &kv->slots[slot];
     return s->keys + ((size_t)local_layer * (size_t)s->capacity + (size_t)position) * (size_t)kv->kv_dim;
+}
+
+static inline unsigned char *kv_filled(const kv_cache *kv, int slot, int local_layer, int position) {
+    const kv_slot *s = &kv->slots[slot];
+    return s->filled + (size_t)local_layer * (size_t)s->capacity + (size_t)position;
 }
 
 static inline float *kv_values(const kv_cache *kv, int slot, int local_layer, int position) {

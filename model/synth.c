@@ -209,12 +209,20 @@ static int write_tensors(gguf_writer *w, const synth_spec *s, ramp_error *err) {
     return 0;
 }
 
+/* llama.cpp's general.file_type numbers: ALL_F32 0, MOSTLY_F16 1, MOSTLY_Q4_0 2, MOSTLY_Q8_0 7. */
+static uint32_t file_type(ggml_type type) {
+    switch (type) {
+    case GGML_TYPE_F16: return 1;
+    case GGML_TYPE_Q4_0: return 2;
+    case GGML_TYPE_Q8_0: return 7;
+    default: return 0;
+    }
+}
+
 static int add_hyperparameters(gguf_writer *w, const synth_spec *s, ramp_error *err) {
-    /* llama.cpp's general.file_type numbers: ALL_F32 0, MOSTLY_F16 1, MOSTLY_Q4_0 2, MOSTLY_Q8_0 7 */
-    uint32_t file_type = s->type == GGML_TYPE_F32 ? 0 : s->type == GGML_TYPE_F16 ? 1 : s->type == GGML_TYPE_Q4_0 ? 2 : 7;
-    return gguf_writer_add_string(w, "general.architecture", "llama", err) ||
+    int failed = gguf_writer_add_string(w, "general.architecture", "llama", err) ||
            gguf_writer_add_string(w, "general.name", "synthetic", err) ||
-           gguf_writer_add_u32(w, "general.file_type", file_type, err) ||
+           gguf_writer_add_u32(w, "general.file_type", file_type(s->type), err) ||
            gguf_writer_add_u32(w, "llama.block_count", (uint32_t)s->layers, err) ||
            gguf_writer_add_u32(w, "llama.context_length", (uint32_t)s->context, err) ||
            gguf_writer_add_u32(w, "llama.embedding_length", (uint32_t)s->dim, err) ||
@@ -223,8 +231,8 @@ static int add_hyperparameters(gguf_writer *w, const synth_spec *s, ramp_error *
            gguf_writer_add_u32(w, "llama.attention.head_count_kv", (uint32_t)s->kv_heads, err) ||
            gguf_writer_add_u32(w, "llama.rope.dimension_count", (uint32_t)(s->dim / s->heads), err) ||
            gguf_writer_add_f32(w, "llama.rope.freq_base", 10000.0f, err) ||
-           gguf_writer_add_f32(w, "llama.attention.layer_norm_rms_epsilon", 1e-5f, err)
-               ? -1 : 0;
+           gguf_writer_add_f32(w, "llama.attention.layer_norm_rms_epsilon", 1e-5f, err);
+    return failed ? -1 : 0;
 }
 
 /* Filler piece k: even k start with the word marker U+2581; the letters count a, b, .., z, aa, ab, ..
@@ -264,19 +272,21 @@ static int add_vocabulary(gguf_writer *w, const synth_spec *s, ramp_error *err) 
     for (size_t i = 0; i < n; i++) {
         static const char *const specials[] = {"<unk>", "<s>", "</s>"};
         if (i < N_SPECIAL_TOKENS) snprintf(pieces[i], PIECE_BYTES, "%s", specials[i]);
-        else if (i < FIRST_FILLER_TOKEN) snprintf(pieces[i], PIECE_BYTES, "<0x%02X>", (unsigned)(i - N_SPECIAL_TOKENS));
+        else if (i < FIRST_FILLER_TOKEN) snprintf(pieces[i], PIECE_BYTES, "<0x%02X>", (unsigned)(i - 3));
         else filler_piece(i - FIRST_FILLER_TOKEN, pieces[i]);
         texts[i] = pieces[i];
         types[i] = token_type(i);
-        scores[i] = i < FIRST_FILLER_TOKEN ? 0.0f : -(float)(i - FIRST_FILLER_TOKEN); /* earlier pieces merge first */
+        /* Earlier filler pieces score higher, so a SentencePiece tokenizer merges them first. */
+        scores[i] = i < FIRST_FILLER_TOKEN ? 0.0f : -(float)(i - FIRST_FILLER_TOKEN);
     }
-    rc = gguf_writer_add_string(w, "tokenizer.ggml.model", "llama", err) ||
-         gguf_writer_add_string_array(w, "tokenizer.ggml.tokens", texts, n, err) ||
-         gguf_writer_add_f32_array(w, "tokenizer.ggml.scores", scores, n, err) ||
-         gguf_writer_add_i32_array(w, "tokenizer.ggml.token_type", types, n, err) ||
-         gguf_writer_add_u32(w, "tokenizer.ggml.unknown_token_id", 0, err) ||
-         gguf_writer_add_u32(w, "tokenizer.ggml.bos_token_id", 1, err) ||
-         gguf_writer_add_u32(w, "tokenizer.ggml.eos_token_id", 2, err) ? -1 : 0;
+    int failed = gguf_writer_add_string(w, "tokenizer.ggml.model", "llama", err) ||
+                 gguf_writer_add_string_array(w, "tokenizer.ggml.tokens", texts, n, err) ||
+                 gguf_writer_add_f32_array(w, "tokenizer.ggml.scores", scores, n, err) ||
+                 gguf_writer_add_i32_array(w, "tokenizer.ggml.token_type", types, n, err) ||
+                 gguf_writer_add_u32(w, "tokenizer.ggml.unknown_token_id", 0, err) ||
+                 gguf_writer_add_u32(w, "tokenizer.ggml.bos_token_id", 1, err) ||
+                 gguf_writer_add_u32(w, "tokenizer.ggml.eos_token_id", 2, err);
+    rc = failed ? -1 : 0;
 done:
     free(pieces);
     free(texts);

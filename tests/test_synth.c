@@ -195,7 +195,7 @@ Test(synth, q8_0_round_trip_is_close) {
     unlink(path);
 }
 
-Test(synth, f32_and_f16_store_the_generated_values) {
+Test(synth, f32_f16_and_q4_0_store_the_generated_values) {
     synth_spec spec = TINY;
     spec.type = GGML_TYPE_F32;
     gguf_file f;
@@ -210,6 +210,13 @@ Test(synth, f32_and_f16_store_the_generated_values) {
     synth_and_open(&spec, &f, path);
     cr_expect_eq(gguf_find_tensor(&f, "output.weight")->type, GGML_TYPE_F16);
     cr_expect_leq(max_error(&f, &spec, "output.weight"), 1e-4);
+    gguf_close(&f);
+    unlink(path);
+
+    spec.type = GGML_TYPE_Q4_0; /* 16 levels: steps of max|x| / 8 */
+    synth_and_open(&spec, &f, path);
+    cr_expect_eq(gguf_find_tensor(&f, "blk.1.attn_v.weight")->type, GGML_TYPE_Q4_0);
+    cr_expect_leq(max_error(&f, &spec, "blk.1.attn_v.weight"), 1.0 / sqrt(64.0) / 8);
     gguf_close(&f);
     unlink(path);
 }

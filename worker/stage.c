@@ -6,6 +6,7 @@
 #include <sys/resource.h>
 #include <time.h>
 
+#include "exit_features.h"
 #include "wire.h"
 
 static double now_seconds(void) {
@@ -17,51 +18,98 @@ static double now_seconds(void) {
 static bool is_last(const stage *s) { return s->config.stage_index == s->config.n_stages; }
 static bool is_first(const stage *s) { return s->config.stage_index == 1; }
 
+/* Exit points this stage owns: after layer k with first_layer < k <= end_layer, k < n_layers. */
+static bool owns_exit_point(const stage *s, int k) {
+    if (k <= s->config.first_layer || k > s->config.end_layer || k >= s->model.config.n_layers) return false;
+    for (int i = 0; i < s->config.n_exits; i++)
+        if (s->config.exit_layers[i] == k) return true;
+    return false;
+}
+
+static int head_width(const stage *s) {
+    return s->exit_candidates ? s->config.n_exit_candidates : s->model.config.vocab_size;
+}
+
 int stage_open(stage *s, const stage_config *config, int rank, transport *t, ramp_error *err) {
     memset(s, 0, sizeof *s);
     s->config = *config;
     s->rank = rank;
     s->transport = t;
-    s->opened_at = now_seconds();
-    model_slice slice = {config->first_layer, config->end_layer, is_first(s), is_last(s)};
+    bool needs_head = is_last(s);
+    for (int i = 0; i < config->n_exits; i++)
+        if (config->exit_layers[i] > config->first_layer && config->exit_layers[i] <= config->end_layer) needs_head = true;
+    model_slice slice = {config->first_layer, config->end_layer, is_first(s), needs_head};
     if (model_load(&s->model, config->model_path, &slice, false, NULL, err))
         return ramp_fail_prefix(err, "rank %d (stage %d, layers %d-%d): ", rank, config->stage_index,
                                 config->first_layer, config->end_layer - 1);
     const model_config *c = &s->model.config;
-    size_t rows = (size_t)config->max_rows;
-    s->hidden = malloc(rows * c->dim * sizeof(float));
-    s->logits = is_last(s) ? malloc(rows * c->vocab_size * sizeof(float)) : NULL;
-    s->tokens = malloc(rows * sizeof(int));
+    if (config->exit_candidates) {
+        s->exit_candidates = malloc((size_t)config->n_exit_candidates * sizeof(int));
+        if (!s->exit_candidates) goto out_of_memory;
+        for (int i = 0; i < config->n_exit_candidates; i++) {
+            if (config->exit_candidates[i] < 0 || config->exit_candidates[i] >= c->vocab_size) {
+                stage_close(s);
+                return ramp_fail(err, "rank %d: exit candidate token %d outside the vocabulary of %d", rank,
+                                 config->exit_candidates[i], c->vocab_size);
+            }
+            s->exit_candidates[i] = config->exit_candidates[i];
+        }
+    }
+    int sequences_per_batch = config->max_rows < config->max_sequences ? config->max_rows : config->max_sequences;
+    s->row_capacity = config->max_rows + sequences_per_batch * STAGE_MAX_DEFERRED;
+    size_t rows = (size_t)s->row_capacity;
+    int n_batches = config->max_parked + 1;
+    s->batches = calloc((size_t)n_batches, sizeof *s->batches);
+    s->deferred = calloc((size_t)config->max_sequences, sizeof *s->deferred);
+    int widest_head = c->vocab_size > head_width(s) ? c->vocab_size : head_width(s);
+    s->head_logits = malloc(rows * (size_t)widest_head * sizeof(float));
     s->slots = malloc(rows * sizeof(int));
     s->positions = malloc(rows * sizeof(int));
-    s->output_rows = malloc(rows * sizeof(uint32_t));
-    if (!s->hidden || (is_last(s) && !s->logits) || !s->tokens || !s->slots || !s->positions || !s->output_rows) {
-        stage_close(s);
-        return ramp_fail(err, "rank %d: out of memory for micro-batches of %d rows", rank, config->max_rows);
+    s->kv_only = malloc(rows * sizeof(bool));
+    s->request_ids = malloc(rows * sizeof(uint64_t));
+    if (!s->batches || !s->deferred || !s->head_logits || !s->slots || !s->positions || !s->kv_only ||
+        !s->request_ids)
+        goto out_of_memory;
+    for (int b = 0; b < n_batches; b++) {
+        s->batches[b].rows = malloc(rows * sizeof(stage_row));
+        s->batches[b].hidden = malloc(rows * (size_t)c->dim * sizeof(float));
+        if (!s->batches[b].rows || !s->batches[b].hidden) goto out_of_memory;
     }
     if (kv_cache_init(&s->kv, config->end_layer - config->first_layer, c->kv_dim, config->max_sequences, err) ||
-        forward_workspace_init(&s->workspace, c, config->max_rows, config->context, err)) {
+        forward_workspace_init(&s->workspace, c, s->row_capacity, config->context, err)) {
         stage_close(s);
         return ramp_fail_prefix(err, "rank %d: ", rank);
     }
+    s->opened_at = now_seconds();
     return 0;
+out_of_memory:
+    stage_close(s);
+    return ramp_fail(err, "rank %d: out of memory for micro-batches of %d rows", rank, config->max_rows);
 }
 
 void stage_close(stage *s) {
     if (s->kv.slots) kv_cache_free(&s->kv);
     forward_workspace_free(&s->workspace);
-    free(s->hidden);
-    free(s->logits);
-    free(s->tokens);
+    if (s->batches)
+        for (int b = 0; b <= s->config.max_parked; b++) {
+            free(s->batches[b].rows);
+            free(s->batches[b].hidden);
+        }
+    free(s->batches);
+    if (s->deferred)
+        for (int i = 0; i < s->config.max_sequences; i++) free(s->deferred[i].hidden);
+    free(s->deferred);
+    free(s->exit_candidates);
+    free(s->head_logits);
     free(s->slots);
     free(s->positions);
-    free(s->output_rows);
+    free(s->kv_only);
+    free(s->request_ids);
     model_free(&s->model);
     memset(s, 0, sizeof *s);
 }
 
-static int send_envelope(transport *t, int destination, Ramp__Envelope *e, const float *payload, size_t n,
-                         ramp_error *err) {
+int send_envelope(transport *t, int destination, Ramp__Envelope *e, const float *payload, size_t n, ramp_error *err) {
     uint8_t *frame;
     size_t length;
     e->version = WIRE_PROTOCOL_VERSION;
@@ -92,66 +140,277 @@ int stage_send_hello(stage *s, ramp_error *err) {
     return send_envelope(s->transport, 0, &e, NULL, 0, err);
 }
 
-static int stage_run_work(stage *s, Ramp__Work *work, const float *payload, size_t n_payload, ramp_error *err) {
+/* ---- kept states of exited tokens ----------------------------------------------------------- */
+
+static int defer_row(stage *s, const stage_row *row, const float *hidden, int exit_layer, bool kv_only,
+                     ramp_error *err) {
+    deferred_rows *d = &s->deferred[row->slot];
+    const int dim = s->model.config.dim;
+    if (!d->hidden) {
+        d->hidden = malloc((size_t)STAGE_MAX_DEFERRED * dim * sizeof(float));
+        if (!d->hidden) return ramp_fail(err, "out of memory keeping an exited token's state");
+    }
+    if (d->count == STAGE_MAX_DEFERRED)
+        return ramp_fail(err, "slot %d already keeps %d exited tokens", row->slot, STAGE_MAX_DEFERRED);
+    d->exit_layer[d->count] = exit_layer;
+    d->position[d->count] = row->position;
+    d->kv_only[d->count] = kv_only;
+    memcpy(d->hidden + (size_t)d->count * dim, hidden, (size_t)dim * sizeof(float));
+    d->count++;
+    return 0;
+}
+
+/* Rows of exited tokens that stopped at `layer` join the batch when their sequence goes deeper. */
+static void append_deferred(stage *s, stage_batch *b, int layer) {
+    const int dim = s->model.config.dim, n_live = b->n_rows;
+    for (int r = 0; r < n_live; r++) {
+        if (r > 0 && b->rows[r - 1].slot == b->rows[r].slot) continue; /* once per sequence */
+        deferred_rows *d = &s->deferred[b->rows[r].slot];
+        for (int i = 0; i < d->count;) {
+            if (d->exit_layer[i] != layer || b->n_rows == s->row_capacity) {
+                i++;
+                continue;
+            }
+            stage_row *row = &b->rows[b->n_rows];
+            *row = (stage_row){.request_id = b->rows[r].request_id, .slot = b->rows[r].slot,
+                               .position = d->position[i], .kv_only = d->kv_only[i]};
+            memcpy(b->hidden + (size_t)b->n_rows * dim, d->hidden + (size_t)i * dim, (size_t)dim * sizeof(float));
+            b->n_rows++;
+            /* remove entry i by moving the last one into its place */
+            d->count--;
+            d->exit_layer[i] = d->exit_layer[d->count];
+            d->position[i] = d->position[d->count];
+            d->kv_only[i] = d->kv_only[d->count];
+            memcpy(d->hidden + (size_t)i * dim, d->hidden + (size_t)d->count * dim, (size_t)dim * sizeof(float));
+        }
+    }
+}
+
+/* ---- running micro-batches ------------------------------------------------------------------ */
+
+static int send_exit_features(stage *s, stage_batch *b, ramp_error *err);
+static int finish_batch(stage *s, stage_batch *b, ramp_error *err);
+
+static int run_layers(stage *s, stage_batch *b, int end_layer, ramp_error *err) {
+    for (int r = 0; r < b->n_rows; r++) {
+        s->slots[r] = b->rows[r].slot;
+        s->positions[r] = b->rows[r].position;
+        s->kv_only[r] = b->rows[r].kv_only;
+    }
+    forward_rows rows = {b->n_rows, s->slots, s->positions, s->kv_only};
+    int status = forward_layers(&s->model, b->layers_done, end_layer, &s->kv, &rows, b->hidden, &s->workspace, err);
+    s->rows += (uint64_t)b->n_rows * (uint64_t)(end_layer - b->layers_done) / (uint64_t)(s->config.end_layer - s->config.first_layer);
+    b->layers_done = end_layer;
+    return status;
+}
+
+static bool has_output_rows(const stage_batch *b) {
+    for (int r = 0; r < b->n_rows; r++)
+        if (b->rows[r].wants_output && !b->rows[r].kv_only) return true;
+    return false;
+}
+
+/* Runs a batch from where it stands until it parks at an exit point or leaves the stage. */
+static int advance_batch(stage *s, stage_batch *b, ramp_error *err) {
+    while (b->layers_done < s->config.end_layer) {
+        int segment_end = s->config.end_layer;
+        for (int k = b->layers_done + 1; k < s->config.end_layer && b->mode != EXIT_MODE_NONE; k++)
+            if (owns_exit_point(s, k)) {
+                segment_end = k;
+                break;
+            }
+        if (run_layers(s, b, segment_end, err)) return -1;
+        if (b->mode != EXIT_MODE_NONE && owns_exit_point(s, segment_end) && has_output_rows(b)) {
+            if (send_exit_features(s, b, err)) return -1;
+            if (b->mode == EXIT_MODE_DECIDE) return 0; /* parked until the decision */
+        }
+        append_deferred(s, b, segment_end);
+    }
+    return finish_batch(s, b, err);
+}
+
+/* Features of the rows that want output, at the exit point the batch stands at. */
+static int send_exit_features(stage *s, stage_batch *b, ramp_error *err) {
+    const int dim = s->model.config.dim, width = head_width(s);
+    double start = now_seconds();
+    int n_out = 0;
+    for (int r = 0; r < b->n_rows; r++) {
+        if (!b->rows[r].wants_output || b->rows[r].kv_only) continue;
+        /* gather the output rows' states into the workspace's projection buffer, contiguous */
+        memcpy(s->workspace.projection + (size_t)n_out * dim, b->hidden + (size_t)r * dim, (size_t)dim * sizeof(float));
+        s->request_ids[n_out++] = b->rows[r].request_id;
+    }
+    exit_head_logits(&s->model, s->workspace.projection, n_out, s->exit_candidates, width, s->head_logits,
+                     &s->workspace);
+    Ramp__ExitFeatures features[n_out];
+    Ramp__ExitFeatures *pointers[n_out];
+    for (int i = 0; i < n_out; i++) {
+        exit_features f;
+        exit_features_compute(s->head_logits + (size_t)i * width, width, s->exit_candidates, &f);
+        ramp__exit_features__init(&features[i]);
+        features[i].request_id = s->request_ids[i];
+        features[i].layer = (uint32_t)b->layers_done;
+        features[i].top_prob = f.top_prob;
+        features[i].gap = f.gap;
+        features[i].top_token = f.top_token;
+        features[i].entropy = f.entropy;
+        pointers[i] = &features[i];
+    }
+    s->exit_head_seconds += now_seconds() - start;
+    Ramp__Output o = RAMP__OUTPUT__INIT;
+    o.batch_id = b->batch_id;
+    o.stage = (uint32_t)s->config.stage_index;
+    o.n_features = (size_t)n_out;
+    o.features = pointers;
+    o.exit_layer = (uint32_t)b->layers_done;
+    o.final = false;
+    Ramp__Envelope e = RAMP__ENVELOPE__INIT;
+    e.body_case = RAMP__ENVELOPE__BODY_OUTPUT;
+    e.output = &o;
+    return send_envelope(s->transport, 0, &e, NULL, 0, err);
+}
+
+static int forward_batch(stage *s, stage_batch *b, ramp_error *err) {
+    const int dim = s->model.config.dim;
+    Ramp__Row rows[b->n_rows];
+    Ramp__Row *pointers[b->n_rows];
+    for (int r = 0; r < b->n_rows; r++) {
+        const stage_row *x = &b->rows[r];
+        ramp__row__init(&rows[r]);
+        rows[r].request_id = x->request_id;
+        rows[r].slot = (uint32_t)x->slot;
+        rows[r].position = (uint32_t)x->position;
+        rows[r].token = x->token;
+        rows[r].wants_output = x->wants_output;
+        rows[r].slot_capacity = (uint32_t)x->slot_capacity;
+        rows[r].kv_only = x->kv_only;
+        pointers[r] = &rows[r];
+    }
+    Ramp__Work w = RAMP__WORK__INIT;
+    w.batch_id = b->batch_id;
+    w.n_rows = (size_t)b->n_rows;
+    w.rows = pointers;
+    w.has_hidden = true;
+    w.hidden_dim = (uint32_t)dim;
+    w.exit_mode = (uint32_t)b->mode;
+    Ramp__Envelope e = RAMP__ENVELOPE__INIT;
+    e.body_case = RAMP__ENVELOPE__BODY_WORK;
+    e.work = &w;
+    return send_envelope(s->transport, s->config.next_rank, &e, b->hidden, (size_t)b->n_rows * dim, err);
+}
+
+/* The batch has run all of this stage's layers: pass it on, or (last stage) return logits. */
+static int finish_batch(stage *s, stage_batch *b, ramp_error *err) {
+    s->batches_run++;
+    int status;
+    if (!is_last(s)) {
+        status = forward_batch(s, b, err);
+    } else {
+        const int dim = s->model.config.dim, vocab = s->model.config.vocab_size;
+        int n_out = 0;
+        for (int r = 0; r < b->n_rows; r++) {
+            if (!b->rows[r].wants_output || b->rows[r].kv_only) continue;
+            memcpy(s->workspace.projection + (size_t)n_out * dim, b->hidden + (size_t)r * dim, (size_t)dim * sizeof(float));
+            s->request_ids[n_out++] = b->rows[r].request_id;
+        }
+        if (n_out) forward_logits(&s->model, s->workspace.projection, n_out, s->head_logits, &s->workspace);
+        Ramp__Output o = RAMP__OUTPUT__INIT;
+        o.batch_id = b->batch_id;
+        o.stage = (uint32_t)s->config.stage_index;
+        o.n_output_request_ids = (size_t)n_out;
+        o.output_request_ids = s->request_ids;
+        o.vocab_size = (uint32_t)vocab;
+        o.final = true;
+        o.exit_layer = (uint32_t)s->model.config.n_layers;
+        Ramp__Envelope e = RAMP__ENVELOPE__INIT;
+        e.body_case = RAMP__ENVELOPE__BODY_OUTPUT;
+        e.output = &o;
+        status = send_envelope(s->transport, 0, &e, s->head_logits, (size_t)n_out * vocab, err);
+    }
+    b->in_use = false;
+    return status;
+}
+
+static stage_batch *free_batch(stage *s) {
+    for (int i = 0; i <= s->config.max_parked; i++)
+        if (!s->batches[i].in_use) return &s->batches[i];
+    return NULL;
+}
+
+static int stage_accept_work(stage *s, const Ramp__Work *work, const float *payload, size_t n_payload,
+                             ramp_error *err) {
     const model_config *c = &s->model.config;
     const int n = (int)work->n_rows;
-    if (n <= 0 || n > s->config.max_rows)
-        return ramp_fail(err, "micro-batch %llu has %d rows, this stage takes 1..%d",
-                         (unsigned long long)work->batch_id, n, s->config.max_rows);
+    if (n <= 0 || n > s->row_capacity)
+        return ramp_fail(err, "micro-batch %llu has %d rows, this stage takes 1..%d", (unsigned long long)work->batch_id,
+                         n, s->row_capacity);
+    stage_batch *b = free_batch(s);
+    if (!b) return ramp_fail(err, "more than %d micro-batches wait for exit decisions", s->config.max_parked);
     for (int r = 0; r < n; r++) {
         const Ramp__Row *row = work->rows[r];
+        if (row->slot >= (uint32_t)s->config.max_sequences)
+            return ramp_fail(err, "row %d names KV slot %u, this stage has %d", r, row->slot, s->config.max_sequences);
         if (row->slot_capacity > 0) {
             if (row->slot_capacity > (uint32_t)s->config.context)
                 return ramp_fail(err, "sequence asks for %u positions, the context is %d", row->slot_capacity,
                                  s->config.context);
             if (kv_slot_reserve(&s->kv, (int)row->slot, (int)row->slot_capacity, err)) return -1;
         }
-        s->tokens[r] = row->token;
-        s->slots[r] = (int)row->slot;
-        s->positions[r] = (int)row->position;
+        b->rows[r] = (stage_row){row->request_id, (int)row->slot, (int)row->position, row->token,
+                                 (int)row->slot_capacity, row->wants_output, row->kv_only};
     }
     if (s->kv.bytes_in_use > s->kv_bytes_peak) s->kv_bytes_peak = s->kv.bytes_in_use;
     if (is_first(s)) {
-        if (forward_embed(&s->model, s->tokens, n, s->hidden, err)) return -1;
+        int tokens[n];
+        for (int r = 0; r < n; r++) tokens[r] = b->rows[r].token;
+        if (forward_embed(&s->model, tokens, n, b->hidden, err)) return -1;
     } else {
         if (!work->has_hidden || n_payload != (size_t)n * c->dim)
             return ramp_fail(err, "micro-batch %llu carries %zu floats of hidden state, expected %d x %d",
                              (unsigned long long)work->batch_id, n_payload, n, c->dim);
-        memcpy(s->hidden, payload, n_payload * sizeof(float));
+        memcpy(b->hidden, payload, n_payload * sizeof(float));
     }
-    forward_rows rows = {n, s->slots, s->positions};
-    if (forward_layers(&s->model, s->config.first_layer, s->config.end_layer, &s->kv, &rows, s->hidden,
-                       &s->workspace, err))
-        return -1;
-    s->batches++;
-    s->rows += (uint64_t)n;
+    if (work->exit_mode > EXIT_MODE_DECIDE) return ramp_fail(err, "unknown exit mode %u", work->exit_mode);
+    b->in_use = true;
+    b->mode = (exit_mode)work->exit_mode;
+    b->batch_id = work->batch_id;
+    b->n_rows = n;
+    b->layers_done = s->config.first_layer;
+    return advance_batch(s, b, err);
+}
 
-    Ramp__Envelope e = RAMP__ENVELOPE__INIT;
-    if (!is_last(s)) {
-        work->has_hidden = true;
-        work->hidden_dim = (uint32_t)c->dim;
-        e.body_case = RAMP__ENVELOPE__BODY_WORK;
-        e.work = work;
-        return send_envelope(s->transport, s->config.next_rank, &e, s->hidden, (size_t)n * c->dim, err);
+static int stage_accept_decision(stage *s, const Ramp__Decision *d, ramp_error *err) {
+    stage_batch *b = NULL;
+    for (int i = 0; i <= s->config.max_parked; i++)
+        if (s->batches[i].in_use && s->batches[i].batch_id == d->batch_id) b = &s->batches[i];
+    if (!b) return ramp_fail(err, "decision for micro-batch %llu, which is not parked here", (unsigned long long)d->batch_id);
+    const int dim = s->model.config.dim;
+    bool keep_states = d->token_level && s->config.kv_fill != KV_FILL_OMIT;
+    int kept = 0;
+    for (int r = 0; r < b->n_rows; r++) {
+        bool exits = false;
+        for (size_t i = 0; i < d->n_exited_request_ids; i++)
+            if (d->exited_request_ids[i] == b->rows[r].request_id) exits = true;
+        if (exits) {
+            if (keep_states) {
+                bool kv_only = b->rows[r].kv_only || s->config.kv_fill == KV_FILL_COPY;
+                if (defer_row(s, &b->rows[r], b->hidden + (size_t)r * dim, b->layers_done, kv_only, err)) return -1;
+            }
+            continue;
+        }
+        if (kept != r) {
+            b->rows[kept] = b->rows[r];
+            memcpy(b->hidden + (size_t)kept * dim, b->hidden + (size_t)r * dim, (size_t)dim * sizeof(float));
+        }
+        kept++;
     }
-    /* Last stage: logits of the rows whose next token is wanted, gathered contiguously. */
-    int n_out = 0;
-    for (int r = 0; r < n; r++) {
-        if (!work->rows[r]->wants_output) continue;
-        if (n_out != r) memcpy(s->hidden + (size_t)n_out * c->dim, s->hidden + (size_t)r * c->dim, c->dim * sizeof(float));
-        s->output_rows[n_out++] = (uint32_t)r;
+    b->n_rows = kept;
+    if (kept == 0) {
+        b->in_use = false; /* everything left: later ranks never see this micro-batch */
+        return 0;
     }
-    if (n_out) forward_logits(&s->model, s->hidden, n_out, s->logits, &s->workspace);
-    Ramp__Output o = RAMP__OUTPUT__INIT;
-    o.batch_id = work->batch_id;
-    o.stage = (uint32_t)s->config.stage_index;
-    o.n_output_rows = (size_t)n_out;
-    o.output_rows = s->output_rows;
-    o.vocab_size = (uint32_t)c->vocab_size;
-    o.final = true;
-    e.body_case = RAMP__ENVELOPE__BODY_OUTPUT;
-    e.output = &o;
-    return send_envelope(s->transport, 0, &e, s->logits, (size_t)n_out * c->vocab_size, err);
+    append_deferred(s, b, b->layers_done);
+    return advance_batch(s, b, err);
 }
 
 static int stage_send_report(stage *s, ramp_error *err) {
@@ -164,12 +423,13 @@ static int stage_send_report(stage *s, ramp_error *err) {
     r.end_layer = (uint32_t)s->config.end_layer;
     r.busy_seconds = s->busy_seconds;
     r.idle_seconds = now_seconds() - s->opened_at - s->busy_seconds;
-    r.batches = s->batches;
+    r.batches = s->batches_run;
     r.rows = s->rows;
     r.bytes_sent = transport_bytes_sent(s->transport);
     r.bytes_received = transport_bytes_received(s->transport);
     r.kv_bytes_peak = s->kv_bytes_peak;
     r.weight_bytes = s->model.weight_bytes;
+    r.exit_head_seconds = s->exit_head_seconds;
     r.peak_resident_bytes = (uint64_t)usage.ru_maxrss * 1024;
     e.body_case = RAMP__ENVELOPE__BODY_REPORT;
     e.report = &r;
@@ -178,7 +438,11 @@ static int stage_send_report(stage *s, ramp_error *err) {
 
 static int stage_run_control(stage *s, Ramp__Control *control, ramp_error *err) {
     if (control->kind == RAMP__CONTROL__KIND__RELEASE)
-        for (size_t i = 0; i < control->n_slots; i++) kv_slot_release(&s->kv, (int)control->slots[i]);
+        for (size_t i = 0; i < control->n_slots; i++) {
+            int slot = (int)control->slots[i];
+            kv_slot_release(&s->kv, slot);
+            if (slot >= 0 && slot < s->config.max_sequences) s->deferred[slot].count = 0;
+        }
     if (!is_last(s)) { /* pass it down the chain */
         Ramp__Envelope e = RAMP__ENVELOPE__INIT;
         e.body_case = RAMP__ENVELOPE__BODY_CONTROL;
@@ -202,7 +466,8 @@ int stage_handle_frame(void *context, int source, const uint8_t *frame, size_t l
         return ramp_fail_prefix(err, "rank %d: frame from rank %d: ", s->rank, source);
     int status;
     switch (e->body_case) {
-    case RAMP__ENVELOPE__BODY_WORK: status = stage_run_work(s, e->work, payload, n_payload, err); break;
+    case RAMP__ENVELOPE__BODY_WORK: status = stage_accept_work(s, e->work, payload, n_payload, err); break;
+    case RAMP__ENVELOPE__BODY_DECISION: status = stage_accept_decision(s, e->decision, err); break;
     case RAMP__ENVELOPE__BODY_CONTROL: status = stage_run_control(s, e->control, err); break;
     default: status = ramp_fail(err, "unexpected message %d from rank %d", (int)e->body_case, source); break;
     }

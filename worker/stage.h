@@ -1,11 +1,20 @@
 /* stage.h: one pipeline stage: a contiguous slice of layers and the KV cache of that slice.
  *
  * A stage is passive: it is handed frames (stage_handle_frame, a transport_handler) and answers
- * by sending frames. Work arrives from the previous rank (or the coordinator, for stage 1), runs
- * through the slice's layers, and goes on to the next rank; the last stage sends logits of the
- * rows that want output to the coordinator. Control frames (release KV slots, shut down) travel
- * down the same chain so they stay ordered with the work.
- * The stage owns its model slice, KV cache, workspace and buffers.
+ * by sending frames. Work arrives from the previous rank (or the coordinator, for stage 1) and
+ * runs through the slice's layers in segments cut at the exit points the stage owns. At an exit
+ * point the stage sends the exit features of the rows that want output to the coordinator and,
+ * when the coordinator decides exits, parks the micro-batch until the Decision arrives (working
+ * on other micro-batches meanwhile); rows that leave never go further. The last stage sends the
+ * logits of the rows that want output to the coordinator. Control frames (release KV slots,
+ * shut down) travel down the same chain so they stay ordered with the work.
+ *
+ * Tokens that exit early during generation leave holes in the KV cache of the layers they
+ * skipped; --kv-fill says how they are filled: recompute (the stage keeps the exited hidden state
+ * and sends it on, as a normal row, with the sequence's next token that goes deeper: exact),
+ * copy (the same, but the row only fills keys/values from the exit state: CALM), omit (nothing;
+ * attention skips the holes).
+ * The stage owns its model slice, KV cache, workspace, micro-batch buffers and kept states.
  */
 #ifndef RAMP_STAGE_H
 #define RAMP_STAGE_H
@@ -14,21 +23,61 @@
 #include <stdint.h>
 
 #include "error.h"
+#include "exit_policy.h"
 #include "forward.h"
 #include "kv_cache.h"
 #include "model.h"
+#include "ramp.pb-c.h"
 #include "transport.h"
+
+/* Most exited tokens a sequence may have waiting for their skipped layers; the coordinator sends
+ * a token to full depth before a sequence reaches it. */
+#define STAGE_MAX_DEFERRED 8
+
+typedef enum { KV_FILL_RECOMPUTE, KV_FILL_COPY, KV_FILL_OMIT } kv_fill_policy;
+/* Per micro-batch (Work.exit_mode): what happens at exit points. */
+typedef enum { EXIT_MODE_NONE = 0, EXIT_MODE_RECORD = 1, EXIT_MODE_DECIDE = 2 } exit_mode;
 
 typedef struct {
     const char *model_path;
     int stage_index; /* 1..n_stages */
     int n_stages;
     int first_layer, end_layer;
-    int max_rows;      /* most rows in one micro-batch */
+    int max_rows;      /* most rows the coordinator puts in one micro-batch */
     int max_sequences; /* KV slots */
     int context;       /* most positions per sequence */
     int next_rank;     /* rank of the next stage; the last stage sends to the coordinator (0) */
+    int max_parked;    /* micro-batches that may wait for a decision at once (the lanes) */
+    int n_exits;                       /* exit points of the whole model, as layer counts */
+    int exit_layers[EXIT_MAX_POINTS];
+    const int *exit_candidates;        /* candidate tokens of the exit head, or NULL = vocabulary */
+    int n_exit_candidates;
+    kv_fill_policy kv_fill;
 } stage_config;
+
+typedef struct {
+    uint64_t request_id;
+    int slot, position, token, slot_capacity;
+    bool wants_output, kv_only;
+} stage_row;
+
+typedef struct {
+    bool in_use;
+    uint64_t batch_id;
+    exit_mode mode;
+    int n_rows;
+    int layers_done; /* global index of the next layer to run */
+    stage_row *rows; /* [row_capacity] */
+    float *hidden;   /* [row_capacity][dim] */
+} stage_batch;
+
+typedef struct {
+    int count;
+    int exit_layer[STAGE_MAX_DEFERRED];
+    int position[STAGE_MAX_DEFERRED];
+    bool kv_only[STAGE_MAX_DEFERRED];
+    float *hidden; /* [STAGE_MAX_DEFERRED][dim] */
+} deferred_rows;
 
 typedef struct {
     stage_config config;
@@ -37,14 +86,19 @@ typedef struct {
     model model;
     kv_cache kv;
     forward_workspace workspace;
-    float *hidden;  /* [max_rows][dim] */
-    float *logits;  /* [max_rows][vocab] (last stage) */
-    int *tokens, *slots, *positions;
-    uint32_t *output_rows;
+    int row_capacity;       /* max_rows plus room for deferred rows joining */
+    stage_batch *batches;   /* [max_parked + 1] */
+    deferred_rows *deferred; /* [max_sequences] */
+    int *exit_candidates;   /* owned copy */
+    /* per-batch scratch */
+    float *head_logits;     /* [row_capacity][vocab or candidates] */
+    int *slots, *positions;
+    bool *kv_only;
+    uint64_t *request_ids;
     bool finished;
     /* counters */
-    double opened_at, busy_seconds;
-    uint64_t batches, rows;
+    double opened_at, busy_seconds, exit_head_seconds;
+    uint64_t batches_run, rows;
     size_t kv_bytes_peak;
 } stage;
 
@@ -55,5 +109,7 @@ int stage_handle_frame(void *context, int source, const uint8_t *frame, size_t l
 /* Tells the coordinator this stage is ready (Hello) or that it failed (Failure). */
 int stage_send_hello(stage *s, ramp_error *err);
 int send_failure(transport *t, int rank, const char *message);
+/* Packs an envelope (setting its version) and sends it. */
+int send_envelope(transport *t, int destination, Ramp__Envelope *e, const float *payload, size_t n, ramp_error *err);
 
 #endif

@@ -1,0 +1,108 @@
+#include "exit_run.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+void exit_run_init(exit_run *run, exit_mode mode, bool token_level, const exit_policy *policy, int n_exits,
+                   const int *exit_layers, int total_layers) {
+    exit_run_free(run);
+    run->mode = mode;
+    run->token_level = token_level;
+    run->policy = policy;
+    run->n_exits = n_exits;
+    memcpy(run->exit_layers, exit_layers, (size_t)n_exits * sizeof(int));
+    run->total_layers = total_layers;
+}
+
+void exit_run_free(exit_run *run) {
+    free(run->records);
+    memset(run, 0, sizeof *run);
+}
+
+int exit_run_point(const exit_run *run, int layer) {
+    for (int i = 0; i < run->n_exits; i++)
+        if (run->exit_layers[i] == layer) return i;
+    return -1;
+}
+
+static int current_record(exit_run *run, request *r, int index, ramp_error *err) {
+    if (r->record >= 0) return r->record;
+    if (run->n_records == run->records_capacity) {
+        int capacity = run->records_capacity ? 2 * run->records_capacity : 256;
+        exit_record *grown = realloc(run->records, (size_t)capacity * sizeof *grown);
+        if (!grown) return ramp_fail(err, "out of memory recording exit features");
+        run->records = grown;
+        run->records_capacity = capacity;
+    }
+    exit_record *record = &run->records[run->n_records];
+    memset(record, 0, sizeof *record);
+    record->request = index;
+    record->final_token = -1;
+    record->exit_index = run->n_exits;
+    r->record = run->n_records++;
+    return r->record;
+}
+
+int exit_run_observe(exit_run *run, request *r, int index, int exit_index, const Ramp__ExitFeatures *f, bool *leaves,
+                     ramp_error *err) {
+    *leaves = false;
+    int record_index = current_record(run, r, index, err);
+    if (record_index < 0) return -1;
+    exit_record *record = &run->records[record_index];
+    exit_observation *o = &record->observations[exit_index];
+    o->features[EXIT_FEATURE_TOP_PROB] = f->top_prob;
+    o->features[EXIT_FEATURE_GAP] = f->gap;
+    o->features[EXIT_FEATURE_ENTROPY] = f->entropy;
+    o->features[EXIT_FEATURE_AGREES_PREVIOUS] = r->last_exit_top == f->top_token ? 1.0f : 0.0f;
+    o->features[EXIT_FEATURE_DEPTH] = (float)f->layer / (float)run->total_layers;
+    o->top_token = f->top_token;
+    record->seen[exit_index] = true;
+    r->last_exit_top = f->top_token;
+    if (run->mode != EXIT_MODE_DECIDE || !run->policy) return 0;
+    /* A sequence may keep only so many exited tokens waiting for their skipped layers. */
+    if (run->token_level && (r->consecutive_exits >= STAGE_MAX_DEFERRED - 1 || r->n_fed <= r->n_prompt)) return 0;
+    *leaves = exit_policy_should_exit(run->policy, exit_index, o->features);
+    return 0;
+}
+
+void exit_run_settle(exit_run *run, request *r, int token, int exit_index) {
+    int layers = exit_index < run->n_exits ? run->exit_layers[exit_index] : run->total_layers;
+    run->histogram[exit_index]++;
+    run->layers_executed += layers;
+    run->outputs++;
+    r->layers_executed += layers;
+    r->output_tokens++;
+    r->consecutive_exits = exit_index < run->n_exits ? r->consecutive_exits + 1 : 0;
+    if (r->record >= 0) {
+        run->records[r->record].final_token = token;
+        run->records[r->record].exit_index = exit_index;
+    }
+    r->record = -1;
+    r->last_exit_top = -1;
+}
+
+exit_observation *exit_run_dataset(const exit_run *run, int *n_examples) {
+    exit_observation *out = malloc((size_t)(run->n_records ? run->n_records : 1) * run->n_exits * sizeof *out);
+    int n = 0;
+    if (!out) {
+        *n_examples = 0;
+        return NULL;
+    }
+    for (int i = 0; i < run->n_records; i++) {
+        const exit_record *record = &run->records[i];
+        bool complete = record->final_token >= 0;
+        for (int e = 0; e < run->n_exits; e++) complete = complete && record->seen[e];
+        if (!complete) continue;
+        exit_observation *row = out + (size_t)n * run->n_exits;
+        bool stays = true;
+        for (int e = run->n_exits - 1; e >= 0; e--) { /* backwards: "stays" needs every later point */
+            row[e] = record->observations[e];
+            row[e].agrees_final = row[e].top_token == record->final_token;
+            stays = stays && row[e].agrees_final;
+            row[e].stays = stays;
+        }
+        n++;
+    }
+    *n_examples = n;
+    return out;
+}

@@ -1,0 +1,125 @@
+# lib.sh: helpers shared by the end-to-end checks (sourced by tests/run-e2e.sh).
+#
+# Provides: pass/fail/skip (one "ok - ..." / "not ok - ..." line per check, counted),
+# run (a command with a timeout, capturing $OUT/$ERR and the status in $RC), mpi_run, and
+# small predicates. Expects RAMP_BIN, RAMP_SHARED and E2E_TMP to be set.
+
+E2E_PASSED=${E2E_PASSED:-0}
+E2E_FAILED=${E2E_FAILED:-0}
+E2E_SKIPPED=${E2E_SKIPPED:-0}
+
+# Shared models (read-only).
+STORIES=$RAMP_SHARED/models/stories260K
+TOK=$STORIES/tok512.bin
+BASE16=$RAMP_SHARED/models/base16
+LITE16=$RAMP_SHARED/models/lite16
+REF=$RAMP_SHARED/reference
+
+OUT=$E2E_TMP/last.out
+ERR=$E2E_TMP/last.err
+RC=0
+
+# Sanitizer reports must never be mistaken for clean errors (ASan/UBSan exit with status 1 too).
+# LeakSanitizer stays on for single-process runs: a leak on an error path is a bug.
+export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}abort_on_error=0:exitcode=99"
+export UBSAN_OPTIONS="${UBSAN_OPTIONS:+$UBSAN_OPTIONS:}print_stacktrace=1:exitcode=99"
+SANITIZER_PATTERN='AddressSanitizer|LeakSanitizer|runtime error|UndefinedBehaviorSanitizer'
+
+pass() {
+    E2E_PASSED=$((E2E_PASSED + 1))
+    echo "ok - $1"
+}
+
+# fail DESCRIPTION [DETAIL...]: details are printed as "#" comment lines under the check.
+fail() {
+    E2E_FAILED=$((E2E_FAILED + 1))
+    echo "not ok - $1"
+    shift
+    local line
+    for line in "$@"; do
+        printf '%s\n' "$line" | sed 's/^/#   /'
+    done
+}
+
+skip() {
+    E2E_SKIPPED=$((E2E_SKIPPED + 1))
+    echo "ok - $1 # SKIP ${2:-}"
+}
+
+# check CONDITION_STATUS DESCRIPTION [DETAIL...]: pass when the status is 0.
+check() {
+    local status=$1
+    shift
+    if [ "$status" -eq 0 ]; then pass "$1"; else fail "$@"; fi
+}
+
+# What went wrong with the last run, for failure details.
+last_run_details() {
+    echo "exit status $RC"
+    if [ -s "$ERR" ]; then
+        echo "stderr (first lines):"
+        head -n 12 "$ERR" | cut -c1-300
+    else
+        echo "stderr: (empty)"
+    fi
+}
+
+# run SECONDS CMD...: runs CMD with a time limit; stdout -> $OUT, stderr -> $ERR, status -> $RC.
+# A command that overruns gets SIGTERM, then SIGKILL 5 s later (status 124 or 137).
+run() {
+    local seconds=$1
+    shift
+    timeout -k 5 "$seconds" "$@" >"$OUT" 2>"$ERR"
+    RC=$?
+}
+
+# ramp ARGS...: runs the binary under test with a 60 s limit.
+ramp() { run 60 "$RAMP_BIN" "$@"; }
+
+has_sanitizer_report() { grep -qE "$SANITIZER_PATTERN" "$ERR" 2>/dev/null; }
+
+# --- MPI ---------------------------------------------------------------------------------------
+
+MPIRUN=()
+if command -v mpirun >/dev/null 2>&1; then
+    MPIRUN=(mpirun --oversubscribe)
+    [ "$(id -u)" -eq 0 ] && MPIRUN+=(--allow-run-as-root)
+    # Open MPI's own allocations show up as leaks at exit under LeakSanitizer; only there are
+    # leaks not checked (memory errors still are).
+    MPIRUN+=(-x "ASAN_OPTIONS=${ASAN_OPTIONS}:detect_leaks=0" -x UBSAN_OPTIONS)
+fi
+have_mpi() { [ ${#MPIRUN[@]} -gt 0 ]; }
+
+# mpi_run SECONDS NP ARGS...: mpirun -np NP RAMP_BIN ARGS... through run.
+mpi_run() {
+    local seconds=$1 np=$2
+    shift 2
+    run "$seconds" "${MPIRUN[@]}" -np "$np" "$RAMP_BIN" "$@"
+}
+
+# --- misc --------------------------------------------------------------------------------------
+
+# unescape_text TEXT: the reference files write newlines as the two characters \n.
+unescape_text() {
+    local text=$1
+    printf '%s' "${text//\\n/$'\n'}"
+}
+
+now() { date +%s.%N; }
+elapsed_since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
+
+# section NAME: a comment line with the time the previous section took.
+E2E_SECTION_START=
+E2E_SECTION_NAME=
+section_end() {
+    if [ -n "$E2E_SECTION_NAME" ]; then
+        echo "# $E2E_SECTION_NAME: $(elapsed_since "$E2E_SECTION_START") s"
+    fi
+    E2E_SECTION_NAME=
+}
+section() {
+    section_end
+    E2E_SECTION_NAME=$1
+    E2E_SECTION_START=$(now)
+    echo "# --- $1"
+}

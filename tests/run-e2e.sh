@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# run-e2e.sh: end-to-end checks of the `ramp` binary on the shared models.
+#
+#   RAMP_SHARED=../shared RAMP_BIN=bin/ramp tests/run-e2e.sh [SECTION...]
+#
+# SECTION is any of: reference corrupt multirank stage_memory failure (default: all, in that
+# order); each is tests/e2e/SECTION.sh, sourced here. Every check prints one line, "ok - ..." or
+# "not ok - ..." (with "#" detail lines), and the run ends with the line "N passed, M failed".
+# Exits 0 when nothing failed, 1 otherwise.
+set -u
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+RAMP_SHARED=${RAMP_SHARED:-../shared}
+RAMP_BIN=${RAMP_BIN:-bin/ramp}
+
+if [ ! -d "$RAMP_SHARED/models" ] || [ ! -d "$RAMP_SHARED/reference" ]; then
+    cat >&2 <<EOF
+run-e2e.sh: shared models not found at RAMP_SHARED=$RAMP_SHARED
+  The end-to-end tests read the read-only shared folder (models/stories260K, models/base16,
+  models/lite16 and reference/*.tsv) that sits at ../shared next to the project checkout; it is
+  not part of this repository. Point RAMP_SHARED at it, e.g.
+    RAMP_SHARED=/path/to/shared RAMP_BIN=bin/ramp tests/run-e2e.sh
+EOF
+    echo "0 passed, 1 failed"
+    exit 1
+fi
+if [ ! -x "$RAMP_BIN" ]; then
+    echo "run-e2e.sh: RAMP_BIN=$RAMP_BIN is not an executable (run make first)" >&2
+    echo "0 passed, 1 failed"
+    exit 1
+fi
+# Absolute paths: some checks run from other directories.
+RAMP_SHARED=$(cd "$RAMP_SHARED" && pwd)
+RAMP_BIN=$(cd "$(dirname "$RAMP_BIN")" && pwd)/$(basename "$RAMP_BIN")
+export RAMP_SHARED RAMP_BIN
+
+E2E_TMP=$(mktemp -d "${TMPDIR:-/tmp}/ramp-e2e.XXXXXX")
+cleanup() {
+    # Anything still running from this run (background jobs of the failure checks) goes first.
+    local pid
+    for pid in $(jobs -p); do kill -9 -- "-$pid" "$pid" 2>/dev/null; done
+    rm -rf "$E2E_TMP"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# shellcheck source=e2e/lib.sh
+. "$here/e2e/lib.sh"
+
+sections=("$@")
+[ ${#sections[@]} -eq 0 ] && sections=(reference corrupt multirank stage_memory failure)
+
+echo "# ramp end-to-end: RAMP_BIN=$RAMP_BIN RAMP_SHARED=$RAMP_SHARED"
+started=$(now)
+for name in "${sections[@]}"; do
+    if [ ! -f "$here/e2e/$name.sh" ]; then
+        fail "section $name exists" "no file $here/e2e/$name.sh"
+        continue
+    fi
+    section "$name"
+    # shellcheck disable=SC1090
+    . "$here/e2e/$name.sh"
+done
+section_end
+echo "# total: $(elapsed_since "$started") s${E2E_SKIPPED:+, $E2E_SKIPPED skipped}"
+echo "$E2E_PASSED passed, $E2E_FAILED failed"
+[ "$E2E_FAILED" -eq 0 ]

@@ -1,0 +1,375 @@
+/* test_model_load.c: model_load on the shared models (GGUF and llama2.c, full and sliced,
+ * F32/F16/Q8_0/Q4_0) and the forward building blocks rmsnorm and softmax.
+ *
+ * Shared models come from $RAMP_SHARED (default ../shared); tests that need them are skipped
+ * when the folder is missing. */
+#include <criterion/criterion.h>
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "forward.h"
+#include "model.h"
+
+/* ---- helpers ------------------------------------------------------------------------------------ */
+
+static const char *shared_dir(void) {
+    const char *dir = getenv("RAMP_SHARED");
+    return dir && *dir ? dir : "../shared";
+}
+
+/* Writes $RAMP_SHARED/relative into buf; skips the test when the file is not readable. */
+static const char *shared_model(char *buf, size_t size, const char *relative) {
+    snprintf(buf, size, "%s/%s", shared_dir(), relative);
+    if (access(buf, R_OK) != 0)
+        cr_skip_test("%s not found (set RAMP_SHARED to the shared folder; it holds the models)", buf);
+    return buf;
+}
+
+static void load_or_die(model *m, const char *path, const model_slice *slice) {
+    ramp_error err = {{0}};
+    int status = model_load(m, path, slice, false, NULL, &err);
+    cr_assert_eq(status, 0, "model_load(%s): %s", path, err.message);
+}
+
+/* Floats of one layer's weights: two norms, wq and wo, wk and wv, gate, up and down. */
+static size_t layer_floats(const model_config *c) {
+    size_t dim = (size_t)c->dim, kv = (size_t)c->kv_dim, ffn = (size_t)c->ffn_dim;
+    return 2 * dim + 2 * dim * dim + 2 * kv * dim + 3 * ffn * dim;
+}
+
+static bool layer_all_null(const layer_weights *w) {
+    return !w->attn_norm && !w->wq && !w->wk && !w->wv && !w->wo && !w->ffn_norm && !w->w_gate && !w->w_up &&
+           !w->w_down;
+}
+
+static bool layer_all_set(const layer_weights *w) {
+    return w->attn_norm && w->wq && w->wk && w->wv && w->wo && w->ffn_norm && w->w_gate && w->w_up && w->w_down;
+}
+
+static float max_abs_diff(const float *a, const float *b, size_t n) {
+    float worst = 0.0f;
+    for (size_t i = 0; i < n; i++) {
+        float d = fabsf(a[i] - b[i]);
+        if (!(d <= worst)) worst = d; /* also catches NaN */
+    }
+    return worst;
+}
+
+static void assert_same_config(const model_config *a, const model_config *b, bool same_context, const char *what) {
+    cr_assert_eq(a->dim, b->dim, "%s: dim %d vs %d", what, a->dim, b->dim);
+    cr_assert_eq(a->n_layers, b->n_layers, "%s: layers %d vs %d", what, a->n_layers, b->n_layers);
+    cr_assert_eq(a->n_heads, b->n_heads, "%s: heads %d vs %d", what, a->n_heads, b->n_heads);
+    cr_assert_eq(a->n_kv_heads, b->n_kv_heads, "%s: kv heads %d vs %d", what, a->n_kv_heads, b->n_kv_heads);
+    cr_assert_eq(a->head_dim, b->head_dim, "%s: head_dim %d vs %d", what, a->head_dim, b->head_dim);
+    cr_assert_eq(a->kv_dim, b->kv_dim, "%s: kv_dim %d vs %d", what, a->kv_dim, b->kv_dim);
+    cr_assert_eq(a->ffn_dim, b->ffn_dim, "%s: ffn %d vs %d", what, a->ffn_dim, b->ffn_dim);
+    cr_assert_eq(a->vocab_size, b->vocab_size, "%s: vocab %d vs %d", what, a->vocab_size, b->vocab_size);
+    if (same_context)
+        cr_assert_eq(a->context_length, b->context_length, "%s: context %d vs %d", what, a->context_length,
+                     b->context_length);
+    cr_assert_eq(a->rope_dim, b->rope_dim, "%s: rope_dim %d vs %d", what, a->rope_dim, b->rope_dim);
+    cr_assert_float_eq(a->rope_base, b->rope_base, 1e-3, "%s: rope base %g vs %g", what, a->rope_base,
+                       b->rope_base);
+    cr_assert_float_eq(a->rms_eps, b->rms_eps, 1e-9, "%s: rms eps %g vs %g", what, a->rms_eps, b->rms_eps);
+}
+
+/* ---- GGUF and llama2.c agree -------------------------------------------------------------------- */
+
+Test(model_load, stories260K_gguf_and_bin_have_identical_config) {
+    char gguf_path[4096], bin_path[4096];
+    shared_model(gguf_path, sizeof gguf_path, "models/stories260K/stories260K-f32.gguf");
+    shared_model(bin_path, sizeof bin_path, "models/stories260K/stories260K.bin");
+    model g, b;
+    load_or_die(&g, gguf_path, NULL);
+    load_or_die(&b, bin_path, NULL);
+    cr_assert_eq(g.format, MODEL_FORMAT_GGUF);
+    cr_assert_eq(b.format, MODEL_FORMAT_LLAMA2C);
+    /* The files disagree on one field: llama.cpp's converter wrote llama.context_length = 128, the
+     * llama2.c header says seq_len 512. Everything else must match. */
+    assert_same_config(&g.config, &b.config, false, "stories260K gguf vs bin");
+    cr_assert_eq(g.config.context_length, 128, "GGUF llama.context_length is 128, got %d", g.config.context_length);
+    cr_assert_eq(b.config.context_length, 512, "llama2.c seq_len is 512, got %d", b.config.context_length);
+    /* The published shape of stories260K. */
+    cr_assert_eq(g.config.dim, 64);
+    cr_assert_eq(g.config.n_layers, 5);
+    cr_assert_eq(g.config.n_heads, 8);
+    cr_assert_eq(g.config.n_kv_heads, 4);
+    cr_assert_eq(g.config.ffn_dim, 172);
+    cr_assert_eq(g.config.vocab_size, 512);
+    cr_assert_str_eq(g.weight_type, "F32");
+    cr_assert_str_eq(b.weight_type, "F32");
+    /* Same weights too: both are fp32 straight from the same checkpoint. */
+    const model_config *c = &g.config;
+    for (int l = 0; l < c->n_layers; l++) {
+        cr_assert(layer_all_set(&g.layers[l]) && layer_all_set(&b.layers[l]), "layer %d not loaded", l);
+        cr_assert_eq(max_abs_diff(g.layers[l].wq, b.layers[l].wq, (size_t)c->dim * c->dim), 0.0f, "layer %d wq", l);
+        cr_assert_eq(max_abs_diff(g.layers[l].w_down, b.layers[l].w_down, (size_t)c->dim * c->ffn_dim), 0.0f,
+                     "layer %d w_down", l);
+    }
+    cr_assert_eq(max_abs_diff(g.token_embedding, b.token_embedding, (size_t)c->vocab_size * c->dim), 0.0f);
+    cr_assert_eq(max_abs_diff(g.output_norm, b.output_norm, (size_t)c->dim), 0.0f);
+    cr_assert_eq(g.weight_bytes, b.weight_bytes, "weight bytes %zu vs %zu", g.weight_bytes, b.weight_bytes);
+    size_t expected = (c->n_layers * layer_floats(c) + 2 * (size_t)c->vocab_size * c->dim + c->dim) * sizeof(float);
+    cr_assert_eq(g.weight_bytes, expected, "full model weight bytes %zu, expected %zu", g.weight_bytes, expected);
+    model_free(&g);
+    model_free(&b);
+}
+
+Test(model_load, read_config_matches_load) {
+    const char *files[] = {"models/stories260K/stories260K-f32.gguf", "models/stories260K/stories260K.bin",
+                           "models/lite16/model-f32.gguf", "models/base16/model-q4_0.gguf"};
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+        char path[4096];
+        shared_model(path, sizeof path, files[i]);
+        model_config config;
+        ramp_error err = {{0}};
+        cr_assert_eq(model_read_config(path, &config, &err), 0, "model_read_config(%s): %s", path, err.message);
+        model m;
+        model_slice none = {0, 0, false, false};
+        load_or_die(&m, path, &none);
+        assert_same_config(&config, &m.config, true, files[i]);
+        cr_assert_eq(m.weight_bytes, 0, "%s: an empty slice references %zu bytes", files[i], m.weight_bytes);
+        model_free(&m);
+    }
+}
+
+/* ---- slices ------------------------------------------------------------------------------------- */
+
+static void check_middle_slice(const char *relative) {
+    char path[4096];
+    shared_model(path, sizeof path, relative);
+    model m;
+    model_slice slice = {.first_layer = 2, .end_layer = 4, .embedding = false, .head = false};
+    load_or_die(&m, path, &slice);
+    const model_config *c = &m.config;
+    cr_assert_eq(c->n_layers, 16, "%s has %d layers", relative, c->n_layers);
+    cr_assert_eq(m.slice.first_layer, 2);
+    cr_assert_eq(m.slice.end_layer, 4);
+    for (int l = 0; l < c->n_layers; l++) {
+        if (l == 2 || l == 3) {
+            cr_assert(layer_all_set(&m.layers[l]), "%s: layer %d of the slice has NULL weights", relative, l);
+        } else {
+            cr_assert_null(m.layers[l].wq, "%s: layer %d outside the slice has wq", relative, l);
+            cr_assert(layer_all_null(&m.layers[l]), "%s: layer %d outside the slice has weights", relative, l);
+        }
+    }
+    cr_assert_null(m.token_embedding, "%s: the slice did not ask for the embedding", relative);
+    cr_assert_null(m.output, "%s: the slice did not ask for the head", relative);
+    cr_assert_null(m.output_norm, "%s: the slice did not ask for the head", relative);
+    size_t expected = 2 * layer_floats(c) * sizeof(float);
+    cr_assert_eq(m.weight_bytes, expected, "%s: slice 2-3 references %zu bytes, expected 2 x %zu", relative,
+                 m.weight_bytes, layer_floats(c) * sizeof(float));
+    /* The slice is the same whether loaded alone or with the whole model. */
+    model full;
+    load_or_die(&full, path, NULL);
+    cr_assert_eq(max_abs_diff(m.layers[3].wq, full.layers[3].wq, (size_t)c->dim * c->dim), 0.0f);
+    cr_assert_eq(max_abs_diff(m.layers[2].w_up, full.layers[2].w_up, (size_t)c->ffn_dim * c->dim), 0.0f);
+    cr_assert_gt(full.weight_bytes, m.weight_bytes);
+    model_free(&full);
+    model_free(&m);
+}
+
+Test(model_load, lite16_gguf_middle_slice) { check_middle_slice("models/lite16/model-f32.gguf"); }
+
+Test(model_load, lite16_bin_middle_slice) { check_middle_slice("models/lite16/model.bin"); }
+
+Test(model_load, first_and_last_slices_add_up_to_the_model) {
+    char path[4096];
+    shared_model(path, sizeof path, "models/lite16/model-f32.gguf");
+    model first, last, full;
+    model_slice a = {0, 7, true, false}, b = {7, -1, false, true};
+    load_or_die(&first, path, &a);
+    load_or_die(&last, path, &b);
+    load_or_die(&full, path, NULL);
+    const model_config *c = &full.config;
+    cr_assert_eq(last.slice.end_layer, c->n_layers, "end_layer -1 means the last layer");
+    cr_assert_not_null(first.token_embedding);
+    cr_assert_null(first.output);
+    cr_assert_not_null(last.output);
+    cr_assert_not_null(last.output_norm);
+    size_t embedding = (size_t)c->vocab_size * c->dim * sizeof(float);
+    size_t head = ((size_t)c->vocab_size * c->dim + c->dim) * sizeof(float);
+    size_t layer = layer_floats(c) * sizeof(float);
+    cr_assert_eq(first.weight_bytes, 7 * layer + embedding);
+    cr_assert_eq(last.weight_bytes, 9 * layer + head);
+    cr_assert_eq(first.weight_bytes + last.weight_bytes, full.weight_bytes);
+    model_free(&first);
+    model_free(&last);
+    model_free(&full);
+}
+
+Test(model_load, slice_out_of_range_fails_with_message) {
+    char path[4096];
+    shared_model(path, sizeof path, "models/stories260K/stories260K-f32.gguf");
+    model m;
+    ramp_error err = {{0}};
+    model_slice slice = {3, 9, false, false};
+    cr_assert_eq(model_load(&m, path, &slice, false, NULL, &err), -1);
+    cr_assert_not_null(strstr(err.message, path), "message '%s' does not name the file", err.message);
+    cr_assert_not_null(strstr(err.message, "layer"), "message '%s' does not mention layers", err.message);
+}
+
+/* ---- quantized files ---------------------------------------------------------------------------- */
+
+static void check_quantized(const char *relative, const char *type, float tolerance) {
+    char path[4096], f32_path[4096];
+    shared_model(path, sizeof path, relative);
+    shared_model(f32_path, sizeof f32_path, "models/base16/model-f32.gguf");
+    model q, f;
+    load_or_die(&q, path, NULL);
+    load_or_die(&f, f32_path, NULL);
+    assert_same_config(&q.config, &f.config, true, relative);
+    cr_assert_eq(q.weight_bytes, f.weight_bytes, "%s: weight bytes (fp32 after dequantization) %zu vs %zu", relative,
+                 q.weight_bytes, f.weight_bytes);
+    const model_config *c = &f.config;
+    size_t n = (size_t)c->dim * c->dim;
+    float diff = max_abs_diff(q.layers[0].wq, f.layers[0].wq, n);
+    cr_assert_lt(diff, tolerance, "%s: layer-0 wq differs from F32 by up to %g (tolerance %g)", relative, diff,
+                 tolerance);
+    /* Real weights, which a block quantizer cannot store exactly. */
+    float max_weight = 0.0f;
+    for (size_t i = 0; i < n; i++) max_weight = fmaxf(max_weight, fabsf(f.layers[0].wq[i]));
+    cr_assert_gt(max_weight, 0.0f);
+    if (strcmp(type, "F16") != 0) cr_assert_gt(diff, 0.0f, "%s: identical to F32, not dequantized?", relative);
+    int last = c->n_layers - 1;
+    float diff_last = max_abs_diff(q.layers[last].w_down, f.layers[last].w_down, (size_t)c->dim * c->ffn_dim);
+    cr_assert_lt(diff_last, 4 * tolerance, "%s: last layer w_down differs by up to %g", relative, diff_last);
+    /* The LM head: llama.cpp stores it as Q8_0 in the Q4_0 file, F16 in the F16 file. */
+    float diff_head = max_abs_diff(q.output, f.output, (size_t)c->vocab_size * c->dim);
+    cr_assert_lt(diff_head, 4 * tolerance, "%s: output head differs by up to %g", relative, diff_head);
+    model_free(&q);
+    model_free(&f);
+
+    /* The layers alone (what a middle pipeline stage loads) are stored in the file's type. */
+    model layers_only;
+    model_slice slice = {0, -1, false, false};
+    load_or_die(&layers_only, path, &slice);
+    cr_assert_str_eq(layers_only.weight_type, type, "%s: layers' weight type %s, expected %s", relative,
+                     layers_only.weight_type, type);
+    model_free(&layers_only);
+}
+
+Test(model_load, base16_f16_close_to_f32) { check_quantized("models/base16/model-f16.gguf", "F16", 1e-3f); }
+Test(model_load, base16_q8_0_close_to_f32) { check_quantized("models/base16/model-q8_0.gguf", "Q8_0", 0.01f); }
+Test(model_load, base16_q4_0_close_to_f32) { check_quantized("models/base16/model-q4_0.gguf", "Q4_0", 0.05f); }
+
+/* ---- errors ------------------------------------------------------------------------------------- */
+
+Test(model_load, missing_file_fails_with_path) {
+    const char *path = "/nonexistent/ramp-test/model.gguf";
+    model m;
+    ramp_error err = {{0}};
+    cr_assert_eq(model_load(&m, path, NULL, false, NULL, &err), -1);
+    cr_assert_not_null(strstr(err.message, path), "message '%s' does not name the file", err.message);
+    model_config config;
+    ramp_error err2 = {{0}};
+    cr_assert_eq(model_read_config(path, &config, &err2), -1);
+    cr_assert_not_null(strstr(err2.message, path), "message '%s' does not name the file", err2.message);
+}
+
+Test(model_load, llama2c_without_tokenizer_path_fails_clearly) {
+    char path[4096];
+    shared_model(path, sizeof path, "models/stories260K/stories260K.bin");
+    model m;
+    ramp_error err = {{0}};
+    cr_assert_eq(model_load(&m, path, NULL, true, NULL, &err), -1);
+    cr_assert_not_null(strstr(err.message, "tokenizer"), "message '%s' does not mention the tokenizer", err.message);
+}
+
+Test(model_load, llama2c_with_tokenizer_and_gguf_tokenizer_agree_on_size) {
+    char bin_path[4096], tok_path[4096], gguf_path[4096];
+    shared_model(bin_path, sizeof bin_path, "models/stories260K/stories260K.bin");
+    shared_model(tok_path, sizeof tok_path, "models/stories260K/tok512.bin");
+    shared_model(gguf_path, sizeof gguf_path, "models/stories260K/stories260K-f32.gguf");
+    model b, g;
+    ramp_error err = {{0}};
+    model_slice none = {0, 0, false, false};
+    cr_assert_eq(model_load(&b, bin_path, &none, true, tok_path, &err), 0, "%s", err.message);
+    cr_assert_eq(model_load(&g, gguf_path, &none, true, NULL, &err), 0, "%s", err.message);
+    cr_assert_not_null(b.tokenizer);
+    cr_assert_not_null(g.tokenizer);
+    cr_assert_eq(tokenizer_vocab_size(b.tokenizer), 512);
+    cr_assert_eq(tokenizer_vocab_size(g.tokenizer), 512);
+    model_free(&b);
+    model_free(&g);
+}
+
+/* ---- forward math ------------------------------------------------------------------------------- */
+
+Test(forward_math, rmsnorm_of_a_known_vector) {
+    const float x[4] = {1.0f, 2.0f, 3.0f, 4.0f};
+    const float w[4] = {1.0f, 0.5f, 2.0f, -1.0f};
+    float out[4];
+    rmsnorm(out, x, w, 4, 0.0f);
+    double scale = 1.0 / sqrt((1.0 + 4.0 + 9.0 + 16.0) / 4.0); /* 1 / sqrt(7.5) */
+    for (int i = 0; i < 4; i++)
+        cr_assert_float_eq(out[i], w[i] * x[i] * scale, 1e-6, "out[%d] = %g, expected %g", i, out[i],
+                           w[i] * x[i] * scale);
+    /* Epsilon is added to the mean square. */
+    const float ones[4] = {1, 1, 1, 1};
+    const float zero[4] = {0, 0, 0, 0};
+    rmsnorm(out, zero, ones, 4, 1e-5f);
+    for (int i = 0; i < 4; i++) cr_assert_eq(out[i], 0.0f);
+    const float same[2] = {3.0f, 3.0f};
+    rmsnorm(out, same, ones, 2, 7.0f); /* 3 / sqrt(9 + 7) = 0.75 */
+    cr_assert_float_eq(out[0], 0.75f, 1e-6);
+    cr_assert_float_eq(out[1], 0.75f, 1e-6);
+}
+
+Test(forward_math, rmsnorm_in_place) {
+    float x[3] = {2.0f, -2.0f, 2.0f};
+    const float w[3] = {1.0f, 1.0f, 1.0f};
+    rmsnorm(x, x, w, 3, 0.0f);
+    cr_assert_float_eq(x[0], 1.0f, 1e-6);
+    cr_assert_float_eq(x[1], -1.0f, 1e-6);
+    cr_assert_float_eq(x[2], 1.0f, 1e-6);
+}
+
+Test(forward_math, softmax_sums_to_one) {
+    float x[7] = {0.5f, -3.0f, 2.0f, 0.0f, 1.0f, -0.25f, 4.0f};
+    float copy[7];
+    memcpy(copy, x, sizeof x);
+    softmax(x, 7);
+    double sum = 0.0;
+    for (int i = 0; i < 7; i++) {
+        cr_assert(x[i] > 0.0f && x[i] < 1.0f, "x[%d] = %g", i, x[i]);
+        sum += x[i];
+    }
+    cr_assert_float_eq(sum, 1.0, 1e-6, "softmax sums to %g", sum);
+    for (int i = 0; i < 7; i++)
+        for (int j = 0; j < 7; j++)
+            if (copy[i] < copy[j]) cr_assert_lt(x[i], x[j], "softmax is not monotonic");
+    /* Known values: {0, ln 2} -> {1/3, 2/3}. */
+    float pair[2] = {0.0f, logf(2.0f)};
+    softmax(pair, 2);
+    cr_assert_float_eq(pair[0], 1.0f / 3.0f, 1e-6);
+    cr_assert_float_eq(pair[1], 2.0f / 3.0f, 1e-6);
+}
+
+Test(forward_math, softmax_is_stable_for_large_logits) {
+    float x[3] = {1000.0f, 1001.0f, 1000.0f};
+    softmax(x, 3);
+    double e = exp(1.0);
+    cr_assert_float_eq(x[1], e / (e + 2.0), 1e-6, "x[1] = %g", x[1]);
+    cr_assert_float_eq(x[0], 1.0 / (e + 2.0), 1e-6);
+    cr_assert_float_eq(x[0] + x[1] + x[2], 1.0f, 1e-6);
+    float single[1] = {-50.0f};
+    softmax(single, 1);
+    cr_assert_float_eq(single[0], 1.0f, 1e-7);
+}
+
+Test(forward_math, matmul_matches_naive) {
+    /* 2 rows x 3 inputs against a 4x3 weight: sgemm path; then 1 row: sgemv path. */
+    const float x[6] = {1, 2, 3, -1, 0.5f, 2};
+    const float w[12] = {1, 0, 0, 0, 1, 0, 0, 0, 1, 1, 1, 1};
+    float out[8];
+    matmul(out, x, w, 2, 3, 4);
+    const float expected[8] = {1, 2, 3, 6, -1, 0.5f, 2, 1.5f};
+    for (int i = 0; i < 8; i++) cr_assert_float_eq(out[i], expected[i], 1e-6, "out[%d] = %g", i, out[i]);
+    matmul(out, x + 3, w, 1, 3, 4);
+    for (int i = 0; i < 4; i++) cr_assert_float_eq(out[i], expected[4 + i], 1e-6, "row out[%d] = %g", i, out[i]);
+}
