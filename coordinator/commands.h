@@ -5,5 +5,8 @@
 
 int command_generate(int argc, char **argv);
 int command_synth(int argc, char **argv);
+int command_eval(int argc, char **argv);
+int command_exit_train(int argc, char **argv);
+int command_exit_calibrate(int argc, char **argv);
 
 #endif

@@ -81,15 +81,26 @@ void exit_run_settle(exit_run *run, request *r, int token, int exit_index) {
     r->last_exit_top = -1;
 }
 
+static int by_request(const void *a, const void *b) {
+    const exit_record *x = *(const exit_record *const *)a, *y = *(const exit_record *const *)b;
+    return x->request != y->request ? (x->request < y->request ? -1 : 1) : (x < y ? -1 : x > y);
+}
+
 exit_observation *exit_run_dataset(const exit_run *run, int *n_examples) {
     exit_observation *out = malloc((size_t)(run->n_records ? run->n_records : 1) * run->n_exits * sizeof *out);
+    const exit_record **order = malloc((size_t)(run->n_records ? run->n_records : 1) * sizeof *order);
     int n = 0;
-    if (!out) {
+    if (!out || !order) {
+        free(out);
+        free(order);
         *n_examples = 0;
         return NULL;
     }
+    /* Request order (then arrival order within a request), whatever the timing of the lanes. */
+    for (int i = 0; i < run->n_records; i++) order[i] = &run->records[i];
+    qsort(order, (size_t)run->n_records, sizeof *order, by_request);
     for (int i = 0; i < run->n_records; i++) {
-        const exit_record *record = &run->records[i];
+        const exit_record *record = order[i];
         bool complete = record->final_token >= 0;
         for (int e = 0; e < run->n_exits; e++) complete = complete && record->seen[e];
         if (!complete) continue;
@@ -103,6 +114,7 @@ exit_observation *exit_run_dataset(const exit_run *run, int *n_examples) {
         }
         n++;
     }
+    free(order);
     *n_examples = n;
     return out;
 }

@@ -10,6 +10,9 @@ static const struct {
     const char *summary;
 } commands[] = {
     {"generate", command_generate, "continue prompts with a model (one process or an MPI pipeline)"},
+    {"eval", command_eval, "accuracy, agreement and layers saved on a labelled set, with and without exit"},
+    {"exit-train", command_exit_train, "train the AdaInfer SVM exit classifier (libsvm) on a labelled set"},
+    {"exit-calibrate", command_exit_calibrate, "set LITE confidence thresholds per exit point"},
     {"synth", command_synth, "write a synthetic GGUF model with random weights (for benchmarks)"},
 };
 

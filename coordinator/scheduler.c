@@ -56,7 +56,7 @@ int scheduler_submit(scheduler *s, const int *prompt, int n_prompt, int max_new,
                      double now, int *index, ramp_error *err) {
     if (n_prompt < 1) return ramp_fail(err, "a prompt needs at least one token");
     if (n_prompt >= s->config.context)
-        return ramp_fail(err, "prompt is %d tokens, the context holds %d", n_prompt, s->config.context);
+        return ramp_fail(err, "prompt is %d tokens, the context holds %d (raise it with --ctx)", n_prompt, s->config.context);
     if (max_new < 0) return ramp_fail(err, "token budget %d must be >= 0", max_new);
     if (s->n_requests == s->requests_capacity) {
         int capacity = s->requests_capacity ? 2 * s->requests_capacity : 16;

@@ -18,9 +18,9 @@
 #include <unistd.h>
 
 #define FORMAT_VERSION 1
-/* libsvm's training cost grows faster than quadratically with overlapping classes; a few thousand
- * samples per exit point already pin down a 5-feature decision surface. */
-#define SVM_MAX_SAMPLES 20000
+/* libsvm's training time grows about quadratically with samples when classes overlap (10000:
+ * ~3 s, 20000: ~10 s), while a 5-feature decision surface is pinned down well before that. */
+#define SVM_MAX_SAMPLES 10000
 #define SVM_CACHE_MB 256
 /* Scaled training features are rounded to this grid so that libsvm's model file, which prints
  * support vectors with 8 significant digits, reloads them bit for bit: a saved policy then makes
@@ -208,15 +208,22 @@ static int own_support_vectors(struct svm_model *model) {
     return 0;
 }
 
-/* Sample k of n spread evenly over all `total` observations: deterministic and covering every
- * exit point and every part of the set. */
-static size_t sample_index(size_t k, size_t n, size_t total) {
-    return (size_t)((uint64_t)k * total / n);
+/* Over the cap, keep whole examples spread evenly over the set (deterministic): every exit point
+ * keeps its share, which a stride over observations could alias away. */
+static int examples_to_keep(const exit_dataset *train) {
+    int cap = SVM_MAX_SAMPLES / train->n_exits;
+    if (cap < 1) cap = 1;
+    return train->n_examples < cap ? train->n_examples : cap;
+}
+
+static const exit_observation *sample(const exit_dataset *train, int kept, size_t k) {
+    size_t example = (size_t)((uint64_t)(k / train->n_exits) * train->n_examples / kept);
+    return &train->observations[example * train->n_exits + k % train->n_exits];
 }
 
 static int fit_svm(exit_policy *policy, const exit_dataset *train, ramp_error *err) {
-    size_t total = (size_t)train->n_examples * train->n_exits;
-    size_t n = total < SVM_MAX_SAMPLES ? total : SVM_MAX_SAMPLES;
+    int kept = examples_to_keep(train);
+    size_t n = (size_t)kept * train->n_exits;
     double *y = malloc(n * sizeof *y);
     struct svm_node **x = malloc(n * sizeof *x);
     struct svm_node *nodes = malloc(n * (EXIT_FEATURE_COUNT + 1) * sizeof *nodes);
@@ -227,7 +234,7 @@ static int fit_svm(exit_policy *policy, const exit_dataset *train, ramp_error *e
     }
     size_t positives = 0;
     for (size_t k = 0; k < n; k++) {
-        const exit_observation *row = &train->observations[sample_index(k, n, total)];
+        const exit_observation *row = sample(train, kept, k);
         x[k] = nodes + k * (EXIT_FEATURE_COUNT + 1);
         fill_training_nodes(policy, row->features, x[k]);
         y[k] = row->stays ? 1 : -1;
@@ -292,28 +299,30 @@ static int compare_events_descending(const void *a, const void *b) {
 
 /* An example exits at the first point whose score reaches the threshold, i.e. where its running
  * maximum score does. As the threshold falls from +inf, the exit moves from full depth to the
- * point holding the overall maximum, then to each earlier point that set a new running maximum.
- * Appends one event per such move and returns how many. */
-static int example_events(const double *scores, const exit_observation *row, int n_exits, threshold_event *out) {
-    int records[EXIT_MAX_POINTS], n_records = 0;
+ * point holding the overall maximum, then to each earlier point that set a new running maximum;
+ * those moves change agreement. Every other score is a candidate threshold too, one that changes
+ * nothing (delta 0). Writes n_exits events. */
+static void example_events(const double *scores, const exit_observation *row, int n_exits, threshold_event *out) {
+    bool record[EXIT_MAX_POINTS];
     double best = -INFINITY;
-    for (int i = 0; i < n_exits; i++)
-        if (scores[i] > best) {
-            best = scores[i];
-            records[n_records++] = i;
-        }
-    int agrees_now = 1; /* at full depth */
-    for (int r = n_records - 1; r >= 0; r--) {
-        int i = records[r], agrees = row[i].agrees_final;
-        out[n_records - 1 - r] = (threshold_event){scores[i], agrees - agrees_now};
-        agrees_now = agrees;
+    for (int i = 0; i < n_exits; i++) {
+        record[i] = scores[i] > best;
+        if (record[i]) best = scores[i];
     }
-    return n_records;
+    int agrees_now = 1; /* at full depth */
+    for (int i = n_exits - 1; i >= 0; i--) {
+        int delta = 0;
+        if (record[i]) {
+            delta = row[i].agrees_final - agrees_now;
+            agrees_now = row[i].agrees_final;
+        }
+        out[i] = (threshold_event){scores[i], delta};
+    }
 }
 
-/* Sweeps thresholds from high to low; every candidate is a score some held-out row has (any
- * threshold between two of them behaves like the higher one). Returns the lowest meeting target,
- * +inf (never exit) when none does. Agreement is not monotone in the threshold; pruning is. */
+/* Sweeps the candidates (every held-out score) from high to low and returns the lowest meeting
+ * target, +inf (never exit) when none does. Agreement is not monotone in the threshold, pruning
+ * is, so the lowest feasible threshold is the one that prunes most. */
 static double lowest_feasible_threshold(const threshold_event *events, size_t n_events, int n_examples,
                                         double target) {
     double threshold = INFINITY;
@@ -337,13 +346,12 @@ static int choose_svm_threshold(exit_policy *policy, const exit_dataset *heldout
     }
 #pragma omp parallel for schedule(static)
     for (size_t r = 0; r < rows; r++) scores[r] = svm_score(policy, heldout->observations[r].features);
-    size_t n_events = 0;
     for (int e = 0; e < heldout->n_examples; e++) {
         size_t first = (size_t)e * heldout->n_exits;
-        n_events += example_events(scores + first, heldout->observations + first, heldout->n_exits, events + n_events);
+        example_events(scores + first, heldout->observations + first, heldout->n_exits, events + first);
     }
-    qsort(events, n_events, sizeof *events, compare_events_descending);
-    policy->threshold = lowest_feasible_threshold(events, n_events, heldout->n_examples, target);
+    qsort(events, rows, sizeof *events, compare_events_descending);
+    policy->threshold = lowest_feasible_threshold(events, rows, heldout->n_examples, target);
     free(scores);
     free(events);
     return 0;
@@ -541,7 +549,10 @@ static json_t *read_json(const char *path, ramp_error *err) {
     json_error_t error;
     json_t *root = json_load_file(path, 0, &error);
     if (!root) {
-        ramp_fail(err, "%s: expected JSON, line %d: %s", path, error.line, error.text);
+        if (error.line < 0) /* could not open it at all */
+            ramp_fail(err, "%s: expected a readable JSON file: %s", path, error.text);
+        else
+            ramp_fail(err, "%s: expected JSON, line %d: %s", path, error.line, error.text);
         return NULL;
     }
     if (!json_is_object(root)) {
@@ -763,6 +774,7 @@ static int load_detected(exit_policy *policy, const char *path, ramp_error *err)
     char sidecar[4096];
     if (sidecar_path(path, sidecar, sizeof sidecar) != 0) return ramp_fail(err, "%s: path too long", path);
     if (access(sidecar, F_OK) == 0) return load_svm_file(policy, path, err);
+    if (access(path, F_OK) != 0) return ramp_fail(err, "%s: no such policy file (nor a sidecar %s)", path, sidecar);
     json_t *root = read_json(path, err);
     if (!root) return ramp_fail_prefix(err, "%s: no sidecar %s, so expected a JSON policy: ", path, sidecar);
     const char *kind = json_string_value(json_object_get(root, "kind"));

@@ -2,7 +2,6 @@
 
 #include <cblas.h>
 #include <math.h>
-#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -41,7 +40,7 @@ int forward_workspace_init(forward_workspace *ws, const model_config *c, int max
         return ramp_fail(err, "workspace: rows %d and context %d must be positive", max_rows, max_context);
     ws->max_rows = max_rows;
     ws->max_context = max_context;
-    ws->n_threads = omp_get_max_threads();
+    ws->n_threads = 1; /* attention runs on the calling thread; OpenBLAS threads the matrix products */
     size_t rows = (size_t)max_rows;
     float **buffers[] = {&ws->normed, &ws->q, &ws->attention, &ws->projection, &ws->k, &ws->v,
                          &ws->gate, &ws->up, &ws->rope_cos, &ws->rope_sin, &ws->scores};
@@ -115,7 +114,6 @@ static void attention(const model_config *c, const kv_cache *kv, int local_layer
     const int heads_per_kv = c->n_heads / c->n_kv_heads;
     const float scale = 1.0f / sqrtf((float)c->head_dim);
     const int tasks = rows->n_rows * c->n_heads;
-#pragma omp parallel for schedule(dynamic, 1) if (tasks > 1)
     for (int task = 0; task < tasks; task++) {
         const int r = task / c->n_heads, h = task % c->n_heads;
         if (rows->kv_only && rows->kv_only[r]) continue;
@@ -123,7 +121,7 @@ static void attention(const model_config *c, const kv_cache *kv, int local_layer
         const unsigned char *filled = kv_filled(kv, slot, local_layer, 0);
         const int kv_offset = (h / heads_per_kv) * c->head_dim;
         const float *query = ws->q + (size_t)r * c->dim + h * c->head_dim;
-        float *scores = ws->scores + (size_t)omp_get_thread_num() * ws->max_context;
+        float *scores = ws->scores;
         for (int t = 0; t < length; t++) {
             const float *key = kv_keys(kv, slot, local_layer, t) + kv_offset;
             float dot = 0.0f;

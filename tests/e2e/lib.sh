@@ -69,7 +69,7 @@ last_run_details() {
 run() {
     local seconds=$1
     shift
-    timeout -k 5 "$seconds" "$@" >"$OUT" 2>"$ERR"
+    timeout -k 5 "$seconds" "$@" </dev/null >"$OUT" 2>"$ERR"
     RC=$?
 }
 

@@ -1,0 +1,373 @@
+/* exit_commands.c: the early-exit jobs: `ramp eval`, `ramp exit-train`, `ramp exit-calibrate`.
+ *
+ * All three run a labelled task (or, for exit-calibrate, prompts to continue) through the same
+ * pipeline as `generate`, on one process or many ranks:
+ *  - eval runs the data at full depth and then with the exit policy, in one invocation, and
+ *    reports accuracy, agreement, pruning and time for both;
+ *  - exit-train records the exit features at every exit point on a full-depth run and trains the
+ *    AdaInfer SVM (threshold chosen on a held-out part);
+ *  - exit-calibrate does the same for LITE's per-exit-point confidence thresholds.
+ */
+#include <getopt.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cli.h"
+#include "commands.h"
+#include "exit_policy.h"
+#include "pipeline.h"
+#include "task.h"
+
+typedef struct {
+    pipeline_options pipeline;
+    const char *task, *data, *exit_spec, *json, *output, *prompts;
+    const char *exit_head; /* "labels" or "full" */
+    int limit, skip, n_new;
+    double target, heldout_fraction;
+} exit_job_options;
+
+static double now_seconds(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+static void exit_job_usage(FILE *out, const char *command) {
+    if (!strcmp(command, "eval"))
+        fprintf(out, "usage: ramp eval -m MODEL --task sst2|trec|agnews|rte --data FILE [--exit none|svm:FILE|conf:FILE]\n"
+                     "                 [--json OUT] [--limit N]\n\n"
+                     "Runs a labelled data set at full depth and then with the exit policy; reports accuracy with and\n"
+                     "without exit, agreement with the full model, mean layers, pruning ratio, exit histogram, time.\n\n");
+    else if (!strcmp(command, "exit-train"))
+        fprintf(out, "usage: ramp exit-train -m MODEL --task TASK --data FILE -o CLASSIFIER [--target-agreement 0.99]\n"
+                     "                       [--heldout 0.25] [--limit N]\n\n"
+                     "Records exit features on a full-depth run, trains the AdaInfer SVM (libsvm) and picks its threshold\n"
+                     "on the held-out part. Writes CLASSIFIER (libsvm model) and CLASSIFIER.json; use with --exit svm:FILE.\n\n");
+    else
+        fprintf(out, "usage: ramp exit-calibrate -m MODEL (--task TASK --data FILE | -f PROMPTS -n N) -o FILE\n"
+                     "                           [--target-agreement 0.9] [--limit N]\n\n"
+                     "Sets LITE's per-exit-point confidence thresholds from a full-depth run: the lowest top-1 probability\n"
+                     "at which an exit point already agrees with the final layer at the target rate. Writes FILE (JSON);\n"
+                     "use with --exit conf:FILE (generate: token-level exits; eval: request-level).\n\n");
+    fprintf(out, "  -m, --model FILE          GGUF file or llama2.c checkpoint (--tokenizer FILE for the latter)\n"
+                 "      --task T --data FILE  a labelled set as found in ../shared/data (sst2 stsa.binary.*, glue_dev.tsv;\n"
+                 "                            trec train/test.txt; agnews CSV; rte jsonl)\n"
+                 "      --limit N / --skip N  use N examples / skip the first N\n"
+                 "      --exit-layers L,...   exit points as layer counts (default: the policy's, else stage boundaries)\n"
+                 "      --exit-head labels|full  LM head at exit points over the task's label tokens (cheap, default\n"
+                 "                            for tasks) or the whole vocabulary (AdaInfer's features)\n"
+                 "      --target-agreement A  agreement with the full model to keep (exit-train 0.99, exit-calibrate 0.9)\n"
+                 "      --heldout F           share of the data used to choose thresholds (default 0.25)\n"
+                 "      --kv-fill recompute|copy|omit  (generation) KV of skipped layers\n"
+                 "      --json OUT            write the results as JSON\n\n%s",
+            pipeline_flags_help);
+}
+
+static int parse_exit_job(int argc, char **argv, const char *command, exit_job_options *o) {
+    memset(o, 0, sizeof *o);
+    pipeline_options_default(&o->pipeline);
+    o->heldout_fraction = 0.25;
+    o->target = strcmp(command, "exit-calibrate") ? 0.99 : 0.9;
+    o->n_new = 32;
+    ramp_error err;
+    enum { TOKENIZER = 1000, TASK, DATA, EXIT, JSON, LIMIT, SKIP, TARGET, HELDOUT, EXIT_LAYERS, EXIT_HEAD, KV_FILL,
+           PIPELINE_FLAG };
+    static const struct option long_options[] = {
+        {"model", required_argument, 0, 'm'}, {"tokenizer", required_argument, 0, TOKENIZER},
+        {"task", required_argument, 0, TASK}, {"data", required_argument, 0, DATA},
+        {"exit", required_argument, 0, EXIT}, {"json", required_argument, 0, JSON},
+        {"limit", required_argument, 0, LIMIT}, {"skip", required_argument, 0, SKIP},
+        {"target-agreement", required_argument, 0, TARGET}, {"heldout", required_argument, 0, HELDOUT},
+        {"exit-layers", required_argument, 0, EXIT_LAYERS}, {"exit-head", required_argument, 0, EXIT_HEAD},
+        {"kv-fill", required_argument, 0, KV_FILL}, {"output", required_argument, 0, 'o'},
+        {"file", required_argument, 0, 'f'}, {"tokens", required_argument, 0, 'n'},
+        {"help", no_argument, 0, 'h'}, CLI_PIPELINE_OPTIONS(PIPELINE_FLAG), {0, 0, 0, 0},
+    };
+    int c, option_index;
+    float number;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "m:o:f:n:h", long_options, &option_index)) != -1) {
+        int bad = 0;
+        switch (c) {
+        case 'm': o->pipeline.model_path = optarg; break;
+        case TOKENIZER: o->pipeline.tokenizer_path = optarg; break;
+        case TASK: o->task = optarg; break;
+        case DATA: o->data = optarg; break;
+        case EXIT: o->exit_spec = optarg; break;
+        case JSON: o->json = optarg; break;
+        case 'o': o->output = optarg; break;
+        case 'f': o->prompts = optarg; break;
+        case 'n': bad = cli_parse_int("-n", optarg, 1, 1 << 20, &o->n_new, &err); break;
+        case LIMIT: bad = cli_parse_int("--limit", optarg, 1, 1 << 30, &o->limit, &err); break;
+        case SKIP: bad = cli_parse_int("--skip", optarg, 0, 1 << 30, &o->skip, &err); break;
+        case TARGET:
+            bad = cli_parse_float("--target-agreement", optarg, &number, &err);
+            if (!bad && !(number > 0 && number <= 1)) bad = -1, cli_error(&err, "--target-agreement must be in (0, 1]");
+            o->target = number;
+            break;
+        case HELDOUT:
+            bad = cli_parse_float("--heldout", optarg, &number, &err);
+            if (!bad && !(number > 0 && number < 1)) bad = -1, cli_error(&err, "--heldout must be in (0, 1)");
+            o->heldout_fraction = number;
+            break;
+        case EXIT_LAYERS: o->pipeline.exit_layers = optarg; break;
+        case EXIT_HEAD:
+            if (strcmp(optarg, "labels") && strcmp(optarg, "full"))
+                bad = -1, cli_error(&err, "--exit-head expects labels or full, got '%s'", optarg);
+            o->exit_head = optarg;
+            break;
+        case KV_FILL:
+            if (!strcmp(optarg, "recompute")) o->pipeline.kv_fill = KV_FILL_RECOMPUTE;
+            else if (!strcmp(optarg, "copy")) o->pipeline.kv_fill = KV_FILL_COPY;
+            else if (!strcmp(optarg, "omit")) o->pipeline.kv_fill = KV_FILL_OMIT;
+            else bad = -1, cli_error(&err, "--kv-fill expects recompute, copy or omit, got '%s'", optarg);
+            break;
+        case PIPELINE_FLAG: bad = pipeline_parse_flag(&o->pipeline, long_options[option_index].name, optarg, &err) < 0; break;
+        case 'h': exit_job_usage(stdout, command); exit(0);
+        default: exit_job_usage(stderr, command); return 2;
+        }
+        if (bad) return cli_usage_error(command, &err);
+    }
+    if (optind < argc) return cli_usage_error(command, cli_error(&err, "unexpected argument '%s'", argv[optind]));
+    if (!o->pipeline.model_path) return cli_usage_error(command, cli_error(&err, "-m MODEL is required"));
+    bool generation = !strcmp(command, "exit-calibrate") && o->prompts;
+    if (!generation && (!o->task || !o->data))
+        return cli_usage_error(command, cli_error(&err, "--task and --data are required"));
+    if (strcmp(command, "eval") && !o->output) return cli_usage_error(command, cli_error(&err, "-o FILE is required"));
+    return 0;
+}
+
+/* Everything a task job needs on every rank before the pipeline starts: the data and the label
+ * tokens (the stages' exit heads use them). */
+typedef struct {
+    tokenizer *tokenizer;
+    task_dataset task;
+    exit_policy policy;
+    char exit_layers_text[512];
+} exit_job;
+
+static int exit_job_prepare(exit_job *job, exit_job_options *o, ramp_error *err) {
+    memset(job, 0, sizeof *job);
+    model m;
+    model_slice none = {0, 0, false, false};
+    if (model_load(&m, o->pipeline.model_path, &none, true, o->pipeline.tokenizer_path, err)) return -1;
+    job->tokenizer = m.tokenizer;
+    m.tokenizer = NULL; /* keep it; the rest of the (weightless) model goes */
+    model_free(&m);
+    if (o->task) {
+        if (task_load(&job->task, o->task, o->data, job->tokenizer, o->skip, o->limit, err)) return -1;
+        if (!o->exit_head || !strcmp(o->exit_head, "labels")) {
+            o->pipeline.candidates = job->task.label_tokens;
+            o->pipeline.n_candidates = job->task.n_labels;
+        }
+    }
+    if (o->exit_spec && strcmp(o->exit_spec, "none")) {
+        if (exit_policy_load(&job->policy, o->exit_spec, err)) return -1;
+        if (!o->pipeline.exit_layers) {
+            int used = 0;
+            for (int i = 0; i < job->policy.n_exits; i++)
+                used += snprintf(job->exit_layers_text + used, sizeof job->exit_layers_text - (size_t)used, "%s%d",
+                                 i ? "," : "", job->policy.exit_layers[i]);
+            o->pipeline.exit_layers = job->exit_layers_text;
+        }
+    }
+    return 0;
+}
+
+static void exit_job_free(exit_job *job) {
+    task_free(&job->task);
+    exit_policy_free(&job->policy);
+    if (job->tokenizer) tokenizer_free(job->tokenizer);
+}
+
+static int submit_task(pipeline *p, const task_dataset *task, ramp_error *err) {
+    sampling_params greedy = {.temperature = 0.0f, .top_p = 1.0f};
+    for (int i = 0; i < task->n_examples; i++) {
+        int index;
+        if (pipeline_submit_text(p, task->examples[i].prompt, task->examples[i].prompt_length, 1, &greedy, &index, err))
+            return ramp_fail_prefix(err, "example %d: ", i + 1);
+    }
+    return 0;
+}
+
+static int label_of_token(const task_dataset *task, int token) {
+    for (int l = 0; l < task->n_labels; l++)
+        if (task->label_tokens[l] == token) return l;
+    return -1;
+}
+
+/* The label a request answered: its exit token, or the token it generated at full depth. */
+static int answered_label(const pipeline *p, const task_dataset *task, int index) {
+    const request *r = &p->scheduler.requests[index];
+    int token = r->finished == FINISH_EXIT ? r->exit_token : (r->generated > 0 ? r->tokens[r->n_prompt] : -1);
+    return label_of_token(task, token);
+}
+
+static int run_task(pipeline *p, const task_dataset *task, exit_mode mode, const exit_policy *policy, int *labels,
+                    double *seconds, ramp_error *err) {
+    if (pipeline_reset_requests(p, err) || pipeline_set_exits(p, mode, false, policy, err)) return -1;
+    double start = now_seconds();
+    if (submit_task(p, task, err) || pipeline_run(p, err)) return -1;
+    *seconds = now_seconds() - start;
+    for (int i = 0; i < task->n_examples && labels; i++) labels[i] = answered_label(p, task, i);
+    return 0;
+}
+
+static int write_eval_json(const char *path, json_t *root, ramp_error *err) {
+    int status = json_dump_file(root, path, JSON_INDENT(2));
+    if (status) return ramp_fail(err, "%s: cannot write the results", path);
+    return 0;
+}
+
+static int eval_job(pipeline *p, exit_job *job, const exit_job_options *o, ramp_error *err) {
+    const task_dataset *task = &job->task;
+    const int n = task->n_examples, L = p->model.config.n_layers;
+    int *full = malloc((size_t)n * sizeof *full), *exited = malloc((size_t)n * sizeof *exited);
+    if (!full || !exited) {
+        free(full);
+        free(exited);
+        return ramp_fail(err, "out of memory");
+    }
+    double seconds_full, seconds_exit;
+    int status = run_task(p, task, EXIT_MODE_NONE, NULL, full, &seconds_full, err);
+    bool with_exit = job->policy.kind != EXIT_POLICY_NONE;
+    if (!status && with_exit) status = run_task(p, task, EXIT_MODE_DECIDE, &job->policy, exited, &seconds_exit, err);
+    if (status) {
+        free(full);
+        free(exited);
+        return -1;
+    }
+    if (!with_exit) {
+        memcpy(exited, full, (size_t)n * sizeof *full);
+        seconds_exit = seconds_full;
+    }
+    int correct_full = 0, correct_exit = 0, agree = 0;
+    for (int i = 0; i < n; i++) {
+        correct_full += full[i] == task->examples[i].label;
+        correct_exit += exited[i] == task->examples[i].label;
+        agree += full[i] == exited[i];
+    }
+    const exit_run *run = &p->exits;
+    double mean_layers = with_exit && run->outputs ? (double)run->layers_executed / run->outputs : L;
+    json_t *histogram = json_object();
+    for (int i = 0; with_exit && i <= run->n_exits; i++) {
+        char key[16];
+        snprintf(key, sizeof key, "%d", i < run->n_exits ? run->exit_layers[i] : L);
+        json_object_set_new(histogram, key, json_integer(run->histogram[i]));
+    }
+    if (!with_exit) {
+        char key[16];
+        snprintf(key, sizeof key, "%d", L);
+        json_object_set_new(histogram, key, json_integer(n));
+    }
+    json_t *root = json_pack("{s:s, s:s, s:i, s:i, s:f, s:f, s:f, s:f, s:f, s:o, s:f, s:f, s:f, s:f}", "task", task->name,
+                             "exit", o->exit_spec ? o->exit_spec : "none", "examples", n, "stages", p->n_stages,
+                             "accuracy_full", (double)correct_full / n, "accuracy_exit", (double)correct_exit / n,
+                             "agreement", (double)agree / n, "pruning_ratio", 1.0 - mean_layers / L, "mean_layers",
+                             mean_layers, "exit_histogram", histogram, "seconds_full", seconds_full, "seconds_exit",
+                             seconds_exit, "rows_per_second_full", n / seconds_full, "rows_per_second_exit",
+                             n / seconds_exit);
+    char *text = json_dumps(root, JSON_INDENT(2));
+    printf("%s\n", text ? text : "{}");
+    free(text);
+    fprintf(stderr,
+            "ramp eval: %s, %d examples, %d stage%s: accuracy full %.3f, exit %.3f; agreement %.3f; mean layers %.2f "
+            "of %d (pruning %.1f%%); %.1f rows/s full, %.1f rows/s exit (x%.2f)\n",
+            task->name, n, p->n_stages, p->n_stages == 1 ? "" : "s", (double)correct_full / n,
+            (double)correct_exit / n, (double)agree / n, mean_layers, L, 100.0 * (1.0 - mean_layers / L),
+            n / seconds_full, n / seconds_exit, seconds_full / seconds_exit);
+    status = o->json ? write_eval_json(o->json, root, err) : 0;
+    json_decref(root);
+    free(full);
+    free(exited);
+    return status;
+}
+
+/* exit-train and exit-calibrate: a full-depth run that records the features, then fit. */
+static int fit_job(pipeline *p, exit_job *job, const exit_job_options *o, bool svm, ramp_error *err) {
+    double seconds;
+    if (o->task) {
+        if (run_task(p, &job->task, EXIT_MODE_RECORD, NULL, NULL, &seconds, err)) return -1;
+    } else {
+        prompt_list prompts = {0};
+        int status = prompt_list_read(&prompts, o->prompts, err);
+        sampling_params greedy = {.temperature = 0.0f, .top_p = 1.0f};
+        if (!status) status = pipeline_reset_requests(p, err) || pipeline_set_exits(p, EXIT_MODE_RECORD, true, NULL, err);
+        for (int i = 0; !status && i < prompts.count; i++) {
+            int index;
+            status = pipeline_submit_text(p, prompts.texts[i], prompts.lengths[i], o->n_new, &greedy, &index, err);
+        }
+        if (!status) status = pipeline_run(p, err);
+        prompt_list_free(&prompts);
+        if (status) return -1;
+    }
+    int n_examples;
+    exit_observation *observations = exit_run_dataset(&p->exits, &n_examples);
+    if (!observations) return ramp_fail(err, "out of memory collecting exit features");
+    int n_heldout = (int)(n_examples * o->heldout_fraction);
+    int n_train = n_examples - n_heldout;
+    if (n_train < 10 || n_heldout < 10) {
+        free(observations);
+        return ramp_fail(err, "only %d examples with features at every exit point: need at least 40", n_examples);
+    }
+    const exit_run *run = &p->exits;
+    exit_dataset train = {observations, n_train, run->n_exits, run->exit_layers, run->total_layers};
+    exit_dataset heldout = {observations + (size_t)n_train * run->n_exits, n_heldout, run->n_exits, run->exit_layers,
+                            run->total_layers};
+    exit_policy policy = {0};
+    int status = svm ? exit_policy_train_svm(&policy, &train, &heldout, o->target, err)
+                     : exit_policy_calibrate_confidence(&policy, &heldout, o->target, err);
+    if (!status) {
+        const char *slash = strrchr(o->pipeline.model_path, '/');
+        snprintf(policy.model_name, sizeof policy.model_name, "%s", slash ? slash + 1 : o->pipeline.model_path);
+        snprintf(policy.task, sizeof policy.task, "%s", o->task ? o->task : "generation");
+        exit_simulation sim;
+        exit_policy_simulate(&policy, &heldout, &sim);
+        fprintf(stderr,
+                "ramp %s: %d examples (%d train, %d held out), exit points", svm ? "exit-train" : "exit-calibrate",
+                n_examples, n_train, n_heldout);
+        for (int i = 0; i < run->n_exits; i++) fprintf(stderr, "%s%d", i ? "," : " ", run->exit_layers[i]);
+        fprintf(stderr, "; held out: agreement %.3f, pruning %.1f%%, mean layers %.2f of %d\n", sim.agreement,
+                100.0 * sim.pruning_ratio, sim.mean_layers, run->total_layers);
+        status = exit_policy_save(&policy, o->output, err);
+        if (!status) fprintf(stderr, "ramp: wrote %s%s\n", o->output, svm ? " and its .json sidecar" : "");
+    }
+    exit_policy_free(&policy);
+    free(observations);
+    return status;
+}
+
+static int run_exit_job(int argc, char **argv, const char *command) {
+    exit_job_options o;
+    int status = parse_exit_job(argc, argv, command, &o);
+    if (status) return status;
+    ramp_error err;
+    exit_job job;
+    if (exit_job_prepare(&job, &o, &err)) {
+        fprintf(stderr, "ramp %s: %s\n", command, err.message);
+        exit_job_free(&job);
+        return 1;
+    }
+    pipeline p;
+    int worker_status = 0;
+    int opened = pipeline_open(&p, &o.pipeline, &argc, &argv, &worker_status, &err);
+    if (opened == 1) {
+        status = worker_status;
+    } else if (opened < 0) {
+        status = pipeline_fail(&p, command, &err);
+    } else {
+        if (!strcmp(command, "eval")) status = eval_job(&p, &job, &o, &err);
+        else status = fit_job(&p, &job, &o, !strcmp(command, "exit-train"), &err);
+        if (status || pipeline_finish(&p, &err)) status = pipeline_fail(&p, command, &err);
+    }
+    pipeline_close(&p);
+    exit_job_free(&job);
+    return status;
+}
+
+int command_eval(int argc, char **argv) { return run_exit_job(argc, argv, "eval"); }
+int command_exit_train(int argc, char **argv) { return run_exit_job(argc, argv, "exit-train"); }
+int command_exit_calibrate(int argc, char **argv) { return run_exit_job(argc, argv, "exit-calibrate"); }
