@@ -7,8 +7,8 @@
 #   make bench      throughput figures
 
 SHARED   ?= ../shared
-MODEL    ?= $(SHARED)/models/stories260K/stories260K.bin
-TOKENIZER ?= $(SHARED)/models/stories260K/tok512.bin
+MODEL    ?= $(SHARED)/models/lite16/model-f32.gguf
+TOKENIZER ?=
 
 ifeq ($(SANITIZE),1)
 BUILD    := build/sanitize
@@ -76,7 +76,7 @@ $(BUILD)/tests/%: tests/%.c $(BUILD)/libramp.a
 	$(CC) $(CFLAGS) -Itests -o $@ $< $(BUILD)/libramp.a $(LDFLAGS) $(LDLIBS) -lcriterion
 
 run: $(BIN)
-	@scripts/run.sh "$(BIN)" "$(MODEL)" "$(TOKENIZER)"
+	@RAMP_SHARED=$(SHARED) TOKENIZER=$(TOKENIZER) scripts/run.sh "$(BIN)" "$(MODEL)"
 
 unit-test: $(TEST_BIN)
 	@status=0; for t in $(TEST_BIN); do \

@@ -25,15 +25,25 @@ export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}abort_on_error=0:exitcode=99
 export UBSAN_OPTIONS="${UBSAN_OPTIONS:+$UBSAN_OPTIONS:}print_stacktrace=1:exitcode=99"
 SANITIZER_PATTERN='AddressSanitizer|LeakSanitizer|runtime error|UndefinedBehaviorSanitizer'
 
+# E2E_TIMES=1 appends the seconds since the previous check to each line.
+E2E_LAST_CHECK=$(date +%s.%N)
+check_time() {
+    [ "${E2E_TIMES:-0}" = 1 ] || return 0
+    local t
+    t=$(date +%s.%N)
+    awk -v a="$E2E_LAST_CHECK" -v b="$t" 'BEGIN { printf " [%.2f s]", b - a }'
+    E2E_LAST_CHECK=$t
+}
+
 pass() {
     E2E_PASSED=$((E2E_PASSED + 1))
-    echo "ok - $1"
+    echo "ok - $1$(check_time)"
 }
 
 # fail DESCRIPTION [DETAIL...]: details are printed as "#" comment lines under the check.
 fail() {
     E2E_FAILED=$((E2E_FAILED + 1))
-    echo "not ok - $1"
+    echo "not ok - $1$(check_time)"
     shift
     local line
     for line in "$@"; do
