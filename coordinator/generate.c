@@ -24,8 +24,71 @@ static void generate_usage(FILE *out) {
             "      --top-p P          nucleus sampling mass in (0,1] (default 1 = off)\n"
             "      --top-k K          keep only the K most likely tokens (default 0 = off)\n"
             "      --seed S           random seed; prompt i uses S + i (default 42)\n"
+            "      --exit conf:FILE   token-level early exit (LITE thresholds from exit-calibrate); the text is\n"
+            "                         also generated at full depth to report token agreement and layers saved\n"
+            "      --exit-layers L,.. exit points (default: the policy's)\n"
+            "      --kv-fill P        KV of the layers an exited token skipped: recompute (exact, default),\n"
+            "                         copy (CALM: the exit state fills them), omit (attention skips them)\n"
             "  -h, --help             this text\n\n%s",
             pipeline_flags_help);
+}
+
+static int submit_all(pipeline *p, const prompt_list *prompts, int n_new, const sampling_params *sampling,
+                      ramp_error *err) {
+    for (int i = 0; i < prompts->count; i++) {
+        sampling_params per_prompt = *sampling;
+        per_prompt.seed = sampling->seed + (uint64_t)i;
+        int index;
+        if (pipeline_submit_text(p, prompts->texts[i], prompts->lengths[i], n_new, &per_prompt, &index, err))
+            return ramp_fail_prefix(err, "prompt %d: ", i + 1);
+    }
+    return 0;
+}
+
+/* The generated tokens of a full-depth run, kept to compare the early-exit run with. */
+typedef struct {
+    int n;
+    int **tokens;
+    int *counts;
+} full_depth_text;
+
+static int full_depth_keep(full_depth_text *full, const pipeline *p, ramp_error *err) {
+    full->n = p->scheduler.n_requests;
+    full->tokens = calloc((size_t)full->n, sizeof *full->tokens);
+    full->counts = calloc((size_t)full->n, sizeof *full->counts);
+    if (!full->tokens || !full->counts) return ramp_fail(err, "out of memory");
+    for (int i = 0; i < full->n; i++) {
+        const request *r = &p->scheduler.requests[i];
+        full->counts[i] = r->generated;
+        full->tokens[i] = malloc((size_t)(r->generated + 1) * sizeof(int));
+        if (!full->tokens[i]) return ramp_fail(err, "out of memory");
+        memcpy(full->tokens[i], r->tokens + r->n_prompt, (size_t)r->generated * sizeof(int));
+    }
+    return 0;
+}
+
+static void full_depth_free(full_depth_text *full) {
+    for (int i = 0; i < full->n && full->tokens; i++) free(full->tokens[i]);
+    free(full->tokens);
+    free(full->counts);
+}
+
+/* Token agreement: the share of positions where the early-exit text has the full-depth token,
+ * counted up to the first difference (after it the two texts continue from different prefixes). */
+static void report_token_agreement(const full_depth_text *full, const pipeline *p) {
+    long same_prefix = 0, compared = 0;
+    for (int i = 0; i < full->n; i++) {
+        const request *r = &p->scheduler.requests[i];
+        int n = full->counts[i] > r->generated ? full->counts[i] : r->generated, k = 0;
+        while (k < full->counts[i] && k < r->generated && full->tokens[i][k] == r->tokens[r->n_prompt + k]) k++;
+        same_prefix += k;
+        compared += n;
+    }
+    const exit_run *run = &p->exits;
+    double saved = run->outputs ? 1.0 - (double)run->layers_executed / ((double)run->outputs * run->total_layers) : 0;
+    fprintf(stderr, "ramp generate: early exit: %.1f%% of layer evaluations saved on the tokens' path; token agreement "
+            "with the full-depth text %.3f (%ld of %ld tokens before the first difference)\n",
+            100.0 * saved, compared ? (double)same_prefix / compared : 1.0, same_prefix, compared);
 }
 
 int command_generate(int argc, char **argv) {
@@ -35,13 +98,16 @@ int command_generate(int argc, char **argv) {
     const char *prompt = NULL, *prompt_file = NULL;
     int n_new = 64;
     ramp_error err;
-    enum { TOKENIZER = 1000, TEMP, TOP_P, TOP_K, SEED, PIPELINE_FLAG };
+    const char *exit_spec = NULL;
+    enum { TOKENIZER = 1000, TEMP, TOP_P, TOP_K, SEED, EXIT, EXIT_LAYERS, KV_FILL, PIPELINE_FLAG };
     static const struct option long_options[] = {
         {"model", required_argument, 0, 'm'},  {"tokenizer", required_argument, 0, TOKENIZER},
         {"prompt", required_argument, 0, 'p'}, {"file", required_argument, 0, 'f'},
         {"tokens", required_argument, 0, 'n'}, {"temp", required_argument, 0, TEMP},
         {"top-p", required_argument, 0, TOP_P}, {"top-k", required_argument, 0, TOP_K},
         {"seed", required_argument, 0, SEED},  {"help", no_argument, 0, 'h'},
+        {"exit", required_argument, 0, EXIT},  {"exit-layers", required_argument, 0, EXIT_LAYERS},
+        {"kv-fill", required_argument, 0, KV_FILL},
         CLI_PIPELINE_OPTIONS(PIPELINE_FLAG),   {0, 0, 0, 0},
     };
     int c, option_index;
@@ -58,6 +124,14 @@ int command_generate(int argc, char **argv) {
         case TOP_P: bad = cli_parse_float("--top-p", optarg, &sampling.top_p, &err); break;
         case TOP_K: bad = cli_parse_int("--top-k", optarg, 0, 1 << 24, &sampling.top_k, &err); break;
         case SEED: bad = cli_parse_u64("--seed", optarg, &sampling.seed, &err); break;
+        case EXIT: exit_spec = optarg; break;
+        case EXIT_LAYERS: options.exit_layers = optarg; break;
+        case KV_FILL:
+            if (!strcmp(optarg, "recompute")) options.kv_fill = KV_FILL_RECOMPUTE;
+            else if (!strcmp(optarg, "copy")) options.kv_fill = KV_FILL_COPY;
+            else if (!strcmp(optarg, "omit")) options.kv_fill = KV_FILL_OMIT;
+            else bad = -1, cli_error(&err, "--kv-fill expects recompute, copy or omit, got '%s'", optarg);
+            break;
         case PIPELINE_FLAG:
             bad = pipeline_parse_flag(&options, long_options[option_index].name, optarg, &err) < 0;
             break;
@@ -75,11 +149,28 @@ int command_generate(int argc, char **argv) {
     if (prompt && prompt_list_add(&prompts, prompt, strlen(prompt), &err)) return cli_usage_error("generate", &err);
     if (prompt_file && prompt_list_read(&prompts, prompt_file, &err)) return cli_usage_error("generate", &err);
 
+    exit_policy policy = {0};
+    char exit_layers_text[512];
+    if (exit_spec && strcmp(exit_spec, "none")) {
+        if (exit_policy_load(&policy, exit_spec, &err)) {
+            prompt_list_free(&prompts);
+            fprintf(stderr, "ramp generate: %s\n", err.message);
+            return 1;
+        }
+        if (!options.exit_layers) {
+            int used = 0;
+            for (int i = 0; i < policy.n_exits; i++)
+                used += snprintf(exit_layers_text + used, sizeof exit_layers_text - (size_t)used, "%s%d", i ? "," : "",
+                                 policy.exit_layers[i]);
+            options.exit_layers = exit_layers_text;
+        }
+    }
     pipeline p;
     int worker_status = 0;
     int opened = pipeline_open(&p, &options, &argc, &argv, &worker_status, &err);
     if (opened == 1) {
         prompt_list_free(&prompts);
+        exit_policy_free(&policy);
         pipeline_close(&p);
         return worker_status;
     }
@@ -88,17 +179,24 @@ int command_generate(int argc, char **argv) {
         status = pipeline_fail(&p, "generate", &err);
         goto done;
     }
-    for (int i = 0; i < prompts.count; i++) {
-        sampling_params per_prompt = sampling;
-        per_prompt.seed = sampling.seed + (uint64_t)i;
-        int index;
-        if (pipeline_submit_text(&p, prompts.texts[i], prompts.lengths[i], n_new, &per_prompt, &index, &err)) {
-            ramp_fail_prefix(&err, "prompt %d: ", i + 1);
+    bool with_exit = policy.kind != EXIT_POLICY_NONE;
+    if (submit_all(&p, &prompts, n_new, &sampling, &err) || pipeline_run(&p, &err)) {
+        status = pipeline_fail(&p, "generate", &err);
+        goto done;
+    }
+    if (with_exit) { /* the same prompts again, now leaving early; compare with the full-depth text */
+        full_depth_text full = {0};
+        if (full_depth_keep(&full, &p, &err) || pipeline_reset_requests(&p, &err) ||
+            pipeline_set_exits(&p, EXIT_MODE_DECIDE, true, &policy, &err) ||
+            submit_all(&p, &prompts, n_new, &sampling, &err) || pipeline_run(&p, &err)) {
+            full_depth_free(&full);
             status = pipeline_fail(&p, "generate", &err);
             goto done;
         }
+        report_token_agreement(&full, &p);
+        full_depth_free(&full);
     }
-    if (pipeline_run(&p, &err) || pipeline_finish(&p, &err)) {
+    if (pipeline_finish(&p, &err)) {
         status = pipeline_fail(&p, "generate", &err);
         goto done;
     }
@@ -112,6 +210,7 @@ int command_generate(int argc, char **argv) {
     }
 done:
     prompt_list_free(&prompts);
+    exit_policy_free(&policy);
     pipeline_close(&p);
     return status;
 }
