@@ -72,6 +72,7 @@ void exit_run_settle(exit_run *run, request *r, int token, int exit_index) {
     run->outputs++;
     r->layers_executed += layers;
     r->output_tokens++;
+    if (r->generated < r->capacity) r->exit_points[r->generated] = (unsigned char)exit_index;
     r->consecutive_exits = exit_index < run->n_exits ? r->consecutive_exits + 1 : 0;
     if (r->record >= 0) {
         run->records[r->record].final_token = token;

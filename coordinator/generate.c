@@ -76,19 +76,23 @@ static void full_depth_free(full_depth_text *full) {
 /* Token agreement: the share of positions where the early-exit text has the full-depth token,
  * counted up to the first difference (after it the two texts continue from different prefixes). */
 static void report_token_agreement(const full_depth_text *full, const pipeline *p) {
-    long same_prefix = 0, compared = 0;
+    long same_prefix = 0, compared = 0, full_depth_differences = 0;
     for (int i = 0; i < full->n; i++) {
         const request *r = &p->scheduler.requests[i];
         int n = full->counts[i] > r->generated ? full->counts[i] : r->generated, k = 0;
         while (k < full->counts[i] && k < r->generated && full->tokens[i][k] == r->tokens[r->n_prompt + k]) k++;
         same_prefix += k;
         compared += n;
+        /* With exact KV (recompute) a token that went full depth after an identical prefix must be
+         * the full-depth run's token: texts can first differ only at a token that left early. */
+        if (k < full->counts[i] && k < r->generated && r->exit_points[k] == p->exits.n_exits) full_depth_differences++;
     }
     const exit_run *run = &p->exits;
     double saved = run->outputs ? 1.0 - (double)run->layers_executed / ((double)run->outputs * run->total_layers) : 0;
     fprintf(stderr, "ramp generate: early exit: %.1f%% of layer evaluations saved on the tokens' path; token agreement "
-            "with the full-depth text %.3f (%ld of %ld tokens before the first difference)\n",
-            100.0 * saved, compared ? (double)same_prefix / compared : 1.0, same_prefix, compared);
+            "with the full-depth text %.3f (%ld of %ld tokens before the first difference); first differences at "
+            "full-depth tokens: %ld\n",
+            100.0 * saved, compared ? (double)same_prefix / compared : 1.0, same_prefix, compared, full_depth_differences);
 }
 
 int command_generate(int argc, char **argv) {

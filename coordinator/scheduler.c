@@ -35,6 +35,7 @@ int scheduler_init(scheduler *s, const scheduler_config *config, ramp_error *err
 void scheduler_free(scheduler *s) {
     for (int i = 0; i < s->n_requests; i++) {
         free(s->requests[i].tokens);
+        free(s->requests[i].exit_points);
         sampler_free(&s->requests[i].sampler);
     }
     free(s->requests);
@@ -69,9 +70,15 @@ int scheduler_submit(scheduler *s, const int *prompt, int n_prompt, int max_new,
     memset(r, 0, sizeof *r);
     r->capacity = n_prompt + max_new < s->config.context ? n_prompt + max_new : s->config.context;
     r->tokens = malloc((size_t)(r->capacity + 1) * sizeof(int));
-    if (!r->tokens) return ramp_fail(err, "scheduler: out of memory");
+    r->exit_points = calloc((size_t)(r->capacity + 1), 1);
+    if (!r->tokens || !r->exit_points) {
+        free(r->tokens);
+        free(r->exit_points);
+        return ramp_fail(err, "scheduler: out of memory");
+    }
     if (sampler_init(&r->sampler, sampling, s->config.vocab_size, err)) {
         free(r->tokens);
+        free(r->exit_points);
         return -1;
     }
     memcpy(r->tokens, prompt, (size_t)n_prompt * sizeof(int));

@@ -45,6 +45,7 @@ typedef struct {
     int record;             /* index of the current token's observation record, -1 none */
     long layers_executed;   /* layer evaluations of its output tokens */
     long output_tokens;     /* output tokens decided (each could have run every layer) */
+    unsigned char *exit_points; /* [capacity] exit point index each generated token left at */
 } request;
 
 typedef struct {

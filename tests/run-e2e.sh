@@ -48,7 +48,7 @@ trap 'exit 130' INT TERM
 . "$here/e2e/lib.sh"
 
 sections=("$@")
-[ ${#sections[@]} -eq 0 ] && sections=(reference corrupt multirank stage_memory failure)
+[ ${#sections[@]} -eq 0 ] && sections=(reference corrupt multirank stage_memory failure exit)
 
 echo "# ramp end-to-end: RAMP_BIN=$RAMP_BIN RAMP_SHARED=$RAMP_SHARED"
 started=$(now)

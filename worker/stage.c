@@ -199,7 +199,6 @@ static int run_layers(stage *s, stage_batch *b, int end_layer, ramp_error *err) 
     }
     forward_rows rows = {b->n_rows, s->slots, s->positions, s->kv_only};
     int status = forward_layers(&s->model, b->layers_done, end_layer, &s->kv, &rows, b->hidden, &s->workspace, err);
-    s->rows += (uint64_t)b->n_rows * (uint64_t)(end_layer - b->layers_done) / (uint64_t)(s->config.end_layer - s->config.first_layer);
     b->layers_done = end_layer;
     return status;
 }
@@ -371,6 +370,7 @@ static int stage_accept_work(stage *s, const Ramp__Work *work, const float *payl
         memcpy(b->hidden, payload, n_payload * sizeof(float));
     }
     if (work->exit_mode > EXIT_MODE_DECIDE) return ramp_fail(err, "unknown exit mode %u", work->exit_mode);
+    s->rows += (uint64_t)n; /* rows received: exited work never counts on later stages */
     b->in_use = true;
     b->mode = (exit_mode)work->exit_mode;
     b->batch_id = work->batch_id;

@@ -27,23 +27,27 @@ SANITIZER_PATTERN='AddressSanitizer|LeakSanitizer|runtime error|UndefinedBehavio
 
 # E2E_TIMES=1 appends the seconds since the previous check to each line.
 E2E_LAST_CHECK=$(date +%s.%N)
+E2E_CHECK_TIME=
 check_time() {
+    E2E_CHECK_TIME=
     [ "${E2E_TIMES:-0}" = 1 ] || return 0
     local t
     t=$(date +%s.%N)
-    awk -v a="$E2E_LAST_CHECK" -v b="$t" 'BEGIN { printf " [%.2f s]", b - a }'
+    E2E_CHECK_TIME=$(awk -v a="$E2E_LAST_CHECK" -v b="$t" 'BEGIN { printf " [%.2f s]", b - a }')
     E2E_LAST_CHECK=$t
 }
 
 pass() {
     E2E_PASSED=$((E2E_PASSED + 1))
-    echo "ok - $1$(check_time)"
+    check_time
+    echo "ok - $1$E2E_CHECK_TIME"
 }
 
 # fail DESCRIPTION [DETAIL...]: details are printed as "#" comment lines under the check.
 fail() {
     E2E_FAILED=$((E2E_FAILED + 1))
-    echo "not ok - $1$(check_time)"
+    check_time
+    echo "not ok - $1$E2E_CHECK_TIME"
     shift
     local line
     for line in "$@"; do

@@ -1,0 +1,81 @@
+# exit.sh: early exit end to end: features, the classifier, the short-circuit, token-level exits.
+# Sourced by tests/run-e2e.sh (helpers from lib.sh).
+
+M=$LITE16/model-f32.gguf
+SST2=$RAMP_SHARED/data/sst2
+EXITS=(--ctx 256 --task sst2 --exit-layers 4,6,8,10,12,14)
+json_get() { python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print(eval(sys.argv[2]))" "$@"; }
+
+# 1. The same features whatever the split: a classifier trained from a 1-process run and from a
+#    3-stage run is the same file, byte for byte.
+ramp exit-train -m "$M" "${EXITS[@]}" --data "$SST2/stsa.binary.train" --limit 240 -o "$E2E_TMP/one.svm"
+check $RC "exit-train in one process writes a classifier" "$(last_run_details)"
+if have_mpi; then
+    mpi_run 120 4 exit-train -m "$M" "${EXITS[@]}" --data "$SST2/stsa.binary.train" --limit 240 -o "$E2E_TMP/three.svm"
+    check $RC "exit-train on a 3-stage pipeline writes a classifier" "$(last_run_details)"
+    cmp -s "$E2E_TMP/one.svm" "$E2E_TMP/three.svm" && cmp -s "$E2E_TMP/one.svm.json" "$E2E_TMP/three.svm.json"
+    check $? "exit features from 3 stages equal those from one process (identical classifier files)"
+fi
+
+# 2. The short-circuit: with the classifier, the last stage receives fewer rows than the first;
+#    without it, the same number. Results equal one process's.
+if have_mpi; then
+    mpi_run 120 4 eval -m "$M" "${EXITS[@]}" --data "$SST2/stsa.binary.dev" --limit 120 --exit none \
+        --metrics-json "$E2E_TMP/none.json"
+    first=$(json_get "$E2E_TMP/none.json" "d['stages'][0]['rows']" 2>/dev/null)
+    last=$(json_get "$E2E_TMP/none.json" "d['stages'][2]['rows']" 2>/dev/null)
+    [ "$RC" -eq 0 ] && [ -n "$first" ] && [ "$first" = "$last" ]
+    check $? "without exits every stage receives every row ($first vs $last)" "$(last_run_details)"
+    mpi_run 120 4 eval -m "$M" "${EXITS[@]}" --data "$SST2/stsa.binary.dev" --limit 120 --exit "svm:$E2E_TMP/one.svm" \
+        --metrics-json "$E2E_TMP/exit.json" --json "$E2E_TMP/eval3.json"
+    first=$(json_get "$E2E_TMP/exit.json" "d['stages'][0]['rows']" 2>/dev/null)
+    last=$(json_get "$E2E_TMP/exit.json" "d['stages'][2]['rows']" 2>/dev/null)
+    [ "$RC" -eq 0 ] && [ -n "$first" ] && [ -n "$last" ] && [ "$last" -lt "$first" ]
+    check $? "exited requests never reach the last stage (stage 1 got $first rows, stage 3 $last)" "$(last_run_details)"
+    ramp eval -m "$M" "${EXITS[@]}" --data "$SST2/stsa.binary.dev" --limit 120 --exit "svm:$E2E_TMP/one.svm" \
+        --json "$E2E_TMP/eval1.json"
+    same=$(python3 -c "
+import json,sys
+a,b=json.load(open(sys.argv[1])),json.load(open(sys.argv[2]))
+keys=['accuracy_full','accuracy_exit','agreement','pruning_ratio','mean_layers','exit_histogram']
+print(all(a[k]==b[k] for k in keys))" "$E2E_TMP/eval1.json" "$E2E_TMP/eval3.json" 2>&1)
+    [ "$same" = True ]
+    check $? "eval on 3 stages gives the same predictions, exits and pruning as one process" "$same"
+fi
+python3 -c "
+import json,sys
+d=json.load(open(sys.argv[1]))
+for k in ['accuracy_full','accuracy_exit','agreement','pruning_ratio','mean_layers','exit_histogram','seconds_full','seconds_exit']:
+    assert k in d, k
+assert 0 <= d['pruning_ratio'] < 1 and 0 <= d['agreement'] <= 1
+" "$E2E_TMP/eval1.json" 2>/dev/null
+check $? "eval --json has the documented keys with sane values"
+
+# 3. A broken classifier file is a clear error.
+printf '{"kind": "svm"' >"$E2E_TMP/broken.svm.json"
+cp "$E2E_TMP/one.svm" "$E2E_TMP/broken.svm" 2>/dev/null
+ramp eval -m "$M" "${EXITS[@]}" --data "$SST2/stsa.binary.dev" --limit 10 --exit "svm:$E2E_TMP/broken.svm"
+[ "$RC" -eq 1 ] && grep -q "broken.svm" "$ERR"
+check $? "a corrupt classifier sidecar fails cleanly, naming the file" "$(last_run_details)"
+
+# 4. Token-level exits in generation, with each KV policy.
+cut -f1 "$REF/lite16.greedy48.tsv" "$REF/stories260K.greedy64.tsv" >"$E2E_TMP/prompts.txt"
+ramp exit-calibrate -m "$M" --ctx 256 -f "$E2E_TMP/prompts.txt" -n 32 --exit-layers 4,6,8,10,12,14 \
+    --target-agreement 0.9 -o "$E2E_TMP/conf.json"
+check $RC "exit-calibrate writes confidence thresholds" "$(last_run_details)"
+for policy in recompute copy omit; do
+    ramp generate -m "$M" --ctx 256 -f "$E2E_TMP/prompts.txt" -n 32 --exit "conf:$E2E_TMP/conf.json" --kv-fill $policy
+    cp "$OUT" "$E2E_TMP/gen-$policy.txt"
+    [ "$RC" -eq 0 ] && grep -q "layer evaluations saved" "$ERR"
+    check $? "generate --exit conf --kv-fill $policy runs and reports what it saved" "$(last_run_details)"
+    if [ $policy = recompute ]; then
+        grep -q "first differences at full-depth tokens: 0$" "$ERR"
+        check $? "recompute fills skipped layers exactly: a full-depth token never differs first" "$(grep 'early exit' "$ERR")"
+    fi
+done
+if have_mpi; then
+    mpi_run 120 4 generate -m "$M" --ctx 256 -f "$E2E_TMP/prompts.txt" -n 32 --exit "conf:$E2E_TMP/conf.json" \
+        --kv-fill recompute
+    [ "$RC" -eq 0 ] && cmp -s "$OUT" "$E2E_TMP/gen-recompute.txt"
+    check $? "token-level exits on 3 stages give the same text as one process" "$(last_run_details)"
+fi
