@@ -293,7 +293,7 @@ int pipeline_open(pipeline *p, const pipeline_options *o, int *argc, char ***arg
 
 int pipeline_submit_text(pipeline *p, const char *text, size_t length, int max_new, const sampling_params *sampling,
                          int *index, ramp_error *err) {
-    size_t capacity = length + 3, n_tokens;
+    size_t capacity = 4 * length + 8, n_tokens; /* byte fallback: up to one token per byte of "▁" + text */
     int *tokens = malloc(capacity * sizeof *tokens);
     if (!tokens) return ramp_fail(err, "out of memory tokenizing a prompt of %zu bytes", length);
     int status = tokenizer_encode(p->model.tokenizer, text, length, true, tokens, capacity, &n_tokens, err);
