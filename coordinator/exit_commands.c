@@ -69,6 +69,7 @@ static void exit_job_usage(FILE *out, const char *command) {
 static int parse_exit_job(int argc, char **argv, const char *command, exit_job_options *o) {
     memset(o, 0, sizeof *o);
     pipeline_options_default(&o->pipeline);
+    o->pipeline.exits = true;
     o->heldout_fraction = 0.25;
     o->target = strcmp(command, "exit-calibrate") ? 0.99 : 0.9;
     o->n_new = 32;

@@ -128,7 +128,7 @@ int command_generate(int argc, char **argv) {
         case TOP_P: bad = cli_parse_float("--top-p", optarg, &sampling.top_p, &err); break;
         case TOP_K: bad = cli_parse_int("--top-k", optarg, 0, 1 << 24, &sampling.top_k, &err); break;
         case SEED: bad = cli_parse_u64("--seed", optarg, &sampling.seed, &err); break;
-        case EXIT: exit_spec = optarg; break;
+        case EXIT: exit_spec = optarg; options.exits = true; break;
         case EXIT_LAYERS: options.exit_layers = optarg; break;
         case KV_FILL:
             if (!strcmp(optarg, "recompute")) options.kv_fill = KV_FILL_RECOMPUTE;

@@ -257,7 +257,7 @@ int pipeline_open(pipeline *p, const pipeline_options *o, int *argc, char ***arg
     if (o->batch_tokens > 1 << 16) return ramp_fail(err, "--batch-tokens %d is too large", o->batch_tokens);
     if (o->exit_layers) {
         if (parse_exit_layers(o->exit_layers, config.n_layers, p->exit_layers, &p->n_exits, err)) return -1;
-    } else {
+    } else if (o->exits) { /* exit heads cost memory and time: only when a job asks for exits */
         for (int s = 0; s + 1 < p->n_stages; s++) p->exit_layers[p->n_exits++] = p->ranges[s].end_layer;
     }
 
@@ -662,7 +662,12 @@ void pipeline_close(pipeline *p) {
 
 int pipeline_fail(pipeline *p, const char *command, const ramp_error *err) {
     fflush(stdout);
-    fprintf(stderr, "ramp %s: %s\n", command, err->message);
+    if (p->transport && !transport_is_local(p->transport)) {
+        int rank = transport_rank(p->transport);
+        fprintf(stderr, "ramp %s: rank %d%s: %s\n", command, rank, rank == 0 ? " (coordinator)" : "", err->message);
+    } else {
+        fprintf(stderr, "ramp %s: %s\n", command, err->message);
+    }
     if (p->transport && !transport_is_local(p->transport)) transport_abort(p->transport, 1);
     return 1;
 }

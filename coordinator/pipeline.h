@@ -37,6 +37,7 @@ typedef struct {
     double timeout_seconds;  /* longest silence from the pipeline before the job is declared dead */
     const char *metrics_json;
     /* early exit */
+    bool exits;               /* the job uses exit points (else none unless exit_layers is set) */
     const char *exit_layers;  /* "4,6,8" (layer counts); NULL: the policy's, else every stage boundary */
     const int *candidates;    /* exit head candidates and the only allowed answers (a task's labels) */
     int n_candidates;
