@@ -36,9 +36,12 @@ export RAMP_SHARED RAMP_BIN
 
 E2E_TMP=$(mktemp -d "${TMPDIR:-/tmp}/ramp-e2e.XXXXXX")
 cleanup() {
-    # Anything still running from this run (background jobs of the failure checks) goes first.
-    local pid
-    for pid in $(jobs -p); do kill -9 -- "-$pid" "$pid" 2>/dev/null; done
+    # Anything still running from this run goes first: background jobs of the failure checks run
+    # in sessions of their own (mpirun and its ranks), so kill every process of those sessions.
+    local pid member
+    for pid in $(jobs -p); do
+        for member in $(pgrep -s "$pid" 2>/dev/null) "$pid"; do kill -9 "$member" 2>/dev/null; done
+    done
     rm -rf "$E2E_TMP"
 }
 trap cleanup EXIT
