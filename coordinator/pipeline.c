@@ -279,9 +279,10 @@ int pipeline_open(pipeline *p, const pipeline_options *o, int *argc, char ***arg
         }
     }
     if (wait_for_stages(p, err)) return -1;
+    if (p->options.lanes > p->options.max_sequences) p->options.lanes = p->options.max_sequences; /* a lane needs a slot */
     exit_run_init(&p->exits, EXIT_MODE_NONE, false, NULL, p->n_exits, p->exit_layers, config.n_layers);
     scheduler_config sc = {
-        .lanes = o->lanes,
+        .lanes = p->options.lanes,
         .max_sequences = o->max_sequences,
         .batch_tokens = o->batch_tokens,
         .context = context,

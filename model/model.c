@@ -147,7 +147,7 @@ static int gguf_weight(model *m, const char *name, int rows, int cols, const flo
                              ggml_type_name(t->type));
         *out = buffer;
     }
-    if (!is_vector) snprintf(m->weight_type, sizeof m->weight_type, "%s", ggml_type_name(t->type));
+    if (!is_vector && strncmp(name, "blk.", 4) == 0) snprintf(m->weight_type, sizeof m->weight_type, "%s", ggml_type_name(t->type));
     m->weight_bytes += n * sizeof(float);
     return 0;
 }
@@ -228,7 +228,7 @@ static int llama2c_load_weights(model *m, bool shared_head, ramp_error *err) {
         offsets[i] = total;
         total += sizes[i] * sizeof(float);
     }
-    if (total > m->checkpoint_size)
+    if (total != m->checkpoint_size)
         return ramp_fail(err, "%s: llama2.c checkpoint is %zu bytes, expected %llu for dim %d, %d layers, vocab %d",
                          m->path, m->checkpoint_size, (unsigned long long)total, c->dim, c->n_layers, c->vocab_size);
     const char *base = m->checkpoint_map;

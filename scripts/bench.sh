@@ -373,6 +373,7 @@ line "cores busy with other work, highest sample" "$bmax" "cores"
 if python3 -c "import sys; sys.exit(0 if $bmax >= 0.5 else 1)"; then
     note "other processes used the cores during the bench: figures are noisy (see min/max)"
 fi
+line "bench wall time" "$(($(date +%s) - START))" "s"
 if [ "$FAILS" -eq 0 ]; then
     line "steps failed" "0" ""
     exit 0

@@ -15,7 +15,7 @@ reference_check() {
         fail "reference $label: $(basename "$tsv") exists" "missing $tsv"
         return
     fi
-    local prompt n expected i=0 batch_n= batch_ok=1
+    local prompt n expected i=0 batch_n='' batch_ok=1
     : >"$ref_dir/batch.prompts"
     : >"$ref_dir/batch.expected"
     while IFS=$'\t' read -r prompt n expected || [ -n "$prompt" ]; do

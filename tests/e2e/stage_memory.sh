@@ -28,10 +28,6 @@ json_top() {
     fi
 }
 
-if ! command -v jq >/dev/null 2>&1 && ! command -v python3 >/dev/null 2>&1; then
-    skip "stage memory checks" "needs jq or python3 to read the metrics JSON"
-    return 0 2>/dev/null || exit 0
-fi
 
 # Model shapes (see the MODEL.md files): bytes of one layer's fp32 weights, the embedding and the
 # head. Per layer: 2 norms (2 dim) + wq, wo (2 dim^2) + wk, wv (2 kv_dim dim) + 3 FFN (3 ffn dim).
@@ -89,44 +85,52 @@ sm_check() {
     fi
 }
 
-L16=$LITE16/model-f32.gguf
-rm -f "$sm_dir/m.json"
-ramp generate -m "$L16" -f "$sm_dir/prompts.txt" -n 8 --temp 0 --metrics-json "$sm_dir/m.json"
-sm_check "lite16 one stage" "0-15" 16 "$LITE16_LAYER" "$LITE16_EMBED" "$LITE16_HEAD" \
-    $((16 * LITE16_LAYER + LITE16_EMBED + LITE16_HEAD))
-# The split runs below are measured against what this one-stage run reported.
-L16_TOTAL=
-if [ -s "$sm_dir/m.json" ]; then
-    requests=$(json_top "$sm_dir/m.json" requests)
-    check "$([ "$requests" = 3 ]; echo $?)" "metrics: requests = 3 prompts (got $requests)"
-    L16_TOTAL=$(stage_table "$sm_dir/m.json" | awk 'NR == 1 { print $5 }')
-fi
-
-for split in 0-3,4-9,10-15 0-0,1-9,10-14,15-15 0-7,8-15; do
-    n=$(($(tr -cd , <<<"$split" | wc -c) + 1))
+stage_memory_checks() {
+    L16=$LITE16/model-f32.gguf
     rm -f "$sm_dir/m.json"
-    ramp generate -m "$L16" -f "$sm_dir/prompts.txt" -n 8 --temp 0 --stages "$n" --layers "$split" \
+    ramp generate -m "$L16" -f "$sm_dir/prompts.txt" -n 8 --temp 0 --metrics-json "$sm_dir/m.json"
+    sm_check "lite16 one stage" "0-15" 16 "$LITE16_LAYER" "$LITE16_EMBED" "$LITE16_HEAD" \
+        $((16 * LITE16_LAYER + LITE16_EMBED + LITE16_HEAD))
+    # The split runs below are measured against what this one-stage run reported.
+    L16_TOTAL=
+    if [ -s "$sm_dir/m.json" ]; then
+        requests=$(json_top "$sm_dir/m.json" requests)
+        check "$([ "$requests" = 3 ]; echo $?)" "metrics: requests = 3 prompts (got $requests)"
+        L16_TOTAL=$(stage_table "$sm_dir/m.json" | awk 'NR == 1 { print $5 }')
+    fi
+
+    for split in 0-3,4-9,10-15 0-0,1-9,10-14,15-15 0-7,8-15; do
+        n=$(($(tr -cd , <<<"$split" | wc -c) + 1))
+        rm -f "$sm_dir/m.json"
+        ramp generate -m "$L16" -f "$sm_dir/prompts.txt" -n 8 --temp 0 --stages "$n" --layers "$split" \
+            --metrics-json "$sm_dir/m.json"
+        sm_check "lite16 --stages $n" "$split" 16 "$LITE16_LAYER" "$LITE16_EMBED" "$LITE16_HEAD" "$L16_TOTAL"
+    done
+
+    # The balanced split of the 5-layer model into 5 stages: one layer each.
+    rm -f "$sm_dir/m.json"
+    ramp generate -m "$STORIES/stories260K-f32.gguf" -f "$sm_dir/prompts.txt" -n 8 --temp 0 --stages 5 \
         --metrics-json "$sm_dir/m.json"
-    sm_check "lite16 --stages $n" "$split" 16 "$LITE16_LAYER" "$LITE16_EMBED" "$LITE16_HEAD" "$L16_TOTAL"
-done
+    sm_check "stories260K --stages 5" "0-0,1-1,2-2,3-3,4-4" 5 "$STORIES_LAYER" "$STORIES_EMBED" "$STORIES_HEAD" \
+        $((5 * STORIES_LAYER + STORIES_EMBED + STORIES_HEAD))
 
-# The balanced split of the 5-layer model into 5 stages: one layer each.
-rm -f "$sm_dir/m.json"
-ramp generate -m "$STORIES/stories260K-f32.gguf" -f "$sm_dir/prompts.txt" -n 8 --temp 0 --stages 5 \
-    --metrics-json "$sm_dir/m.json"
-sm_check "stories260K --stages 5" "0-0,1-1,2-2,3-3,4-4" 5 "$STORIES_LAYER" "$STORIES_EMBED" "$STORIES_HEAD" \
-    $((5 * STORIES_LAYER + STORIES_EMBED + STORIES_HEAD))
+    # The same under MPI: each rank loads only its slice.
+    if have_mpi; then
+        rm -f "$sm_dir/m.json"
+        mpi_run 120 4 generate -m "$L16" -f "$sm_dir/prompts.txt" -n 8 --temp 0 --layers 0-2,3-12,13-15 \
+            --metrics-json "$sm_dir/m.json" --timeout 30
+        sm_check "lite16 mpirun -np 4" "0-2,3-12,13-15" 16 "$LITE16_LAYER" "$LITE16_EMBED" "$LITE16_HEAD" "$L16_TOTAL"
+        rm -f "$sm_dir/m.json"
+        mpi_run 120 3 generate -m "$LITE16/model.bin" --tokenizer "$TOK" -f "$sm_dir/prompts.txt" -n 8 --temp 0 \
+            --layers 0-4,5-15 --metrics-json "$sm_dir/m.json" --timeout 30
+        sm_check "lite16/model.bin mpirun -np 3" "0-4,5-15" 16 "$LITE16_LAYER" "$LITE16_EMBED" "$LITE16_HEAD" "$L16_TOTAL"
+    else
+        skip "stage memory under mpirun" "mpirun not found"
+    fi
+}
 
-# The same under MPI: each rank loads only its slice.
-if have_mpi; then
-    rm -f "$sm_dir/m.json"
-    mpi_run 120 4 generate -m "$L16" -f "$sm_dir/prompts.txt" -n 8 --temp 0 --layers 0-2,3-12,13-15 \
-        --metrics-json "$sm_dir/m.json" --timeout 30
-    sm_check "lite16 mpirun -np 4" "0-2,3-12,13-15" 16 "$LITE16_LAYER" "$LITE16_EMBED" "$LITE16_HEAD" "$L16_TOTAL"
-    rm -f "$sm_dir/m.json"
-    mpi_run 120 3 generate -m "$LITE16/model.bin" --tokenizer "$TOK" -f "$sm_dir/prompts.txt" -n 8 --temp 0 \
-        --layers 0-4,5-15 --metrics-json "$sm_dir/m.json" --timeout 30
-    sm_check "lite16/model.bin mpirun -np 3" "0-4,5-15" 16 "$LITE16_LAYER" "$LITE16_EMBED" "$LITE16_HEAD" "$L16_TOTAL"
+if command -v jq >/dev/null 2>&1 || command -v python3 >/dev/null 2>&1; then
+    stage_memory_checks
 else
-    skip "stage memory under mpirun" "mpirun not found"
+    skip "stage memory checks" "needs jq or python3 to read the metrics JSON"
 fi
