@@ -168,10 +168,8 @@ static int exit_job_prepare(exit_job *job, exit_job_options *o, ramp_error *err)
     if (o->exit_spec && strcmp(o->exit_spec, "none")) {
         if (exit_policy_load(&job->policy, o->exit_spec, err)) return -1;
         if (!o->pipeline.exit_layers) {
-            int used = 0;
-            for (int i = 0; i < job->policy.n_exits; i++)
-                used += snprintf(job->exit_layers_text + used, sizeof job->exit_layers_text - (size_t)used, "%s%d",
-                                 i ? "," : "", job->policy.exit_layers[i]);
+            format_exit_layers(job->policy.exit_layers, job->policy.n_exits, job->exit_layers_text,
+                               sizeof job->exit_layers_text);
             o->pipeline.exit_layers = job->exit_layers_text;
         }
     }

@@ -162,10 +162,7 @@ int command_generate(int argc, char **argv) {
             return 1;
         }
         if (!options.exit_layers) {
-            int used = 0;
-            for (int i = 0; i < policy.n_exits; i++)
-                used += snprintf(exit_layers_text + used, sizeof exit_layers_text - (size_t)used, "%s%d", i ? "," : "",
-                                 policy.exit_layers[i]);
+            format_exit_layers(policy.exit_layers, policy.n_exits, exit_layers_text, sizeof exit_layers_text);
             options.exit_layers = exit_layers_text;
         }
     }

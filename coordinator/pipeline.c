@@ -346,6 +346,13 @@ static int send_batch(pipeline *p, const micro_batch *b, ramp_error *err) {
     return send_envelope(p->transport, 1, &e, NULL, 0, err);
 }
 
+void format_exit_layers(const int *layers, int n, char *buffer, size_t capacity) {
+    size_t used = 0;
+    buffer[0] = '\0';
+    for (int i = 0; i < n && used < capacity; i++)
+        used += (size_t)snprintf(buffer + used, capacity - used, "%s%d", i ? "," : "", layers[i]);
+}
+
 int parse_exit_layers(const char *text, int n_layers, int *layers, int *n, ramp_error *err) {
     *n = 0;
     const char *cursor = text;

@@ -87,6 +87,8 @@ int pipeline_submit_text(pipeline *p, const char *text, size_t length, int max_n
  * policy). token_level: tokens leave (generation) rather than whole requests (classification).
  * Resets the exit tallies and records. The policy must have the pipeline's exit points. */
 int pipeline_set_exits(pipeline *p, exit_mode mode, bool token_level, const exit_policy *policy, ramp_error *err);
+/* "4,6,8" from exit points (the inverse of parse_exit_layers). */
+void format_exit_layers(const int *layers, int n, char *buffer, size_t capacity);
 /* Exit points from "--exit-layers" text, validated against the model. */
 int parse_exit_layers(const char *text, int n_layers, int *layers, int *n, ramp_error *err);
 /* Drives micro-batches until every submitted request has finished. */
