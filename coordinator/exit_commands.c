@@ -13,8 +13,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "clock.h"
 #include "cli.h"
 #include "commands.h"
 #include "exit_policy.h"
@@ -28,12 +28,6 @@ typedef struct {
     int limit, skip, n_new;
     double target, heldout_fraction;
 } exit_job_options;
-
-static double now_seconds(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
-}
 
 static void exit_job_usage(FILE *out, const char *command) {
     if (!strcmp(command, "eval"))
@@ -208,9 +202,9 @@ static int answered_label(const pipeline *p, const task_dataset *task, int index
 static int run_task(pipeline *p, const task_dataset *task, exit_mode mode, const exit_policy *policy, int *labels,
                     double *seconds, ramp_error *err) {
     if (pipeline_reset_requests(p, err) || pipeline_set_exits(p, mode, false, policy, err)) return -1;
-    double start = now_seconds();
+    double start = clock_seconds();
     if (submit_task(p, task, err) || pipeline_run(p, err)) return -1;
-    *seconds = now_seconds() - start;
+    *seconds = clock_seconds() - start;
     for (int i = 0; i < task->n_examples && labels; i++) labels[i] = answered_label(p, task, i);
     return 0;
 }

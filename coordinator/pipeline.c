@@ -10,6 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "wire.h"
 
 /* The one piece of process-wide mutable state: set by SIGINT/SIGTERM, read by the loops. */
@@ -18,12 +19,6 @@ static volatile int stop_requested;
 static void on_stop_signal(int signal_number) {
     (void)signal_number;
     stop_requested = 1;
-}
-
-static double now_seconds(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
 }
 
 const char pipeline_flags_help[] =
@@ -143,7 +138,7 @@ static int serve_stage(pipeline *p, int context) {
         int source;
         uint8_t *frame;
         size_t length;
-        double wait = stop_deadline < 0 ? -1.0 : stop_deadline - now_seconds();
+        double wait = stop_deadline < 0 ? -1.0 : stop_deadline - clock_seconds();
         int got = transport_receive(p->transport, wait, stop_deadline < 0 ? &stop_requested : NULL, &source, &frame,
                                     &length, &err);
         if (got < 0) {
@@ -153,7 +148,7 @@ static int serve_stage(pipeline *p, int context) {
         }
         if (got == 0) {
             if (stop_deadline < 0) { /* interrupted: give the coordinator time to shut us down */
-                stop_deadline = now_seconds() + 10.0;
+                stop_deadline = clock_seconds() + 10.0;
                 continue;
             }
             fprintf(stderr, "ramp: rank %d: interrupted and no shutdown from the coordinator; exiting\n", rank);
@@ -199,20 +194,30 @@ static int coordinator_receive(pipeline *p, const char *waiting_for, Ramp__Envel
     return 0;
 }
 
-static int wait_for_stages(pipeline *p, ramp_error *err) {
-    for (int ready = 0; ready < p->n_stages;) {
+/* Waits for one message of kind `expected` (Hello or StageReport) from every stage. The rank is
+ * read from the message: in-process stages say hello before any dispatch gives them a source. */
+static int await_every_stage(pipeline *p, Ramp__Envelope__BodyCase expected, const char *waiting_for,
+                             ramp_error *err) {
+    for (int received = 0; received < p->n_stages;) {
         Ramp__Envelope *e;
         const float *payload;
         size_t n_payload;
         int source;
         uint8_t *frame;
-        if (coordinator_receive(p, "the stages to load", &e, &payload, &n_payload, &source, &frame, err)) return -1;
-        int status = 0;
-        /* In-process stages say hello before any dispatch, so trust the rank in the message. */
-        int rank = e->body_case == RAMP__ENVELOPE__BODY_HELLO ? (int)e->hello->rank : -1;
+        if (coordinator_receive(p, waiting_for, &e, &payload, &n_payload, &source, &frame, err)) return -1;
+        int rank = -1, status = 0;
+        if (e->body_case == expected)
+            rank = (int)(expected == RAMP__ENVELOPE__BODY_HELLO ? e->hello->rank : e->report->rank);
         if (rank >= 1 && rank <= p->n_stages) {
-            p->stages[rank - 1].weight_bytes = e->hello->weight_bytes;
-            ready++;
+            stage_status *s = &p->stages[rank - 1];
+            if (expected == RAMP__ENVELOPE__BODY_HELLO) {
+                s->weight_bytes = e->hello->weight_bytes;
+            } else {
+                s->report = *e->report;
+                s->report.base = (ProtobufCMessage)PROTOBUF_C_MESSAGE_INIT(&ramp__stage_report__descriptor);
+                s->reported = true;
+            }
+            received++;
         } else {
             status = handle_failure_or_unexpected(p, e, source, err);
         }
@@ -227,7 +232,7 @@ int pipeline_open(pipeline *p, const pipeline_options *o, int *argc, char ***arg
                   ramp_error *err) {
     memset(p, 0, sizeof *p);
     p->options = *o;
-    p->started_at = now_seconds();
+    p->started_at = clock_seconds();
     signal(SIGINT, on_stop_signal);
     signal(SIGTERM, on_stop_signal);
     bool mpi = transport_launched_by_mpi();
@@ -278,7 +283,7 @@ int pipeline_open(pipeline *p, const pipeline_options *o, int *argc, char ***arg
             if (stage_send_hello(&p->local[s - 1], err)) return -1;
         }
     }
-    if (wait_for_stages(p, err)) return -1;
+    if (await_every_stage(p, RAMP__ENVELOPE__BODY_HELLO, "the stages to load", err)) return -1;
     if (p->options.lanes > p->options.max_sequences) p->options.lanes = p->options.max_sequences; /* a lane needs a slot */
     exit_run_init(&p->exits, EXIT_MODE_NONE, false, NULL, p->n_exits, p->exit_layers, config.n_layers);
     scheduler_config sc = {
@@ -299,7 +304,7 @@ int pipeline_submit_text(pipeline *p, const char *text, size_t length, int max_n
     if (!tokens) return ramp_fail(err, "out of memory tokenizing a prompt of %zu bytes", length);
     int status = tokenizer_encode(p->model.tokenizer, text, length, true, tokens, capacity, &n_tokens, err);
     if (!status)
-        status = scheduler_submit(&p->scheduler, tokens, (int)n_tokens, max_new, sampling, now_seconds(), index, err);
+        status = scheduler_submit(&p->scheduler, tokens, (int)n_tokens, max_new, sampling, clock_seconds(), index, err);
     free(tokens);
     return status;
 }
@@ -427,7 +432,7 @@ static int handle_exit_features(pipeline *p, const Ramp__Output *o, ramp_error *
                          (unsigned long long)o->batch_id, o->exit_layer);
     uint64_t leaving[o->n_features + 1];
     int n_leaving = 0;
-    double now = now_seconds();
+    double now = clock_seconds();
     for (size_t i = 0; i < o->n_features; i++) {
         const Ramp__ExitFeatures *f = o->features[i];
         int index = request_index(p, f->request_id, err);
@@ -461,7 +466,7 @@ static int handle_output(pipeline *p, const Ramp__Output *o, const float *payloa
     if (o->vocab_size != vocab || n_payload != o->n_output_request_ids * vocab)
         return ramp_fail(err, "micro-batch %llu: %zu logits for %zu rows of vocabulary %u, expected vocabulary %zu",
                          (unsigned long long)o->batch_id, n_payload, o->n_output_request_ids, o->vocab_size, vocab);
-    double now = now_seconds();
+    double now = clock_seconds();
     for (size_t i = 0; i < o->n_output_request_ids; i++) {
         int index = request_index(p, o->output_request_ids[i], err);
         if (index < 0) return -1;
@@ -474,7 +479,7 @@ static int handle_output(pipeline *p, const Ramp__Output *o, const float *payloa
 }
 
 int pipeline_run(pipeline *p, ramp_error *err) {
-    if (!p->run_started_at) p->run_started_at = now_seconds();
+    if (!p->run_started_at) p->run_started_at = clock_seconds();
     while (!scheduler_finished(&p->scheduler)) {
         if (stop_requested) return ramp_fail(err, "interrupted");
         if (send_released(p, err)) return -1;
@@ -494,7 +499,7 @@ int pipeline_run(pipeline *p, ramp_error *err) {
         free(frame);
         if (status) return -1;
     }
-    p->run_finished_at = now_seconds();
+    p->run_finished_at = clock_seconds();
     return send_released(p, err);
 }
 
@@ -530,33 +535,11 @@ static int collect_reports(pipeline *p, ramp_error *err) {
     shutdown.body_case = RAMP__ENVELOPE__BODY_CONTROL;
     shutdown.control = &c;
     if (send_envelope(p->transport, 1, &shutdown, NULL, 0, err)) return -1;
-    for (int reported = 0; reported < p->n_stages;) {
-        Ramp__Envelope *e;
-        const float *payload;
-        size_t n_payload;
-        int source;
-        uint8_t *frame;
-        if (coordinator_receive(p, "the stages' final reports", &e, &payload, &n_payload, &source, &frame, err))
-            return -1;
-        int status = 0;
-        if (e->body_case == RAMP__ENVELOPE__BODY_REPORT && source >= 1 && source <= p->n_stages) {
-            stage_status *s = &p->stages[source - 1];
-            s->report = *e->report;
-            s->report.base = (ProtobufCMessage)PROTOBUF_C_MESSAGE_INIT(&ramp__stage_report__descriptor);
-            s->reported = true;
-            reported++;
-        } else {
-            status = handle_failure_or_unexpected(p, e, source, err);
-        }
-        wire_envelope_free(e);
-        free(frame);
-        if (status) return -1;
-    }
-    return 0;
+    return await_every_stage(p, RAMP__ENVELOPE__BODY_REPORT, "the stages' final reports", err);
 }
 
 static double run_seconds(const pipeline *p) {
-    double end = p->run_finished_at ? p->run_finished_at : now_seconds();
+    double end = p->run_finished_at ? p->run_finished_at : clock_seconds();
     return p->run_started_at ? end - p->run_started_at : 0.0;
 }
 

@@ -40,13 +40,12 @@ int forward_workspace_init(forward_workspace *ws, const model_config *c, int max
         return ramp_fail(err, "workspace: rows %d and context %d must be positive", max_rows, max_context);
     ws->max_rows = max_rows;
     ws->max_context = max_context;
-    ws->n_threads = 1; /* attention runs on the calling thread; OpenBLAS threads the matrix products */
     size_t rows = (size_t)max_rows;
     float **buffers[] = {&ws->normed, &ws->q, &ws->attention, &ws->projection, &ws->k, &ws->v,
                          &ws->gate, &ws->up, &ws->rope_cos, &ws->rope_sin, &ws->scores};
     size_t sizes[] = {rows * c->dim, rows * c->dim, rows * c->dim, rows * c->dim, rows * c->kv_dim,
                       rows * c->kv_dim, rows * c->ffn_dim, rows * c->ffn_dim, rows * (c->rope_dim / 2),
-                      rows * (c->rope_dim / 2), (size_t)ws->n_threads * (size_t)max_context};
+                      rows * (c->rope_dim / 2), (size_t)max_context};
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
         *buffers[i] = malloc((sizes[i] ? sizes[i] : 1) * sizeof(float));
         if (!*buffers[i]) {

@@ -28,11 +28,10 @@ typedef struct {
 typedef struct {
     int max_rows;
     int max_context;
-    int n_threads;
     float *normed, *q, *k, *v, *attention, *projection; /* [max_rows][dim or kv_dim] */
     float *gate, *up;                                   /* [max_rows][ffn_dim] */
     float *rope_cos, *rope_sin;                         /* [max_rows][rope_dim / 2] */
-    float *scores;                                      /* [n_threads][max_context] */
+    float *scores;                                      /* [max_context] attention weights of one head */
 } forward_workspace;
 
 int forward_workspace_init(forward_workspace *ws, const model_config *c, int max_rows, int max_context,

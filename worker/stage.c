@@ -4,16 +4,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
-#include <time.h>
 
+#include "clock.h"
 #include "exit_features.h"
 #include "wire.h"
-
-static double now_seconds(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
-}
 
 static bool is_last(const stage *s) { return s->config.stage_index == s->config.n_stages; }
 static bool is_first(const stage *s) { return s->config.stage_index == 1; }
@@ -80,7 +74,7 @@ int stage_open(stage *s, const stage_config *config, int rank, transport *t, ram
         stage_close(s);
         return ramp_fail_prefix(err, "rank %d: ", rank);
     }
-    s->opened_at = now_seconds();
+    s->opened_at = clock_seconds();
     return 0;
 out_of_memory:
     stage_close(s);
@@ -231,7 +225,7 @@ static int advance_batch(stage *s, stage_batch *b, ramp_error *err) {
 /* Features of the rows that want output, at the exit point the batch stands at. */
 static int send_exit_features(stage *s, stage_batch *b, ramp_error *err) {
     const int dim = s->model.config.dim, width = head_width(s);
-    double start = now_seconds();
+    double start = clock_seconds();
     int n_out = 0;
     for (int r = 0; r < b->n_rows; r++) {
         if (!b->rows[r].wants_output || b->rows[r].kv_only) continue;
@@ -255,7 +249,7 @@ static int send_exit_features(stage *s, stage_batch *b, ramp_error *err) {
         features[i].entropy = f.entropy;
         pointers[i] = &features[i];
     }
-    s->exit_head_seconds += now_seconds() - start;
+    s->exit_head_seconds += clock_seconds() - start;
     Ramp__Output o = RAMP__OUTPUT__INIT;
     o.batch_id = b->batch_id;
     o.stage = (uint32_t)s->config.stage_index;
@@ -422,7 +416,7 @@ static int stage_send_report(stage *s, ramp_error *err) {
     r.first_layer = (uint32_t)s->config.first_layer;
     r.end_layer = (uint32_t)s->config.end_layer;
     r.busy_seconds = s->busy_seconds;
-    r.idle_seconds = now_seconds() - s->opened_at - s->busy_seconds;
+    r.idle_seconds = clock_seconds() - s->opened_at - s->busy_seconds;
     r.batches = s->batches_run;
     r.rows = s->rows;
     r.bytes_sent = transport_bytes_sent(s->transport);
@@ -458,7 +452,7 @@ static int stage_run_control(stage *s, Ramp__Control *control, ramp_error *err) 
 
 int stage_handle_frame(void *context, int source, const uint8_t *frame, size_t length, ramp_error *err) {
     stage *s = context;
-    double start = now_seconds();
+    double start = clock_seconds();
     Ramp__Envelope *e;
     const float *payload;
     size_t n_payload;
@@ -472,7 +466,7 @@ int stage_handle_frame(void *context, int source, const uint8_t *frame, size_t l
     default: status = ramp_fail(err, "unexpected message %d from rank %d", (int)e->body_case, source); break;
     }
     wire_envelope_free(e);
-    s->busy_seconds += now_seconds() - start;
+    s->busy_seconds += clock_seconds() - start;
     if (status) return ramp_fail_prefix(err, "rank %d (stage %d): ", s->rank, s->config.stage_index);
     return 0;
 }

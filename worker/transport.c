@@ -5,6 +5,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "clock.h"
+
 enum { FRAME_TAG = 7 };
 
 typedef struct {
@@ -31,12 +33,6 @@ struct transport {
     transport_handler *handlers;
     void **contexts;
 };
-
-static double now_seconds(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
-}
 
 bool transport_launched_by_mpi(void) {
     const char *variables[] = {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK", "SLURM_STEP_NUM_TASKS"};
@@ -211,7 +207,7 @@ static int local_receive(transport *t, int *source, uint8_t **frame, size_t *len
 int transport_receive(transport *t, double timeout_seconds, const volatile int *stop, int *source, uint8_t **frame,
                       size_t *length, ramp_error *err) {
     if (t->local) return local_receive(t, source, frame, length, err);
-    double deadline = timeout_seconds < 0 ? -1.0 : now_seconds() + timeout_seconds;
+    double deadline = timeout_seconds < 0 ? -1.0 : clock_seconds() + timeout_seconds;
     long idle_polls = 0;
     for (;;) {
         reap_sends(t, false);
@@ -236,7 +232,7 @@ int transport_receive(transport *t, double timeout_seconds, const volatile int *
             return 1;
         }
         if (stop && *stop) return 0;
-        if (deadline >= 0 && now_seconds() >= deadline) return 0;
+        if (deadline >= 0 && clock_seconds() >= deadline) return 0;
         /* Spin briefly (latency), then back off to sleeping (share the cores). */
         if (++idle_polls > 200) {
             struct timespec pause = {0, idle_polls > 5000 ? 1000000 : 50000};
