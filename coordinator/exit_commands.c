@@ -23,7 +23,7 @@
 
 typedef struct {
     pipeline_options pipeline;
-    const char *task, *data, *exit_spec, *json, *output, *prompts;
+    const char *task, *data, *exit_spec, *json, *output, *prompts, *features_csv;
     const char *exit_head; /* "labels" or "full" */
     int limit, skip, n_new;
     double target, heldout_fraction;
@@ -56,7 +56,9 @@ static void exit_job_usage(FILE *out, const char *command) {
                  "      --target-agreement A  agreement with the full model to keep (exit-train 0.99, exit-calibrate 0.9)\n"
                  "      --heldout F           share of the data used to choose thresholds (default 0.25)\n"
                  "      --kv-fill recompute|copy|omit  (generation) KV of skipped layers\n"
-                 "      --json OUT            write the results as JSON\n\n%s",
+                 "      --json OUT            write the results as JSON\n"
+                 "      --features-csv OUT    (exit-train, exit-calibrate) also write the recorded features, one row\n"
+                 "                            per example and exit point\n\n%s",
             pipeline_flags_help);
 }
 
@@ -69,7 +71,7 @@ static int parse_exit_job(int argc, char **argv, const char *command, exit_job_o
     o->n_new = 32;
     ramp_error err;
     enum { TOKENIZER = 1000, TASK, DATA, EXIT, JSON, LIMIT, SKIP, TARGET, HELDOUT, EXIT_LAYERS, EXIT_HEAD, KV_FILL,
-           PIPELINE_FLAG };
+           FEATURES_CSV, PIPELINE_FLAG };
     static const struct option long_options[] = {
         {"model", required_argument, 0, 'm'}, {"tokenizer", required_argument, 0, TOKENIZER},
         {"task", required_argument, 0, TASK}, {"data", required_argument, 0, DATA},
@@ -78,6 +80,7 @@ static int parse_exit_job(int argc, char **argv, const char *command, exit_job_o
         {"target-agreement", required_argument, 0, TARGET}, {"heldout", required_argument, 0, HELDOUT},
         {"exit-layers", required_argument, 0, EXIT_LAYERS}, {"exit-head", required_argument, 0, EXIT_HEAD},
         {"kv-fill", required_argument, 0, KV_FILL}, {"output", required_argument, 0, 'o'},
+        {"features-csv", required_argument, 0, FEATURES_CSV},
         {"file", required_argument, 0, 'f'}, {"tokens", required_argument, 0, 'n'},
         {"help", no_argument, 0, 'h'}, CLI_PIPELINE_OPTIONS(PIPELINE_FLAG), {0, 0, 0, 0},
     };
@@ -94,6 +97,7 @@ static int parse_exit_job(int argc, char **argv, const char *command, exit_job_o
         case EXIT: o->exit_spec = optarg; break;
         case JSON: o->json = optarg; break;
         case 'o': o->output = optarg; break;
+        case FEATURES_CSV: o->features_csv = optarg; break;
         case 'f': o->prompts = optarg; break;
         case 'n': bad = cli_parse_int("-n", optarg, 1, 1 << 20, &o->n_new, &err); break;
         case LIMIT: bad = cli_parse_int("--limit", optarg, 1, 1 << 30, &o->limit, &err); break;
@@ -161,6 +165,12 @@ static int exit_job_prepare(exit_job *job, exit_job_options *o, ramp_error *err)
     }
     if (o->exit_spec && strcmp(o->exit_spec, "none")) {
         if (exit_policy_load(&job->policy, o->exit_spec, err)) return -1;
+        /* The SVM reads the top-1 as one of its task's labels: another task's labels would be noise. */
+        if (o->task && job->policy.kind == EXIT_POLICY_SVM &&
+            (job->policy.n_labels != job->task.n_labels ||
+             memcmp(job->policy.label_tokens, job->task.label_tokens, (size_t)job->task.n_labels * sizeof(int))))
+            return ramp_fail(err, "%s: classifier trained for task '%s' (%d label tokens), expected one for '%s'",
+                             o->exit_spec, job->policy.task, job->policy.n_labels, o->task);
         if (!o->pipeline.exit_layers) {
             format_exit_layers(job->policy.exit_layers, job->policy.n_exits, job->exit_layers_text,
                                sizeof job->exit_layers_text);
@@ -279,6 +289,24 @@ static int eval_job(pipeline *p, exit_job *job, const exit_job_options *o, ramp_
     return status;
 }
 
+/* One CSV row per example and exit point, for studying the features outside ramp. */
+static int write_features_csv(const char *path, const exit_observation *observations, int n_examples,
+                              const exit_run *run, ramp_error *err) {
+    FILE *out = fopen(path, "w");
+    if (!out) return ramp_fail(err, "%s: cannot open for writing", path);
+    fprintf(out, "example,exit_layer,top_prob,gap,entropy,agrees_previous,depth,previous_top_prob,previous_gap,"
+                 "top_token,agrees_final,stays\n");
+    for (int e = 0; e < n_examples; e++)
+        for (int i = 0; i < run->n_exits; i++) {
+            const exit_observation *o = &observations[(size_t)e * run->n_exits + i];
+            fprintf(out, "%d,%d", e, run->exit_layers[i]);
+            for (int j = 0; j < EXIT_FEATURE_COUNT; j++) fprintf(out, ",%.9g", o->features[j]);
+            fprintf(out, ",%d,%d,%d\n", o->top_token, o->agrees_final, o->stays);
+        }
+    if (fclose(out)) return ramp_fail(err, "%s: write failed", path);
+    return 0;
+}
+
 /* exit-train and exit-calibrate: a full-depth run that records the features, then fit. */
 static int fit_job(pipeline *p, exit_job *job, const exit_job_options *o, bool svm, ramp_error *err) {
     double seconds;
@@ -300,6 +328,10 @@ static int fit_job(pipeline *p, exit_job *job, const exit_job_options *o, bool s
     int n_examples;
     exit_observation *observations = exit_run_dataset(&p->exits, &n_examples);
     if (!observations) return ramp_fail(err, "out of memory collecting exit features");
+    if (o->features_csv && write_features_csv(o->features_csv, observations, n_examples, &p->exits, err)) {
+        free(observations);
+        return -1;
+    }
     int n_heldout = (int)(n_examples * o->heldout_fraction);
     int n_train = n_examples - n_heldout;
     if (n_train < 10 || n_heldout < 10) {
@@ -307,9 +339,11 @@ static int fit_job(pipeline *p, exit_job *job, const exit_job_options *o, bool s
         return ramp_fail(err, "only %d examples with features at every exit point: need at least 40", n_examples);
     }
     const exit_run *run = &p->exits;
-    exit_dataset train = {observations, n_train, run->n_exits, run->exit_layers, run->total_layers};
+    const int *labels = o->task ? job->task.label_tokens : NULL;
+    int n_labels = o->task ? job->task.n_labels : 0;
+    exit_dataset train = {observations, n_train, run->n_exits, run->exit_layers, run->total_layers, labels, n_labels};
     exit_dataset heldout = {observations + (size_t)n_train * run->n_exits, n_heldout, run->n_exits, run->exit_layers,
-                            run->total_layers};
+                            run->total_layers, labels, n_labels};
     exit_policy policy = {0};
     int status = svm ? exit_policy_train_svm(&policy, &train, &heldout, o->target, err)
                      : exit_policy_calibrate_confidence(&policy, &heldout, o->target, err);

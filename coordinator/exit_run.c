@@ -55,13 +55,18 @@ int exit_run_observe(exit_run *run, request *r, int index, int exit_index, const
     o->features[EXIT_FEATURE_ENTROPY] = f->entropy;
     o->features[EXIT_FEATURE_AGREES_PREVIOUS] = r->last_exit_top == f->top_token ? 1.0f : 0.0f;
     o->features[EXIT_FEATURE_DEPTH] = (float)f->layer / (float)run->total_layers;
+    bool first = r->last_exit_top < 0;
+    o->features[EXIT_FEATURE_PREVIOUS_TOP_PROB] = first ? 0.0f : r->last_exit_top_prob;
+    o->features[EXIT_FEATURE_PREVIOUS_GAP] = first ? 0.0f : r->last_exit_gap;
     o->top_token = f->top_token;
     record->seen[exit_index] = true;
     r->last_exit_top = f->top_token;
+    r->last_exit_top_prob = f->top_prob;
+    r->last_exit_gap = f->gap;
     if (run->mode != EXIT_MODE_DECIDE || !run->policy) return 0;
     /* A sequence may keep only so many exited tokens waiting for their skipped layers. */
     if (run->token_level && (r->consecutive_exits >= STAGE_MAX_DEFERRED - 1 || r->n_fed <= r->n_prompt)) return 0;
-    *leaves = exit_policy_should_exit(run->policy, exit_index, o->features);
+    *leaves = exit_policy_should_exit(run->policy, exit_index, o->features, o->top_token);
     return 0;
 }
 

@@ -17,10 +17,10 @@
 #include <svm.h>
 #include <unistd.h>
 
-#define FORMAT_VERSION 1
-/* libsvm's training time grows about quadratically with samples when classes overlap (10000:
- * ~3 s, 20000: ~10 s), while a 5-feature decision surface is pinned down well before that. */
-#define SVM_MAX_SAMPLES 10000
+#define FORMAT_VERSION 2 /* 2: previous-point features, exit-point and label one-hots */
+/* libsvm's training time grows about quadratically with samples when classes overlap; 36000
+ * samples (6000 examples at 6 exit points) train in about a minute. */
+#define SVM_MAX_SAMPLES 36000
 #define SVM_CACHE_MB 256
 /* Scaled training features are rounded to this grid so that libsvm's model file, which prints
  * support vectors with 8 significant digits, reloads them bit for bit: a saved policy then makes
@@ -38,7 +38,13 @@ static const char *const FEATURE_NAMES[EXIT_FEATURE_COUNT] = {
     [EXIT_FEATURE_ENTROPY] = "entropy",
     [EXIT_FEATURE_AGREES_PREVIOUS] = "agrees_previous",
     [EXIT_FEATURE_DEPTH] = "depth",
+    [EXIT_FEATURE_PREVIOUS_TOP_PROB] = "previous_top_prob",
+    [EXIT_FEATURE_PREVIOUS_GAP] = "previous_gap",
 };
+/* Classifier input: the scaled features, then one-hots for the exit point and the top-1 label.
+ * Only non-zero one-hot entries are written (libsvm vectors are sparse), so an input has at most
+ * EXIT_FEATURE_COUNT + 2 entries plus libsvm's terminator. */
+#define SVM_NODES (EXIT_FEATURE_COUNT + 3)
 
 /* ---- features and scores ---- */
 
@@ -54,17 +60,36 @@ static double scale_feature(const exit_policy *policy, int j, float value) {
     return (clean_feature(value) - policy->scale_min[j]) / range;
 }
 
-static void fill_nodes(const exit_policy *policy, const float *features, struct svm_node *nodes) {
-    for (int j = 0; j < EXIT_FEATURE_COUNT; j++) {
-        nodes[j].index = j + 1; /* libsvm feature indices start at 1 */
-        nodes[j].value = scale_feature(policy, j, features[j]);
-    }
-    nodes[EXIT_FEATURE_COUNT].index = -1;
+static int label_index(const exit_policy *policy, int token) {
+    for (int l = 0; l < policy->n_labels; l++)
+        if (policy->label_tokens[l] == token) return l;
+    return -1;
 }
 
-static double svm_score(const exit_policy *policy, const float *features) {
-    struct svm_node nodes[EXIT_FEATURE_COUNT + 1];
-    fill_nodes(policy, features, nodes);
+/* Number of input dimensions, one-hots included. */
+static int input_size(const exit_policy *policy) {
+    return EXIT_FEATURE_COUNT + policy->n_exits + policy->n_labels;
+}
+
+/* Writes the classifier input for one row into nodes[SVM_NODES]; returns the entries written
+ * (terminator excluded). */
+static int fill_nodes(const exit_policy *policy, int exit_index, const float *features, int top_token,
+                      struct svm_node *nodes) {
+    int k = 0;
+    for (int j = 0; j < EXIT_FEATURE_COUNT; j++, k++) {
+        nodes[k].index = j + 1; /* libsvm feature indices start at 1 */
+        nodes[k].value = scale_feature(policy, j, features[j]);
+    }
+    nodes[k++] = (struct svm_node){EXIT_FEATURE_COUNT + 1 + exit_index, 1.0};
+    int label = label_index(policy, top_token);
+    if (label >= 0) nodes[k++] = (struct svm_node){EXIT_FEATURE_COUNT + policy->n_exits + 1 + label, 1.0};
+    nodes[k].index = -1;
+    return k;
+}
+
+static double svm_score(const exit_policy *policy, int exit_index, const float *features, int top_token) {
+    struct svm_node nodes[SVM_NODES];
+    fill_nodes(policy, exit_index, features, top_token, nodes);
     double decision = 0;
     svm_predict_values(policy->svm, nodes, &decision);
     /* Positive decision values speak for libsvm's first label, which is whichever class came
@@ -72,11 +97,11 @@ static double svm_score(const exit_policy *policy, const float *features) {
     return policy->svm->label[0] == 1 ? decision : -decision;
 }
 
-bool exit_policy_should_exit(const exit_policy *policy, int exit_index, const float *features) {
+bool exit_policy_should_exit(const exit_policy *policy, int exit_index, const float *features, int top_token) {
     if (!policy || exit_index < 0 || exit_index >= policy->n_exits) return false;
     switch (policy->kind) {
     case EXIT_POLICY_SVM:
-        return policy->svm && svm_score(policy, features) >= policy->threshold;
+        return policy->svm && svm_score(policy, exit_index, features, top_token) >= policy->threshold;
     case EXIT_POLICY_CONFIDENCE:
         return clean_feature(features[EXIT_FEATURE_TOP_PROB]) >= policy->thresholds[exit_index];
     default:
@@ -90,7 +115,7 @@ bool exit_policy_should_exit(const exit_policy *policy, int exit_index, const fl
 static int exit_point(const exit_policy *policy, const exit_dataset *data, int e) {
     const exit_observation *row = data->observations + (size_t)e * data->n_exits;
     for (int i = 0; i < data->n_exits; i++)
-        if (exit_policy_should_exit(policy, i, row[i].features)) return i;
+        if (exit_policy_should_exit(policy, i, row[i].features, row[i].top_token)) return i;
     return data->n_exits;
 }
 
@@ -127,6 +152,8 @@ static int check_dataset(const exit_dataset *data, const char *name, ramp_error 
     if (data->n_examples <= 0) return ramp_fail(err, "%s: expected examples, found %d", name, data->n_examples);
     if (data->n_exits <= 0 || data->n_exits > EXIT_MAX_POINTS)
         return ramp_fail(err, "%s: expected 1..%d exit points, found %d", name, EXIT_MAX_POINTS, data->n_exits);
+    if (data->n_labels < 0 || data->n_labels > EXIT_MAX_LABELS || (data->n_labels > 0 && !data->label_tokens))
+        return ramp_fail(err, "%s: expected 0..%d label tokens, found %d", name, EXIT_MAX_LABELS, data->n_labels);
     for (int i = 0; i < data->n_exits; i++) {
         int layer = data->exit_layers[i], previous = i > 0 ? data->exit_layers[i - 1] : 0;
         if (layer <= previous || layer > data->total_layers)
@@ -152,6 +179,9 @@ static int check_target(double target, ramp_error *err) {
 }
 
 static void copy_points(exit_policy *policy, const exit_dataset *data) {
+    policy->n_labels = data->n_labels;
+    if (data->n_labels > 0)
+        memcpy(policy->label_tokens, data->label_tokens, (size_t)data->n_labels * sizeof *data->label_tokens);
     policy->n_exits = data->n_exits;
     policy->total_layers = data->total_layers;
     memcpy(policy->exit_layers, data->exit_layers, (size_t)data->n_exits * sizeof *data->exit_layers);
@@ -173,9 +203,25 @@ static void fit_scale(exit_policy *policy, const exit_dataset *train) {
         }
 }
 
-static void fill_training_nodes(const exit_policy *policy, const float *features, struct svm_node *nodes) {
-    fill_nodes(policy, features, nodes);
+static int fill_training_nodes(const exit_policy *policy, int exit_index, const exit_observation *row,
+                               struct svm_node *nodes) {
+    int k = fill_nodes(policy, exit_index, row->features, row->top_token, nodes);
     for (int j = 0; j < EXIT_FEATURE_COUNT; j++) nodes[j].value = round(nodes[j].value * SCALE_GRID) / SCALE_GRID;
+    return k;
+}
+
+/* RBF width from the data (scikit-learn's "scale"): 1 / (dimensions x variance of all input
+ * values, zeros of the one-hots included), so that a typical squared distance is about 1. */
+static double kernel_gamma(const exit_policy *policy, struct svm_node *const *x, size_t n) {
+    double sum = 0, squares = 0;
+    for (size_t k = 0; k < n; k++)
+        for (const struct svm_node *node = x[k]; node->index != -1; node++) {
+            sum += node->value;
+            squares += node->value * node->value;
+        }
+    double values = (double)n * input_size(policy);
+    double variance = squares / values - (sum / values) * (sum / values);
+    return variance > 0 ? 1.0 / (input_size(policy) * variance) : 1.0 / input_size(policy);
 }
 
 static void quiet(const char *message) {
@@ -221,12 +267,16 @@ static const exit_observation *sample(const exit_dataset *train, int kept, size_
     return &train->observations[example * train->n_exits + k % train->n_exits];
 }
 
+static int sample_exit_index(const exit_dataset *train, size_t k) {
+    return (int)(k % (size_t)train->n_exits);
+}
+
 static int fit_svm(exit_policy *policy, const exit_dataset *train, ramp_error *err) {
     int kept = examples_to_keep(train);
     size_t n = (size_t)kept * train->n_exits;
     double *y = malloc(n * sizeof *y);
     struct svm_node **x = malloc(n * sizeof *x);
-    struct svm_node *nodes = malloc(n * (EXIT_FEATURE_COUNT + 1) * sizeof *nodes);
+    struct svm_node *nodes = malloc(n * SVM_NODES * sizeof *nodes);
     int status = -1;
     if (!y || !x || !nodes) {
         ramp_fail(err, "svm training: out of memory for %zu samples", n);
@@ -235,8 +285,8 @@ static int fit_svm(exit_policy *policy, const exit_dataset *train, ramp_error *e
     size_t positives = 0;
     for (size_t k = 0; k < n; k++) {
         const exit_observation *row = sample(train, kept, k);
-        x[k] = nodes + k * (EXIT_FEATURE_COUNT + 1);
-        fill_training_nodes(policy, row->features, x[k]);
+        x[k] = nodes + k * SVM_NODES;
+        fill_training_nodes(policy, sample_exit_index(train, k), row, x[k]);
         y[k] = row->stays ? 1 : -1;
         positives += row->stays;
     }
@@ -250,7 +300,7 @@ static int fit_svm(exit_policy *policy, const exit_dataset *train, ramp_error *e
     int weight_labels[2] = {1, -1};
     double weights[2] = {(double)n / (2.0 * positives), (double)n / (2.0 * (n - positives))};
     struct svm_parameter param = {
-        .svm_type = C_SVC, .kernel_type = RBF, .gamma = 1.0 / EXIT_FEATURE_COUNT, .C = 1,
+        .svm_type = C_SVC, .kernel_type = RBF, .gamma = kernel_gamma(policy, x, n), .C = 1,
         .cache_size = SVM_CACHE_MB, .eps = 1e-3, .shrinking = 1, .probability = 0,
         .nr_weight = 2, .weight_label = weight_labels, .weight = weights,
     };
@@ -345,7 +395,9 @@ static int choose_svm_threshold(exit_policy *policy, const exit_dataset *heldout
         return ramp_fail(err, "svm threshold: out of memory for %zu held-out rows", rows);
     }
 #pragma omp parallel for schedule(static)
-    for (size_t r = 0; r < rows; r++) scores[r] = svm_score(policy, heldout->observations[r].features);
+    for (size_t r = 0; r < rows; r++)
+        scores[r] = svm_score(policy, (int)(r % (size_t)heldout->n_exits), heldout->observations[r].features,
+                              heldout->observations[r].top_token);
     for (int e = 0; e < heldout->n_examples; e++) {
         size_t first = (size_t)e * heldout->n_exits;
         example_events(scores + first, heldout->observations + first, heldout->n_exits, events + first);
@@ -486,6 +538,7 @@ static json_t *svm_sidecar_json(const exit_policy *policy) {
     if (!root) return NULL;
     int bad = 0;
     bad |= set_key(root, "features", string_array(FEATURE_NAMES, EXIT_FEATURE_COUNT));
+    bad |= set_key(root, "label_tokens", int_array(policy->label_tokens, policy->n_labels));
     bad |= set_key(root, "scale_min", real_array(policy->scale_min, EXIT_FEATURE_COUNT));
     bad |= set_key(root, "scale_max", real_array(policy->scale_max, EXIT_FEATURE_COUNT));
     /* JSON has no infinity: null is "never exit". */
@@ -701,6 +754,20 @@ static int load_feature_names(const char *path, const json_t *root, ramp_error *
     return 0;
 }
 
+static int load_label_tokens(const char *path, const json_t *root, exit_policy *policy, ramp_error *err) {
+    json_t *array = get_array(path, root, "label_tokens", 0, EXIT_MAX_LABELS, err);
+    if (!array) return -1;
+    policy->n_labels = (int)json_array_size(array);
+    for (int l = 0; l < policy->n_labels; l++) {
+        json_t *value = json_array_get(array, (size_t)l);
+        if (!json_is_integer(value) || json_integer_value(value) < 0 || json_integer_value(value) > 100000000)
+            return ramp_fail(err, "%s: key 'label_tokens' element %d expected a token id, found %s", path, l,
+                             json_type_name(value));
+        policy->label_tokens[l] = (int)json_integer_value(value);
+    }
+    return 0;
+}
+
 static int load_threshold(const char *path, const json_t *root, double *threshold, ramp_error *err) {
     json_t *value = get_key(path, root, "threshold", err);
     if (!value) return -1;
@@ -726,6 +793,7 @@ static int load_svm_json(exit_policy *policy, const char *model_path, const char
                          ramp_error *err) {
     exit_policy fresh = {.kind = EXIT_POLICY_SVM};
     if (load_common(path, root, "svm", &fresh, err) || load_feature_names(path, root, err) ||
+        load_label_tokens(path, root, &fresh, err) ||
         get_number_array(path, root, "scale_min", fresh.scale_min, EXIT_FEATURE_COUNT, err) ||
         get_number_array(path, root, "scale_max", fresh.scale_max, EXIT_FEATURE_COUNT, err) ||
         load_threshold(path, root, &fresh.threshold, err))

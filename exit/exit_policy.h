@@ -1,8 +1,10 @@
 /* exit_policy.h: deciding, from the exit features of a row at an exit point, whether it leaves.
  *
  * Two kinds of policy:
- *  - svm (AdaInfer): one libsvm classifier over scaled features for all exit points; a row exits
- *    at the first exit point whose decision value reaches `threshold`. Trained on full-depth runs:
+ *  - svm (AdaInfer): one libsvm classifier (RBF kernel) for all exit points; a row exits at the
+ *    first exit point whose decision value reaches `threshold`. Its input is the row's features,
+ *    min-max scaled, followed by two one-hot groups: which exit point this is, and which of the
+ *    task's label tokens is the top-1 (none when the top-1 is not a label). Trained on full-depth runs:
  *    a sample (one row at one exit point) is positive when that exit point's top-1 prediction
  *    equals the final layer's and stays equal at every later exit point. The threshold is then
  *    chosen on held-out examples as the lowest that keeps agreement with the full model at or
@@ -28,10 +30,13 @@ enum {
     EXIT_FEATURE_ENTROPY,        /* entropy of the candidate distribution, nats */
     EXIT_FEATURE_AGREES_PREVIOUS,/* 1 when the top-1 equals the previous exit point's top-1, else 0 */
     EXIT_FEATURE_DEPTH,          /* layers executed / total layers */
+    EXIT_FEATURE_PREVIOUS_TOP_PROB, /* top_prob at the previous exit point (0 at the first) */
+    EXIT_FEATURE_PREVIOUS_GAP,   /* gap at the previous exit point (0 at the first) */
     EXIT_FEATURE_COUNT
 };
 
 #define EXIT_MAX_POINTS 64
+#define EXIT_MAX_LABELS 16
 
 typedef enum { EXIT_POLICY_NONE, EXIT_POLICY_SVM, EXIT_POLICY_CONFIDENCE } exit_policy_kind;
 
@@ -42,6 +47,8 @@ typedef struct {
     int total_layers;
     char model_name[256]; /* file name of the model it was trained for (informational) */
     char task[32];
+    int n_labels;                        /* the task's label tokens (svm input), 0 for none */
+    int label_tokens[EXIT_MAX_LABELS];
     double target_agreement;
     /* svm */
     struct svm_model *svm;
@@ -66,6 +73,8 @@ typedef struct {
     int n_exits;
     const int *exit_layers; /* [n_exits] */
     int total_layers;
+    const int *label_tokens; /* [n_labels]: the task's label tokens, NULL/0 for none */
+    int n_labels;
 } exit_dataset;
 
 int exit_policy_train_svm(exit_policy *policy, const exit_dataset *train, const exit_dataset *heldout,
@@ -73,8 +82,8 @@ int exit_policy_train_svm(exit_policy *policy, const exit_dataset *train, const 
 int exit_policy_calibrate_confidence(exit_policy *policy, const exit_dataset *heldout, double target_agreement,
                                      ramp_error *err);
 
-/* True when a row with these features leaves at exit point exit_index. */
-bool exit_policy_should_exit(const exit_policy *policy, int exit_index, const float *features);
+/* True when a row with these features and this top-1 token leaves at exit point exit_index. */
+bool exit_policy_should_exit(const exit_policy *policy, int exit_index, const float *features, int top_token);
 
 typedef struct {
     double agreement;     /* share of examples whose exit prediction equals the final one */

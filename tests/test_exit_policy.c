@@ -17,6 +17,9 @@
 #define TOTAL_LAYERS 10
 #define FINAL_TOKEN 100
 static const int EXIT_LAYERS[N_EXITS] = {2, 4, 6, 8};
+/* The task's label tokens: the final answer is one of them; early rows may answer another token. */
+#define N_LABELS 2
+static const int LABEL_TOKENS[N_LABELS] = {FINAL_TOKEN, 7};
 
 /* ---- a seeded generator (splitmix64) ---- */
 
@@ -63,6 +66,8 @@ static void synthetic_make(synthetic *s, int n_examples, uint64_t seed, double n
             row[i].features[EXIT_FEATURE_ENTROPY] = (1 - top) * (float)(2.4 + 1.2 * rng_uniform(&r));
             row[i].features[EXIT_FEATURE_AGREES_PREVIOUS] = i > 0 && row[i].top_token == row[i - 1].top_token;
             row[i].features[EXIT_FEATURE_DEPTH] = (float)EXIT_LAYERS[i] / TOTAL_LAYERS;
+            row[i].features[EXIT_FEATURE_PREVIOUS_TOP_PROB] = i > 0 ? row[i - 1].features[EXIT_FEATURE_TOP_PROB] : 0;
+            row[i].features[EXIT_FEATURE_PREVIOUS_GAP] = i > 0 ? row[i - 1].features[EXIT_FEATURE_GAP] : 0;
         }
         bool stays = true;
         for (int i = N_EXITS - 1; i >= 0; i--) {
@@ -70,7 +75,7 @@ static void synthetic_make(synthetic *s, int n_examples, uint64_t seed, double n
             row[i].stays = stays;
         }
     }
-    s->data = (exit_dataset){s->observations, n_examples, N_EXITS, EXIT_LAYERS, TOTAL_LAYERS};
+    s->data = (exit_dataset){s->observations, n_examples, N_EXITS, EXIT_LAYERS, TOTAL_LAYERS, LABEL_TOKENS, N_LABELS};
 }
 
 static void synthetic_free(synthetic *s) {
@@ -84,6 +89,14 @@ static void random_features(rng *r, float *features) {
     features[EXIT_FEATURE_ENTROPY] = (float)(3 * rng_uniform(r));
     features[EXIT_FEATURE_AGREES_PREVIOUS] = rng_uniform(r) < 0.5f;
     features[EXIT_FEATURE_DEPTH] = (float)rng_uniform(r);
+    features[EXIT_FEATURE_PREVIOUS_TOP_PROB] = (float)rng_uniform(r);
+    features[EXIT_FEATURE_PREVIOUS_GAP] = (float)rng_uniform(r) * features[EXIT_FEATURE_PREVIOUS_TOP_PROB];
+}
+
+/* A label token, or (one time in three) a token that is no label. */
+static int random_token(rng *r) {
+    int k = (int)(rng_next(r) % 3);
+    return k < N_LABELS ? LABEL_TOKENS[k] : 3;
 }
 
 static void train_svm(exit_policy *policy, int n, uint64_t seed, double target) {
@@ -304,7 +317,7 @@ static void tiny_calibration_set(exit_observation rows[20], exit_dataset *data) 
         rows[k].features[EXIT_FEATURE_TOP_PROB] = (float)(k + 1) / 20.0f;
         rows[k].agrees_final = rows[k].stays = k >= 8 && k != 10;
     }
-    *data = (exit_dataset){rows, 20, 1, one_exit, 4};
+    *data = (exit_dataset){rows, 20, 1, one_exit, 4, NULL, 0};
 }
 
 Test(exit_policy, confidence_threshold_exact_on_tiny_set) {
@@ -339,7 +352,7 @@ Test(exit_policy, simulate_exact_on_hand_made_runs) {
             rows[e * 3 + i].features[EXIT_FEATURE_TOP_PROB] = probs[e][i];
             rows[e * 3 + i].agrees_final = agrees[e][i];
         }
-    exit_dataset data = {rows, 4, 3, layers, 4};
+    exit_dataset data = {rows, 4, 3, layers, 4, NULL, 0};
     exit_policy policy = {.kind = EXIT_POLICY_CONFIDENCE, .n_exits = 3, .exit_layers = {1, 2, 3},
                           .total_layers = 4, .thresholds = {0.9, 0.7, 0.5}};
     exit_simulation sim;
@@ -366,15 +379,15 @@ Test(exit_policy, should_exit_edges_and_nan_features) {
     exit_policy conf = {.kind = EXIT_POLICY_CONFIDENCE, .n_exits = 2, .exit_layers = {1, 2}, .total_layers = 3,
                         .thresholds = {0.5, 0.0}};
     float features[EXIT_FEATURE_COUNT] = {0.6f, 0.1f, 1.0f, 0, 0.5f};
-    cr_assert(exit_policy_should_exit(&conf, 0, features));
-    cr_assert_not(exit_policy_should_exit(&conf, 2, features), "no exit point 2");
-    cr_assert_not(exit_policy_should_exit(&conf, -1, features));
+    cr_assert(exit_policy_should_exit(&conf, 0, features, 5));
+    cr_assert_not(exit_policy_should_exit(&conf, 2, features, 5), "no exit point 2");
+    cr_assert_not(exit_policy_should_exit(&conf, -1, features, 5));
     features[EXIT_FEATURE_TOP_PROB] = NAN;
-    cr_assert_not(exit_policy_should_exit(&conf, 0, features), "NaN reads as 0");
-    cr_assert(exit_policy_should_exit(&conf, 1, features), "NaN reads as 0, which reaches 0");
+    cr_assert_not(exit_policy_should_exit(&conf, 0, features, 5), "NaN reads as 0");
+    cr_assert(exit_policy_should_exit(&conf, 1, features, 5), "NaN reads as 0, which reaches 0");
     exit_policy none = {.kind = EXIT_POLICY_NONE, .n_exits = 2};
     features[EXIT_FEATURE_TOP_PROB] = 1.0f;
-    cr_assert_not(exit_policy_should_exit(&none, 0, features));
+    cr_assert_not(exit_policy_should_exit(&none, 0, features, 5));
 
     exit_policy svm;
     train_svm(&svm, 200, 51, 0.9);
@@ -386,8 +399,9 @@ Test(exit_policy, should_exit_edges_and_nan_features) {
         int j = (int)(rng_next(&r) % EXIT_FEATURE_COUNT);
         clean[j] = 0;
         dirty[j] = NAN;
+        int token = random_token(&r);
         for (int i = 0; i < N_EXITS; i++)
-            cr_assert_eq(exit_policy_should_exit(&svm, i, dirty), exit_policy_should_exit(&svm, i, clean));
+            cr_assert_eq(exit_policy_should_exit(&svm, i, dirty, token), exit_policy_should_exit(&svm, i, clean, token));
     }
     exit_policy_free(&svm);
 }
@@ -402,16 +416,18 @@ static int assert_same_decisions(const exit_policy *a, const exit_policy *b, con
     for (int k = 0; k < 3000; k++) {
         float features[EXIT_FEATURE_COUNT];
         random_features(&r, features);
+        int token = random_token(&r);
         for (int i = 0; i < N_EXITS; i++) {
-            bool decision = exit_policy_should_exit(a, i, features);
-            cr_assert_eq(decision, exit_policy_should_exit(b, i, features), "vector %d at point %d", k, i);
+            bool decision = exit_policy_should_exit(a, i, features, token);
+            cr_assert_eq(decision, exit_policy_should_exit(b, i, features, token), "vector %d at point %d", k, i);
             exits += decision;
         }
     }
     for (int e = 0; e < rows->n_examples; e++)
         for (int i = 0; i < N_EXITS; i++) {
-            const float *features = rows->observations[(size_t)e * N_EXITS + i].features;
-            cr_assert_eq(exit_policy_should_exit(a, i, features), exit_policy_should_exit(b, i, features),
+            const exit_observation *row = &rows->observations[(size_t)e * N_EXITS + i];
+            cr_assert_eq(exit_policy_should_exit(a, i, row->features, row->top_token),
+                         exit_policy_should_exit(b, i, row->features, row->top_token),
                          "held-out row %d at point %d", e, i);
         }
     return exits;
@@ -450,6 +466,8 @@ Test(exit_policy, svm_round_trip_keeps_every_decision) {
         cr_assert_eq(loaded.threshold, trained.threshold);
         cr_assert_arr_eq(loaded.scale_min, trained.scale_min, sizeof trained.scale_min);
         cr_assert_arr_eq(loaded.scale_max, trained.scale_max, sizeof trained.scale_max);
+        cr_assert_eq(loaded.n_labels, N_LABELS);
+        cr_assert_arr_eq(loaded.label_tokens, LABEL_TOKENS, sizeof LABEL_TOKENS);
         int exits = assert_same_decisions(&trained, &loaded, &heldout.data);
         cr_assert(exits > 0 && exits < 3000 * N_EXITS, "decisions should vary: %d exits", exits);
         exit_simulation a, b;
@@ -475,7 +493,7 @@ Test(exit_policy, never_exiting_svm_round_trips_as_null_threshold) {
     cr_assert_eq(exit_policy_load(&loaded, t.path, &err), 0, "%s", err.message);
     cr_assert(isinf(loaded.threshold) && loaded.threshold > 0);
     float features[EXIT_FEATURE_COUNT] = {1, 1, 0, 1, 1};
-    cr_assert_not(exit_policy_should_exit(&loaded, 0, features));
+    cr_assert_not(exit_policy_should_exit(&loaded, 0, features, FINAL_TOKEN));
     temp_files_remove(&t);
     exit_policy_free(&trained);
     exit_policy_free(&loaded);
@@ -545,7 +563,10 @@ static void text_threshold(json_t *root) {
     json_object_set_new(root, "threshold", json_string("high"));
 }
 static void future_version(json_t *root) {
-    json_object_set_new(root, "format_version", json_integer(2));
+    json_object_set_new(root, "format_version", json_integer(3));
+}
+static void text_label_token(json_t *root) {
+    json_array_set_new(json_object_get(root, "label_tokens"), 0, json_string("positive"));
 }
 static void short_thresholds(json_t *root) {
     json_array_remove(json_object_get(root, "thresholds"), 0);
@@ -587,6 +608,8 @@ Test(exit_policy, corrupted_svm_files_fail_naming_file_and_key, .init = cr_redir
     assert_load_fails(t.path, t.sidecar, "threshold");
     edit_json(t.sidecar, sidecar, future_version);
     assert_load_fails(t.path, t.sidecar, "format_version");
+    edit_json(t.sidecar, sidecar, text_label_token);
+    assert_load_fails(t.path, t.sidecar, "label_tokens");
     write_text(t.sidecar, "{\"kind\": \"svm\", ");
     assert_load_fails(t.path, t.sidecar, "JSON");
 

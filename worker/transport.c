@@ -235,7 +235,7 @@ int transport_receive(transport *t, double timeout_seconds, const volatile int *
         if (deadline >= 0 && clock_seconds() >= deadline) return 0;
         /* Spin briefly (latency), then back off to sleeping (share the cores). */
         if (++idle_polls > 200) {
-            struct timespec pause = {0, idle_polls > 5000 ? 1000000 : 50000};
+            struct timespec pause = {0, idle_polls > 5000 ? 200000 : 20000};
             nanosleep(&pause, NULL);
         }
     }

@@ -57,6 +57,10 @@ cp "$E2E_TMP/one.svm" "$E2E_TMP/broken.svm" 2>/dev/null
 ramp eval -m "$M" "${EXITS[@]}" --data "$SST2/stsa.binary.dev" --limit 10 --exit "svm:$E2E_TMP/broken.svm"
 [ "$RC" -eq 1 ] && grep -q "broken.svm" "$ERR"
 check $? "a corrupt classifier sidecar fails cleanly, naming the file" "$(last_run_details)"
+ramp eval -m "$M" --ctx 256 --task trec --exit-layers 4,6,8,10,12,14 --data "$RAMP_SHARED/data/trec/test.txt" --limit 10 \
+    --exit "svm:$E2E_TMP/one.svm"
+[ "$RC" -eq 1 ] && grep -q "trained for task 'sst2'" "$ERR"
+check $? "an SST-2 classifier refuses a TREC run (its inputs are SST-2's label tokens)" "$(last_run_details)"
 
 # 4. Token-level exits in generation, with each KV policy.
 cut -f1 "$REF/lite16.greedy48.tsv" "$REF/stories260K.greedy64.tsv" >"$E2E_TMP/prompts.txt"
