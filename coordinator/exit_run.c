@@ -3,6 +3,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "clock.h"
+
 void exit_run_init(exit_run *run, exit_mode mode, bool token_level, const exit_policy *policy, int n_exits,
                    const int *exit_layers, int total_layers) {
     exit_run_free(run);
@@ -66,7 +68,9 @@ int exit_run_observe(exit_run *run, request *r, int index, int exit_index, const
     if (run->mode != EXIT_MODE_DECIDE || !run->policy) return 0;
     /* A sequence may keep only so many exited tokens waiting for their skipped layers. */
     if (run->token_level && (r->consecutive_exits >= STAGE_MAX_DEFERRED - 1 || r->n_fed <= r->n_prompt)) return 0;
+    double start = clock_seconds();
     *leaves = exit_policy_should_exit(run->policy, exit_index, o->features, o->top_token);
+    run->policy_seconds += clock_seconds() - start;
     return 0;
 }
 

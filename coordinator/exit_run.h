@@ -37,6 +37,7 @@ typedef struct {
     long histogram[EXIT_MAX_POINTS + 1];
     long layers_executed; /* over output tokens */
     long outputs;
+    double policy_seconds; /* rank 0's time in the exit policy (the SVM costs per support vector) */
 } exit_run;
 
 void exit_run_init(exit_run *run, exit_mode mode, bool token_level, const exit_policy *policy, int n_exits,

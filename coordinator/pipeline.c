@@ -591,7 +591,7 @@ static void print_summary(const pipeline *p) {
         for (int i = 0; i <= p->exits.n_exits; i++)
             fprintf(stderr, " %d:%ld", i < p->exits.n_exits ? p->exits.exit_layers[i] : p->exits.total_layers,
                     p->exits.histogram[i]);
-        fputc('\n', stderr);
+        fprintf(stderr, "; exit policy %.3f s on rank 0\n", p->exits.policy_seconds);
     }
     int P = p->n_stages, M = p->options.lanes;
     fprintf(stderr, "ramp:   pipeline idle fraction %.2f (bound (P-1)/(M+P-1) = %.2f for P=%d, M=%d)\n",
@@ -606,10 +606,10 @@ static int write_metrics_json(const pipeline *p, ramp_error *err) {
         const Ramp__StageReport *r = &p->stages[i].report;
         idle_sum += stage_idle_fraction(r);
         json_array_append_new(
-            stages, json_pack("{s:i, s:i, s:i, s:i, s:f, s:f, s:f, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "stage", i + 1,
+            stages, json_pack("{s:i, s:i, s:i, s:i, s:f, s:f, s:f, s:f, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "stage", i + 1,
                               "rank", (int)r->rank, "first_layer", (int)r->first_layer, "end_layer",
                               (int)r->end_layer, "busy_seconds", r->busy_seconds, "idle_seconds", r->idle_seconds,
-                              "idle_fraction", stage_idle_fraction(r), "micro_batches", (json_int_t)r->batches,
+                              "idle_fraction", stage_idle_fraction(r), "exit_head_seconds", r->exit_head_seconds, "micro_batches", (json_int_t)r->batches,
                               "rows", (json_int_t)r->rows, "bytes_sent", (json_int_t)r->bytes_sent,
                               "bytes_received", (json_int_t)r->bytes_received, "kv_bytes_peak",
                               (json_int_t)r->kv_bytes_peak, "weight_bytes", (json_int_t)r->weight_bytes,
@@ -618,12 +618,12 @@ static int write_metrics_json(const pipeline *p, ramp_error *err) {
     double seconds = run_seconds(p);
     int P = p->n_stages, M = p->options.lanes;
     json_t *root = json_pack(
-        "{s:i, s:i, s:i, s:i, s:I, s:I, s:I, s:f, s:f, s:f, s:f, s:f, s:o}", "stages_count", P, "micro_batches_in_flight",
+        "{s:i, s:i, s:i, s:i, s:I, s:I, s:I, s:f, s:f, s:f, s:f, s:f, s:f, s:o}", "stages_count", P, "micro_batches_in_flight",
         M, "threads_per_rank", p->threads, "requests", s->n_requests, "prompt_tokens", (json_int_t)s->prompt_tokens,
         "generated_tokens", (json_int_t)s->tokens_generated, "micro_batches", (json_int_t)p->micro_batches, "seconds",
         seconds, "tokens_per_second", seconds > 0 ? (double)s->tokens_generated / seconds : 0.0,
         "time_to_first_token_seconds", mean_time_to_first_token(p), "pipeline_idle_fraction", P ? idle_sum / P : 0.0,
-        "idle_bound", (double)(P - 1) / (M + P - 1), "stages", stages);
+        "idle_bound", (double)(P - 1) / (M + P - 1), "exit_policy_seconds", p->exits.policy_seconds, "stages", stages);
     if (!root) return ramp_fail(err, "metrics: could not build the JSON document");
     int status = json_dump_file(root, p->options.metrics_json, JSON_INDENT(2));
     json_decref(root);

@@ -90,8 +90,9 @@ static int fill_nodes(const exit_policy *policy, int exit_index, const float *fe
 static double svm_score(const exit_policy *policy, int exit_index, const float *features, int top_token) {
     struct svm_node nodes[SVM_NODES];
     fill_nodes(policy, exit_index, features, top_token, nodes);
-    double decision = 0;
-    svm_predict_values(policy->svm, nodes, &decision);
+    double input[EXIT_FEATURE_COUNT + EXIT_MAX_POINTS + EXIT_MAX_LABELS] = {0};
+    for (const struct svm_node *node = nodes; node->index != -1; node++) input[node->index - 1] = node->value;
+    double decision = svm_dense_decision(&policy->dense, input);
     /* Positive decision values speak for libsvm's first label, which is whichever class came
      * first in the training data, so orient them explicitly. */
     return policy->svm->label[0] == 1 ? decision : -decision;
@@ -419,8 +420,9 @@ int exit_policy_train_svm(exit_policy *policy, const exit_dataset *train, const 
     copy_points(&fresh, train);
     fit_scale(&fresh, train);
     if (fit_svm(&fresh, train, err)) return -1;
-    if (choose_svm_threshold(&fresh, heldout, target_agreement, err)) {
-        svm_free_and_destroy_model(&fresh.svm);
+    if (svm_dense_build(&fresh.dense, fresh.svm, input_size(&fresh), err) ||
+        choose_svm_threshold(&fresh, heldout, target_agreement, err)) {
+        exit_policy_free(&fresh);
         return -1;
     }
     *policy = fresh;
@@ -804,8 +806,11 @@ static int load_svm_json(exit_policy *policy, const char *model_path, const char
                              fresh.scale_min[j], fresh.scale_max[j]);
     fresh.svm = svm_load_model(model_path);
     if (!fresh.svm) return ramp_fail(err, "%s: libsvm could not read the model file", model_path);
-    if (check_svm_model(model_path, fresh.svm, err)) {
-        svm_free_and_destroy_model(&fresh.svm);
+    int status = check_svm_model(model_path, fresh.svm, err);
+    if (!status && svm_dense_build(&fresh.dense, fresh.svm, input_size(&fresh), err))
+        status = ramp_fail_prefix(err, "%s: ", model_path);
+    if (status) {
+        exit_policy_free(&fresh);
         return -1;
     }
     *policy = fresh;
@@ -871,5 +876,6 @@ int exit_policy_load(exit_policy *policy, const char *spec, ramp_error *err) {
 void exit_policy_free(exit_policy *policy) {
     if (!policy) return;
     if (policy->svm) svm_free_and_destroy_model(&policy->svm);
+    svm_dense_free(&policy->dense);
     memset(policy, 0, sizeof *policy);
 }

@@ -15,7 +15,7 @@
  *    point, the lowest threshold at which the rows above it agree with the final layer at least at
  *    the target rate. File: PATH as JSON.
  * Exit points are given as layer counts (exit after `exit_layers[i]` layers), increasing.
- * An exit_policy owns its libsvm model.
+ * An exit_policy owns its libsvm model and the dense copy it scores with.
  */
 #ifndef RAMP_EXIT_POLICY_H
 #define RAMP_EXIT_POLICY_H
@@ -23,6 +23,7 @@
 #include <stdbool.h>
 
 #include "error.h"
+#include "svm_dense.h"
 
 enum {
     EXIT_FEATURE_TOP_PROB,       /* probability of the top-1 candidate */
@@ -52,6 +53,7 @@ typedef struct {
     double target_agreement;
     /* svm */
     struct svm_model *svm;
+    svm_dense dense; /* svm's decision function as a matrix: what scoring uses */
     double scale_min[EXIT_FEATURE_COUNT], scale_max[EXIT_FEATURE_COUNT];
     double threshold;
     /* confidence */
