@@ -26,7 +26,7 @@ static void generate_usage(FILE *out) {
             "      --seed S           random seed; prompt i uses S + i (default 42)\n"
             "      --exit conf:FILE   token-level early exit (LITE thresholds from exit-calibrate); the text is\n"
             "                         also generated at full depth to report token agreement and layers saved\n"
-            "      --exit-layers L,.. exit points (default: the policy's)\n"
+            "      --exit-layers L,.. exit points (default: the policy's); every:K = after every K layers\n"
             "      --kv-fill P        KV of the layers an exited token skipped: recompute (exact, default),\n"
             "                         copy (CALM: the exit state fills them), omit (attention skips them)\n"
             "  -h, --help             this text\n\n%s",

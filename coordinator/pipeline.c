@@ -358,8 +358,19 @@ void format_exit_layers(const int *layers, int n, char *buffer, size_t capacity)
         used += (size_t)snprintf(buffer + used, capacity - used, "%s%d", i ? "," : "", layers[i]);
 }
 
+/* "every:K": exit points after K, 2K, ... layers, the cheap setting (fewer LM heads per row). */
+static int parse_exit_every(const char *text, int n_layers, int *layers, int *n, ramp_error *err) {
+    char *end;
+    long every = strtol(text + strlen("every:"), &end, 10);
+    if (end == text + strlen("every:") || *end || every < 1 || every >= n_layers)
+        return ramp_fail(err, "--exit-layers '%s': expected every:K with K in 1..%d", text, n_layers - 1);
+    for (long layer = every; layer < n_layers && *n < EXIT_MAX_POINTS; layer += every) layers[(*n)++] = (int)layer;
+    return 0;
+}
+
 int parse_exit_layers(const char *text, int n_layers, int *layers, int *n, ramp_error *err) {
     *n = 0;
+    if (!strncmp(text, "every:", strlen("every:"))) return parse_exit_every(text, n_layers, layers, n, err);
     const char *cursor = text;
     while (*cursor) {
         char *end;

@@ -62,6 +62,13 @@ ramp eval -m "$M" --ctx 256 --task trec --exit-layers 4,6,8,10,12,14 --data "$RA
 [ "$RC" -eq 1 ] && grep -q "trained for task 'sst2'" "$ERR"
 check $? "an SST-2 classifier refuses a TREC run (its inputs are SST-2's label tokens)" "$(last_run_details)"
 
+# The cheap setting: an exit head after every 4th layer only.
+ramp exit-train -m "$M" --ctx 256 --task sst2 --exit-layers every:4 --data "$SST2/stsa.binary.train" --limit 80 \
+    -o "$E2E_TMP/every4.svm"
+layers=$(json_get "$E2E_TMP/every4.svm.json" "d['exit_layers']" 2>/dev/null)
+[ "$RC" -eq 0 ] && [ "$layers" = "[4, 8, 12]" ]
+check $? "--exit-layers every:4 puts exit points after layers 4, 8, 12 ($layers)" "$(last_run_details)"
+
 # 4. Token-level exits in generation, with each KV policy.
 cut -f1 "$REF/lite16.greedy48.tsv" "$REF/stories260K.greedy64.tsv" >"$E2E_TMP/prompts.txt"
 ramp exit-calibrate -m "$M" --ctx 256 -f "$E2E_TMP/prompts.txt" -n 32 --exit-layers 4,6,8,10,12,14 \
