@@ -462,19 +462,33 @@ int exit_policy_calibrate_confidence(exit_policy *policy, const exit_dataset *he
     if (check_dataset(heldout, "held-out set", err) || check_target(target_agreement, err)) return -1;
     int n = heldout->n_examples;
     confidence_row *rows = malloc((size_t)n * sizeof *rows);
-    if (!rows) return ramp_fail(err, "confidence calibration: out of memory for %d rows", n);
+    bool *exited = calloc((size_t)n, sizeof *exited);
+    if (!rows || !exited) {
+        free(rows);
+        free(exited);
+        return ramp_fail(err, "confidence calibration: out of memory for %d rows", n);
+    }
     exit_policy fresh = {.kind = EXIT_POLICY_CONFIDENCE, .target_agreement = target_agreement};
     copy_points(&fresh, heldout);
-    /* LITE calibrates each exit point on its own rows, regardless of earlier exits. */
+    /* Exit points in order, each on the rows that earlier points let through: those are the
+     * harder rows, and calibrating a point on all rows (as if it were the only one) would let
+     * the chain of points exit far below the target. */
     for (int i = 0; i < heldout->n_exits; i++) {
+        int m = 0;
+        for (int e = 0; e < n; e++) {
+            if (exited[e]) continue;
+            const exit_observation *row = &heldout->observations[(size_t)e * heldout->n_exits + i];
+            rows[m++] = (confidence_row){clean_feature(row->features[EXIT_FEATURE_TOP_PROB]), row->agrees_final};
+        }
+        qsort(rows, (size_t)m, sizeof *rows, compare_rows_descending);
+        fresh.thresholds[i] = m > 0 ? calibrate_point(rows, m, target_agreement) : CONF_NEVER;
         for (int e = 0; e < n; e++) {
             const exit_observation *row = &heldout->observations[(size_t)e * heldout->n_exits + i];
-            rows[e] = (confidence_row){clean_feature(row->features[EXIT_FEATURE_TOP_PROB]), row->agrees_final};
+            if (clean_feature(row->features[EXIT_FEATURE_TOP_PROB]) >= fresh.thresholds[i]) exited[e] = true;
         }
-        qsort(rows, (size_t)n, sizeof *rows, compare_rows_descending);
-        fresh.thresholds[i] = calibrate_point(rows, n, target_agreement);
     }
     free(rows);
+    free(exited);
     *policy = fresh;
     return 0;
 }

@@ -11,9 +11,9 @@
  *    above a target (default 0.99). Files: PATH is libsvm's own model file, PATH.json the sidecar
  *    (kind, feature scaling, exit layers, threshold, model and task it was trained for).
  *  - confidence (LITE): a threshold per exit point on top_prob; a row exits at the first exit
- *    point whose top_prob reaches that point's threshold. Calibrated on held-out data as, per exit
- *    point, the lowest threshold at which the rows above it agree with the final layer at least at
- *    the target rate. File: PATH as JSON.
+ *    point whose top_prob reaches that point's threshold. Calibrated on held-out data point by
+ *    point, in order, on the rows earlier points did not take: the lowest threshold at which the
+ *    rows above it agree with the final layer at least at the target rate. File: PATH as JSON.
  * Exit points are given as layer counts (exit after `exit_layers[i]` layers), increasing.
  * An exit_policy owns its libsvm model and the dense copy it scores with.
  */
