@@ -327,7 +327,7 @@ if [ ! -f "$LITE" ] || [ ! -f "$SST2/stsa.binary.train" ] || [ ! -f "$SST2/stsa.
 else
     t0=$(date +%s.%N)
     if ! run "$W/exit-train" "$BIN" exit-train -m "$LITE" --ctx 256 --task sst2 \
-        --data "$SST2/stsa.binary.train" --limit 1500 --exit-layers 4,6,8,10,12,14 -o "$SVM"; then
+        --data "$SST2/stsa.binary.train" --limit 1500 --exit-layers 4,6,8,10,12,14 --target-agreement 0.985 -o "$SVM"; then
         fail "early exit: exit-train" "$W/exit-train"
     else
         t1=$(date +%s.%N)
