@@ -34,7 +34,7 @@ echo "== a continuation (3-stage pipeline) =="
 classifier=$work/sst2-$(basename "$model").svm
 if [ ! -f "$classifier" ] || [ ! -f "$classifier.json" ]; then
     echo "== training the exit classifier on 1200 SST-2 training reviews (full-depth run, libsvm) =="
-    "$bin" exit-train "${common[@]}" --data "$data/stsa.binary.train" --limit 1200 --target-agreement 0.985 -o "$classifier" 2>&1 |
+    "$bin" exit-train "${common[@]}" --data "$data/stsa.binary.train" --limit 1200 -o "$classifier" 2>&1 |
         grep -E '^ramp (exit-train|:)' | grep -v '^ramp:   '
 fi
 echo "== 3-stage pipeline on 300 SST-2 dev reviews: full depth, then with early exit =="
