@@ -5,16 +5,44 @@ M=$LITE16/model-f32.gguf
 SST2=$RAMP_SHARED/data/sst2
 EXITS=(--ctx 256 --task sst2 --exit-layers 4,6,8,10,12,14)
 json_get() { python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print(eval(sys.argv[2]))" "$@"; }
+# Where two feature CSVs differ: the number of differing rows, the largest difference per column
+# and the first differing row of each.
+features_difference() {
+    python3 - "$1" "$2" <<'PY' 2>&1
+import csv, sys
+a, b = (list(csv.reader(open(path))) for path in sys.argv[1:3])
+print(f"{len(a)} vs {len(b)} rows; header {'equal' if a[:1] == b[:1] else 'differs'}")
+header, differing, largest = a[0], 0, {}
+for row_a, row_b in zip(a[1:], b[1:]):
+    if row_a == row_b:
+        continue
+    differing += 1
+    if differing == 1:
+        print("first differing rows:", row_a, row_b, sep="\n  ")
+    for name, x, y in zip(header, row_a, row_b):
+        try:
+            largest[name] = max(largest.get(name, 0.0), abs(float(x) - float(y)))
+        except ValueError:
+            largest[name] = float("inf") if x != y else largest.get(name, 0.0)
+print(differing, "rows differ; largest difference per column:", {k: v for k, v in largest.items() if v})
+PY
+}
 
 # 1. The same features whatever the split: a classifier trained from a 1-process run and from a
-#    3-stage run is the same file, byte for byte.
-ramp exit-train -m "$M" "${EXITS[@]}" --data "$SST2/stsa.binary.train" --limit 240 -o "$E2E_TMP/one.svm"
+#    3-stage run is the same file, byte for byte. Both runs use one BLAS thread per rank: the split
+#    must not change the arithmetic, but OpenBLAS may round differently with another thread count
+#    on some CPUs (it partitions a matrix product differently), so that is held fixed here.
+ramp exit-train -m "$M" "${EXITS[@]}" --threads 1 --data "$SST2/stsa.binary.train" --limit 240 \
+    -o "$E2E_TMP/one.svm" --features-csv "$E2E_TMP/one.csv"
 check $RC "exit-train in one process writes a classifier" "$(last_run_details)"
 if have_mpi; then
-    mpi_run 120 4 exit-train -m "$M" "${EXITS[@]}" --data "$SST2/stsa.binary.train" --limit 240 -o "$E2E_TMP/three.svm"
+    mpi_run 120 4 exit-train -m "$M" "${EXITS[@]}" --threads 1 --data "$SST2/stsa.binary.train" --limit 240 \
+        -o "$E2E_TMP/three.svm" --features-csv "$E2E_TMP/three.csv"
     check $RC "exit-train on a 3-stage pipeline writes a classifier" "$(last_run_details)"
-    cmp -s "$E2E_TMP/one.svm" "$E2E_TMP/three.svm" && cmp -s "$E2E_TMP/one.svm.json" "$E2E_TMP/three.svm.json"
-    check $? "exit features from 3 stages equal those from one process (identical classifier files)"
+    cmp -s "$E2E_TMP/one.csv" "$E2E_TMP/three.csv" && cmp -s "$E2E_TMP/one.svm" "$E2E_TMP/three.svm" &&
+        cmp -s "$E2E_TMP/one.svm.json" "$E2E_TMP/three.svm.json"
+    check $? "exit features from 3 stages equal those from one process (identical features and classifier files)" \
+        "$(features_difference "$E2E_TMP/one.csv" "$E2E_TMP/three.csv")"
 fi
 
 # 2. The short-circuit: with the classifier, the last stage receives fewer rows than the first;
@@ -27,13 +55,13 @@ if have_mpi; then
     [ "$RC" -eq 0 ] && [ -n "$first" ] && [ "$first" = "$last" ]
     check $? "without exits every stage receives every row ($first vs $last)" "$(last_run_details)"
     mpi_run 120 4 eval -m "$M" "${EXITS[@]}" --data "$SST2/stsa.binary.dev" --limit 120 --exit "svm:$E2E_TMP/one.svm" \
-        --metrics-json "$E2E_TMP/exit.json" --json "$E2E_TMP/eval3.json"
+        --threads 1 --metrics-json "$E2E_TMP/exit.json" --json "$E2E_TMP/eval3.json"
     first=$(json_get "$E2E_TMP/exit.json" "d['stages'][0]['rows']" 2>/dev/null)
     last=$(json_get "$E2E_TMP/exit.json" "d['stages'][2]['rows']" 2>/dev/null)
     [ "$RC" -eq 0 ] && [ -n "$first" ] && [ -n "$last" ] && [ "$last" -lt "$first" ]
     check $? "exited requests never reach the last stage (stage 1 got $first rows, stage 3 $last)" "$(last_run_details)"
     ramp eval -m "$M" "${EXITS[@]}" --data "$SST2/stsa.binary.dev" --limit 120 --exit "svm:$E2E_TMP/one.svm" \
-        --json "$E2E_TMP/eval1.json"
+        --threads 1 --json "$E2E_TMP/eval1.json"
     same=$(python3 -c "
 import json,sys
 a,b=json.load(open(sys.argv[1])),json.load(open(sys.argv[2]))
@@ -75,7 +103,7 @@ ramp exit-calibrate -m "$M" --ctx 256 -f "$E2E_TMP/prompts.txt" -n 32 --exit-lay
     --target-agreement 0.9 -o "$E2E_TMP/conf.json"
 check $RC "exit-calibrate writes confidence thresholds" "$(last_run_details)"
 for policy in recompute copy omit; do
-    ramp generate -m "$M" --ctx 256 -f "$E2E_TMP/prompts.txt" -n 32 --exit "conf:$E2E_TMP/conf.json" --kv-fill $policy
+    ramp generate -m "$M" --ctx 256 --threads 1 -f "$E2E_TMP/prompts.txt" -n 32 --exit "conf:$E2E_TMP/conf.json" --kv-fill $policy
     cp "$OUT" "$E2E_TMP/gen-$policy.txt"
     [ "$RC" -eq 0 ] && grep -q "layer evaluations saved" "$ERR"
     check $? "generate --exit conf --kv-fill $policy runs and reports what it saved" "$(last_run_details)"
@@ -85,7 +113,7 @@ for policy in recompute copy omit; do
     fi
 done
 if have_mpi; then
-    mpi_run 120 4 generate -m "$M" --ctx 256 -f "$E2E_TMP/prompts.txt" -n 32 --exit "conf:$E2E_TMP/conf.json" \
+    mpi_run 120 4 generate -m "$M" --ctx 256 --threads 1 -f "$E2E_TMP/prompts.txt" -n 32 --exit "conf:$E2E_TMP/conf.json" \
         --kv-fill recompute
     [ "$RC" -eq 0 ] && cmp -s "$OUT" "$E2E_TMP/gen-recompute.txt"
     check $? "token-level exits on 3 stages give the same text as one process" "$(last_run_details)"
