@@ -26,9 +26,9 @@ const char pipeline_flags_help[] =
     "      --layers SPLIT     layers per stage, e.g. 0-3,4-9,10-15 (default: balanced by compute)\n"
     "      --stages P         pipeline stages when running in one process (default 1)\n"
     "      --threads N        threads per rank (default: cores / ranks on the node)\n"
-    "      --max-sequences N  sequences in flight at once, i.e. KV-cache slots (default 16)\n"
+    "      --max-sequences N  sequences in flight at once, i.e. KV-cache slots (default 32)\n"
     "      --batch-tokens N   most tokens in one micro-batch (default 256)\n"
-    "      --micro-batches M  micro-batches in flight (default 4)\n"
+    "      --micro-batches M  micro-batches in flight (default 8)\n"
     "      --ctx N            most positions per sequence (default: the model's context length)\n"
     "      --timeout S        seconds of silence from the pipeline before the job fails (default 60)\n"
     "      --metrics-json F   write per-stage and per-run metrics as JSON to F\n";
@@ -36,9 +36,9 @@ const char pipeline_flags_help[] =
 void pipeline_options_default(pipeline_options *o) {
     memset(o, 0, sizeof *o);
     o->local_stages = 1;
-    o->max_sequences = 16;
+    o->max_sequences = 32;
     o->batch_tokens = 256;
-    o->lanes = 4;
+    o->lanes = 8;
     o->timeout_seconds = 60.0;
 }
 
@@ -174,6 +174,63 @@ static int handle_failure_or_unexpected(pipeline *p, const Ramp__Envelope *e, in
     return ramp_fail(err, "coordinator: unexpected message %d from rank %d", (int)e->body_case, source);
 }
 
+/* After a silence, asks every stage directly whether it is alive, so that the error names the
+ * one that is not: a stopped or hung rank answers nothing, a live one answers at once. Writes the
+ * finding to `text`; returns -1 with `err` set when a stage reports a failure meanwhile. */
+static int find_silent_stages(pipeline *p, char *text, size_t capacity, ramp_error *err) {
+    int P = p->n_stages;
+    bool answered[P + 1];
+    memset(answered, 0, sizeof answered);
+    for (int rank = 1; rank <= P; rank++) {
+        Ramp__Control c = RAMP__CONTROL__INIT;
+        c.kind = RAMP__CONTROL__KIND__PING;
+        Ramp__Envelope e = RAMP__ENVELOPE__INIT;
+        e.body_case = RAMP__ENVELOPE__BODY_CONTROL;
+        e.control = &c;
+        ramp_error ignored;
+        send_envelope(p->transport, rank, &e, NULL, 0, &ignored);
+    }
+    double wait = p->options.timeout_seconds < 2.0 ? p->options.timeout_seconds : 2.0;
+    double deadline = clock_seconds() + wait;
+    int n_answered = 0;
+    while (n_answered < P) {
+        double left = deadline - clock_seconds();
+        int source;
+        uint8_t *frame;
+        size_t length;
+        ramp_error receive_err;
+        if (left <= 0 || transport_receive(p->transport, left, &stop_requested, &source, &frame, &length, &receive_err) != 1)
+            break;
+        Ramp__Envelope *e;
+        const float *payload;
+        size_t n_payload;
+        int status = 0;
+        if (wire_unpack(frame, length, &e, &payload, &n_payload, &receive_err) == 0) {
+            if (e->body_case == RAMP__ENVELOPE__BODY_FAILURE) {
+                status = handle_failure_or_unexpected(p, e, source, err);
+            } else if (e->body_case == RAMP__ENVELOPE__BODY_HELLO && source >= 1 && source <= P && !answered[source]) {
+                answered[source] = true;
+                n_answered++;
+            }
+            wire_envelope_free(e);
+        }
+        free(frame);
+        if (status) return -1;
+    }
+    size_t used = 0;
+    text[0] = '\0';
+    for (int rank = 1; rank <= P && used < capacity; rank++)
+        if (!answered[rank])
+            used += (size_t)snprintf(text + used, capacity - used, "%sstage %d (rank %d, layers %d-%d)",
+                                     used ? ", " : "", rank, rank, p->ranges[rank - 1].first_layer,
+                                     p->ranges[rank - 1].end_layer - 1);
+    if (n_answered == P)
+        snprintf(text, capacity, "every stage answers a ping, yet the work in flight never came back");
+    else if (used < capacity)
+        snprintf(text + used, capacity - used, " did not answer a ping within %.0f s: hung, stopped or dead", wait);
+    return 0;
+}
+
 /* Waits for one frame to the coordinator and unpacks it. 0 = got one, -1 = error/timeout. */
 static int coordinator_receive(pipeline *p, const char *waiting_for, Ramp__Envelope **e, const float **payload,
                                size_t *n_payload, int *source, uint8_t **frame, ramp_error *err) {
@@ -184,8 +241,10 @@ static int coordinator_receive(pipeline *p, const char *waiting_for, Ramp__Envel
         if (stop_requested) return ramp_fail(err, "interrupted while waiting for %s", waiting_for);
         if (transport_is_local(p->transport))
             return ramp_fail(err, "in-process pipeline went quiet while waiting for %s", waiting_for);
-        return ramp_fail(err, "no message from the pipeline for %.0f s while waiting for %s: a rank has hung or died",
-                         p->options.timeout_seconds, waiting_for);
+        char silent[256];
+        if (find_silent_stages(p, silent, sizeof silent, err)) return -1;
+        return ramp_fail(err, "no message from the pipeline for %.0f s while waiting for %s: %s",
+                         p->options.timeout_seconds, waiting_for, silent);
     }
     if (wire_unpack(*frame, length, e, payload, n_payload, err)) {
         free(*frame);
@@ -253,6 +312,9 @@ int pipeline_open(pipeline *p, const pipeline_options *o, int *argc, char ***arg
     if (model_read_config(o->model_path, &config, err)) return -1;
     int context = o->context > 0 ? o->context : config.context_length;
     p->options.context = context;
+    if (transport_rank(p->transport) == 0 && config.context_length > 0 && context > config.context_length)
+        fprintf(stderr, "ramp: warning: --ctx %d exceeds the context length %s declares (%d); positions beyond it "
+                        "may decode poorly\n", context, o->model_path, config.context_length);
     p->ranges = calloc((size_t)p->n_stages, sizeof *p->ranges);
     p->stages = calloc((size_t)p->n_stages, sizeof *p->stages);
     if (!p->ranges || !p->stages) return ramp_fail(err, "out of memory");

@@ -431,6 +431,7 @@ static int stage_send_report(stage *s, ramp_error *err) {
 }
 
 static int stage_run_control(stage *s, Ramp__Control *control, ramp_error *err) {
+    if (control->kind == RAMP__CONTROL__KIND__PING) return stage_send_hello(s, err);
     if (control->kind == RAMP__CONTROL__KIND__RELEASE)
         for (size_t i = 0; i < control->n_slots; i++) {
             int slot = (int)control->slots[i];

@@ -180,6 +180,8 @@ if have_mpi; then
             fail "$what: the job fails within 30 s saying the pipeline went quiet" "status $BG_RC after $took s" \
                 "$(head -n 8 "$fl_dir/hang.err")"
         fi
+        grep -q "stage 1 (rank 1, layers [0-9-]*) did not answer" "$fl_dir/hang.err"
+        check $? "$what: the message names the stage that does not answer" "$(head -n 4 "$fl_dir/hang.err")"
         no_leftovers "$what" "$kill_prompts"
     fi
 
