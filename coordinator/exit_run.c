@@ -45,6 +45,17 @@ static int current_record(exit_run *run, request *r, int index, ramp_error *err)
     return r->record;
 }
 
+/* The features that look back at the previous exit point, read from the record rather than taken
+ * in arrival order: stages report to rank 0 independently, and when no decision holds a batch back
+ * (recording for exit-train) a deeper point's report may arrive before a shallower one's. */
+static void fill_previous(exit_observation *o, const exit_observation *observations, const bool *seen,
+                          int exit_index) {
+    const exit_observation *previous = exit_index > 0 && seen[exit_index - 1] ? &observations[exit_index - 1] : NULL;
+    o->features[EXIT_FEATURE_AGREES_PREVIOUS] = previous && previous->top_token == o->top_token ? 1.0f : 0.0f;
+    o->features[EXIT_FEATURE_PREVIOUS_TOP_PROB] = previous ? previous->features[EXIT_FEATURE_TOP_PROB] : 0.0f;
+    o->features[EXIT_FEATURE_PREVIOUS_GAP] = previous ? previous->features[EXIT_FEATURE_GAP] : 0.0f;
+}
+
 int exit_run_observe(exit_run *run, request *r, int index, int exit_index, const Ramp__ExitFeatures *f, bool *leaves,
                      ramp_error *err) {
     *leaves = false;
@@ -55,16 +66,10 @@ int exit_run_observe(exit_run *run, request *r, int index, int exit_index, const
     o->features[EXIT_FEATURE_TOP_PROB] = f->top_prob;
     o->features[EXIT_FEATURE_GAP] = f->gap;
     o->features[EXIT_FEATURE_ENTROPY] = f->entropy;
-    o->features[EXIT_FEATURE_AGREES_PREVIOUS] = r->last_exit_top == f->top_token ? 1.0f : 0.0f;
     o->features[EXIT_FEATURE_DEPTH] = (float)f->layer / (float)run->total_layers;
-    bool first = r->last_exit_top < 0;
-    o->features[EXIT_FEATURE_PREVIOUS_TOP_PROB] = first ? 0.0f : r->last_exit_top_prob;
-    o->features[EXIT_FEATURE_PREVIOUS_GAP] = first ? 0.0f : r->last_exit_gap;
     o->top_token = f->top_token;
     record->seen[exit_index] = true;
-    r->last_exit_top = f->top_token;
-    r->last_exit_top_prob = f->top_prob;
-    r->last_exit_gap = f->gap;
+    fill_previous(o, record->observations, record->seen, exit_index); /* a decision waits: it is there */
     if (run->mode != EXIT_MODE_DECIDE || !run->policy) return 0;
     /* A sequence may keep only so many exited tokens waiting for their skipped layers. */
     if (run->token_level && (r->consecutive_exits >= STAGE_MAX_DEFERRED - 1 || r->n_fed <= r->n_prompt)) return 0;
@@ -88,7 +93,6 @@ void exit_run_settle(exit_run *run, request *r, int token, int exit_index) {
         run->records[r->record].exit_index = exit_index;
     }
     r->record = -1;
-    r->last_exit_top = -1;
 }
 
 static int by_request(const void *a, const void *b) {
@@ -118,6 +122,7 @@ exit_observation *exit_run_dataset(const exit_run *run, int *n_examples) {
         bool stays = true;
         for (int e = run->n_exits - 1; e >= 0; e--) { /* backwards: "stays" needs every later point */
             row[e] = record->observations[e];
+            fill_previous(&row[e], record->observations, record->seen, e); /* every point has arrived */
             row[e].agrees_final = row[e].top_token == record->final_token;
             stays = stays && row[e].agrees_final;
             row[e].stays = stays;

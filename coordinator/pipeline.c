@@ -91,7 +91,7 @@ static int choose_threads(const pipeline_options *o, bool local, int world_size)
 }
 
 static void set_threads(int threads) {
-    openblas_set_num_threads(threads);
+    openblas_set_num_threads(1); /* ramp's own threads share each product's tiles (model/forward.c) */
     omp_set_num_threads(threads);
 }
 

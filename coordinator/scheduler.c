@@ -86,7 +86,6 @@ int scheduler_submit(scheduler *s, const int *prompt, int n_prompt, int max_new,
     r->lane = s->n_requests % s->config.lanes;
     r->slot = -1;
     r->exit_token = -1;
-    r->last_exit_top = -1;
     r->record = -1;
     r->n_prompt = r->n_tokens = n_prompt;
     r->max_new = max_new;

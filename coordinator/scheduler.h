@@ -41,8 +41,6 @@ typedef struct {
     /* early exit */
     int exit_token;         /* the token it was answered with (request-level exit) */
     int consecutive_exits;  /* tokens in a row that left early (token-level exit) */
-    int last_exit_top;      /* top-1 at the previous exit point for the current token, -1 none */
-    float last_exit_top_prob, last_exit_gap; /* that exit point's top_prob and gap */
     int record;             /* index of the current token's observation record, -1 none */
     long layers_executed;   /* layer evaluations of its output tokens */
     long output_tokens;     /* output tokens decided (each could have run every layer) */

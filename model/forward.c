@@ -2,6 +2,7 @@
 
 #include <cblas.h>
 #include <math.h>
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -24,13 +25,38 @@ void softmax(float *x, int size) {
     for (int i = 0; i < size; i++) x[i] /= sum;
 }
 
+/* Tiles of a matrix product. Their shape depends only on the product's shape, never on the thread
+ * count, and each tile is one single-threaded BLAS call: so the rounding, hence every hidden state,
+ * is the same with 1 or N threads (OpenBLAS's own threading partitions by thread count, and some of
+ * its kernels then round differently). Row tiles are large because every tile repacks its share of
+ * the weights; features are cut into about MATMUL_FEATURE_TILES tiles for the threads to share. */
+enum { MATMUL_ROW_TILE = 128, MATMUL_FEATURE_TILES = 8, MATMUL_FEATURE_ALIGN = 128 };
+
+static int feature_tile_width(int out_features) {
+    int width = (out_features + MATMUL_FEATURE_TILES - 1) / MATMUL_FEATURE_TILES;
+    width = (width + MATMUL_FEATURE_ALIGN - 1) / MATMUL_FEATURE_ALIGN * MATMUL_FEATURE_ALIGN;
+    return width < out_features ? width : out_features;
+}
+
 /* out[n_rows][out_features] = x[n_rows][in_features] . w[out_features][in_features]^T */
 void matmul(float *out, const float *x, const float *w, int n_rows, int in_features, int out_features) {
-    if (n_rows == 1)
-        cblas_sgemv(CblasRowMajor, CblasNoTrans, out_features, in_features, 1.0f, w, in_features, x, 1, 0.0f, out, 1);
-    else
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n_rows, out_features, in_features, 1.0f, x, in_features,
-                    w, in_features, 0.0f, out, out_features);
+    const int width = feature_tile_width(out_features);
+    const int feature_tiles = (out_features + width - 1) / width;
+    const int row_tiles = (n_rows + MATMUL_ROW_TILE - 1) / MATMUL_ROW_TILE;
+#pragma omp parallel for schedule(dynamic) if (row_tiles * feature_tiles > 1)
+    for (int tile = 0; tile < row_tiles * feature_tiles; tile++) {
+        const int first_row = tile / feature_tiles * MATMUL_ROW_TILE, first_feature = tile % feature_tiles * width;
+        const int rows = n_rows - first_row < MATMUL_ROW_TILE ? n_rows - first_row : MATMUL_ROW_TILE;
+        const int features = out_features - first_feature < width ? out_features - first_feature : width;
+        const float *tile_x = x + (size_t)first_row * in_features, *tile_w = w + (size_t)first_feature * in_features;
+        float *tile_out = out + (size_t)first_row * out_features + first_feature;
+        if (rows == 1)
+            cblas_sgemv(CblasRowMajor, CblasNoTrans, features, in_features, 1.0f, tile_w, in_features, tile_x, 1, 0.0f,
+                        tile_out, 1);
+        else
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, features, in_features, 1.0f, tile_x,
+                        in_features, tile_w, in_features, 0.0f, tile_out, out_features);
+    }
 }
 
 int forward_workspace_init(forward_workspace *ws, const model_config *c, int max_rows, int max_context,
@@ -43,9 +69,10 @@ int forward_workspace_init(forward_workspace *ws, const model_config *c, int max
     size_t rows = (size_t)max_rows;
     float **buffers[] = {&ws->normed, &ws->q, &ws->attention, &ws->projection, &ws->k, &ws->v,
                          &ws->gate, &ws->up, &ws->rope_cos, &ws->rope_sin, &ws->scores};
+    ws->score_buffers = omp_get_max_threads();
     size_t sizes[] = {rows * c->dim, rows * c->dim, rows * c->dim, rows * c->dim, rows * c->kv_dim,
                       rows * c->kv_dim, rows * c->ffn_dim, rows * c->ffn_dim, rows * (c->rope_dim / 2),
-                      rows * (c->rope_dim / 2), (size_t)max_context};
+                      rows * (c->rope_dim / 2), (size_t)ws->score_buffers * max_context};
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
         *buffers[i] = malloc((sizes[i] ? sizes[i] : 1) * sizeof(float));
         if (!*buffers[i]) {
@@ -113,6 +140,8 @@ static void attention(const model_config *c, const kv_cache *kv, int local_layer
     const int heads_per_kv = c->n_heads / c->n_kv_heads;
     const float scale = 1.0f / sqrtf((float)c->head_dim);
     const int tasks = rows->n_rows * c->n_heads;
+    /* one (row, head) per task, computed whole by one thread: the same sums whatever the thread count */
+#pragma omp parallel for schedule(dynamic, 4) num_threads(ws->score_buffers) if (tasks > 8)
     for (int task = 0; task < tasks; task++) {
         const int r = task / c->n_heads, h = task % c->n_heads;
         if (rows->kv_only && rows->kv_only[r]) continue;
@@ -120,7 +149,7 @@ static void attention(const model_config *c, const kv_cache *kv, int local_layer
         const unsigned char *filled = kv_filled(kv, slot, local_layer, 0);
         const int kv_offset = (h / heads_per_kv) * c->head_dim;
         const float *query = ws->q + (size_t)r * c->dim + h * c->head_dim;
-        float *scores = ws->scores;
+        float *scores = ws->scores + (size_t)omp_get_thread_num() * ws->max_context;
         for (int t = 0; t < length; t++) {
             const float *key = kv_keys(kv, slot, local_layer, t) + kv_offset;
             float dot = 0.0f;
@@ -177,7 +206,9 @@ static void layer_forward(const model *m, int layer, kv_cache *kv, const forward
     for (int r = 0; r < n; r++) rmsnorm(ws->normed + (size_t)r * dim, hidden + (size_t)r * dim, w->ffn_norm, dim, c->rms_eps);
     matmul(ws->gate, ws->normed, w->w_gate, n, dim, ffn);
     matmul(ws->up, ws->normed, w->w_up, n, dim, ffn);
-    for (size_t i = 0; i < (size_t)n * ffn; i++) {
+    const long elements = (long)n * ffn;
+#pragma omp parallel for schedule(static) if (elements > 65536)
+    for (long i = 0; i < elements; i++) {
         float g = ws->gate[i];
         ws->gate[i] = g / (1.0f + expf(-g)) * ws->up[i]; /* SwiGLU: silu(gate) * up */
     }

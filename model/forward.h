@@ -5,8 +5,10 @@
  * prompt chunk); every row's keys/values are written to the cache before any row attends, so a
  * row attends causally to the filled positions 0..its own position of its slot.
  * hidden is [n_rows][dim] fp32, updated in place. All scratch lives in a forward_workspace sized
- * once, so decoding allocates nothing per token. Matrix products use OpenBLAS (one sgemm per
- * weight matrix for the whole batch; sgemv for a single row).
+ * once, so decoding allocates nothing per token. Matrix products use OpenBLAS, single-threaded,
+ * in tiles that the OpenMP threads share (see matmul); attention runs one (row, head) per task.
+ * Every value is computed by one thread in a fixed order, so results do not depend on the number
+ * of threads. The workspace must be created after the thread count is set (omp_set_num_threads).
  */
 #ifndef RAMP_FORWARD_H
 #define RAMP_FORWARD_H
@@ -31,7 +33,8 @@ typedef struct {
     float *normed, *q, *k, *v, *attention, *projection; /* [max_rows][dim or kv_dim] */
     float *gate, *up;                                   /* [max_rows][ffn_dim] */
     float *rope_cos, *rope_sin;                         /* [max_rows][rope_dim / 2] */
-    float *scores;                                      /* [max_context] attention weights of one head */
+    int score_buffers;                                  /* threads that may attend at once */
+    float *scores;                                      /* [score_buffers][max_context] attention weights */
 } forward_workspace;
 
 int forward_workspace_init(forward_workspace *ws, const model_config *c, int max_rows, int max_context,

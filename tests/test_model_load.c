@@ -6,6 +6,7 @@
 #include <criterion/criterion.h>
 
 #include <math.h>
+#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -372,4 +373,37 @@ Test(forward_math, matmul_matches_naive) {
     for (int i = 0; i < 8; i++) cr_assert_float_eq(out[i], expected[i], 1e-6, "out[%d] = %g", i, out[i]);
     matmul(out, x + 3, w, 1, 3, 4);
     for (int i = 0; i < 4; i++) cr_assert_float_eq(out[i], expected[4 + i], 1e-6, "row out[%d] = %g", i, out[i]);
+}
+
+/* Several tiles each way (300 rows: three row tiles; 1000 features: eight feature tiles, the last
+ * narrower): the tiling covers every output once, the values match a double-precision product,
+ * and they are bit-identical with 1, 2 and 3 threads. */
+Test(forward_math, tiled_matmul_is_exact_and_independent_of_threads) {
+    enum { ROWS = 300, IN = 96, OUT = 1000 };
+    float *x = malloc(sizeof(float) * ROWS * IN), *w = malloc(sizeof(float) * OUT * IN);
+    float *out[3];
+    cr_assert(x && w);
+    unsigned state = 12345;
+    for (int i = 0; i < ROWS * IN; i++) x[i] = (float)((state = state * 1103515245u + 12345u) >> 16) / 65536.0f - 0.5f;
+    for (int i = 0; i < OUT * IN; i++) w[i] = (float)((state = state * 1103515245u + 12345u) >> 16) / 65536.0f - 0.5f;
+    for (int threads = 1; threads <= 3; threads++) {
+        out[threads - 1] = malloc(sizeof(float) * ROWS * OUT);
+        cr_assert(out[threads - 1]);
+        for (int i = 0; i < ROWS * OUT; i++) out[threads - 1][i] = NAN; /* every element must be written */
+        omp_set_num_threads(threads);
+        matmul(out[threads - 1], x, w, ROWS, IN, OUT);
+    }
+    omp_set_num_threads(omp_get_num_procs());
+    for (int r = 0; r < ROWS; r++)
+        for (int o = 0; o < OUT; o++) {
+            double expected = 0.0;
+            for (int i = 0; i < IN; i++) expected += (double)x[r * IN + i] * w[o * IN + i];
+            cr_assert_float_eq(out[0][r * OUT + o], expected, 1e-4, "row %d feature %d: %g, expected %g", r, o,
+                               out[0][r * OUT + o], expected);
+        }
+    cr_assert_eq(memcmp(out[0], out[1], sizeof(float) * ROWS * OUT), 0, "2 threads round differently from 1");
+    cr_assert_eq(memcmp(out[0], out[2], sizeof(float) * ROWS * OUT), 0, "3 threads round differently from 1");
+    for (int i = 0; i < 3; i++) free(out[i]);
+    free(x);
+    free(w);
 }

@@ -28,11 +28,12 @@ print(differing, "rows differ; largest difference per column:", {k: v for k, v i
 PY
 }
 
-# 1. The same features whatever the split: a classifier trained from a 1-process run and from a
-#    3-stage run is the same file, byte for byte. Both runs use one BLAS thread per rank: the split
-#    must not change the arithmetic, but OpenBLAS may round differently with another thread count
-#    on some CPUs (it partitions a matrix product differently), so that is held fixed here.
-ramp exit-train -m "$M" "${EXITS[@]}" --threads 1 --data "$SST2/stsa.binary.train" --limit 240 \
+# 1. The same features whatever the split and the threads: a classifier trained from a 1-process
+#    run with 2 threads and from a 3-stage run (one thread per rank) is the same file, byte for byte.
+#    OpenBLAS's Haswell kernels (AVX2) are forced where the CPU has them: with its own threading,
+#    they round differently at 1 and 2 threads, which is what ramp's tiling must not let through.
+grep -qw avx2 /proc/cpuinfo 2>/dev/null && export OPENBLAS_CORETYPE=Haswell
+ramp exit-train -m "$M" "${EXITS[@]}" --threads 2 --data "$SST2/stsa.binary.train" --limit 240 \
     -o "$E2E_TMP/one.svm" --features-csv "$E2E_TMP/one.csv"
 check $RC "exit-train in one process writes a classifier" "$(last_run_details)"
 if have_mpi; then
@@ -44,6 +45,7 @@ if have_mpi; then
     check $? "exit features from 3 stages equal those from one process (identical features and classifier files)" \
         "$(features_difference "$E2E_TMP/one.csv" "$E2E_TMP/three.csv")"
 fi
+unset OPENBLAS_CORETYPE
 
 # 2. The short-circuit: with the classifier, the last stage receives fewer rows than the first;
 #    without it, the same number. Results equal one process's.
@@ -55,13 +57,13 @@ if have_mpi; then
     [ "$RC" -eq 0 ] && [ -n "$first" ] && [ "$first" = "$last" ]
     check $? "without exits every stage receives every row ($first vs $last)" "$(last_run_details)"
     mpi_run 120 4 eval -m "$M" "${EXITS[@]}" --data "$SST2/stsa.binary.dev" --limit 120 --exit "svm:$E2E_TMP/one.svm" \
-        --threads 1 --metrics-json "$E2E_TMP/exit.json" --json "$E2E_TMP/eval3.json"
+        --metrics-json "$E2E_TMP/exit.json" --json "$E2E_TMP/eval3.json"
     first=$(json_get "$E2E_TMP/exit.json" "d['stages'][0]['rows']" 2>/dev/null)
     last=$(json_get "$E2E_TMP/exit.json" "d['stages'][2]['rows']" 2>/dev/null)
     [ "$RC" -eq 0 ] && [ -n "$first" ] && [ -n "$last" ] && [ "$last" -lt "$first" ]
     check $? "exited requests never reach the last stage (stage 1 got $first rows, stage 3 $last)" "$(last_run_details)"
     ramp eval -m "$M" "${EXITS[@]}" --data "$SST2/stsa.binary.dev" --limit 120 --exit "svm:$E2E_TMP/one.svm" \
-        --threads 1 --json "$E2E_TMP/eval1.json"
+        --threads 2 --json "$E2E_TMP/eval1.json"
     same=$(python3 -c "
 import json,sys
 a,b=json.load(open(sys.argv[1])),json.load(open(sys.argv[2]))
@@ -103,7 +105,7 @@ ramp exit-calibrate -m "$M" --ctx 256 -f "$E2E_TMP/prompts.txt" -n 32 --exit-lay
     --target-agreement 0.9 -o "$E2E_TMP/conf.json"
 check $RC "exit-calibrate writes confidence thresholds" "$(last_run_details)"
 for policy in recompute copy omit; do
-    ramp generate -m "$M" --ctx 256 --threads 1 -f "$E2E_TMP/prompts.txt" -n 32 --exit "conf:$E2E_TMP/conf.json" --kv-fill $policy
+    ramp generate -m "$M" --ctx 256 --threads 2 -f "$E2E_TMP/prompts.txt" -n 32 --exit "conf:$E2E_TMP/conf.json" --kv-fill $policy
     cp "$OUT" "$E2E_TMP/gen-$policy.txt"
     [ "$RC" -eq 0 ] && grep -q "layer evaluations saved" "$ERR"
     check $? "generate --exit conf --kv-fill $policy runs and reports what it saved" "$(last_run_details)"
@@ -113,7 +115,7 @@ for policy in recompute copy omit; do
     fi
 done
 if have_mpi; then
-    mpi_run 120 4 generate -m "$M" --ctx 256 --threads 1 -f "$E2E_TMP/prompts.txt" -n 32 --exit "conf:$E2E_TMP/conf.json" \
+    mpi_run 120 4 generate -m "$M" --ctx 256 -f "$E2E_TMP/prompts.txt" -n 32 --exit "conf:$E2E_TMP/conf.json" \
         --kv-fill recompute
     [ "$RC" -eq 0 ] && cmp -s "$OUT" "$E2E_TMP/gen-recompute.txt"
     check $? "token-level exits on 3 stages give the same text as one process" "$(last_run_details)"
