@@ -72,7 +72,8 @@ $(BUILD)/libramp.a: $(LIB_OBJ)
 $(BIN): $(MAIN_OBJ) $(BUILD)/libramp.a
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
-	@mkdir -p bin && ln -sf ../$(BIN) bin/ramp
+	@# bin/ramp is the release build; a sanitizer build stays under build/sanitize
+	@if [ -z "$(SANITIZE)" ]; then mkdir -p bin && ln -sf ../$(BIN) bin/ramp; fi
 
 $(BUILD)/tests/%: tests/%.c $(BUILD)/libramp.a
 	@mkdir -p $(dir $@)

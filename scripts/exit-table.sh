@@ -23,7 +23,6 @@ work=build/exit-table/runs
 mkdir -p "$classifiers" "$work"
 mpirun=(mpirun --oversubscribe -np 4)
 [ "$(id -u)" -eq 0 ] && mpirun+=(--allow-run-as-root)
-export OMP_WAIT_POLICY=passive
 exits=(--ctx 256 --exit-layers 4,6,8,10,12,14)
 
 train_file() { case $1 in sst2) echo "$shared/data/sst2/stsa.binary.train";; trec) echo "$shared/data/trec/train.txt";; esac; }
