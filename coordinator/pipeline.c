@@ -174,6 +174,19 @@ static int handle_failure_or_unexpected(pipeline *p, const Ramp__Envelope *e, in
     return ramp_fail(err, "coordinator: unexpected message %d from rank %d", (int)e->body_case, source);
 }
 
+/* A Control message to one stage: rank 1 for those that travel down the chain, any rank for PING. */
+static int send_control(pipeline *p, int rank, Ramp__Control__Kind kind, uint32_t *slots, size_t n_slots,
+                        ramp_error *err) {
+    Ramp__Control c = RAMP__CONTROL__INIT;
+    c.kind = kind;
+    c.n_slots = n_slots;
+    c.slots = slots;
+    Ramp__Envelope e = RAMP__ENVELOPE__INIT;
+    e.body_case = RAMP__ENVELOPE__BODY_CONTROL;
+    e.control = &c;
+    return send_envelope(p->transport, rank, &e, NULL, 0, err);
+}
+
 /* After a silence, asks every stage directly whether it is alive, so that the error names the
  * one that is not: a stopped or hung rank answers nothing, a live one answers at once. Writes the
  * finding to `text`; returns -1 with `err` set when a stage reports a failure meanwhile. */
@@ -182,13 +195,8 @@ static int find_silent_stages(pipeline *p, char *text, size_t capacity, ramp_err
     bool answered[P + 1];
     memset(answered, 0, sizeof answered);
     for (int rank = 1; rank <= P; rank++) {
-        Ramp__Control c = RAMP__CONTROL__INIT;
-        c.kind = RAMP__CONTROL__KIND__PING;
-        Ramp__Envelope e = RAMP__ENVELOPE__INIT;
-        e.body_case = RAMP__ENVELOPE__BODY_CONTROL;
-        e.control = &c;
-        ramp_error ignored;
-        send_envelope(p->transport, rank, &e, NULL, 0, &ignored);
+        ramp_error ignored; /* a rank that cannot be reached is named below all the same */
+        send_control(p, rank, RAMP__CONTROL__KIND__PING, NULL, 0, &ignored);
     }
     double wait = p->options.timeout_seconds < 2.0 ? p->options.timeout_seconds : 2.0;
     double deadline = clock_seconds() + wait;
@@ -217,16 +225,17 @@ static int find_silent_stages(pipeline *p, char *text, size_t capacity, ramp_err
         free(frame);
         if (status) return -1;
     }
+    if (n_answered == P) {
+        snprintf(text, capacity, "every stage answers a ping, yet the work in flight never came back");
+        return 0;
+    }
     size_t used = 0;
-    text[0] = '\0';
     for (int rank = 1; rank <= P && used < capacity; rank++)
         if (!answered[rank])
             used += (size_t)snprintf(text + used, capacity - used, "%sstage %d (rank %d, layers %d-%d)",
                                      used ? ", " : "", rank, rank, p->ranges[rank - 1].first_layer,
                                      p->ranges[rank - 1].end_layer - 1);
-    if (n_answered == P)
-        snprintf(text, capacity, "every stage answers a ping, yet the work in flight never came back");
-    else if (used < capacity)
+    if (used < capacity)
         snprintf(text + used, capacity - used, " did not answer a ping within %.0f s: hung, stopped or dead", wait);
     return 0;
 }
@@ -377,14 +386,7 @@ static int send_released(pipeline *p, ramp_error *err) {
     if (n == 0) return 0;
     uint32_t released[n];
     for (int i = 0; i < n; i++) released[i] = (uint32_t)slots[i];
-    Ramp__Envelope e = RAMP__ENVELOPE__INIT;
-    Ramp__Control c = RAMP__CONTROL__INIT;
-    c.kind = RAMP__CONTROL__KIND__RELEASE;
-    c.n_slots = (size_t)n;
-    c.slots = released;
-    e.body_case = RAMP__ENVELOPE__BODY_CONTROL;
-    e.control = &c;
-    return send_envelope(p->transport, 1, &e, NULL, 0, err);
+    return send_control(p, 1, RAMP__CONTROL__KIND__RELEASE, released, (size_t)n, err);
 }
 
 static int send_batch(pipeline *p, const micro_batch *b, ramp_error *err) {
@@ -602,12 +604,7 @@ char *pipeline_continuation(const pipeline *p, int index, size_t *length) {
 }
 
 static int collect_reports(pipeline *p, ramp_error *err) {
-    Ramp__Envelope shutdown = RAMP__ENVELOPE__INIT;
-    Ramp__Control c = RAMP__CONTROL__INIT;
-    c.kind = RAMP__CONTROL__KIND__SHUTDOWN;
-    shutdown.body_case = RAMP__ENVELOPE__BODY_CONTROL;
-    shutdown.control = &c;
-    if (send_envelope(p->transport, 1, &shutdown, NULL, 0, err)) return -1;
+    if (send_control(p, 1, RAMP__CONTROL__KIND__SHUTDOWN, NULL, 0, err)) return -1;
     return await_every_stage(p, RAMP__ENVELOPE__BODY_REPORT, "the stages' final reports", err);
 }
 
