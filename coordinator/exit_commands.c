@@ -162,6 +162,7 @@ static int exit_job_prepare(exit_job *job, exit_job_options *o, ramp_error *err)
         if (!o->exit_head || !strcmp(o->exit_head, "labels")) {
             o->pipeline.candidates = job->task.label_tokens;
             o->pipeline.n_candidates = job->task.n_labels;
+            o->pipeline.answers_from_candidates = true; /* a task's answer is one of its labels */
         }
     }
     if (o->exit_spec && strcmp(o->exit_spec, "none")) {
@@ -368,7 +369,7 @@ static int fit_job(pipeline *p, exit_job *job, const exit_job_options *o, bool s
     return status;
 }
 
-static int run_exit_job(int argc, char **argv, const char *command) {
+static int run_exit_job(int argc, char **argv, transport *mpi, const char *command) {
     exit_job_options o;
     int status = parse_exit_job(argc, argv, command, &o);
     if (status) return status;
@@ -380,11 +381,8 @@ static int run_exit_job(int argc, char **argv, const char *command) {
         return 1;
     }
     pipeline p;
-    int worker_status = 0;
-    int opened = pipeline_open(&p, &o.pipeline, &argc, &argv, &worker_status, &err);
-    if (opened == 1) {
-        status = worker_status;
-    } else if (opened < 0) {
+    o.pipeline.mpi = mpi;
+    if (pipeline_open(&p, &o.pipeline, &err)) {
         status = pipeline_fail(&p, command, &err);
     } else {
         if (!strcmp(command, "eval")) status = eval_job(&p, &job, &o, &err);
@@ -396,6 +394,8 @@ static int run_exit_job(int argc, char **argv, const char *command) {
     return status;
 }
 
-int command_eval(int argc, char **argv) { return run_exit_job(argc, argv, "eval"); }
-int command_exit_train(int argc, char **argv) { return run_exit_job(argc, argv, "exit-train"); }
-int command_exit_calibrate(int argc, char **argv) { return run_exit_job(argc, argv, "exit-calibrate"); }
+int command_eval(int argc, char **argv, transport *mpi) { return run_exit_job(argc, argv, mpi, "eval"); }
+int command_exit_train(int argc, char **argv, transport *mpi) { return run_exit_job(argc, argv, mpi, "exit-train"); }
+int command_exit_calibrate(int argc, char **argv, transport *mpi) {
+    return run_exit_job(argc, argv, mpi, "exit-calibrate");
+}

@@ -27,6 +27,25 @@ int exit_run_point(const exit_run *run, int layer) {
     return -1;
 }
 
+static exit_record *scratch_record(request *r, int index, ramp_error *err) {
+    if (!r->exit_scratch) {
+        r->exit_scratch = malloc(sizeof(exit_record));
+        if (!r->exit_scratch) {
+            ramp_fail(err, "out of memory recording exit features");
+            return NULL;
+        }
+        r->record = -1;
+    }
+    exit_record *record = r->exit_scratch;
+    if (r->record < 0) { /* a new token */
+        memset(record, 0, sizeof *record);
+        record->request = index;
+        record->final_token = -1;
+        r->record = 0;
+    }
+    return record;
+}
+
 static int current_record(exit_run *run, request *r, int index, ramp_error *err) {
     if (r->record >= 0) return r->record;
     if (run->n_records == run->records_capacity) {
@@ -59,9 +78,14 @@ static void fill_previous(exit_observation *o, const exit_observation *observati
 int exit_run_observe(exit_run *run, request *r, int index, int exit_index, const Ramp__ExitFeatures *f, bool *leaves,
                      ramp_error *err) {
     *leaves = false;
-    int record_index = current_record(run, r, index, err);
-    if (record_index < 0) return -1;
-    exit_record *record = &run->records[record_index];
+    exit_record *record;
+    if (run->keep_records) {
+        int record_index = current_record(run, r, index, err);
+        if (record_index < 0) return -1;
+        record = &run->records[record_index];
+    } else if (!(record = scratch_record(r, index, err))) {
+        return -1;
+    }
     exit_observation *o = &record->observations[exit_index];
     o->features[EXIT_FEATURE_TOP_PROB] = f->top_prob;
     o->features[EXIT_FEATURE_GAP] = f->gap;
@@ -70,11 +94,11 @@ int exit_run_observe(exit_run *run, request *r, int index, int exit_index, const
     o->top_token = f->top_token;
     record->seen[exit_index] = true;
     fill_previous(o, record->observations, record->seen, exit_index); /* a decision waits: it is there */
-    if (run->mode != EXIT_MODE_DECIDE || !run->policy) return 0;
+    if (r->exit.mode != EXIT_MODE_DECIDE || !r->exit.policy) return 0;
     /* A sequence may keep only so many exited tokens waiting for their skipped layers. */
-    if (run->token_level && (r->consecutive_exits >= STAGE_MAX_DEFERRED - 1 || r->n_fed <= r->n_prompt)) return 0;
+    if (r->exit.token_level && (r->consecutive_exits >= STAGE_MAX_DEFERRED - 1 || r->n_fed <= r->n_prompt)) return 0;
     double start = clock_seconds();
-    *leaves = exit_policy_should_exit(run->policy, exit_index, o->features, o->top_token);
+    *leaves = exit_policy_should_exit(r->exit.policy, exit_index, o->features, o->top_token);
     run->policy_seconds += clock_seconds() - start;
     return 0;
 }
@@ -88,7 +112,7 @@ void exit_run_settle(exit_run *run, request *r, int token, int exit_index) {
     r->output_tokens++;
     if (r->generated < r->capacity) r->exit_points[r->generated] = (unsigned char)exit_index;
     r->consecutive_exits = exit_index < run->n_exits ? r->consecutive_exits + 1 : 0;
-    if (r->record >= 0) {
+    if (r->record >= 0 && run->keep_records) {
         run->records[r->record].final_token = token;
         run->records[r->record].exit_index = exit_index;
     }

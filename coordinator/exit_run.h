@@ -26,9 +26,11 @@ typedef struct {
 } exit_record;
 
 typedef struct {
-    exit_mode mode;
+    exit_mode mode;             /* the job's default (requests carry their own setting) */
     bool token_level;           /* generation (LITE): tokens leave; else requests leave (AdaInfer) */
     const exit_policy *policy;  /* for EXIT_MODE_DECIDE */
+    bool keep_records;          /* jobs that train or report on observations keep every record; a
+                                 * server keeps only each request's current token (bounded memory) */
     int n_exits;
     int exit_layers[EXIT_MAX_POINTS];
     int total_layers;
@@ -48,7 +50,7 @@ void exit_run_free(exit_run *run);
 int exit_run_point(const exit_run *run, int layer);
 
 /* A stage reported features for request r (index) at exit point i. Records them and returns true
- * when the row leaves here (only in EXIT_MODE_DECIDE). Sets *token to the top-1 at this point. */
+ * when the row leaves here (only when the request's own setting is EXIT_MODE_DECIDE). */
 int exit_run_observe(exit_run *run, request *r, int index, int exit_index, const Ramp__ExitFeatures *f, bool *leaves,
                      ramp_error *err);
 /* The request's current output token is settled at exit point exit_index (n_exits: full depth). */

@@ -1,5 +1,6 @@
 /* generate.c: `ramp generate`: continue one prompt or a file of prompts, in one process or as
  * the coordinator of an MPI pipeline. */
+#include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,6 +25,7 @@ static void generate_usage(FILE *out) {
             "      --top-p P          nucleus sampling mass in (0,1] (default 1 = off)\n"
             "      --top-k K          keep only the K most likely tokens (default 0 = off)\n"
             "      --seed S           random seed; prompt i uses S + i (default 42)\n"
+            "      --stop TEXT        end a continuation before TEXT (up to 4; the text is not printed)\n"
             "      --exit conf:FILE   token-level early exit (LITE thresholds from exit-calibrate); the text is\n"
             "                         also generated at full depth to report token agreement and layers saved\n"
             "      --exit-layers L,.. exit points (default: the policy's); every:K = after every K layers\n"
@@ -33,59 +35,107 @@ static void generate_usage(FILE *out) {
             pipeline_flags_help);
 }
 
-static int submit_all(pipeline *p, const prompt_list *prompts, int n_new, const sampling_params *sampling,
-                      ramp_error *err) {
-    for (int i = 0; i < prompts->count; i++) {
-        sampling_params per_prompt = *sampling;
-        per_prompt.seed = sampling->seed + (uint64_t)i;
-        int index;
-        if (pipeline_submit_text(p, prompts->texts[i], prompts->lengths[i], n_new, &per_prompt, &index, err))
-            return ramp_fail_prefix(err, "prompt %d: ", i + 1);
-    }
-    return 0;
-}
-
-/* The generated tokens of a full-depth run, kept to compare the early-exit run with. */
+/* What the engine reported for one prompt: its text, and each token with the layers it ran. */
 typedef struct {
-    int n;
-    int **tokens;
-    int *counts;
-} full_depth_text;
+    char *text;
+    size_t length, capacity;
+    int *tokens, *exit_layers;
+    int n_tokens, tokens_capacity;
+    bool failed;
+} prompt_output;
 
-static int full_depth_keep(full_depth_text *full, const pipeline *p, ramp_error *err) {
-    full->n = p->scheduler.n_requests;
-    full->tokens = calloc((size_t)full->n, sizeof *full->tokens);
-    full->counts = calloc((size_t)full->n, sizeof *full->counts);
-    if (!full->tokens || !full->counts) return ramp_fail(err, "out of memory");
-    for (int i = 0; i < full->n; i++) {
-        const request *r = &p->scheduler.requests[i];
-        full->counts[i] = r->generated;
-        full->tokens[i] = malloc((size_t)(r->generated + 1) * sizeof(int));
-        if (!full->tokens[i]) return ramp_fail(err, "out of memory");
-        memcpy(full->tokens[i], r->tokens + r->n_prompt, (size_t)r->generated * sizeof(int));
+typedef struct {
+    prompt_output *outputs; /* [prompts] */
+    int count;
+} generate_outputs;
+
+static int append_bytes(prompt_output *o, const char *bytes, size_t n) {
+    if (o->length + n + 1 > o->capacity) {
+        size_t capacity = o->capacity ? 2 * o->capacity : 256;
+        while (capacity < o->length + n + 1) capacity *= 2;
+        char *grown = realloc(o->text, capacity);
+        if (!grown) return -1;
+        o->text = grown;
+        o->capacity = capacity;
     }
+    memcpy(o->text + o->length, bytes, n);
+    o->length += n;
+    o->text[o->length] = '\0';
     return 0;
 }
 
-static void full_depth_free(full_depth_text *full) {
-    for (int i = 0; i < full->n && full->tokens; i++) free(full->tokens[i]);
-    free(full->tokens);
-    free(full->counts);
+static int append_token(prompt_output *o, int token, int exit_layer) {
+    if (o->n_tokens == o->tokens_capacity) {
+        int capacity = o->tokens_capacity ? 2 * o->tokens_capacity : 64;
+        int *tokens = realloc(o->tokens, (size_t)capacity * sizeof *tokens);
+        if (!tokens) return -1;
+        o->tokens = tokens;
+        int *layers = realloc(o->exit_layers, (size_t)capacity * sizeof *layers);
+        if (!layers) return -1;
+        o->exit_layers = layers;
+        o->tokens_capacity = capacity;
+    }
+    o->tokens[o->n_tokens] = token;
+    o->exit_layers[o->n_tokens++] = exit_layer;
+    return 0;
+}
+
+/* engine_handler: the context is the prompt's output record. */
+static void collect_event(void *context, const engine_event *e) {
+    prompt_output *o = context;
+    if (e->text_length && append_bytes(o, e->text, e->text_length)) o->failed = true;
+    if (e->kind == ENGINE_TOKEN && append_token(o, e->token, e->exit_layer)) o->failed = true;
+}
+
+static void outputs_free(generate_outputs *g) {
+    for (int i = 0; i < g->count && g->outputs; i++) {
+        free(g->outputs[i].text);
+        free(g->outputs[i].tokens);
+        free(g->outputs[i].exit_layers);
+    }
+    free(g->outputs);
+    memset(g, 0, sizeof *g);
+}
+
+/* Submits every prompt as an engine request and runs them all (continuous batching). */
+static int generate_all(pipeline *p, const prompt_list *prompts, const engine_request *settings,
+                        generate_outputs *g, ramp_error *err) {
+    g->count = prompts->count;
+    g->outputs = calloc((size_t)(prompts->count ? prompts->count : 1), sizeof *g->outputs);
+    if (!g->outputs) return ramp_fail(err, "out of memory");
+    for (int i = 0; i < prompts->count; i++) {
+        int *tokens, n_tokens;
+        if (pipeline_tokenize(p, prompts->texts[i], prompts->lengths[i], &tokens, &n_tokens, err))
+            return ramp_fail_prefix(err, "prompt %d: ", i + 1);
+        engine_request r = *settings;
+        r.prompt = tokens;
+        r.n_prompt = n_tokens;
+        r.sampling.seed = settings->sampling.seed + (uint64_t)i;
+        uint64_t id;
+        int status = engine_submit(p, &r, collect_event, &g->outputs[i], &id, err);
+        free(tokens);
+        if (status) return ramp_fail_prefix(err, "prompt %d: ", i + 1);
+    }
+    if (engine_run(p, ENGINE_UNTIL_IDLE, err)) return -1;
+    for (int i = 0; i < g->count; i++)
+        if (g->outputs[i].failed) return ramp_fail(err, "out of memory collecting the output of prompt %d", i + 1);
+    return 0;
 }
 
 /* Token agreement: the share of positions where the early-exit text has the full-depth token,
  * counted up to the first difference (after it the two texts continue from different prefixes). */
-static void report_token_agreement(const full_depth_text *full, const pipeline *p) {
+static void report_token_agreement(const generate_outputs *full, const generate_outputs *early, const pipeline *p) {
     long same_prefix = 0, compared = 0, full_depth_differences = 0;
-    for (int i = 0; i < full->n; i++) {
-        const request *r = &p->scheduler.requests[i];
-        int n = full->counts[i] > r->generated ? full->counts[i] : r->generated, k = 0;
-        while (k < full->counts[i] && k < r->generated && full->tokens[i][k] == r->tokens[r->n_prompt + k]) k++;
+    int depth = p->model.config.n_layers;
+    for (int i = 0; i < full->count; i++) {
+        const prompt_output *a = &full->outputs[i], *b = &early->outputs[i];
+        int n = a->n_tokens > b->n_tokens ? a->n_tokens : b->n_tokens, k = 0;
+        while (k < a->n_tokens && k < b->n_tokens && a->tokens[k] == b->tokens[k]) k++;
         same_prefix += k;
         compared += n;
         /* With exact KV (recompute) a token that went full depth after an identical prefix must be
          * the full-depth run's token: texts can first differ only at a token that left early. */
-        if (k < full->counts[i] && k < r->generated && r->exit_points[k] == p->exits.n_exits) full_depth_differences++;
+        if (k < a->n_tokens && k < b->n_tokens && b->exit_layers[k] == depth) full_depth_differences++;
     }
     const exit_run *run = &p->exits;
     double saved = run->outputs ? 1.0 - (double)run->layers_executed / ((double)run->outputs * run->total_layers) : 0;
@@ -95,7 +145,20 @@ static void report_token_agreement(const full_depth_text *full, const pipeline *
             100.0 * saved, compared ? (double)same_prefix / compared : 1.0, same_prefix, compared, full_depth_differences);
 }
 
-int command_generate(int argc, char **argv) {
+/* Prompt then continuation, one line each, in input order. A closed or full stdout is an error. */
+static int print_outputs(const prompt_list *prompts, const generate_outputs *g, ramp_error *err) {
+    for (int i = 0; i < prompts->count; i++) {
+        fwrite(prompts->texts[i], 1, prompts->lengths[i], stdout);
+        if (g->outputs[i].length) fwrite(g->outputs[i].text, 1, g->outputs[i].length, stdout);
+        fputc('\n', stdout);
+        if (ferror(stdout)) break;
+    }
+    if (fflush(stdout) || ferror(stdout))
+        return ramp_fail(err, "cannot write the output to stdout: %s", strerror(errno));
+    return 0;
+}
+
+int command_generate(int argc, char **argv, transport *mpi) {
     pipeline_options options;
     pipeline_options_default(&options);
     sampling_params sampling = {.temperature = 0.0f, .top_p = 1.0f, .top_k = 0, .seed = 42};
@@ -103,7 +166,9 @@ int command_generate(int argc, char **argv) {
     int n_new = 64;
     ramp_error err;
     const char *exit_spec = NULL;
-    enum { TOKENIZER = 1000, TEMP, TOP_P, TOP_K, SEED, EXIT, EXIT_LAYERS, KV_FILL, PIPELINE_FLAG };
+    const char *stops[ENGINE_MAX_STOP];
+    int n_stop = 0;
+    enum { TOKENIZER = 1000, TEMP, TOP_P, TOP_K, SEED, EXIT, EXIT_LAYERS, KV_FILL, STOP, PIPELINE_FLAG };
     static const struct option long_options[] = {
         {"model", required_argument, 0, 'm'},  {"tokenizer", required_argument, 0, TOKENIZER},
         {"prompt", required_argument, 0, 'p'}, {"file", required_argument, 0, 'f'},
@@ -111,7 +176,7 @@ int command_generate(int argc, char **argv) {
         {"top-p", required_argument, 0, TOP_P}, {"top-k", required_argument, 0, TOP_K},
         {"seed", required_argument, 0, SEED},  {"help", no_argument, 0, 'h'},
         {"exit", required_argument, 0, EXIT},  {"exit-layers", required_argument, 0, EXIT_LAYERS},
-        {"kv-fill", required_argument, 0, KV_FILL},
+        {"kv-fill", required_argument, 0, KV_FILL}, {"stop", required_argument, 0, STOP},
         CLI_PIPELINE_OPTIONS(PIPELINE_FLAG),   {0, 0, 0, 0},
     };
     int c, option_index;
@@ -130,6 +195,11 @@ int command_generate(int argc, char **argv) {
         case SEED: bad = cli_parse_u64("--seed", optarg, &sampling.seed, &err); break;
         case EXIT: exit_spec = optarg; options.exits = true; break;
         case EXIT_LAYERS: options.exit_layers = optarg; break;
+        case STOP:
+            if (n_stop == ENGINE_MAX_STOP) bad = -1, cli_error(&err, "at most %d --stop strings", ENGINE_MAX_STOP);
+            else if (!*optarg) bad = -1, cli_error(&err, "--stop needs a non-empty string");
+            else stops[n_stop++] = optarg;
+            break;
         case KV_FILL:
             if (!strcmp(optarg, "recompute")) options.kv_fill = KV_FILL_RECOMPUTE;
             else if (!strcmp(optarg, "copy")) options.kv_fill = KV_FILL_COPY;
@@ -166,50 +236,44 @@ int command_generate(int argc, char **argv) {
             options.exit_layers = exit_layers_text;
         }
     }
+    options.mpi = mpi;
+    if (n_new + 1 > (options.context ? options.context : 1 << 30))
+        fprintf(stderr, "ramp generate: warning: -n %d does not fit --ctx %d; continuations stop at the context\n",
+                n_new, options.context);
     pipeline p;
-    int worker_status = 0;
-    int opened = pipeline_open(&p, &options, &argc, &argv, &worker_status, &err);
-    if (opened == 1) {
-        prompt_list_free(&prompts);
-        exit_policy_free(&policy);
-        pipeline_close(&p);
-        return worker_status;
-    }
+    generate_outputs full = {0}, early = {0};
     int status = 0;
-    if (opened < 0) {
+    engine_request settings = {.max_tokens = n_new, .sampling = sampling, .n_stop = n_stop};
+    for (int i = 0; i < n_stop; i++) settings.stop[i] = stops[i];
+    if (pipeline_open(&p, &options, &err) || generate_all(&p, &prompts, &settings, &full, &err)) {
         status = pipeline_fail(&p, "generate", &err);
         goto done;
     }
-    bool with_exit = policy.kind != EXIT_POLICY_NONE;
-    if (submit_all(&p, &prompts, n_new, &sampling, &err) || pipeline_run(&p, &err)) {
-        status = pipeline_fail(&p, "generate", &err);
-        goto done;
-    }
-    if (with_exit) { /* the same prompts again, now leaving early; compare with the full-depth text */
-        full_depth_text full = {0};
-        if (full_depth_keep(&full, &p, &err) || pipeline_reset_requests(&p, &err) ||
-            pipeline_set_exits(&p, EXIT_MODE_DECIDE, true, &policy, &err) ||
-            submit_all(&p, &prompts, n_new, &sampling, &err) || pipeline_run(&p, &err)) {
-            full_depth_free(&full);
+    if (policy.kind != EXIT_POLICY_NONE) { /* the same prompts again, now leaving early */
+        if (pipeline_set_exits(&p, EXIT_MODE_DECIDE, true, &policy, &err)) {
             status = pipeline_fail(&p, "generate", &err);
             goto done;
         }
-        report_token_agreement(&full, &p);
-        full_depth_free(&full);
+        settings.exit = EXIT_MODE_DECIDE;
+        settings.policy = &policy;
+        settings.token_level = true;
+        if (pipeline_reset_requests(&p, &err) || generate_all(&p, &prompts, &settings, &early, &err)) {
+            status = pipeline_fail(&p, "generate", &err);
+            goto done;
+        }
+        report_token_agreement(&full, &early, &p);
     }
     if (pipeline_finish(&p, &err)) {
         status = pipeline_fail(&p, "generate", &err);
         goto done;
     }
-    for (int i = 0; i < prompts.count; i++) {
-        size_t length;
-        char *continuation = pipeline_continuation(&p, i, &length);
-        fwrite(prompts.texts[i], 1, prompts.lengths[i], stdout);
-        if (continuation) fwrite(continuation, 1, length, stdout);
-        fputc('\n', stdout);
-        free(continuation);
+    if (print_outputs(&prompts, early.count ? &early : &full, &err)) {
+        fprintf(stderr, "ramp generate: %s\n", err.message);
+        status = 1;
     }
 done:
+    outputs_free(&full);
+    outputs_free(&early);
     prompt_list_free(&prompts);
     exit_policy_free(&policy);
     pipeline_close(&p);

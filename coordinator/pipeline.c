@@ -3,7 +3,6 @@
 #include <cblas.h>
 #include <jansson.h>
 #include <omp.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,15 +10,14 @@
 #include <unistd.h>
 
 #include "clock.h"
+#include "file_identity.h"
+#include "metrics.h"
+#include "interrupt.h"
 #include "wire.h"
+#include "worker.h"
 
-/* The one piece of process-wide mutable state: set by SIGINT/SIGTERM, read by the loops. */
-static volatile int stop_requested;
-
-static void on_stop_signal(int signal_number) {
-    (void)signal_number;
-    stop_requested = 1;
-}
+/* Loading a multi-GB slice takes long; it has its own bound, apart from --timeout. */
+#define LOAD_TIMEOUT_SECONDS 900.0
 
 const char pipeline_flags_help[] =
     "pipeline (the same flags under mpirun; rank 0 coordinates, ranks 1..P are stages):\n"
@@ -31,6 +29,7 @@ const char pipeline_flags_help[] =
     "      --micro-batches M  micro-batches in flight (default 8)\n"
     "      --ctx N            most positions per sequence (default: the model's context length)\n"
     "      --timeout S        seconds of silence from the pipeline before the job fails (default 60)\n"
+    "      --grace S          after SIGTERM, seconds to finish requests in flight (default 30)\n"
     "      --metrics-json F   write per-stage and per-run metrics as JSON to F\n";
 
 void pipeline_options_default(pipeline_options *o) {
@@ -40,6 +39,7 @@ void pipeline_options_default(pipeline_options *o) {
     o->batch_tokens = 256;
     o->lanes = 8;
     o->timeout_seconds = 60.0;
+    o->grace_seconds = 30.0;
 }
 
 static int parse_positive(const char *flag, const char *value, int *out, ramp_error *err) {
@@ -66,33 +66,15 @@ int pipeline_parse_flag(pipeline_options *o, const char *flag, const char *value
         o->metrics_json = value;
         return 1;
     }
-    if (!strcmp(flag, "timeout")) {
+    if (!strcmp(flag, "timeout") || !strcmp(flag, "grace")) {
         char *end;
-        o->timeout_seconds = strtod(value, &end);
-        if (!*value || *end || !(o->timeout_seconds > 0))
-            return ramp_fail(err, "--timeout expects a positive number of seconds, got '%s'", value);
+        double seconds = strtod(value, &end);
+        if (!*value || *end || !(seconds > 0) || seconds > 1e6)
+            return ramp_fail(err, "--%s expects a positive number of seconds, got '%s'", flag, value);
+        *(!strcmp(flag, "timeout") ? &o->timeout_seconds : &o->grace_seconds) = seconds;
         return 1;
     }
     return 0;
-}
-
-/* Threads per rank: the node's cores shared by the ranks that compute on it. */
-static int choose_threads(const pipeline_options *o, bool local, int world_size) {
-    if (o->threads > 0) return o->threads;
-    long cores = sysconf(_SC_NPROCESSORS_ONLN);
-    if (cores < 1) cores = 1;
-    if (local) return (int)cores;
-    const char *local_size_text = getenv("OMPI_COMM_WORLD_LOCAL_SIZE");
-    int local_size = local_size_text ? atoi(local_size_text) : world_size;
-    if (local_size < 1) local_size = 1;
-    int computing = local_size == world_size && local_size > 1 ? local_size - 1 : local_size; /* rank 0 mostly waits */
-    int threads = (int)(cores / computing);
-    return threads < 1 ? 1 : threads;
-}
-
-static void set_threads(int threads) {
-    openblas_set_num_threads(1); /* ramp's own threads share each product's tiles (model/forward.c) */
-    omp_set_num_threads(threads);
 }
 
 static stage_config stage_config_for(const pipeline *p, int stage_index, int context) {
@@ -117,58 +99,7 @@ static stage_config stage_config_for(const pipeline *p, int stage_index, int con
     return c;
 }
 
-/* A worker rank: load the slice, then serve frames until shutdown. Returns the exit status. */
-static int serve_stage(pipeline *p, int context) {
-    int rank = transport_rank(p->transport);
-    stage_config config = stage_config_for(p, rank, context);
-    stage s;
-    ramp_error err;
-    if (stage_open(&s, &config, rank, p->transport, &err) || stage_send_hello(&s, &err)) {
-        send_failure(p->transport, rank, err.message);
-        /* Rank 0 reports it and aborts the job; wait for that, but never forever. */
-        int source;
-        uint8_t *frame;
-        size_t length;
-        transport_receive(p->transport, p->options.timeout_seconds, NULL, &source, &frame, &length, &err);
-        transport_abort(p->transport, 1);
-    }
-    int status = 0;
-    double stop_deadline = -1;
-    while (!s.finished) {
-        int source;
-        uint8_t *frame;
-        size_t length;
-        double wait = stop_deadline < 0 ? -1.0 : stop_deadline - clock_seconds();
-        int got = transport_receive(p->transport, wait, stop_deadline < 0 ? &stop_requested : NULL, &source, &frame,
-                                    &length, &err);
-        if (got < 0) {
-            send_failure(p->transport, rank, err.message);
-            status = 1;
-            break;
-        }
-        if (got == 0) {
-            if (stop_deadline < 0) { /* interrupted: give the coordinator time to shut us down */
-                stop_deadline = clock_seconds() + 10.0;
-                continue;
-            }
-            fprintf(stderr, "ramp: rank %d: interrupted and no shutdown from the coordinator; exiting\n", rank);
-            transport_abort(p->transport, 1);
-        }
-        int handled = stage_handle_frame(&s, source, frame, length, &err);
-        free(frame);
-        if (handled) {
-            send_failure(p->transport, rank, err.message);
-            status = 1;
-            /* Wait for the coordinator's abort (bounded), so the message gets out first. */
-            transport_receive(p->transport, p->options.timeout_seconds, NULL, &source, &frame, &length, &err);
-            transport_abort(p->transport, 1);
-        }
-    }
-    stage_close(&s);
-    return status;
-}
-
-static int handle_failure_or_unexpected(pipeline *p, const Ramp__Envelope *e, int source, ramp_error *err) {
+int pipeline_unexpected(pipeline *p, const Ramp__Envelope *e, int source, ramp_error *err) {
     if (e->body_case == RAMP__ENVELOPE__BODY_FAILURE)
         return ramp_fail(err, "rank %u failed: %s", e->failure->rank, e->failure->message);
     return ramp_fail(err, "coordinator: unexpected message %d from rank %d", (int)e->body_case, source);
@@ -185,6 +116,10 @@ static int send_control(pipeline *p, int rank, Ramp__Control__Kind kind, uint32_
     e.body_case = RAMP__ENVELOPE__BODY_CONTROL;
     e.control = &c;
     return send_envelope(p->transport, rank, &e, NULL, 0, err);
+}
+
+int pipeline_send_ping(pipeline *p, int rank, ramp_error *err) {
+    return send_control(p, rank, RAMP__CONTROL__KIND__PING, NULL, 0, err);
 }
 
 /* After a silence, asks every stage directly whether it is alive, so that the error names the
@@ -207,7 +142,7 @@ static int find_silent_stages(pipeline *p, char *text, size_t capacity, ramp_err
         uint8_t *frame;
         size_t length;
         ramp_error receive_err;
-        if (left <= 0 || transport_receive(p->transport, left, &stop_requested, &source, &frame, &length, &receive_err) != 1)
+        if (left <= 0 || transport_receive(p->transport, left, NULL, &source, &frame, &length, &receive_err) != 1)
             break;
         Ramp__Envelope *e;
         const float *payload;
@@ -215,7 +150,7 @@ static int find_silent_stages(pipeline *p, char *text, size_t capacity, ramp_err
         int status = 0;
         if (wire_unpack(frame, length, &e, &payload, &n_payload, &receive_err) == 0) {
             if (e->body_case == RAMP__ENVELOPE__BODY_FAILURE) {
-                status = handle_failure_or_unexpected(p, e, source, err);
+                status = pipeline_unexpected(p, e, source, err);
             } else if (e->body_case == RAMP__ENVELOPE__BODY_HELLO && source >= 1 && source <= P && !answered[source]) {
                 answered[source] = true;
                 n_answered++;
@@ -240,25 +175,50 @@ static int find_silent_stages(pipeline *p, char *text, size_t capacity, ramp_err
     return 0;
 }
 
+int pipeline_silence_error(pipeline *p, const char *waiting_for, ramp_error *err) {
+    if (transport_is_local(p->transport))
+        return ramp_fail(err, "in-process pipeline went quiet while waiting for %s", waiting_for);
+    char silent[256];
+    if (find_silent_stages(p, silent, sizeof silent, err)) return -1;
+    return ramp_fail(err, "no message from the pipeline for %.0f s while waiting for %s: %s",
+                     p->options.timeout_seconds, waiting_for, silent);
+}
+
 /* Waits for one frame to the coordinator and unpacks it. 0 = got one, -1 = error/timeout. */
-static int coordinator_receive(pipeline *p, const char *waiting_for, Ramp__Envelope **e, const float **payload,
-                               size_t *n_payload, int *source, uint8_t **frame, ramp_error *err) {
+static int coordinator_receive(pipeline *p, double timeout, const char *waiting_for, Ramp__Envelope **e,
+                               const float **payload, size_t *n_payload, int *source, uint8_t **frame,
+                               ramp_error *err) {
     size_t length;
-    int got = transport_receive(p->transport, p->options.timeout_seconds, &stop_requested, source, frame, &length, err);
+    int got = transport_receive(p->transport, timeout, interrupt_flag(), source, frame, &length, err);
     if (got < 0) return -1;
     if (got == 0) {
-        if (stop_requested) return ramp_fail(err, "interrupted while waiting for %s", waiting_for);
-        if (transport_is_local(p->transport))
-            return ramp_fail(err, "in-process pipeline went quiet while waiting for %s", waiting_for);
-        char silent[256];
-        if (find_silent_stages(p, silent, sizeof silent, err)) return -1;
-        return ramp_fail(err, "no message from the pipeline for %.0f s while waiting for %s: %s",
-                         p->options.timeout_seconds, waiting_for, silent);
+        if (interrupt_requested()) return ramp_fail(err, "interrupted while waiting for %s", waiting_for);
+        return pipeline_silence_error(p, waiting_for, err);
     }
     if (wire_unpack(*frame, length, e, payload, n_payload, err)) {
         free(*frame);
         return ramp_fail_prefix(err, "coordinator: frame from rank %d: ", *source);
     }
+    return 0;
+}
+
+/* A stage must have loaded the slice it was given from the same file as rank 0. */
+static int check_hello(const pipeline *p, const Ramp__Hello *h, ramp_error *err) {
+    const layer_range *range = &p->ranges[h->rank - 1];
+    if ((int)h->first_layer != range->first_layer || (int)h->end_layer != range->end_layer)
+        return ramp_fail(err, "rank %u holds layers %u-%u, the split gives it %d-%d", h->rank, h->first_layer,
+                         h->end_layer - 1, range->first_layer, range->end_layer - 1);
+    const model_config *c = &p->model.config;
+    if (h->model_file_bytes != p->identity.bytes || h->model_checksum != p->identity.checksum ||
+        (int)h->n_layers != c->n_layers || (int)h->dim != c->dim || (int)h->vocab_size != c->vocab_size)
+        return ramp_fail(err,
+                         "rank %u loaded a different model from %s than rank 0: %llu bytes, checksum %016llx, %u "
+                         "layers, dim %u, vocabulary %u; rank 0 has %llu bytes, checksum %016llx, %d layers, dim %d, "
+                         "vocabulary %d (a stale or different file on that node?)",
+                         h->rank, p->options.model_path, (unsigned long long)h->model_file_bytes,
+                         (unsigned long long)h->model_checksum, h->n_layers, h->dim, h->vocab_size,
+                         (unsigned long long)p->identity.bytes, (unsigned long long)p->identity.checksum, c->n_layers,
+                         c->dim, c->vocab_size);
     return 0;
 }
 
@@ -272,7 +232,8 @@ static int await_every_stage(pipeline *p, Ramp__Envelope__BodyCase expected, con
         size_t n_payload;
         int source;
         uint8_t *frame;
-        if (coordinator_receive(p, waiting_for, &e, &payload, &n_payload, &source, &frame, err)) return -1;
+        double timeout = expected == RAMP__ENVELOPE__BODY_HELLO ? LOAD_TIMEOUT_SECONDS : p->options.timeout_seconds;
+        if (coordinator_receive(p, timeout, waiting_for, &e, &payload, &n_payload, &source, &frame, err)) return -1;
         int rank = -1, status = 0;
         if (e->body_case == expected)
             rank = (int)(expected == RAMP__ENVELOPE__BODY_HELLO ? e->hello->rank : e->report->rank);
@@ -280,6 +241,7 @@ static int await_every_stage(pipeline *p, Ramp__Envelope__BodyCase expected, con
             stage_status *s = &p->stages[rank - 1];
             if (expected == RAMP__ENVELOPE__BODY_HELLO) {
                 s->weight_bytes = e->hello->weight_bytes;
+                status = check_hello(p, e->hello, err);
             } else {
                 s->report = *e->report;
                 s->report.base = (ProtobufCMessage)PROTOBUF_C_MESSAGE_INIT(&ramp__stage_report__descriptor);
@@ -287,7 +249,7 @@ static int await_every_stage(pipeline *p, Ramp__Envelope__BodyCase expected, con
             }
             received++;
         } else {
-            status = handle_failure_or_unexpected(p, e, source, err);
+            status = pipeline_unexpected(p, e, source, err);
         }
         wire_envelope_free(e);
         free(frame);
@@ -296,32 +258,70 @@ static int await_every_stage(pipeline *p, Ramp__Envelope__BodyCase expected, con
     return 0;
 }
 
-int pipeline_open(pipeline *p, const pipeline_options *o, int *argc, char ***argv, int *worker_status,
-                  ramp_error *err) {
+/* Sends stage `index` its Setup: everything of the job a stage needs, so no rank reads argv. */
+static int send_setup(pipeline *p, int index, ramp_error *err) {
+    stage_config c = stage_config_for(p, index, p->options.context);
+    uint32_t exit_layers[EXIT_MAX_POINTS];
+    for (int i = 0; i < c.n_exits; i++) exit_layers[i] = (uint32_t)c.exit_layers[i];
+    Ramp__Setup m = RAMP__SETUP__INIT;
+    m.model_path = (char *)c.model_path;
+    m.stage_index = (uint32_t)index;
+    m.n_stages = (uint32_t)c.n_stages;
+    m.first_layer = (uint32_t)c.first_layer;
+    m.end_layer = (uint32_t)c.end_layer;
+    m.max_rows = (uint32_t)c.max_rows;
+    m.max_sequences = (uint32_t)c.max_sequences;
+    m.context = (uint32_t)c.context;
+    m.max_parked = (uint32_t)c.max_parked;
+    m.n_exit_layers = (size_t)c.n_exits;
+    m.exit_layers = exit_layers;
+    m.n_exit_candidates = c.exit_candidates ? (size_t)c.n_exit_candidates : 0;
+    m.exit_candidates = (int32_t *)c.exit_candidates;
+    m.kv_fill = (uint32_t)c.kv_fill;
+    m.threads = (uint32_t)p->options.threads;
+    m.shutdown_grace_seconds = p->options.grace_seconds + p->options.timeout_seconds;
+    Ramp__Envelope e = RAMP__ENVELOPE__INIT;
+    e.body_case = RAMP__ENVELOPE__BODY_SETUP;
+    e.setup = &m;
+    return send_envelope(p->transport, index, &e, NULL, 0, err);
+}
+
+void pipeline_release_workers(transport *mpi) {
+    if (!mpi || transport_rank(mpi) != 0 || transport_pipeline_started(mpi)) return;
+    for (int rank = 1; rank < transport_size(mpi); rank++) {
+        Ramp__Control c = RAMP__CONTROL__INIT;
+        c.kind = RAMP__CONTROL__KIND__SHUTDOWN;
+        Ramp__Envelope e = RAMP__ENVELOPE__INIT;
+        e.body_case = RAMP__ENVELOPE__BODY_CONTROL;
+        e.control = &c;
+        ramp_error ignored; /* a worker that is gone needs no release */
+        send_envelope(mpi, rank, &e, NULL, 0, &ignored);
+    }
+}
+
+int pipeline_open(pipeline *p, const pipeline_options *o, ramp_error *err) {
     memset(p, 0, sizeof *p);
     p->options = *o;
     p->started_at = clock_seconds();
-    signal(SIGINT, on_stop_signal);
-    signal(SIGTERM, on_stop_signal);
-    bool mpi = transport_launched_by_mpi();
+    pthread_mutex_init(&p->inbox.lock, NULL);
+    pthread_cond_init(&p->inbox.changed, NULL);
+    bool mpi = o->mpi && transport_size(o->mpi) > 1;
     if (mpi) {
-        if (transport_open_mpi(&p->transport, argc, argv, err)) return -1;
-        if (transport_size(p->transport) == 1) { /* mpirun -np 1: the in-process pipeline */
-            transport_close(p->transport);
-            p->transport = NULL;
-            mpi = false;
-        }
+        p->transport = o->mpi;
+        transport_mark_pipeline_started(o->mpi);
+    } else if (transport_open_local(&p->transport, o->local_stages + 1, err)) {
+        return -1;
     }
-    if (!mpi && transport_open_local(&p->transport, o->local_stages + 1, err)) return -1;
     p->n_stages = transport_size(p->transport) - 1;
-    p->threads = choose_threads(o, !mpi, transport_size(p->transport));
-    set_threads(transport_rank(p->transport) == 0 && mpi ? 1 : p->threads);
+    p->threads = threads_per_rank(o->threads, !mpi, transport_size(p->transport));
+    threads_apply(mpi ? 1 : p->threads);
 
     model_config config;
-    if (model_read_config(o->model_path, &config, err)) return -1;
+    if (file_identity_read(o->model_path, &p->identity, err) || model_read_config(o->model_path, &config, err))
+        return -1;
     int context = o->context > 0 ? o->context : config.context_length;
     p->options.context = context;
-    if (transport_rank(p->transport) == 0 && config.context_length > 0 && context > config.context_length)
+    if (config.context_length > 0 && context > config.context_length)
         fprintf(stderr, "ramp: warning: --ctx %d exceeds the context length %s declares (%d); positions beyond it "
                         "may decode poorly\n", context, o->model_path, config.context_length);
     p->ranges = calloc((size_t)p->n_stages, sizeof *p->ranges);
@@ -336,12 +336,11 @@ int pipeline_open(pipeline *p, const pipeline_options *o, int *argc, char ***arg
     } else if (o->exits) { /* exit heads cost memory and time: only when a job asks for exits */
         for (int s = 0; s + 1 < p->n_stages; s++) p->exit_layers[p->n_exits++] = p->ranges[s].end_layer;
     }
-
-    if (transport_rank(p->transport) != 0) {
-        *worker_status = serve_stage(p, context);
-        return 1;
-    }
+    if (p->options.lanes > p->options.max_sequences) p->options.lanes = p->options.max_sequences; /* a lane needs a slot */
     for (int s = 0; s < p->n_stages; s++) p->stages[s].rank = s + 1;
+    if (mpi) /* the stages load while rank 0 reads its tokenizer */
+        for (int s = 1; s <= p->n_stages; s++)
+            if (send_setup(p, s, err)) return -1;
     model_slice none = {0, 0, false, false};
     if (model_load(&p->model, o->model_path, &none, true, o->tokenizer_path, err)) return -1;
     if (!mpi) {
@@ -355,8 +354,8 @@ int pipeline_open(pipeline *p, const pipeline_options *o, int *argc, char ***arg
         }
     }
     if (await_every_stage(p, RAMP__ENVELOPE__BODY_HELLO, "the stages to load", err)) return -1;
-    if (p->options.lanes > p->options.max_sequences) p->options.lanes = p->options.max_sequences; /* a lane needs a slot */
     exit_run_init(&p->exits, EXIT_MODE_NONE, false, NULL, p->n_exits, p->exit_layers, config.n_layers);
+    p->kv_bytes_per_position = 2ull * (uint64_t)config.n_layers * (uint64_t)config.kv_dim * sizeof(float);
     scheduler_config sc = {
         .lanes = p->options.lanes,
         .max_sequences = o->max_sequences,
@@ -368,19 +367,35 @@ int pipeline_open(pipeline *p, const pipeline_options *o, int *argc, char ***arg
     return scheduler_init(&p->scheduler, &sc, err);
 }
 
+int pipeline_tokenize(const pipeline *p, const char *text, size_t length, int **tokens, int *n_tokens,
+                      ramp_error *err) {
+    size_t capacity = 4 * length + 8, n; /* byte fallback: up to one token per byte of "▁" + text */
+    *tokens = malloc(capacity * sizeof **tokens);
+    if (!*tokens) return ramp_fail(err, "out of memory tokenizing a prompt of %zu bytes", length);
+    if (tokenizer_encode(p->model.tokenizer, text, length, true, *tokens, capacity, &n, err)) {
+        free(*tokens);
+        *tokens = NULL;
+        return -1;
+    }
+    *n_tokens = (int)n;
+    return 0;
+}
+
 int pipeline_submit_text(pipeline *p, const char *text, size_t length, int max_new, const sampling_params *sampling,
                          int *index, ramp_error *err) {
-    size_t capacity = 4 * length + 8, n_tokens; /* byte fallback: up to one token per byte of "▁" + text */
-    int *tokens = malloc(capacity * sizeof *tokens);
-    if (!tokens) return ramp_fail(err, "out of memory tokenizing a prompt of %zu bytes", length);
-    int status = tokenizer_encode(p->model.tokenizer, text, length, true, tokens, capacity, &n_tokens, err);
-    if (!status)
-        status = scheduler_submit(&p->scheduler, tokens, (int)n_tokens, max_new, sampling, clock_seconds(), index, err);
+    int *tokens, n_tokens = 0;
+    if (pipeline_tokenize(p, text, length, &tokens, &n_tokens, err)) return -1;
+    engine_request r = {.prompt = tokens, .n_prompt = n_tokens, .max_tokens = max_new, .sampling = *sampling,
+                        .exit = (exit_mode)p->default_exit.mode, .policy = p->default_exit.policy,
+                        .token_level = p->default_exit.token_level};
+    uint64_t id;
+    int status = engine_submit(p, &r, NULL, NULL, &id, err);
     free(tokens);
+    *index = (int)id; /* requests get ids in submission order: the id is the scheduler index */
     return status;
 }
 
-static int send_released(pipeline *p, ramp_error *err) {
+int pipeline_send_released(pipeline *p, ramp_error *err) {
     const int *slots;
     int n = scheduler_take_released(&p->scheduler, &slots);
     if (n == 0) return 0;
@@ -389,7 +404,7 @@ static int send_released(pipeline *p, ramp_error *err) {
     return send_control(p, 1, RAMP__CONTROL__KIND__RELEASE, released, (size_t)n, err);
 }
 
-static int send_batch(pipeline *p, const micro_batch *b, ramp_error *err) {
+int pipeline_send_batch(pipeline *p, const micro_batch *b, ramp_error *err) {
     Ramp__Row rows[b->n_rows];
     Ramp__Row *row_pointers[b->n_rows];
     for (int i = 0; i < b->n_rows; i++) {
@@ -401,13 +416,13 @@ static int send_batch(pipeline *p, const micro_batch *b, ramp_error *err) {
         rows[i].token = r->token;
         rows[i].wants_output = r->wants_output;
         rows[i].slot_capacity = (uint32_t)r->slot_capacity;
+        rows[i].exit_mode = (uint32_t)p->scheduler.requests[r->request_id].exit.mode;
         row_pointers[i] = &rows[i];
     }
     Ramp__Work w = RAMP__WORK__INIT;
     w.batch_id = b->batch_id;
     w.n_rows = (size_t)b->n_rows;
     w.rows = row_pointers;
-    w.exit_mode = (uint32_t)p->exits.mode;
     Ramp__Envelope e = RAMP__ENVELOPE__INIT;
     e.body_case = RAMP__ENVELOPE__BODY_WORK;
     e.work = &w;
@@ -462,120 +477,18 @@ int pipeline_set_exits(pipeline *p, exit_mode mode, bool token_level, const exit
         if (!same) return ramp_fail(err, "the exit policy was made for other exit points than this run's");
     }
     exit_run_init(&p->exits, mode, token_level, policy, p->n_exits, p->exit_layers, p->model.config.n_layers);
+    p->exits.keep_records = true; /* the jobs that set exits read every observation afterwards */
+    p->default_exit = (request_exit){.mode = mode, .token_level = token_level, .policy = policy};
     return 0;
 }
 
 int pipeline_reset_requests(pipeline *p, ramp_error *err) {
     if (!scheduler_finished(&p->scheduler)) return ramp_fail(err, "requests are still running");
     scheduler_config config = p->scheduler.config;
+    engine_forget_requests(p);
     scheduler_free(&p->scheduler);
     p->run_started_at = p->run_finished_at = 0;
     return scheduler_init(&p->scheduler, &config, err);
-}
-
-/* The answer of a row of final logits: restricted to the candidates when there are any. */
-static int choose_token(pipeline *p, int index, const float *logits) {
-    if (!p->options.candidates) return scheduler_sample(&p->scheduler, index, logits);
-    int best = p->options.candidates[0];
-    for (int c = 1; c < p->options.n_candidates; c++)
-        if (logits[p->options.candidates[c]] > logits[best]) best = p->options.candidates[c];
-    return best;
-}
-
-static int request_index(const pipeline *p, uint64_t request_id, ramp_error *err) {
-    if (request_id >= (uint64_t)p->scheduler.n_requests)
-        return ramp_fail(err, "output names request %llu, which does not exist", (unsigned long long)request_id);
-    return (int)request_id;
-}
-
-/* Marks the rows of leaving requests; returns true when nothing of the batch is left in flight. */
-static bool mark_left(micro_batch *b, const uint64_t *ids, int n_ids) {
-    bool all_left = true;
-    for (int r = 0; r < b->n_rows; r++) {
-        for (int i = 0; i < n_ids; i++)
-            if (b->rows[r].request_id == ids[i]) b->row_left[r] = true;
-        all_left = all_left && b->row_left[r];
-    }
-    return all_left;
-}
-
-static int handle_exit_features(pipeline *p, const Ramp__Output *o, ramp_error *err) {
-    micro_batch *b = scheduler_find_batch(&p->scheduler, o->batch_id);
-    int exit_index = exit_run_point(&p->exits, (int)o->exit_layer);
-    if (!b || exit_index < 0)
-        return ramp_fail(err, "exit features for micro-batch %llu at layer %u, which is not expected",
-                         (unsigned long long)o->batch_id, o->exit_layer);
-    uint64_t leaving[o->n_features + 1];
-    int n_leaving = 0;
-    double now = clock_seconds();
-    for (size_t i = 0; i < o->n_features; i++) {
-        const Ramp__ExitFeatures *f = o->features[i];
-        int index = request_index(p, f->request_id, err);
-        if (index < 0) return -1;
-        request *r = &p->scheduler.requests[index];
-        bool leaves;
-        if (exit_run_observe(&p->exits, r, index, exit_index, f, &leaves, err)) return -1;
-        if (!leaves) continue;
-        leaving[n_leaving++] = f->request_id;
-        exit_run_settle(&p->exits, r, f->top_token, exit_index);
-        if (p->exits.token_level) scheduler_accept_token(&p->scheduler, index, f->top_token, now);
-        else scheduler_exit_request(&p->scheduler, index, f->top_token, now);
-    }
-    if (p->exits.mode != EXIT_MODE_DECIDE) return 0;
-    Ramp__Decision d = RAMP__DECISION__INIT;
-    d.batch_id = o->batch_id;
-    d.n_exited_request_ids = (size_t)n_leaving;
-    d.exited_request_ids = leaving;
-    d.token_level = p->exits.token_level;
-    Ramp__Envelope e = RAMP__ENVELOPE__INIT;
-    e.body_case = RAMP__ENVELOPE__BODY_DECISION;
-    e.decision = &d;
-    if (send_envelope(p->transport, (int)o->stage, &e, NULL, 0, err)) return -1;
-    if (mark_left(b, leaving, n_leaving)) return scheduler_batch_done(&p->scheduler, o->batch_id, err);
-    return 0;
-}
-
-static int handle_output(pipeline *p, const Ramp__Output *o, const float *payload, size_t n_payload, ramp_error *err) {
-    if (!o->final) return handle_exit_features(p, o, err);
-    size_t vocab = (size_t)p->model.config.vocab_size;
-    if (o->vocab_size != vocab || n_payload != o->n_output_request_ids * vocab)
-        return ramp_fail(err, "micro-batch %llu: %zu logits for %zu rows of vocabulary %u, expected vocabulary %zu",
-                         (unsigned long long)o->batch_id, n_payload, o->n_output_request_ids, o->vocab_size, vocab);
-    double now = clock_seconds();
-    for (size_t i = 0; i < o->n_output_request_ids; i++) {
-        int index = request_index(p, o->output_request_ids[i], err);
-        if (index < 0) return -1;
-        request *r = &p->scheduler.requests[index];
-        int token = choose_token(p, index, payload + i * vocab);
-        exit_run_settle(&p->exits, r, token, p->exits.n_exits);
-        scheduler_accept_token(&p->scheduler, index, token, now);
-    }
-    return scheduler_batch_done(&p->scheduler, o->batch_id, err);
-}
-
-int pipeline_run(pipeline *p, ramp_error *err) {
-    if (!p->run_started_at) p->run_started_at = clock_seconds();
-    while (!scheduler_finished(&p->scheduler)) {
-        if (stop_requested) return ramp_fail(err, "interrupted");
-        if (send_released(p, err)) return -1;
-        const micro_batch *b;
-        while ((b = scheduler_next_batch(&p->scheduler)))
-            if (send_batch(p, b, err)) return -1;
-        if (scheduler_idle(&p->scheduler)) return ramp_fail(err, "scheduler: requests wait but nothing is in flight");
-        Ramp__Envelope *e;
-        const float *payload;
-        size_t n_payload;
-        int source;
-        uint8_t *frame;
-        if (coordinator_receive(p, "micro-batch results", &e, &payload, &n_payload, &source, &frame, err)) return -1;
-        int status = e->body_case == RAMP__ENVELOPE__BODY_OUTPUT ? handle_output(p, e->output, payload, n_payload, err)
-                                                                   : handle_failure_or_unexpected(p, e, source, err);
-        wire_envelope_free(e);
-        free(frame);
-        if (status) return -1;
-    }
-    p->run_finished_at = clock_seconds();
-    return send_released(p, err);
 }
 
 char *pipeline_continuation(const pipeline *p, int index, size_t *length) {
@@ -608,103 +521,10 @@ static int collect_reports(pipeline *p, ramp_error *err) {
     return await_every_stage(p, RAMP__ENVELOPE__BODY_REPORT, "the stages' final reports", err);
 }
 
-static double run_seconds(const pipeline *p) {
-    double end = p->run_finished_at ? p->run_finished_at : clock_seconds();
-    return p->run_started_at ? end - p->run_started_at : 0.0;
-}
-
-static double mean_time_to_first_token(const pipeline *p) {
-    double total = 0;
-    int n = 0;
-    for (int i = 0; i < p->scheduler.n_requests; i++) {
-        const request *r = &p->scheduler.requests[i];
-        if (r->first_token_at > 0) {
-            total += r->first_token_at - r->submitted_at;
-            n++;
-        }
-    }
-    return n ? total / n : 0.0;
-}
-
-static double stage_idle_fraction(const Ramp__StageReport *r) {
-    double total = r->busy_seconds + r->idle_seconds;
-    return total > 0 ? r->idle_seconds / total : 0.0;
-}
-
-static void print_summary(const pipeline *p) {
-    char split[256];
-    split_format(p->ranges, p->n_stages, split, sizeof split);
-    double seconds = run_seconds(p);
-    const scheduler *s = &p->scheduler;
-    fprintf(stderr, "ramp: %d stage%s (layers %s), %d request%s: %llu prompt + %llu generated tokens in %.3f s, "
-            "%.1f generated tokens/s, time to first token %.3f s\n",
-            p->n_stages, p->n_stages == 1 ? "" : "s", split, s->n_requests, s->n_requests == 1 ? "" : "s",
-            (unsigned long long)s->prompt_tokens, (unsigned long long)s->tokens_generated, seconds,
-            seconds > 0 ? (double)s->tokens_generated / seconds : 0.0, mean_time_to_first_token(p));
-    double idle_sum = 0;
-    for (int i = 0; i < p->n_stages; i++) {
-        const Ramp__StageReport *r = &p->stages[i].report;
-        idle_sum += stage_idle_fraction(r);
-        fprintf(stderr,
-                "ramp:   stage %d (rank %u, layers %u-%u): busy %.3f s, idle %.3f s (%.0f%%), %llu micro-batches, "
-                "%llu rows, sent %.2f MB, received %.2f MB, KV peak %.2f MB, weights %.2f MB, exit heads %.3f s\n",
-                i + 1, r->rank, r->first_layer, r->end_layer - 1, r->busy_seconds, r->idle_seconds,
-                100.0 * stage_idle_fraction(r), (unsigned long long)r->batches, (unsigned long long)r->rows,
-                r->bytes_sent / 1e6, r->bytes_received / 1e6, r->kv_bytes_peak / 1e6, r->weight_bytes / 1e6,
-                r->exit_head_seconds);
-    }
-    if (p->exits.mode == EXIT_MODE_DECIDE && p->exits.outputs > 0) {
-        double saved = 1.0 - (double)p->exits.layers_executed / ((double)p->exits.outputs * p->exits.total_layers);
-        fprintf(stderr, "ramp:   early exit: %ld outputs, mean %.2f of %d layers, %.1f%% of layer evaluations skipped; "
-                "exit histogram", p->exits.outputs, (double)p->exits.layers_executed / p->exits.outputs,
-                p->exits.total_layers, 100.0 * saved);
-        for (int i = 0; i <= p->exits.n_exits; i++)
-            fprintf(stderr, " %d:%ld", i < p->exits.n_exits ? p->exits.exit_layers[i] : p->exits.total_layers,
-                    p->exits.histogram[i]);
-        fprintf(stderr, "; exit policy %.3f s on rank 0\n", p->exits.policy_seconds);
-    }
-    int P = p->n_stages, M = p->options.lanes;
-    fprintf(stderr, "ramp:   pipeline idle fraction %.2f (bound (P-1)/(M+P-1) = %.2f for P=%d, M=%d)\n",
-            P ? idle_sum / P : 0.0, (double)(P - 1) / (M + P - 1), P, M);
-}
-
-static int write_metrics_json(const pipeline *p, ramp_error *err) {
-    const scheduler *s = &p->scheduler;
-    json_t *stages = json_array();
-    double idle_sum = 0;
-    for (int i = 0; i < p->n_stages; i++) {
-        const Ramp__StageReport *r = &p->stages[i].report;
-        idle_sum += stage_idle_fraction(r);
-        json_array_append_new(
-            stages, json_pack("{s:i, s:i, s:i, s:i, s:f, s:f, s:f, s:f, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "stage", i + 1,
-                              "rank", (int)r->rank, "first_layer", (int)r->first_layer, "end_layer",
-                              (int)r->end_layer, "busy_seconds", r->busy_seconds, "idle_seconds", r->idle_seconds,
-                              "idle_fraction", stage_idle_fraction(r), "exit_head_seconds", r->exit_head_seconds, "micro_batches", (json_int_t)r->batches,
-                              "rows", (json_int_t)r->rows, "bytes_sent", (json_int_t)r->bytes_sent,
-                              "bytes_received", (json_int_t)r->bytes_received, "kv_bytes_peak",
-                              (json_int_t)r->kv_bytes_peak, "weight_bytes", (json_int_t)r->weight_bytes,
-                              "peak_resident_bytes", (json_int_t)r->peak_resident_bytes));
-    }
-    double seconds = run_seconds(p);
-    int P = p->n_stages, M = p->options.lanes;
-    json_t *root = json_pack(
-        "{s:i, s:i, s:i, s:i, s:I, s:I, s:I, s:f, s:f, s:f, s:f, s:f, s:f, s:o}", "stages_count", P, "micro_batches_in_flight",
-        M, "threads_per_rank", p->threads, "requests", s->n_requests, "prompt_tokens", (json_int_t)s->prompt_tokens,
-        "generated_tokens", (json_int_t)s->tokens_generated, "micro_batches", (json_int_t)p->micro_batches, "seconds",
-        seconds, "tokens_per_second", seconds > 0 ? (double)s->tokens_generated / seconds : 0.0,
-        "time_to_first_token_seconds", mean_time_to_first_token(p), "pipeline_idle_fraction", P ? idle_sum / P : 0.0,
-        "idle_bound", (double)(P - 1) / (M + P - 1), "exit_policy_seconds", p->exits.policy_seconds, "stages", stages);
-    if (!root) return ramp_fail(err, "metrics: could not build the JSON document");
-    int status = json_dump_file(root, p->options.metrics_json, JSON_INDENT(2));
-    json_decref(root);
-    if (status) return ramp_fail(err, "%s: cannot write the metrics", p->options.metrics_json);
-    return 0;
-}
-
 int pipeline_finish(pipeline *p, ramp_error *err) {
     if (collect_reports(p, err)) return -1;
-    print_summary(p);
-    if (p->options.metrics_json && write_metrics_json(p, err)) return -1;
+    metrics_print_summary(p, stderr);
+    if (p->options.metrics_json && metrics_write_json(p, p->options.metrics_json, err)) return -1;
     return 0;
 }
 
@@ -712,12 +532,18 @@ void pipeline_close(pipeline *p) {
     if (p->local)
         for (int s = 0; s < p->n_stages; s++) stage_close(&p->local[s]);
     free(p->local);
+    engine_forget_requests(p);
+    free(p->states);
+    free(p->inbox.items);
+    free(p->inbox.cancels);
+    pthread_mutex_destroy(&p->inbox.lock);
+    pthread_cond_destroy(&p->inbox.changed);
     scheduler_free(&p->scheduler);
     exit_run_free(&p->exits);
     model_free(&p->model);
     free(p->ranges);
     free(p->stages);
-    if (p->transport) transport_close(p->transport);
+    if (p->transport && p->transport != p->options.mpi) transport_close(p->transport); /* main owns MPI */
     memset(p, 0, sizeof *p);
 }
 

@@ -1,10 +1,11 @@
-/* pipeline.h: a ramp job: the coordinator (rank 0) and its pipeline stages (ranks 1..P).
+/* pipeline.h: rank 0's side of a ramp job: opening the stages, shutting them down, and the state
+ * the engine (engine.h: requests in, events out) drives.
  *
- * Under mpirun/srun every rank calls pipeline_open with the same options; ranks 1..P load their
- * slice of layers, serve micro-batches until shutdown, and pipeline_open returns 1 on them with
- * the process exit status in *worker_status (the caller just returns it). On rank 0 it returns
- * 0 once every stage has loaded its slice. Without mpirun the same code runs with `local_stages`
- * stages inside this process, through the in-process transport.
+ * Under mpirun/srun, ranks 1..P run worker_main (worker/worker.h) whatever the command; rank 0
+ * calls pipeline_open, which sends every stage a Setup (model, slice, exit points, sizes), waits
+ * for their Hellos and checks that each loaded the same model file as rank 0 and the slice it was
+ * given. Without mpirun the same code runs with `local_stages` stages inside this process,
+ * through the in-process transport.
  *
  * Failures anywhere end the whole job: a stage that fails sends its message to rank 0, which
  * prints it (naming the rank) and aborts every rank with a non-zero status.
@@ -12,11 +13,16 @@
 #ifndef RAMP_PIPELINE_H
 #define RAMP_PIPELINE_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "engine.h"
 #include "error.h"
+#include "file_identity.h"
+#include "metrics_stats.h"
 #include "model.h"
+#include "text_stream.h"
 #include "ramp.pb-c.h"
 #include "scheduler.h"
 #include "split.h"
@@ -25,6 +31,7 @@
 #include "transport.h"
 
 typedef struct {
+    transport *mpi;          /* the MPI transport when launched by mpirun/srun (borrowed), else NULL */
     const char *model_path;
     const char *tokenizer_path;
     const char *layers;      /* explicit split "0-3,4-9,..." or NULL for a balanced one */
@@ -35,12 +42,14 @@ typedef struct {
     int lanes;               /* micro-batches in flight */
     int context;             /* most positions per sequence; 0 = the model's context length */
     double timeout_seconds;  /* longest silence from the pipeline before the job is declared dead */
+    double grace_seconds;    /* after SIGTERM: time to finish what is in flight (default 30) */
     const char *metrics_json;
     /* early exit */
     bool exits;               /* the job uses exit points (else none unless exit_layers is set) */
     const char *exit_layers;  /* "4,6,8" (layer counts); NULL: the policy's, else every stage boundary */
     const int *candidates;    /* exit head candidates and the only allowed answers (a task's labels) */
     int n_candidates;
+    bool answers_from_candidates; /* final answers restricted to the candidates too (tasks) */
     kv_fill_policy kv_fill;
 } pipeline_options;
 
@@ -57,9 +66,51 @@ typedef struct {
     Ramp__StageReport report;
     uint64_t weight_bytes;
     bool reported;
+    /* live counters from the stage's answers to polls (engine.c), read under inbox.lock */
+    uint64_t hellos;
+    double busy_seconds;
+    uint64_t live_rows, live_batches;
 } stage_status;
 
+/* A request queued by engine_submit (any thread) until the engine loop admits it. */
 typedef struct {
+    uint64_t id;
+    int *prompt;
+    int n_prompt, max_tokens;
+    sampling_params sampling;
+    char *stop[ENGINE_MAX_STOP];
+    int n_stop;
+    request_exit exit;
+    engine_handler handler;
+    void *context;
+    double submitted_at;
+} engine_submission;
+
+/* The engine's view of one request beside the scheduler's: who hears its events, its text. */
+typedef struct {
+    engine_handler handler;
+    void *context;
+    text_stream text;
+    bool finish_sent;
+    double last_token_at;
+} engine_request_state;
+
+/* Where other threads hand work to the engine loop. */
+typedef struct {
+    pthread_mutex_t lock;
+    pthread_cond_t changed;
+    engine_submission *items;
+    int n_items, capacity;
+    uint64_t *cancels;
+    int n_cancels, cancels_capacity;
+    uint64_t next_id;
+    bool stopping;
+    double stop_deadline;  /* in-flight requests are cancelled after this (clock_seconds) */
+    volatile int wake;     /* set with the lock held; polled by transport_receive */
+    engine_load load;      /* published by the loop for other threads */
+} engine_inbox;
+
+struct pipeline {
     pipeline_options options;
     transport *transport;
     int n_stages;
@@ -74,15 +125,28 @@ typedef struct {
     int n_exits;
     int exit_layers[EXIT_MAX_POINTS];
     exit_run exits;
-} pipeline;
+    request_exit default_exit; /* what pipeline_submit_text requests use (set by pipeline_set_exits) */
+    /* the engine (engine.c) */
+    engine_inbox inbox;
+    engine_request_state *states; /* [states_capacity], by request index */
+    int states_capacity;
+    uint64_t kv_bytes_per_position; /* over every stage */
+    engine_stats stats;              /* counters and histograms for metrics (under inbox.lock) */
+    file_identity identity;          /* of the model file rank 0 opened; stages must match it */
+    double last_heard;               /* clock_seconds of the last frame from the pipeline */
+    bool failed;
+};
 
-int pipeline_open(pipeline *p, const pipeline_options *o, int *argc, char ***argv, int *worker_status,
-                  ramp_error *err);
+/* 0 once every stage has loaded its slice (rank 0 only; workers never call it). */
+int pipeline_open(pipeline *p, const pipeline_options *o, ramp_error *err);
 /* Forgets the finished requests so that another run can start (same stages, same KV slots). */
 int pipeline_reset_requests(pipeline *p, ramp_error *err);
-/* Tokenizes text (with BOS) and queues it. */
+/* Tokenizes text (with BOS) and queues it as an engine request with the pipeline's default exit
+ * setting and no handler (jobs read the result from p->scheduler afterwards). */
 int pipeline_submit_text(pipeline *p, const char *text, size_t length, int max_new, const sampling_params *sampling,
                          int *index, ramp_error *err);
+/* Tokenizes text with BOS into *tokens (malloc'ed; caller frees). */
+int pipeline_tokenize(const pipeline *p, const char *text, size_t length, int **tokens, int *n_tokens, ramp_error *err);
 /* How the next run treats exit points: EXIT_MODE_NONE, RECORD (features only) or DECIDE (with
  * policy). token_level: tokens leave (generation) rather than whole requests (classification).
  * Resets the exit tallies and records. The policy must have the pipeline's exit points. */
@@ -91,13 +155,25 @@ int pipeline_set_exits(pipeline *p, exit_mode mode, bool token_level, const exit
 void format_exit_layers(const int *layers, int n, char *buffer, size_t capacity);
 /* Exit points from "--exit-layers" text, validated against the model. */
 int parse_exit_layers(const char *text, int n_layers, int *layers, int *n, ramp_error *err);
-/* Drives micro-batches until every submitted request has finished. */
+/* Drives micro-batches until every submitted request has finished (engine_run, ENGINE_UNTIL_IDLE). */
 int pipeline_run(pipeline *p, ramp_error *err);
+/* Coordinator side of the wire, used by the engine: send the released KV slots / a micro-batch,
+ * wait for the next frame (timeouts name the silent stage). */
+int pipeline_send_released(pipeline *p, ramp_error *err);
+int pipeline_send_batch(pipeline *p, const micro_batch *b, ramp_error *err);
+int pipeline_silence_error(pipeline *p, const char *waiting_for, ramp_error *err);
+int pipeline_unexpected(pipeline *p, const Ramp__Envelope *e, int source, ramp_error *err);
 /* The continuation of request index as text (malloc'ed, NUL-terminated; caller frees). */
 char *pipeline_continuation(const pipeline *p, int index, size_t *length);
 /* Shuts the stages down, collects their counters, prints the summary on stderr and writes
  * --metrics-json. */
 int pipeline_finish(pipeline *p, ramp_error *err);
+/* Asks stage `rank` for its live counters (answered by a Hello). */
+int pipeline_send_ping(pipeline *p, int rank, ramp_error *err);
+/* The engine's bookkeeping of requests (engine.c), dropped when a job resets its requests. */
+void engine_forget_requests(pipeline *p);
+/* Under MPI, tells idle worker ranks that no pipeline will be set up (a command that needs none). */
+void pipeline_release_workers(transport *mpi);
 void pipeline_close(pipeline *p);
 /* Under MPI: print err and end every rank with status 1. In-process: print and return 1. */
 int pipeline_fail(pipeline *p, const char *command, const ramp_error *err);

@@ -16,11 +16,13 @@ int scheduler_init(scheduler *s, const scheduler_config *config, ramp_error *err
     s->slot_used = calloc((size_t)config->max_sequences, sizeof *s->slot_used);
     s->released = calloc((size_t)config->max_sequences, sizeof *s->released);
     s->sampling_logits = malloc((size_t)config->vocab_size * sizeof(float));
-    if (!s->in_flight || !s->lane_busy || !s->slot_used || !s->released || !s->sampling_logits) {
+    s->lane_scan_from = calloc((size_t)config->lanes, sizeof *s->lane_scan_from);
+    if (!s->in_flight || !s->lane_busy || !s->slot_used || !s->released || !s->sampling_logits || !s->lane_scan_from) {
         scheduler_free(s);
         return ramp_fail(err, "scheduler: out of memory");
     }
     for (int l = 0; l < config->lanes; l++) {
+        s->lane_scan_from[l] = l; /* lane l holds requests l, l + lanes, ... */
         s->in_flight[l].rows = calloc((size_t)config->batch_tokens, sizeof(batch_row));
         s->in_flight[l].outputs = calloc((size_t)config->batch_tokens, sizeof(output_slot));
         s->in_flight[l].row_left = calloc((size_t)config->batch_tokens, sizeof(bool));
@@ -33,12 +35,10 @@ int scheduler_init(scheduler *s, const scheduler_config *config, ramp_error *err
 }
 
 void scheduler_free(scheduler *s) {
-    for (int i = 0; i < s->n_requests; i++) {
-        free(s->requests[i].tokens);
-        free(s->requests[i].exit_points);
-        sampler_free(&s->requests[i].sampler);
-    }
+    for (int i = 0; i < s->n_requests; i++) scheduler_forget(s, i);
     free(s->requests);
+    free(s->finished_list);
+    free(s->lane_scan_from);
     if (s->in_flight)
         for (int l = 0; l < s->config.lanes; l++) {
             free(s->in_flight[l].rows);
@@ -53,12 +53,38 @@ void scheduler_free(scheduler *s) {
     memset(s, 0, sizeof *s);
 }
 
+void scheduler_forget(scheduler *s, int index) {
+    request *r = &s->requests[index];
+    free(r->tokens);
+    free(r->exit_points);
+    free(r->exit_scratch);
+    sampler_free(&r->sampler);
+    r->tokens = NULL;
+    r->exit_points = NULL;
+    r->exit_scratch = NULL;
+}
+
+/* Every request finishes once, so a finished list as long as the request list never overflows. */
+static int reserve_finished_list(scheduler *s, int needed) {
+    if (needed <= s->finished_list_capacity) return 0;
+    int capacity = s->finished_list_capacity ? 2 * s->finished_list_capacity : 64;
+    while (capacity < needed) capacity *= 2;
+    int *grown = realloc(s->finished_list, (size_t)capacity * sizeof *grown);
+    if (!grown) return -1;
+    s->finished_list = grown;
+    s->finished_list_capacity = capacity;
+    return 0;
+}
+
+static void note_finished(scheduler *s, int index) { s->finished_list[s->n_finished_list++] = index; }
+
 int scheduler_submit(scheduler *s, const int *prompt, int n_prompt, int max_new, const sampling_params *sampling,
-                     double now, int *index, ramp_error *err) {
+                     const request_exit *exit, double now, int *index, ramp_error *err) {
     if (n_prompt < 1) return ramp_fail(err, "a prompt needs at least one token");
     if (n_prompt >= s->config.context)
         return ramp_fail(err, "prompt is %d tokens, the context holds %d (raise it with --ctx)", n_prompt, s->config.context);
     if (max_new < 0) return ramp_fail(err, "token budget %d must be >= 0", max_new);
+    if (reserve_finished_list(s, s->n_requests + 1)) return ramp_fail(err, "scheduler: out of memory");
     if (s->n_requests == s->requests_capacity) {
         int capacity = s->requests_capacity ? 2 * s->requests_capacity : 16;
         request *grown = realloc(s->requests, (size_t)capacity * sizeof *grown);
@@ -90,14 +116,17 @@ int scheduler_submit(scheduler *s, const int *prompt, int n_prompt, int max_new,
     r->n_prompt = r->n_tokens = n_prompt;
     r->max_new = max_new;
     r->submitted_at = now;
+    if (exit) r->exit = *exit;
     s->prompt_tokens += (uint64_t)n_prompt;
+    *index = s->n_requests++;
     if (max_new == 0) {
         r->finished = FINISH_LENGTH;
         r->finished_at = now;
+        note_finished(s, *index);
     } else {
         s->n_unfinished++;
+        s->n_waiting++;
     }
-    *index = s->n_requests++;
     return 0;
 }
 
@@ -128,8 +157,12 @@ static void add_rows(scheduler *s, micro_batch *b, int index, int count) {
 static bool lane_form_batch(scheduler *s, int lane) {
     micro_batch *b = &s->in_flight[lane];
     b->n_rows = b->n_outputs = 0;
+    /* Skip the lane's finished prefix: a server's request list only grows. */
+    int from = s->lane_scan_from[lane];
+    while (from < s->n_requests && s->requests[from].finished) from += s->config.lanes;
+    s->lane_scan_from[lane] = from;
     /* Admit waiting requests of this lane, in submission order, while it has free slots. */
-    for (int i = lane; i < s->n_requests; i += s->config.lanes) {
+    for (int i = from; i < s->n_requests; i += s->config.lanes) {
         request *r = &s->requests[i];
         if (r->slot >= 0 || r->finished) continue;
         int slot = lane_free_slot(s, lane);
@@ -137,10 +170,13 @@ static bool lane_form_batch(scheduler *s, int lane) {
         s->slot_used[slot] = true;
         r->slot = slot;
         r->needs_reservation = true;
+        s->n_waiting--;
+        s->n_running++;
+        s->positions_reserved += (uint64_t)r->capacity;
     }
     /* Decode rows first (one token each keeps latency low), then prompt chunks. */
     for (int pass = 0; pass < 2; pass++) {
-        for (int i = lane; i < s->n_requests && b->n_rows < s->config.batch_tokens; i += s->config.lanes) {
+        for (int i = from; i < s->n_requests && b->n_rows < s->config.batch_tokens; i += s->config.lanes) {
             request *r = &s->requests[i];
             if (r->slot < 0 || r->finished || r->n_fed >= r->n_tokens) continue;
             bool decoding = r->n_fed >= r->n_prompt;
@@ -171,7 +207,45 @@ static void request_finish(scheduler *s, request *r, finish_reason why, double n
         s->slot_used[r->slot] = false;
         s->released[s->n_released++] = r->slot;
         r->slot = -1;
+        s->n_running--;
+        s->positions_reserved -= (uint64_t)r->capacity;
+    } else {
+        s->n_waiting--;
     }
+    note_finished(s, (int)(r - s->requests));
+}
+
+/* True when a row of request r travels in its lane's micro-batch right now. */
+static bool rows_in_flight(const scheduler *s, const request *r) {
+    if (!s->lane_busy[r->lane]) return false;
+    const micro_batch *b = &s->in_flight[r->lane];
+    for (int i = 0; i < b->n_rows; i++)
+        if (b->rows[i].request_id == r->id && !b->row_left[i]) return true;
+    return false;
+}
+
+void scheduler_finish(scheduler *s, int index, finish_reason why, double now) {
+    request *r = &s->requests[index];
+    if (r->finished) return;
+    if (rows_in_flight(s, r)) {
+        if (!r->pending_finish) r->pending_finish = why;
+        return;
+    }
+    request_finish(s, r, why, now);
+}
+
+void scheduler_finish_now(scheduler *s, int index, finish_reason why, double now) {
+    request *r = &s->requests[index];
+    if (!r->finished) request_finish(s, r, why, now);
+}
+
+void scheduler_cancel(scheduler *s, int index, double now) { scheduler_finish(s, index, FINISH_CANCELLED, now); }
+
+int scheduler_take_finished(scheduler *s, const int **indices) {
+    int n = s->n_finished_list;
+    *indices = s->finished_list;
+    s->n_finished_list = 0;
+    return n;
 }
 
 micro_batch *scheduler_find_batch(scheduler *s, uint64_t batch_id) {
@@ -187,7 +261,7 @@ int scheduler_sample(scheduler *s, int index, const float *logits) {
 
 void scheduler_accept_token(scheduler *s, int index, int token, double now) {
     request *r = &s->requests[index];
-    if (r->finished) return;
+    if (r->finished || r->pending_finish) return;
     if (r->generated == 0) r->first_token_at = now;
     if (token == s->config.eos_token) {
         request_finish(s, r, FINISH_EOS, now);
@@ -202,16 +276,21 @@ void scheduler_accept_token(scheduler *s, int index, int token, double now) {
 
 void scheduler_exit_request(scheduler *s, int index, int token, double now) {
     request *r = &s->requests[index];
-    if (r->finished) return;
+    if (r->finished || r->pending_finish) return;
     if (r->generated == 0) r->first_token_at = now;
     r->exit_token = token;
     request_finish(s, r, FINISH_EXIT, now);
 }
 
-int scheduler_batch_done(scheduler *s, uint64_t batch_id, ramp_error *err) {
+int scheduler_batch_done(scheduler *s, uint64_t batch_id, double now, ramp_error *err) {
     micro_batch *b = scheduler_find_batch(s, batch_id);
     if (!b) return ramp_fail(err, "micro-batch %llu is not in flight", (unsigned long long)batch_id);
     s->lane_busy[b->lane] = false;
+    /* Requests stopped while their rows travelled end now that nothing of theirs is in flight. */
+    for (int i = 0; i < b->n_rows; i++) {
+        request *r = &s->requests[b->rows[i].request_id];
+        if (r->pending_finish && !r->finished) request_finish(s, r, r->pending_finish, now);
+    }
     b->n_rows = b->n_outputs = 0;
     return 0;
 }

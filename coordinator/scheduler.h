@@ -21,7 +21,18 @@
 #include "error.h"
 #include "sampler.h"
 
-typedef enum { FINISH_NONE, FINISH_EOS, FINISH_LENGTH, FINISH_CONTEXT, FINISH_EXIT } finish_reason;
+/* Why a request ended. EOS and STOP (a stop string, found by the engine) both read "stop" to a
+ * client; CONTEXT (no positions left) reads "length". */
+typedef enum {
+    FINISH_NONE, FINISH_EOS, FINISH_LENGTH, FINISH_CONTEXT, FINISH_EXIT, FINISH_STOP, FINISH_CANCELLED, FINISH_ERROR
+} finish_reason;
+
+/* Per-request exit setting (travels to the stages with each of its rows). */
+typedef struct {
+    int mode;                   /* exit_mode (stage.h): none, record, decide */
+    bool token_level;           /* tokens leave (generation) rather than the whole request */
+    const void *policy;         /* const exit_policy *, for decide; owned by the front end */
+} request_exit;
 
 typedef struct {
     uint64_t id;
@@ -36,6 +47,10 @@ typedef struct {
     int n_fed;       /* tokens already sent down the pipeline */
     bool needs_reservation;
     finish_reason finished;
+    finish_reason pending_finish; /* stopped (cancel, stop string) while its rows travel: ends as
+                                   * this once they are back */
+    request_exit exit;
+    void *exit_scratch;     /* the current token's exit observations when runs keep no records */
     sampler sampler;
     double submitted_at, first_token_at, finished_at;
     /* early exit */
@@ -86,6 +101,12 @@ typedef struct {
     bool *lane_busy;
     bool *slot_used;        /* [max_sequences] */
     int *released;          /* slots freed since the last scheduler_take_released */
+    int *finished_list;     /* requests finished since the last scheduler_take_finished */
+    int n_finished_list, finished_list_capacity;
+    int *lane_scan_from;    /* per lane: every request of the lane before this index has finished */
+    int n_waiting;          /* submitted, not finished, no KV slot yet (the queue) */
+    int n_running;          /* holding a KV slot */
+    uint64_t positions_reserved; /* KV positions reserved by the running requests */
     float *sampling_logits; /* [vocab_size]: a row of logits that sampling may modify */
     int n_released;
     uint64_t next_batch_id;
@@ -98,7 +119,19 @@ void scheduler_free(scheduler *s);
 
 /* Adds a request; its tokens are copied. Returns the request index via *index. */
 int scheduler_submit(scheduler *s, const int *prompt, int n_prompt, int max_new, const sampling_params *sampling,
-                     double now, int *index, ramp_error *err);
+                     const request_exit *exit, double now, int *index, ramp_error *err);
+/* Stops request index: at once when none of its rows is in flight, else when they come back
+ * (its KV slot is released only then, so no stage ever computes into a reused slot). */
+void scheduler_cancel(scheduler *s, int index, double now);
+/* Ends request index with `why` (STOP after a stop string, ERROR). Same timing rule as cancel. */
+void scheduler_finish(scheduler *s, int index, finish_reason why, double now);
+/* Ends request index at once even if rows of it travel (the pipeline failed: nothing comes back). */
+void scheduler_finish_now(scheduler *s, int index, finish_reason why, double now);
+/* Requests finished since the last call, in finishing order; *indices points into scheduler
+ * memory. Each finished request appears exactly once. */
+int scheduler_take_finished(scheduler *s, const int **indices);
+/* Frees a finished request's buffers (tokens, sampler); its counters stay readable. */
+void scheduler_forget(scheduler *s, int index);
 
 /* Forms the next micro-batch of an idle lane that has work. Returns it (owned by the scheduler,
  * valid until its output is delivered), or NULL when no lane can make progress now. */
@@ -113,7 +146,7 @@ void scheduler_accept_token(scheduler *s, int index, int token, double now);
 /* Request index is answered early (request-level exit) with token: it finishes now. */
 void scheduler_exit_request(scheduler *s, int index, int token, double now);
 /* The micro-batch has left the pipeline: its lane may form the next one. */
-int scheduler_batch_done(scheduler *s, uint64_t batch_id, ramp_error *err);
+int scheduler_batch_done(scheduler *s, uint64_t batch_id, double now, ramp_error *err);
 
 /* Slots of requests that finished since the last call (the pipeline tells the stages to free
  * them). Returns the count; *slots points into scheduler memory. */

@@ -14,7 +14,7 @@ static void synth_usage(FILE *out) {
                  "Defaults: context 2048, type f32, seed 1; kv-heads defaults to heads.\n");
 }
 
-int command_synth(int argc, char **argv) {
+int command_synth(int argc, char **argv, transport *mpi) {
     synth_spec spec = {.context = 2048, .type = GGML_TYPE_F32, .seed = 1};
     const char *output = NULL;
     ramp_error err;

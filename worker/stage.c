@@ -7,6 +7,7 @@
 
 #include "clock.h"
 #include "exit_features.h"
+#include "file_identity.h"
 #include "wire.h"
 
 static bool is_last(const stage *s) { return s->config.stage_index == s->config.n_stages; }
@@ -33,7 +34,8 @@ int stage_open(stage *s, const stage_config *config, int rank, transport *t, ram
     for (int i = 0; i < config->n_exits; i++)
         if (config->exit_layers[i] > config->first_layer && config->exit_layers[i] <= config->end_layer) needs_head = true;
     model_slice slice = {config->first_layer, config->end_layer, is_first(s), needs_head};
-    if (model_load(&s->model, config->model_path, &slice, false, NULL, err))
+    if (file_identity_read(config->model_path, &s->identity, err) ||
+        model_load(&s->model, config->model_path, &slice, false, NULL, err))
         return ramp_fail_prefix(err, "rank %d (stage %d, layers %d-%d): ", rank, config->stage_index,
                                 config->first_layer, config->end_layer - 1);
     const model_config *c = &s->model.config;
@@ -129,6 +131,14 @@ int stage_send_hello(stage *s, ramp_error *err) {
     h.first_layer = (uint32_t)s->config.first_layer;
     h.end_layer = (uint32_t)s->config.end_layer;
     h.weight_bytes = s->model.weight_bytes;
+    h.model_file_bytes = s->identity.bytes;
+    h.model_checksum = s->identity.checksum;
+    h.n_layers = (uint32_t)s->model.config.n_layers;
+    h.dim = (uint32_t)s->model.config.dim;
+    h.vocab_size = (uint32_t)s->model.config.vocab_size;
+    h.busy_seconds = s->busy_seconds;
+    h.batches = s->batches_run;
+    h.rows = s->rows;
     e.body_case = RAMP__ENVELOPE__BODY_HELLO;
     e.hello = &h;
     return send_envelope(s->transport, 0, &e, NULL, 0, err);
@@ -182,7 +192,7 @@ static void append_deferred(stage *s, stage_batch *b, int layer) {
 
 /* ---- running micro-batches ------------------------------------------------------------------ */
 
-static int send_exit_features(stage *s, stage_batch *b, ramp_error *err);
+static int send_exit_features(stage *s, stage_batch *b, bool parks, ramp_error *err);
 static int finish_batch(stage *s, stage_batch *b, ramp_error *err);
 
 static int run_layers(stage *s, stage_batch *b, int end_layer, ramp_error *err) {
@@ -197,9 +207,21 @@ static int run_layers(stage *s, stage_batch *b, int end_layer, ramp_error *err) 
     return status;
 }
 
-static bool has_output_rows(const stage_batch *b) {
+/* Rows whose request wants exit features at this point: they want output and use exits. */
+static bool reports_features(const stage_row *row) {
+    return row->wants_output && !row->kv_only && row->exit != EXIT_MODE_NONE;
+}
+
+static bool has_reporting_rows(const stage_batch *b) {
     for (int r = 0; r < b->n_rows; r++)
-        if (b->rows[r].wants_output && !b->rows[r].kv_only) return true;
+        if (reports_features(&b->rows[r])) return true;
+    return false;
+}
+
+/* A decision is awaited when any reporting row's request lets the coordinator decide. */
+static bool awaits_decision(const stage_batch *b) {
+    for (int r = 0; r < b->n_rows; r++)
+        if (reports_features(&b->rows[r]) && b->rows[r].exit == EXIT_MODE_DECIDE) return true;
     return false;
 }
 
@@ -213,9 +235,10 @@ static int advance_batch(stage *s, stage_batch *b, ramp_error *err) {
                 break;
             }
         if (run_layers(s, b, segment_end, err)) return -1;
-        if (b->mode != EXIT_MODE_NONE && owns_exit_point(s, segment_end) && has_output_rows(b)) {
-            if (send_exit_features(s, b, err)) return -1;
-            if (b->mode == EXIT_MODE_DECIDE) return 0; /* parked until the decision */
+        if (b->mode != EXIT_MODE_NONE && owns_exit_point(s, segment_end) && has_reporting_rows(b)) {
+            bool parks = awaits_decision(b);
+            if (send_exit_features(s, b, parks, err)) return -1;
+            if (parks) return 0; /* parked until the decision */
         }
         append_deferred(s, b, segment_end);
     }
@@ -223,13 +246,13 @@ static int advance_batch(stage *s, stage_batch *b, ramp_error *err) {
 }
 
 /* Features of the rows that want output, at the exit point the batch stands at. */
-static int send_exit_features(stage *s, stage_batch *b, ramp_error *err) {
+static int send_exit_features(stage *s, stage_batch *b, bool parks, ramp_error *err) {
     const int dim = s->model.config.dim, width = head_width(s);
     double start = clock_seconds();
     int n_out = 0;
     for (int r = 0; r < b->n_rows; r++) {
-        if (!b->rows[r].wants_output || b->rows[r].kv_only) continue;
-        /* gather the output rows' states into the workspace's projection buffer, contiguous */
+        if (!reports_features(&b->rows[r])) continue;
+        /* gather the reporting rows' states into the workspace's projection buffer, contiguous */
         memcpy(s->workspace.projection + (size_t)n_out * dim, b->hidden + (size_t)r * dim, (size_t)dim * sizeof(float));
         s->request_ids[n_out++] = b->rows[r].request_id;
     }
@@ -257,6 +280,7 @@ static int send_exit_features(stage *s, stage_batch *b, ramp_error *err) {
     o.features = pointers;
     o.exit_layer = (uint32_t)b->layers_done;
     o.final = false;
+    o.awaits_decision = parks;
     Ramp__Envelope e = RAMP__ENVELOPE__INIT;
     e.body_case = RAMP__ENVELOPE__BODY_OUTPUT;
     e.output = &o;
@@ -277,6 +301,7 @@ static int forward_batch(stage *s, stage_batch *b, ramp_error *err) {
         rows[r].wants_output = x->wants_output;
         rows[r].slot_capacity = (uint32_t)x->slot_capacity;
         rows[r].kv_only = x->kv_only;
+        rows[r].exit_mode = (uint32_t)x->exit;
         pointers[r] = &rows[r];
     }
     Ramp__Work w = RAMP__WORK__INIT;
@@ -285,7 +310,6 @@ static int forward_batch(stage *s, stage_batch *b, ramp_error *err) {
     w.rows = pointers;
     w.has_hidden = true;
     w.hidden_dim = (uint32_t)dim;
-    w.exit_mode = (uint32_t)b->mode;
     Ramp__Envelope e = RAMP__ENVELOPE__INIT;
     e.body_case = RAMP__ENVELOPE__BODY_WORK;
     e.work = &w;
@@ -339,8 +363,11 @@ static int stage_accept_work(stage *s, const Ramp__Work *work, const float *payl
                          n, s->row_capacity);
     stage_batch *b = free_batch(s);
     if (!b) return ramp_fail(err, "more than %d micro-batches wait for exit decisions", s->config.max_parked);
+    exit_mode deepest = EXIT_MODE_NONE;
     for (int r = 0; r < n; r++) {
         const Ramp__Row *row = work->rows[r];
+        if (row->exit_mode > EXIT_MODE_DECIDE) return ramp_fail(err, "row %d has unknown exit mode %u", r, row->exit_mode);
+        if ((exit_mode)row->exit_mode > deepest) deepest = (exit_mode)row->exit_mode;
         if (row->slot >= (uint32_t)s->config.max_sequences)
             return ramp_fail(err, "row %d names KV slot %u, this stage has %d", r, row->slot, s->config.max_sequences);
         if (row->slot_capacity > 0) {
@@ -350,7 +377,7 @@ static int stage_accept_work(stage *s, const Ramp__Work *work, const float *payl
             if (kv_slot_reserve(&s->kv, (int)row->slot, (int)row->slot_capacity, err)) return -1;
         }
         b->rows[r] = (stage_row){row->request_id, (int)row->slot, (int)row->position, row->token,
-                                 (int)row->slot_capacity, row->wants_output, row->kv_only};
+                                 (int)row->slot_capacity, row->wants_output, row->kv_only, (exit_mode)row->exit_mode};
     }
     if (s->kv.bytes_in_use > s->kv_bytes_peak) s->kv_bytes_peak = s->kv.bytes_in_use;
     if (is_first(s)) {
@@ -363,10 +390,9 @@ static int stage_accept_work(stage *s, const Ramp__Work *work, const float *payl
                              (unsigned long long)work->batch_id, n_payload, n, c->dim);
         memcpy(b->hidden, payload, n_payload * sizeof(float));
     }
-    if (work->exit_mode > EXIT_MODE_DECIDE) return ramp_fail(err, "unknown exit mode %u", work->exit_mode);
     s->rows += (uint64_t)n; /* rows received: exited work never counts on later stages */
     b->in_use = true;
-    b->mode = (exit_mode)work->exit_mode;
+    b->mode = deepest;
     b->batch_id = work->batch_id;
     b->n_rows = n;
     b->layers_done = s->config.first_layer;

@@ -24,6 +24,7 @@
 
 #include "error.h"
 #include "exit_policy.h"
+#include "file_identity.h"
 #include "forward.h"
 #include "kv_cache.h"
 #include "model.h"
@@ -59,12 +60,13 @@ typedef struct {
     uint64_t request_id;
     int slot, position, token, slot_capacity;
     bool wants_output, kv_only;
+    exit_mode exit; /* its request's setting: features at exit points, and whether to wait */
 } stage_row;
 
 typedef struct {
     bool in_use;
     uint64_t batch_id;
-    exit_mode mode;
+    exit_mode mode; /* the deepest setting among its rows: NONE runs straight through */
     int n_rows;
     int layers_done; /* global index of the next layer to run */
     stage_row *rows; /* [row_capacity] */
@@ -84,6 +86,7 @@ typedef struct {
     int rank;
     transport *transport;
     model model;
+    file_identity identity; /* of the model file, reported in Hello */
     kv_cache kv;
     forward_workspace workspace;
     int row_capacity;       /* max_rows plus room for deferred rows joining */

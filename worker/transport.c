@@ -23,6 +23,7 @@ typedef struct {
 struct transport {
     int rank, size;
     bool local;
+    bool pipeline_started; /* rank 0 sent the stages their Setup */
     uint64_t bytes_sent, bytes_received;
     /* MPI */
     pending_send *pending;
@@ -74,6 +75,9 @@ int transport_open_local(transport **out, int size, ramp_error *err) {
     *out = t;
     return 0;
 }
+
+void transport_mark_pipeline_started(transport *t) { t->pipeline_started = true; }
+bool transport_pipeline_started(const transport *t) { return t->pipeline_started; }
 
 void transport_set_handler(transport *t, int rank, transport_handler handler, void *context) {
     if (rank >= 0 && rank < t->size && t->local) {

@@ -31,6 +31,9 @@ bool transport_launched_by_mpi(void);
 int transport_open_mpi(transport **out, int *argc, char ***argv, ramp_error *err);
 int transport_open_local(transport **out, int size, ramp_error *err);
 void transport_set_handler(transport *t, int rank, transport_handler handler, void *context);
+/* Rank 0 records that it set up a pipeline on the workers (else they are released at exit). */
+void transport_mark_pipeline_started(transport *t);
+bool transport_pipeline_started(const transport *t);
 /* Waits for pending sends (MPI), finalizes MPI, frees. */
 void transport_close(transport *t);
 /* Ends every rank of the job at once with this exit status (MPI_Abort). */

@@ -1,8 +1,11 @@
 # failure.sh: a failing, dying or hung rank ends the whole job quickly, with a message that says
 # which rank and why, and leaves no process behind.
 #
-# (a) MPMD: one rank gets a missing model path (fails before it joins the pipeline) or a
-#     truncated checkpoint (fails loading its slice): non-zero exit within 30 s naming rank 2.
+# (a) One node's copy of the model is bad. Stages take the model path from rank 0 (Setup), so the
+#     test gives rank 2 a private mount namespace (MPMD: `unshare --mount`) in which the same path
+#     is missing (an empty tmpfs over its folder), truncated (a cut copy bind-mounted over it) or
+#     another model of the same shapes (lite16 over base16): non-zero exit within 30 s, the message
+#     names rank 2 and the cause.
 # (b) kill -9 of a worker in the middle of a long generation: non-zero exit within 30 s, mpirun
 #     names the rank, no orphans.
 # (c) a stopped (hung) worker: the coordinator's --timeout ends the job.
@@ -77,28 +80,30 @@ no_leftovers() {
 }
 
 if have_mpi; then
-    # --- (a) one rank cannot open its model ------------------------------------------------------
-    for variant in missing truncated; do
-        if [ "$variant" = missing ]; then
-            bad=/nonexistent/model.gguf
-            good_args=(-m "$G")
-            bad_args=(-m "$bad")
-            cause=$bad
-        else
-            # Header intact, data cut: the rank fails while loading its slice.
-            bad=$fl_dir/truncated-stories260K.bin
-            head -c 600000 "$STORIES/stories260K.bin" >"$bad"
-            good_args=(-m "$STORIES/stories260K.bin" --tokenizer "$TOK")
-            bad_args=(-m "$bad" --tokenizer "$TOK")
-            cause=truncated-stories260K.bin
-        fi
+    # --- (a) one rank's copy of the model is bad ----------------------------------------------------
+    mkdir -p "$fl_dir/models"
+    cp "$G" "$fl_dir/models/model.gguf" # a copy in a folder of our own: the tmpfs may cover it
+    cp "$BASE16/model-f32.gguf" "$fl_dir/models/base16.gguf"
+    head -c 600000 "$G" >"$fl_dir/truncated.gguf"
+    for variant in missing truncated different; do
+        model=$fl_dir/models/model.gguf
+        case $variant in
+        missing) mount_cmd="mount -t tmpfs none '$fl_dir/models'"; cause="$model" ;;
+        truncated) mount_cmd="mount --bind '$fl_dir/truncated.gguf' '$model'"; cause="$model" ;;
+        different)
+            model=$fl_dir/models/base16.gguf
+            mount_cmd="mount --bind '$LITE16/model-f32.gguf' '$model'"
+            cause="loaded a different model"
+            ;;
+        esac
         common=(-p "Once upon a time" -n 16 --temp 0 --timeout 20)
         t0=$(now)
-        run 60 "${MPIRUN[@]}" -np 2 "$RAMP_BIN" generate "${good_args[@]}" "${common[@]}" \
-            : -np 1 "$RAMP_BIN" generate "${bad_args[@]}" "${common[@]}"
+        run 60 "${MPIRUN[@]}" -np 2 "$RAMP_BIN" generate -m "$model" "${common[@]}" \
+            : -np 1 unshare --mount --propagation private sh -c "$mount_cmd && exec \"\$0\" \"\$@\"" \
+            "$RAMP_BIN" generate -m "$model" "${common[@]}"
         took=$(elapsed_since "$t0")
         cat "$OUT" >>"$ERR"
-        what="MPMD, rank 2 with a $variant model"
+        what="rank 2 sees a $variant model file"
         if [ "$RC" -eq 0 ] || [ "$RC" -eq 124 ] || [ "$RC" -eq 137 ]; then
             fail "$what: the job fails within 30 s" "$(last_run_details)" "took $took s"
         elif awk -v t="$took" 'BEGIN { exit !(t > 30) }'; then
