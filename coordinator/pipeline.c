@@ -185,14 +185,16 @@ int pipeline_silence_error(pipeline *p, const char *waiting_for, ramp_error *err
 }
 
 /* Waits for one frame to the coordinator and unpacks it. 0 = got one, -1 = error/timeout. */
-static int coordinator_receive(pipeline *p, double timeout, const char *waiting_for, Ramp__Envelope **e,
+static int coordinator_receive(pipeline *p, double timeout, bool interruptible, const char *waiting_for, Ramp__Envelope **e,
                                const float **payload, size_t *n_payload, int *source, uint8_t **frame,
                                ramp_error *err) {
     size_t length;
-    int got = transport_receive(p->transport, timeout, interrupt_flag(), source, frame, &length, err);
+    /* Loading can be interrupted; the final reports after a drain (SIGTERM) must still come in. */
+    const volatile int *stop = interruptible ? interrupt_flag() : NULL;
+    int got = transport_receive(p->transport, timeout, stop, source, frame, &length, err);
     if (got < 0) return -1;
     if (got == 0) {
-        if (interrupt_requested()) return ramp_fail(err, "interrupted while waiting for %s", waiting_for);
+        if (stop && interrupt_requested()) return ramp_fail(err, "interrupted while waiting for %s", waiting_for);
         return pipeline_silence_error(p, waiting_for, err);
     }
     if (wire_unpack(*frame, length, e, payload, n_payload, err)) {
@@ -233,7 +235,9 @@ static int await_every_stage(pipeline *p, Ramp__Envelope__BodyCase expected, con
         int source;
         uint8_t *frame;
         double timeout = expected == RAMP__ENVELOPE__BODY_HELLO ? LOAD_TIMEOUT_SECONDS : p->options.timeout_seconds;
-        if (coordinator_receive(p, timeout, waiting_for, &e, &payload, &n_payload, &source, &frame, err)) return -1;
+        bool loading = expected == RAMP__ENVELOPE__BODY_HELLO;
+        if (coordinator_receive(p, timeout, loading, waiting_for, &e, &payload, &n_payload, &source, &frame, err))
+            return -1;
         int rank = -1, status = 0;
         if (e->body_case == expected)
             rank = (int)(expected == RAMP__ENVELOPE__BODY_HELLO ? e->hello->rank : e->report->rank);

@@ -542,7 +542,7 @@ static enum MHD_Result completion(server *s, struct MHD_Connection *c, openai_en
         snprintf(message, sizeof message, "the request body exceeds the limit of %zu bytes", s->options.max_body);
         return fail_with(s, c, 413, "invalid_request_error", NULL, "request_too_large", message);
     }
-    http_job *job;
+    http_job *job = NULL;
     openai_error e;
     if (start_job(s, endpoint, cs, &job, &e)) return queue_error(s, c, &e);
     return job->request.stream ? answer_stream(s, c, job) : answer_whole(s, c, job);
