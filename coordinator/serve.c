@@ -32,11 +32,11 @@
 #include "interrupt.h"
 #include "metrics.h"
 #include "openai.h"
+#include "openai_engine.h"
 #include "pipeline.h"
 
 #define DEFAULT_MAX_BODY (1 << 20)
 #define DEFAULT_MAX_QUEUE 64
-#define DEFAULT_COMPLETION_TOKENS 16 /* OpenAI's default max_tokens for /v1/completions */
 
 /* HTTP statuses counted for /metrics. */
 static const int counted_statuses[] = {200, 400, 401, 404, 405, 413, 429, 500, 503};
@@ -58,11 +58,8 @@ typedef struct {
     pipeline *pipeline;
     atomic_bool ready;         /* the pipeline is open and the engine runs */
     atomic_bool stopping;
-    chat_template_family chat_template;
-    const exit_policy *svm, *conf;
-    openai_exit exit_default;
+    openai_front front;        /* what serve shares with batch: prompt rendering, exits, answers */
     char model_id[256];
-    long created;
     pthread_mutex_t counters_lock;
     uint64_t responses[N_COUNTED + 1]; /* per counted status, then "other" */
     atomic_ullong next_request_number;
@@ -71,30 +68,13 @@ typedef struct {
 /* ---- one request's life: filled by the engine thread, read by the connection thread ---------- */
 
 typedef struct {
-    int token;
-    char *text;
-    size_t text_length;
-    float logprob;
-    int exit_layer;
-} job_token;
-
-typedef struct {
     pthread_mutex_t lock;
     pthread_cond_t changed;
     int references;           /* the connection and, until its finish event, the engine */
     openai_request request;
     char id[64];
     uint64_t engine_id;
-    job_token *tokens;
-    int n_tokens, capacity;
-    char *tail_text;          /* text the finish event settled */
-    size_t tail_length;
-    bool finished;
-    engine_finish finish;
-    char error[256];
-    int prompt_tokens, completion_tokens;
-    long layers_executed;
-    int total_layers;
+    openai_collector collected; /* the events so far */
     const char *exit_policy;
     int streamed;             /* tokens already written as SSE chunks */
     bool stream_closed;       /* final chunk and [DONE] written */
@@ -108,9 +88,7 @@ static void job_release(http_job *job) {
     bool last = --job->references == 0;
     pthread_mutex_unlock(&job->lock);
     if (!last) return;
-    for (int i = 0; i < job->n_tokens; i++) free(job->tokens[i].text);
-    free(job->tokens);
-    free(job->tail_text);
+    openai_collector_free(&job->collected);
     free(job->pending);
     openai_request_free(&job->request);
     pthread_mutex_destroy(&job->lock);
@@ -118,89 +96,17 @@ static void job_release(http_job *job) {
     free(job);
 }
 
-static char *copy_bytes(const char *bytes, size_t n) {
-    char *copy = malloc(n + 1);
-    if (copy) {
-        memcpy(copy, bytes, n);
-        copy[n] = '\0';
-    }
-    return copy;
-}
-
 /* engine_handler, on the engine's thread: record the event, wake the connection. */
 static void job_on_event(void *context, const engine_event *e) {
     http_job *job = context;
     pthread_mutex_lock(&job->lock);
-    if (e->kind == ENGINE_TOKEN) {
-        if (job->n_tokens == job->capacity) {
-            int capacity = job->capacity ? 2 * job->capacity : 32;
-            job_token *grown = realloc(job->tokens, (size_t)capacity * sizeof *grown);
-            if (grown) {
-                job->tokens = grown;
-                job->capacity = capacity;
-            }
-        }
-        if (job->n_tokens < job->capacity) {
-            job_token *t = &job->tokens[job->n_tokens++];
-            t->token = e->token;
-            t->text = copy_bytes(e->text, e->text_length);
-            t->text_length = t->text ? e->text_length : 0;
-            t->logprob = e->logprob;
-            t->exit_layer = e->exit_layer;
-        }
-    } else {
-        job->finished = true;
-        job->finish = e->finish;
-        job->tail_text = copy_bytes(e->text, e->text_length);
-        job->tail_length = job->tail_text ? e->text_length : 0;
-        job->prompt_tokens = e->prompt_tokens;
-        job->completion_tokens = e->generated_tokens;
-        job->layers_executed = e->layers_executed;
-        job->total_layers = e->total_layers;
-        if (e->message) snprintf(job->error, sizeof job->error, "%s", e->message);
+    if (openai_collector_add(&job->collected, e) && e->kind == ENGINE_FINISH) {
+        job->collected.finish = ENGINE_FINISH_ERROR; /* out of memory: say so rather than cut the text */
+        snprintf(job->collected.error, sizeof job->collected.error, "out of memory collecting the answer");
     }
     pthread_cond_broadcast(&job->changed);
     pthread_mutex_unlock(&job->lock);
     if (e->kind == ENGINE_FINISH) job_release(job); /* the engine's reference */
-}
-
-/* The finished job as an openai_result (pointers into the job; valid while it lives). */
-static void job_result(http_job *job, openai_token *tokens, char **text, openai_result *r) {
-    size_t total = job->tail_length;
-    for (int i = 0; i < job->n_tokens; i++) total += job->tokens[i].text_length;
-    *text = malloc(total + 1);
-    size_t used = 0;
-    for (int i = 0; i < job->n_tokens; i++) {
-        if (*text) memcpy(*text + used, job->tokens[i].text, job->tokens[i].text_length);
-        used += job->tokens[i].text_length;
-        tokens[i] = (openai_token){job->tokens[i].token, job->tokens[i].text, job->tokens[i].text_length,
-                                   job->tokens[i].logprob, job->tokens[i].exit_layer};
-    }
-    if (*text) {
-        memcpy(*text + used, job->tail_text ? job->tail_text : "", job->tail_length);
-        (*text)[total] = '\0';
-    }
-    /* the text held back until the end belongs to the last token */
-    if (job->n_tokens > 0 && job->tail_length && *text) {
-        size_t start = total - job->tail_length - tokens[job->n_tokens - 1].text_length;
-        tokens[job->n_tokens - 1].text = *text + start;
-        tokens[job->n_tokens - 1].text_length += job->tail_length;
-    }
-    *r = (openai_result){
-        .id = job->id,
-        .model = job->server->model_id,
-        .created = job->server->created,
-        .text = *text ? *text : "",
-        .text_length = *text ? total : 0,
-        .finish_reason = engine_finish_name(job->finish),
-        .prompt_tokens = job->prompt_tokens,
-        .completion_tokens = job->completion_tokens,
-        .tokens = tokens,
-        .n_tokens = job->n_tokens,
-        .total_layers = job->total_layers,
-        .layers_executed = job->layers_executed,
-        .exit_policy = job->exit_policy,
-    };
 }
 
 /* ---- HTTP plumbing ------------------------------------------------------------------------------ */
@@ -281,50 +187,6 @@ static bool client_gone(struct MHD_Connection *c) {
     return n == 0;
 }
 
-/* ---- the completion endpoints -------------------------------------------------------------- */
-
-/* Prompt tokens for the request: rendered chat, a text prompt (with BOS), or the ids as sent. */
-static int request_prompt(server *s, const openai_request *r, int **tokens, int *n_tokens, openai_error *e) {
-    ramp_error err;
-    if (r->endpoint == OPENAI_CHAT) {
-        char *text;
-        size_t length;
-        if (chat_template_render(s->chat_template, r->messages, r->n_messages, &text, &length, &err))
-            return openai_fail(e, 400, "invalid_request_error", "messages", NULL, "%s", err.message);
-        int status = pipeline_tokenize(s->pipeline, text, length, tokens, n_tokens, &err);
-        free(text);
-        if (status) return openai_fail(e, 500, "server_error", NULL, NULL, "%s", err.message);
-        return 0;
-    }
-    if (r->prompt) {
-        if (pipeline_tokenize(s->pipeline, r->prompt, r->prompt_length, tokens, n_tokens, &err))
-            return openai_fail(e, 500, "server_error", NULL, NULL, "%s", err.message);
-        return 0;
-    }
-    *tokens = malloc((size_t)r->n_prompt_tokens * sizeof(int));
-    if (!*tokens) return openai_fail(e, 500, "server_error", NULL, NULL, "out of memory");
-    memcpy(*tokens, r->prompt_tokens, (size_t)r->n_prompt_tokens * sizeof(int));
-    *n_tokens = r->n_prompt_tokens;
-    return 0;
-}
-
-/* Which exit policy the request runs with. */
-static int choose_exit(server *s, const openai_request *r, engine_request *out, const char **name, openai_error *e) {
-    openai_exit which = r->exit == OPENAI_EXIT_DEFAULT ? s->exit_default : r->exit;
-    *name = "none";
-    if (which == OPENAI_EXIT_NONE) return 0;
-    const exit_policy *policy = which == OPENAI_EXIT_SVM ? s->svm : s->conf;
-    if (!policy)
-        return openai_fail(e, 400, "invalid_request_error", "ramp.exit", NULL,
-                           "exit policy '%s' is not loaded on this server (start it with --exit %s:FILE)",
-                           which == OPENAI_EXIT_SVM ? "svm" : "conf", which == OPENAI_EXIT_SVM ? "svm" : "conf");
-    out->exit = EXIT_MODE_DECIDE;
-    out->policy = policy;
-    out->token_level = which == OPENAI_EXIT_CONF; /* svm (AdaInfer) answers the whole request at once */
-    *name = which == OPENAI_EXIT_SVM ? "svm" : "conf";
-    return 0;
-}
-
 /* Parses, checks limits and submits. On success the job holds two references. */
 static int start_job(server *s, openai_endpoint endpoint, const connection_state *cs, http_job **out,
                      openai_error *e) {
@@ -340,31 +202,9 @@ static int start_job(server *s, openai_endpoint endpoint, const connection_state
         job_release(job);
         return -1;
     }
-    const openai_request *r = &job->request;
-    int *tokens = NULL, n_tokens = 0;
-    if (request_prompt(s, r, &tokens, &n_tokens, e)) {
-        job_release(job);
-        return -1;
-    }
-    int context = p->options.context;
-    int max_tokens = r->max_tokens >= 0 ? r->max_tokens
-                     : endpoint == OPENAI_COMPLETIONS ? DEFAULT_COMPLETION_TOKENS
-                                                      : context - n_tokens;
-    if (n_tokens + max_tokens > context) {
-        free(tokens);
-        job_release(job);
-        return openai_fail(e, 400, "invalid_request_error", r->max_tokens >= 0 ? "max_tokens" : "messages",
-                           "context_length_exceeded",
-                           "This model's maximum context length is %d tokens. However, you requested %d tokens "
-                           "(%d in the prompt, %d for the completion). Please reduce the prompt or the completion.",
-                           context, n_tokens + max_tokens, n_tokens, max_tokens);
-    }
-    engine_request er = {.prompt = tokens, .n_prompt = n_tokens, .max_tokens = max_tokens};
-    er.sampling = (sampling_params){.temperature = r->temperature, .top_p = r->top_p, .top_k = r->top_k,
-                                    .seed = r->seed_given ? r->seed : (uint64_t)time(NULL) ^ (uint64_t)clock_seconds()};
-    for (int i = 0; i < r->n_stop; i++) er.stop[er.n_stop++] = r->stop[i];
-    if (choose_exit(s, r, &er, &job->exit_policy, e)) {
-        free(tokens);
+    engine_request er;
+    int *tokens = NULL;
+    if (openai_front_prepare(&s->front, &job->request, &er, &tokens, &job->exit_policy, e)) {
         job_release(job);
         return -1;
     }
@@ -375,7 +215,7 @@ static int start_job(server *s, openai_endpoint endpoint, const connection_state
                            "the server's queue is full (%d requests wait); retry shortly", s->options.max_queue);
     }
     snprintf(job->id, sizeof job->id, "%s-%llu-%llx", endpoint == OPENAI_CHAT ? "chatcmpl" : "cmpl",
-             (unsigned long long)atomic_fetch_add(&s->next_request_number, 1), (unsigned long long)s->created);
+             (unsigned long long)atomic_fetch_add(&s->next_request_number, 1), (unsigned long long)s->front.created);
     job->references = 2; /* the engine's is released by its finish event */
     ramp_error err;
     int status = engine_submit(p, &er, job_on_event, job, &job->engine_id, &err);
@@ -393,14 +233,14 @@ static int start_job(server *s, openai_endpoint endpoint, const connection_state
 static void wait_finished(http_job *job, struct MHD_Connection *c) {
     bool cancelled = false;
     pthread_mutex_lock(&job->lock);
-    while (!job->finished) {
+    while (!job->collected.finished) {
         struct timespec until;
         clock_gettime(CLOCK_REALTIME, &until);
         until.tv_nsec += 200 * 1000000L;
         until.tv_sec += until.tv_nsec / 1000000000L;
         until.tv_nsec %= 1000000000L;
         pthread_cond_timedwait(&job->changed, &job->lock, &until);
-        if (!job->finished && !cancelled && client_gone(c)) {
+        if (!job->collected.finished && !cancelled && client_gone(c)) {
             engine_cancel(job->server->pipeline, job->engine_id);
             cancelled = true;
         }
@@ -410,19 +250,11 @@ static void wait_finished(http_job *job, struct MHD_Connection *c) {
 
 static enum MHD_Result answer_whole(server *s, struct MHD_Connection *c, http_job *job) {
     wait_finished(job, c);
-    enum MHD_Result result;
-    if (job->finish == ENGINE_FINISH_ERROR) {
-        result = fail_with(s, c, 500, "server_error", NULL, NULL, job->error[0] ? job->error : "the pipeline failed");
-    } else {
-        openai_token tokens[job->n_tokens > 0 ? job->n_tokens : 1];
-        char *text;
-        openai_result r;
-        job_result(job, tokens, &text, &r);
-        result = queue_json(s, c, 200, openai_response_json(&job->request, &r), NULL);
-        free(text);
-    }
+    int status;
+    json_t *body = openai_collector_response(&job->collected, &job->request, job->id, &s->front, job->exit_policy,
+                                             &status);
     job_release(job);
-    return result;
+    return queue_json(s, c, status, body, NULL);
 }
 
 /* Appends one SSE event ("data: JSON\n\n") to the job's pending bytes. */
@@ -447,32 +279,33 @@ static void pending_event(http_job *job, json_t *chunk) {
 
 /* Formats what arrived since the last call (lock held). */
 static void format_stream(http_job *job) {
-    openai_result r;
-    openai_token token;
+    const openai_collector *c = &job->collected;
     server *s = job->server;
-    r = (openai_result){.id = job->id, .model = s->model_id, .created = s->created, .exit_policy = job->exit_policy};
-    for (; job->streamed < job->n_tokens; job->streamed++) {
-        const job_token *t = &job->tokens[job->streamed];
+    openai_result r = {.id = job->id, .model = s->front.model_id, .created = s->front.created,
+                       .exit_policy = job->exit_policy};
+    openai_token token;
+    for (; job->streamed < c->n_tokens; job->streamed++) {
+        const collected_token *t = &c->tokens[job->streamed];
         token = (openai_token){t->token, t->text, t->text_length, t->logprob, t->exit_layer};
         pending_event(job, openai_stream_chunk_json(&job->request, &r, &token, job->streamed == 0, false));
     }
-    if (!job->finished || job->stream_closed) return;
-    if (job->finish == ENGINE_FINISH_ERROR) {
+    if (!c->finished || job->stream_closed) return;
+    if (c->finish == ENGINE_FINISH_ERROR) {
         openai_error e;
-        openai_fail(&e, 500, "server_error", NULL, NULL, "%s", job->error[0] ? job->error : "the pipeline failed");
+        openai_fail(&e, 500, "server_error", NULL, NULL, "%s", c->error[0] ? c->error : "the pipeline failed");
         pending_event(job, openai_error_json(&e));
     } else {
-        if (job->tail_length) { /* text held back until the end (an unfinished stop-string prefix) */
-            token = (openai_token){-1, job->tail_text, job->tail_length, 0.0f, job->total_layers};
-            pending_event(job, openai_stream_chunk_json(&job->request, &r, &token, job->streamed == 0, false));
+        if (c->tail_length) { /* text held back until the end (an unfinished stop-string prefix) */
+            token = (openai_token){-1, c->tail_text, c->tail_length, 0.0f, c->total_layers};
+            pending_event(job, openai_stream_chunk_json(&job->request, &r, &token, c->n_tokens == 0, false));
         }
-        r.finish_reason = engine_finish_name(job->finish);
-        r.prompt_tokens = job->prompt_tokens;
-        r.completion_tokens = job->completion_tokens;
-        r.total_layers = job->total_layers;
-        r.layers_executed = job->layers_executed;
-        r.n_tokens = job->n_tokens;
-        pending_event(job, openai_stream_chunk_json(&job->request, &r, NULL, job->n_tokens == 0 && !job->tail_length, true));
+        r.finish_reason = engine_finish_name(c->finish);
+        r.prompt_tokens = c->prompt_tokens;
+        r.completion_tokens = c->completion_tokens;
+        r.total_layers = c->total_layers;
+        r.layers_executed = c->layers_executed;
+        r.n_tokens = c->n_tokens;
+        pending_event(job, openai_stream_chunk_json(&job->request, &r, NULL, c->n_tokens == 0 && !c->tail_length, true));
     }
     pending_append(job, "data: [DONE]\n\n", 14);
     job->stream_closed = true;
@@ -508,7 +341,7 @@ static ssize_t stream_reader(void *context, uint64_t position, char *buffer, siz
 static void stream_free(void *context) {
     http_job *job = context;
     pthread_mutex_lock(&job->lock);
-    bool open = !job->finished;
+    bool open = !job->collected.finished;
     pthread_mutex_unlock(&job->lock);
     if (open) engine_cancel(job->server->pipeline, job->engine_id);
     job_release(job);
@@ -563,11 +396,11 @@ static enum MHD_Result models(server *s, struct MHD_Connection *c) {
     pipeline *p = s->pipeline;
     json_t *exits = json_array();
     json_array_append_new(exits, json_string("none"));
-    if (s->svm) json_array_append_new(exits, json_string("svm"));
-    if (s->conf) json_array_append_new(exits, json_string("conf"));
+    if (s->front.svm) json_array_append_new(exits, json_string("svm"));
+    if (s->front.conf) json_array_append_new(exits, json_string("conf"));
     json_t *model = json_pack("{s:s, s:s, s:I, s:s, s:{s:s, s:i, s:i, s:i, s:o}}", "id", s->model_id, "object", "model",
-                              "created", (json_int_t)s->created, "owned_by", "ramp", "ramp", "chat_template",
-                              chat_template_name(s->chat_template), "context_length", p->options.context, "layers",
+                              "created", (json_int_t)s->front.created, "owned_by", "ramp", "ramp", "chat_template",
+                              chat_template_name(s->front.chat_template), "context_length", p->options.context, "layers",
                               p->model.config.n_layers, "stages", p->n_stages, "exit_policies", exits);
     return queue_json(s, c, 200, json_pack("{s:s, s:[o]}", "object", "list", "data", model), NULL);
 }
@@ -689,57 +522,6 @@ static void serve_usage(FILE *out) {
             DEFAULT_MAX_QUEUE, DEFAULT_MAX_BODY, pipeline_flags_help);
 }
 
-/* The GGUF's tokenizer.chat_template family (fallback when there is none). */
-static chat_template_family model_chat_template(const char *path) {
-    gguf_file file;
-    ramp_error err;
-    if (gguf_open(&file, path, &err)) return CHAT_TEMPLATE_FALLBACK; /* a llama2.c checkpoint has none */
-    gguf_string text;
-    chat_template_family family = CHAT_TEMPLATE_FALLBACK;
-    if (gguf_get_string(&file, "tokenizer.chat_template", &text, &err) == 0) {
-        char *copy = copy_bytes(text.data, (size_t)text.length);
-        if (copy) family = chat_template_detect(copy);
-        free(copy);
-    }
-    gguf_close(&file);
-    return family;
-}
-
-static int load_exit_policies(const char *const *specs, int n_specs, exit_policy *svm, exit_policy *conf,
-                              pipeline_options *o, char *exit_layers_text, size_t capacity, ramp_error *err) {
-    for (int i = 0; i < n_specs; i++) {
-        exit_policy loaded = {0};
-        if (exit_policy_load(&loaded, specs[i], err)) return -1;
-        exit_policy *slot = loaded.kind == EXIT_POLICY_SVM ? svm : conf;
-        if (slot->kind != EXIT_POLICY_NONE) {
-            exit_policy_free(&loaded);
-            return ramp_fail(err, "--exit %s: a %s policy is already loaded", specs[i],
-                             loaded.kind == EXIT_POLICY_SVM ? "svm" : "conf");
-        }
-        *slot = loaded;
-    }
-    const exit_policy *first = svm->kind ? svm : conf->kind ? conf : NULL;
-    if (!first) return 0;
-    if (svm->kind && conf->kind) {
-        bool same = svm->n_exits == conf->n_exits;
-        for (int i = 0; same && i < svm->n_exits; i++) same = svm->exit_layers[i] == conf->exit_layers[i];
-        if (!same) return ramp_fail(err, "the svm and conf policies were made for different exit points");
-        if (svm->n_labels > 0)
-            return ramp_fail(err, "the svm policy reads the label head of task %s, the conf policy the whole "
-                                  "vocabulary; one server cannot compute both at its exit points", svm->task);
-    }
-    if (svm->kind && svm->n_labels > 0) { /* the exit head scores the task's labels, as in training */
-        o->candidates = svm->label_tokens;
-        o->n_candidates = svm->n_labels;
-    }
-    o->exits = true;
-    if (!o->exit_layers) {
-        format_exit_layers(first->exit_layers, first->n_exits, exit_layers_text, capacity);
-        o->exit_layers = exit_layers_text;
-    }
-    return 0;
-}
-
 static bool loopback(const char *host) {
     return !strcmp(host, "127.0.0.1") || !strcmp(host, "localhost") || !strcmp(host, "::1");
 }
@@ -835,11 +617,13 @@ int command_serve(int argc, char **argv, transport *mpi) {
         fprintf(stderr, "ramp serve: warning: listening on %s without an API key: anyone who can reach it can use "
                         "the model (set --api-key or RAMP_API_KEY)\n", so.host);
 
-    server s = {.options = so, .created = (long)time(NULL)};
+    server s = {.options = so};
+    s.front.created = (long)time(NULL);
+    s.front.model_id = s.model_id;
     pthread_mutex_init(&s.counters_lock, NULL);
     const char *base = strrchr(options.model_path, '/');
     snprintf(s.model_id, sizeof s.model_id, "%s", so.model_name ? so.model_name : base ? base + 1 : options.model_path);
-    s.exit_default = !strcmp(so.exit_default, "svm")    ? OPENAI_EXIT_SVM
+    s.front.exit_default = !strcmp(so.exit_default, "svm")    ? OPENAI_EXIT_SVM
                      : !strcmp(so.exit_default, "conf") ? OPENAI_EXIT_CONF
                                                         : OPENAI_EXIT_NONE;
     exit_policy svm = {0}, conf = {0};
@@ -847,22 +631,24 @@ int command_serve(int argc, char **argv, transport *mpi) {
     pipeline p;
     memset(&p, 0, sizeof p);
     s.pipeline = &p;
+    s.front.pipeline = &p;
     int status = 0;
     struct MHD_Daemon *daemon = NULL;
-    if (load_exit_policies(exit_specs, n_exit_specs, &svm, &conf, &options, exit_layers_text, sizeof exit_layers_text,
+    if (openai_load_exit_policies(exit_specs, n_exit_specs, &svm, &conf, &options, exit_layers_text, sizeof exit_layers_text,
                            &err)) {
         fprintf(stderr, "ramp serve: %s\n", err.message);
         status = 1;
         goto done;
     }
-    s.svm = svm.kind ? &svm : NULL;
-    s.conf = conf.kind ? &conf : NULL;
-    if ((s.exit_default == OPENAI_EXIT_SVM && !s.svm) || (s.exit_default == OPENAI_EXIT_CONF && !s.conf)) {
+    s.front.svm = svm.kind ? &svm : NULL;
+    s.front.conf = conf.kind ? &conf : NULL;
+    if ((s.front.exit_default == OPENAI_EXIT_SVM && !s.front.svm) ||
+        (s.front.exit_default == OPENAI_EXIT_CONF && !s.front.conf)) {
         fprintf(stderr, "ramp serve: --exit-default %s needs --exit %s:FILE\n", so.exit_default, so.exit_default);
         status = 2;
         goto done;
     }
-    s.chat_template = model_chat_template(options.model_path);
+    s.front.chat_template = openai_model_chat_template(options.model_path);
     /* Listen first: /health answers 503 while the stages load. */
     if (!(daemon = start_http(&s, &err))) {
         fprintf(stderr, "ramp serve: %s\n", err.message);
@@ -880,8 +666,8 @@ int command_serve(int argc, char **argv, transport *mpi) {
     }
     atomic_store(&s.ready, true);
     fprintf(stderr, "ramp serve: %s ready on http://%s:%d (%d stage%s, chat template %s, exit policies:%s%s%s)\n",
-            s.model_id, so.host, port, p.n_stages, p.n_stages == 1 ? "" : "s", chat_template_name(s.chat_template),
-            " none", s.svm ? " svm" : "", s.conf ? " conf" : "");
+            s.model_id, so.host, port, p.n_stages, p.n_stages == 1 ? "" : "s",
+            chat_template_name(s.front.chat_template), " none", s.front.svm ? " svm" : "", s.front.conf ? " conf" : "");
     if (engine_run(&p, ENGINE_UNTIL_STOPPED, &err)) {
         atomic_store(&s.stopping, true);
         MHD_stop_daemon(daemon); /* clients in flight get their 500 first */
