@@ -12,5 +12,6 @@ int command_eval(int argc, char **argv, transport *mpi);
 int command_exit_train(int argc, char **argv, transport *mpi);
 int command_exit_calibrate(int argc, char **argv, transport *mpi);
 int command_serve(int argc, char **argv, transport *mpi);
+int command_batch(int argc, char **argv, transport *mpi);
 
 #endif

@@ -549,6 +549,7 @@ int engine_run(pipeline *p, engine_run_mode mode, ramp_error *err) {
         return -1;
     }
     p->run_finished_at = clock_seconds();
+    poll_stages(p); /* the last counters, for figures read after the run */
     emit_finished(p, NULL);
     return pipeline_send_released(p, err);
 }

@@ -17,6 +17,7 @@ static const struct {
 } commands[] = {
     {"generate", command_generate, "continue prompts with a model (one process or an MPI pipeline)"},
     {"serve", command_serve, "an OpenAI-compatible HTTP server on the pipeline (continuous batching)"},
+    {"batch", command_batch, "a JSONL file of OpenAI requests through the pipeline (resumable; Slurm-friendly)"},
     {"eval", command_eval, "accuracy, agreement and layers saved on a labelled set, with and without exit"},
     {"exit-train", command_exit_train, "train the AdaInfer SVM exit classifier (libsvm) on a labelled set"},
     {"exit-calibrate", command_exit_calibrate, "set LITE confidence thresholds per exit point"},

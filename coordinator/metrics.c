@@ -226,6 +226,17 @@ int metrics_write_json(const pipeline *p, const char *path, ramp_error *err) {
         "time_to_first_token_seconds", mean_time_to_first_token(p), "pipeline_idle_fraction", P ? idle_sum / P : 0.0,
         "idle_bound", (double)(P - 1) / (M + P - 1), "exit_policy_seconds", p->exits.policy_seconds, "stages", stages);
     if (!root) return ramp_fail(err, "metrics: could not build the JSON document");
+    if (p->metrics_extra) json_object_set(root, "job", p->metrics_extra);
+    json_t *exit_histogram = json_array();
+    for (int i = 0; i <= p->exits.n_exits; i++)
+        json_array_append_new(exit_histogram,
+                              json_pack("{s:i, s:I}", "layer", i < p->exits.n_exits ? p->exits.exit_layers[i]
+                                                                                    : p->exits.total_layers,
+                                        "outputs", (json_int_t)p->exits.histogram[i]));
+    json_object_set_new(root, "exit_histogram", exit_histogram);
+    json_object_set_new(root, "layer_evaluations", json_integer(p->exits.layers_executed));
+    json_object_set_new(root, "layer_evaluations_possible",
+                        json_integer((json_int_t)p->exits.outputs * p->exits.total_layers));
     int status = json_dump_file(root, path, JSON_INDENT(2));
     json_decref(root);
     if (status) return ramp_fail(err, "%s: cannot write the metrics", path);

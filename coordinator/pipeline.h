@@ -13,6 +13,7 @@
 #ifndef RAMP_PIPELINE_H
 #define RAMP_PIPELINE_H
 
+#include <jansson.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -134,6 +135,7 @@ struct pipeline {
     engine_stats stats;              /* counters and histograms for metrics (under inbox.lock) */
     file_identity identity;          /* of the model file rank 0 opened; stages must match it */
     double last_heard;               /* clock_seconds of the last frame from the pipeline */
+    json_t *metrics_extra;           /* a front end's own figures for --metrics-json (borrowed), or NULL */
     bool failed;
 };
 
