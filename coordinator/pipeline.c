@@ -26,7 +26,7 @@ const char pipeline_flags_help[] =
     "      --threads N        threads per rank (default: cores / ranks on the node)\n"
     "      --max-sequences N  sequences in flight at once, i.e. KV-cache slots (default 32)\n"
     "      --batch-tokens N   most tokens in one micro-batch (default 256)\n"
-    "      --micro-batches M  micro-batches in flight (default 8)\n"
+    "      --micro-batches M  micro-batches in flight (default 1 in one stage, 8 across several)\n"
     "      --ctx N            most positions per sequence (default: the model's context length)\n"
     "      --timeout S        seconds of silence from the pipeline before the job fails (default 60)\n"
     "      --grace S          after SIGTERM, seconds to finish requests in flight (default 30)\n"
@@ -37,7 +37,7 @@ void pipeline_options_default(pipeline_options *o) {
     o->local_stages = 1;
     o->max_sequences = 32;
     o->batch_tokens = 256;
-    o->lanes = 8;
+    o->lanes = 0; /* automatic: see pipeline_open */
     o->timeout_seconds = 60.0;
     o->grace_seconds = 30.0;
 }
@@ -340,6 +340,10 @@ int pipeline_open(pipeline *p, const pipeline_options *o, ramp_error *err) {
     } else if (o->exits) { /* exit heads cost memory and time: only when a job asks for exits */
         for (int s = 0; s + 1 < p->n_stages; s++) p->exit_layers[p->n_exits++] = p->ranges[s].end_layer;
     }
+    /* One stage computes one micro-batch at a time: one lane keeps every request's row in the same
+     * product (measured: 16 streaming clients on lite16, 993 vs 419 tokens/s with 8 lanes). Several
+     * stages need micro-batches in flight to keep each other busy. */
+    if (p->options.lanes == 0) p->options.lanes = p->n_stages == 1 ? 1 : 8;
     if (p->options.lanes > p->options.max_sequences) p->options.lanes = p->options.max_sequences; /* a lane needs a slot */
     for (int s = 0; s < p->n_stages; s++) p->stages[s].rank = s + 1;
     if (mpi) /* the stages load while rank 0 reads its tokenizer */
