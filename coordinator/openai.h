@@ -17,6 +17,11 @@
  *   frequency_penalty (numbers, only 0 is honoured... any number accepted and ignored),
  *   "ramp": {"exit": "none" | "svm" | "conf"} (extension).
  * Strings must be valid UTF-8 (jansson checks); an empty prompt or empty messages is a 400.
+ * A field that is JSON null takes its default. A one-element prompt batch (["text"] or [[ids]])
+ * is that prompt; longer batches are a 400. Chat text parts are joined with "\n".
+ * max_completion_tokens wins over max_tokens. Chat top_logprobs needs "logprobs": true. Other
+ * fields OpenAI defines (logit_bias, response_format, tools, suffix, best_of, ...) are
+ * type-checked and ignored.
  */
 #ifndef RAMP_OPENAI_H
 #define RAMP_OPENAI_H
@@ -41,7 +46,8 @@ typedef struct {
     size_t prompt_length;
     int *prompt_tokens;
     int n_prompt_tokens;
-    /* chat: messages (role and content strings owned by the request) */
+    /* chat: messages (content strings owned by the request and NUL-terminated; role points to a
+     * static "system" / "user" / "assistant") */
     chat_message *messages;
     int n_messages;
     int max_tokens;         /* -1 when not given (the front end picks its default) */
@@ -52,8 +58,9 @@ typedef struct {
     bool seed_given;
     char *stop[OPENAI_MAX_STOP];
     int n_stop;
-    int logprobs;           /* completions: 0..5 (the number of alternatives; any value > 0 or chat's
-                             * true means "report each token's logprob"); -1 = not asked */
+    int logprobs;           /* -1 = not asked; otherwise each token's logprob is reported and this is the
+                             * number of alternatives asked: completions "logprobs" 0..5, chat
+                             * "top_logprobs" 0..20 when "logprobs" is true */
     bool stream;
     bool include_usage;     /* stream_options.include_usage */
     char *user;
@@ -73,7 +80,8 @@ int openai_fail(openai_error *error, int status, const char *type, const char *p
                 const char *format, ...) __attribute__((format(printf, 6, 7)));
 
 /* Parses body (length bytes, not NUL-terminated necessarily). 0 on success (free with
- * openai_request_free), -1 with *error filled (nothing to free). vocab_size bounds token ids. */
+ * openai_request_free), -1 with *error filled (nothing to free; *request is zeroed). Token ids
+ * must lie in [0, vocab_size) (vocab_size <= 0 refuses every token prompt). */
 int openai_parse_request(openai_endpoint endpoint, const char *body, size_t length, int vocab_size,
                          openai_request *request, openai_error *error);
 /* Parses an already decoded JSON object (the batch file's "body"). Same contract. */
@@ -113,13 +121,20 @@ typedef struct {
  * with choices[0], usage, and the extension
  *   "ramp": {"exit": policy, "exit_layers": [per token], "layers_executed", "layers_skipped",
  *            "total_layers"}.
- * logprobs are included as OpenAI shapes them when the request asked for them. */
+ * logprobs are included as OpenAI shapes them when the request asked for them. ramp knows only the
+ * chosen token's logprob: completions' top_logprobs list just that token ({text: logprob}, as OpenAI
+ * always includes it; null when 0 alternatives were asked), chat's top_logprobs are []. text_offset
+ * counts characters from the start of the completion (echo is not supported). Token texts that are
+ * not whole UTF-8 characters show U+FFFD (chat's "bytes" keep the raw bytes); a logprob of -inf is
+ * reported as -9999. */
 json_t *openai_response_json(const openai_request *request, const openai_result *result);
 
 /* One streaming chunk (new reference): a text_completion / chat.completion.chunk object whose
  * choices[0] carries token's text (chat: delta.content; the first chunk of a chat stream also
  * has delta.role = "assistant"), its logprob when asked, "ramp": {"exit_layer"}; token may be
- * NULL for the closing chunk, which carries finish_reason (and usage when include_usage). */
+ * NULL for the closing chunk, which carries finish_reason (and usage when include_usage; the other
+ * chunks then have "usage": null) and the full "ramp" summary. A completions chunk's text_offset is
+ * counted over the tokens before it when token points into result->tokens, else it is 0. */
 json_t *openai_stream_chunk_json(const openai_request *request, const openai_result *result, const openai_token *token,
                                  bool first, bool last);
 
