@@ -15,9 +15,10 @@ int scheduler_init(scheduler *s, const scheduler_config *config, ramp_error *err
     s->lane_busy = calloc((size_t)config->lanes, sizeof *s->lane_busy);
     s->slot_used = calloc((size_t)config->max_sequences, sizeof *s->slot_used);
     s->released = calloc((size_t)config->max_sequences, sizeof *s->released);
+    s->release_pending = calloc((size_t)config->max_sequences, sizeof *s->release_pending);
     s->sampling_logits = malloc((size_t)config->vocab_size * sizeof(float));
     s->lane_scan_from = calloc((size_t)config->lanes, sizeof *s->lane_scan_from);
-    if (!s->in_flight || !s->lane_busy || !s->slot_used || !s->released || !s->sampling_logits || !s->lane_scan_from) {
+    if (!s->in_flight || !s->lane_busy || !s->slot_used || !s->released || !s->release_pending || !s->sampling_logits || !s->lane_scan_from) {
         scheduler_free(s);
         return ramp_fail(err, "scheduler: out of memory");
     }
@@ -49,6 +50,7 @@ void scheduler_free(scheduler *s) {
     free(s->lane_busy);
     free(s->slot_used);
     free(s->released);
+    free(s->release_pending);
     free(s->sampling_logits);
     memset(s, 0, sizeof *s);
 }
@@ -133,7 +135,7 @@ int scheduler_submit(scheduler *s, const int *prompt, int n_prompt, int max_new,
 /* Slots of lane l are l, l + lanes, l + 2*lanes, ... */
 static int lane_free_slot(scheduler *s, int lane) {
     for (int slot = lane; slot < s->config.max_sequences; slot += s->config.lanes)
-        if (!s->slot_used[slot]) return slot;
+        if (!s->slot_used[slot] && !s->release_pending[slot]) return slot;
     return -1;
 }
 
@@ -205,6 +207,7 @@ static void request_finish(scheduler *s, request *r, finish_reason why, double n
     s->n_unfinished--;
     if (r->slot >= 0) {
         s->slot_used[r->slot] = false;
+        s->release_pending[r->slot] = true; /* not reused before the stages hear of the release */
         s->released[s->n_released++] = r->slot;
         r->slot = -1;
         s->n_running--;
@@ -298,6 +301,7 @@ int scheduler_batch_done(scheduler *s, uint64_t batch_id, double now, ramp_error
 int scheduler_take_released(scheduler *s, const int **slots) {
     int n = s->n_released;
     *slots = s->released;
+    for (int i = 0; i < n; i++) s->release_pending[s->released[i]] = false;
     s->n_released = 0;
     return n;
 }

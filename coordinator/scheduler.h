@@ -101,6 +101,7 @@ typedef struct {
     bool *lane_busy;
     bool *slot_used;        /* [max_sequences] */
     int *released;          /* slots freed since the last scheduler_take_released */
+    bool *release_pending;  /* [max_sequences] in `released`: not reused until the stages are told */
     int *finished_list;     /* requests finished since the last scheduler_take_finished */
     int n_finished_list, finished_list_capacity;
     int *lane_scan_from;    /* per lane: every request of the lane before this index has finished */
@@ -149,7 +150,8 @@ void scheduler_exit_request(scheduler *s, int index, int token, double now);
 int scheduler_batch_done(scheduler *s, uint64_t batch_id, double now, ramp_error *err);
 
 /* Slots of requests that finished since the last call (the pipeline tells the stages to free
- * them). Returns the count; *slots points into scheduler memory. */
+ * them, before it sends the next micro-batch). Returns the count; *slots points into scheduler
+ * memory. A released slot is not handed to a new request until it has been taken here. */
 int scheduler_take_released(scheduler *s, const int **slots);
 
 bool scheduler_idle(const scheduler *s);     /* nothing in flight */
