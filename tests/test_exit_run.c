@@ -29,6 +29,7 @@ static Ramp__ExitFeatures report(int i) {
 static exit_observation *record_in_order(const int order[N_EXITS]) {
     exit_run run = {0};
     exit_run_init(&run, EXIT_MODE_RECORD, false, NULL, N_EXITS, exit_layers, TOTAL_LAYERS);
+    run.keep_records = true; /* a recording job keeps every record (a server keeps only the current one) */
     request r;
     memset(&r, 0, sizeof r);
     r.record = -1;
