@@ -5,10 +5,53 @@
 #   make test       unit tests (Criterion) + end-to-end and multi-rank tests
 #   make test SANITIZE=1   the same under ASan + UBSan (separate build directory)
 #   make bench      throughput figures
+#   make deps       only install the missing Debian packages (scripts/install-deps.sh)
+#   make clean      remove build/ and bin/
 
 SHARED   ?= ../shared
 MODEL    ?= $(SHARED)/models/lite16/model-f32.gguf
 TOKENIZER ?=
+# The dependency installer that runs before anything is built (the fresh_build test swaps in a stub).
+INSTALL_DEPS ?= scripts/install-deps.sh
+
+# --- Two passes: install first, then discover the flags and build -----------------------------
+# The compiler flags come from `mpicc --showme` and `pkg-config`, and $(shell ...) runs those
+# while make *reads* this file, before any recipe. On a fresh machine that is before the
+# installer has put Open MPI there, so the first `make` compiled without mpi.h. Hence:
+#   pass 1 (RAMP_DEPS_READY unset): run $(INSTALL_DEPS), then re-run make with the same goals
+#          and RAMP_DEPS_READY=1 (MAKEFLAGS passes on -j and SANITIZE=/MODEL=/... as given);
+#          it discovers nothing and builds nothing itself;
+#   pass 2 (RAMP_DEPS_READY=1): discovers the flags and does the work (everything below).
+# `make clean` and `make help` need no packages and skip pass 1. Recursive makes from recipes
+# (e.g. `test`) inherit RAMP_DEPS_READY=1 and do not run the installer again.
+ifneq ($(RAMP_DEPS_READY),1)
+ifneq ($(filter-out clean help,$(or $(MAKECMDGOALS),all)),)
+RAMP_PASS := install
+endif
+endif
+
+ifeq ($(RAMP_PASS),install)
+.DEFAULT_GOAL := install-then-make
+.PHONY: install-then-make $(MAKECMDGOALS)
+install-then-make:
+	@$(INSTALL_DEPS)
+	@$(MAKE) --no-print-directory RAMP_DEPS_READY=1 $(MAKECMDGOALS)
+# Every goal named on the command line is made by the second pass above.
+ifneq ($(MAKECMDGOALS),)
+$(MAKECMDGOALS): install-then-make ; @:
+endif
+
+else # ----- clean and help (either pass) ------------------------------------------------------
+.PHONY: clean help
+clean:
+	rm -rf build bin
+
+help:
+	@sed -n '/^$$/q;p' Makefile
+endif
+
+ifeq ($(RAMP_DEPS_READY),1) # ----- pass 2: the build ------------------------------------------
+.DEFAULT_GOAL := all
 
 ifeq ($(SANITIZE),1)
 BUILD    := build/sanitize
@@ -24,11 +67,29 @@ OPT      := -O3 -march=native -mprefer-vector-width=256 -g
 endif
 BIN      := $(BUILD)/bin/ramp
 
-PKGS     := openblas libprotobuf-c jansson libmicrohttpd libpcre2-8
+# Flag discovery, now that the installer has run. A command that fails stops make here with
+# what is missing, instead of a compiler error about mpi.h or cblas.h much later.
+PKGS       := openblas libprotobuf-c jansson libmicrohttpd libpcre2-8
 MPI_CFLAGS := $(shell mpicc --showme:compile 2>/dev/null)
+mpi_status := $(.SHELLSTATUS)
 MPI_LIBS   := $(shell mpicc --showme:link 2>/dev/null)
+ifneq ($(mpi_status)$(.SHELLSTATUS),00)
+ifeq ($(shell command -v mpicc 2>/dev/null),)
+$(error mpicc not found: ramp needs Open MPI (Debian packages openmpi-bin libopenmpi-dev; $(INSTALL_DEPS) installs them when run as root))
+else
+$(error `mpicc --showme:compile` / `--showme:link` failed: $(shell command -v mpicc 2>/dev/null) is not Open MPI's compiler wrapper or is broken; ramp needs Open MPI (Debian packages openmpi-bin libopenmpi-dev))
+endif
+endif
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+pkg_status := $(.SHELLSTATUS)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+ifneq ($(pkg_status)$(.SHELLSTATUS),00)
+ifeq ($(shell command -v pkg-config 2>/dev/null),)
+$(error pkg-config not found: ramp needs it to find $(PKGS) (Debian package pkg-config; $(INSTALL_DEPS) installs it when run as root))
+else
+$(error pkg-config does not know: $(shell for p in $(PKGS); do pkg-config --exists $$p 2>/dev/null || printf '%s ' $$p; done)(Debian packages libopenblas-dev libprotobuf-c-dev libjansson-dev libmicrohttpd-dev libpcre2-dev; $(INSTALL_DEPS) installs them when run as root))
+endif
+endif
 
 CC       ?= gcc
 CFLAGS   := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wno-unused-parameter -fopenmp $(OPT) $(SANFLAGS) \
@@ -44,21 +105,18 @@ MAIN_OBJ := $(BUILD)/obj/coordinator/main.o
 TEST_SRC := $(wildcard tests/test_*.c)
 TEST_BIN := $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRC))
 
-.PHONY: all deps run test unit-test e2e-test bench clean help
+.PHONY: all deps run test unit-test e2e-test bench
 all: $(BIN)
 
+# The packages were installed by pass 1; nothing is left to do.
 deps:
-	@scripts/install-deps.sh
+	@:
 
-$(BUILD)/.deps-checked: scripts/install-deps.sh
-	@scripts/install-deps.sh
-	@mkdir -p $(BUILD) && touch $@
-
-$(PROTO_SRC): proto/ramp.proto | $(BUILD)/.deps-checked
+$(PROTO_SRC): proto/ramp.proto
 	@mkdir -p $(BUILD)/proto
 	protoc-c --proto_path=proto --c_out=$(BUILD)/proto proto/ramp.proto
 
-$(BUILD)/obj/%.o: %.c $(PROTO_SRC) | $(BUILD)/.deps-checked
+$(BUILD)/obj/%.o: %.c $(PROTO_SRC)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
 
@@ -95,10 +153,5 @@ test: $(BIN) $(TEST_BIN)
 bench: $(BIN)
 	@RAMP_SHARED=$(SHARED) RAMP_BIN=$(BIN) scripts/bench.sh
 
-clean:
-	rm -rf build bin
-
-help:
-	@sed -n '1,8p' Makefile
-
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
+endif
