@@ -10,6 +10,8 @@
 #include "file_identity.h"
 #include "wire.h"
 
+static int stage_batch_slots(const stage_config *c) { return 2 * c->max_parked + 1; }
+
 static bool is_last(const stage *s) { return s->config.stage_index == s->config.n_stages; }
 static bool is_first(const stage *s) { return s->config.stage_index == 1; }
 
@@ -54,7 +56,10 @@ int stage_open(stage *s, const stage_config *config, int rank, transport *t, ram
     int sequences_per_batch = config->max_rows < config->max_sequences ? config->max_rows : config->max_sequences;
     s->row_capacity = config->max_rows + sequences_per_batch * STAGE_MAX_DEFERRED;
     size_t rows = (size_t)s->row_capacity;
-    int n_batches = config->max_parked + 1;
+    /* A lane whose rows all left at an exit point sends its next micro-batch at once; that batch can
+     * reach this stage (through the previous one) before the Decision that frees the old one (MPI
+     * orders messages per sender only). So each lane may hold two slots here, plus the running one. */
+    int n_batches = stage_batch_slots(config);
     s->batches = calloc((size_t)n_batches, sizeof *s->batches);
     s->deferred = calloc((size_t)config->max_sequences, sizeof *s->deferred);
     int widest_head = c->vocab_size > head_width(s) ? c->vocab_size : head_width(s);
@@ -87,7 +92,7 @@ void stage_close(stage *s) {
     if (s->kv.slots) kv_cache_free(&s->kv);
     forward_workspace_free(&s->workspace);
     if (s->batches)
-        for (int b = 0; b <= s->config.max_parked; b++) {
+        for (int b = 0; b < stage_batch_slots(&s->config); b++) {
             free(s->batches[b].rows);
             free(s->batches[b].hidden);
         }
@@ -95,6 +100,8 @@ void stage_close(stage *s) {
     if (s->deferred)
         for (int i = 0; i < s->config.max_sequences; i++) free(s->deferred[i].hidden);
     free(s->deferred);
+    for (int i = 0; i < s->n_held; i++) free(s->held[i].frame);
+    free(s->held);
     free(s->exit_candidates);
     free(s->head_logits);
     free(s->slots);
@@ -349,7 +356,7 @@ static int finish_batch(stage *s, stage_batch *b, ramp_error *err) {
 }
 
 static stage_batch *free_batch(stage *s) {
-    for (int i = 0; i <= s->config.max_parked; i++)
+    for (int i = 0; i < stage_batch_slots(&s->config); i++)
         if (!s->batches[i].in_use) return &s->batches[i];
     return NULL;
 }
@@ -362,7 +369,9 @@ static int stage_accept_work(stage *s, const Ramp__Work *work, const float *payl
         return ramp_fail(err, "micro-batch %llu has %d rows, this stage takes 1..%d", (unsigned long long)work->batch_id,
                          n, s->row_capacity);
     stage_batch *b = free_batch(s);
-    if (!b) return ramp_fail(err, "more than %d micro-batches wait for exit decisions", s->config.max_parked);
+    if (!b)
+        return ramp_fail(err, "more than %d micro-batches wait for exit decisions here (%d lanes)",
+                         stage_batch_slots(&s->config) - 1, s->config.max_parked);
     exit_mode deepest = EXIT_MODE_NONE;
     for (int r = 0; r < n; r++) {
         const Ramp__Row *row = work->rows[r];
@@ -401,7 +410,7 @@ static int stage_accept_work(stage *s, const Ramp__Work *work, const float *payl
 
 static int stage_accept_decision(stage *s, const Ramp__Decision *d, ramp_error *err) {
     stage_batch *b = NULL;
-    for (int i = 0; i <= s->config.max_parked; i++)
+    for (int i = 0; i < stage_batch_slots(&s->config); i++)
         if (s->batches[i].in_use && s->batches[i].batch_id == d->batch_id) b = &s->batches[i];
     if (!b) return ramp_fail(err, "decision for micro-batch %llu, which is not parked here", (unsigned long long)d->batch_id);
     const int dim = s->model.config.dim;
@@ -477,6 +486,76 @@ static int stage_run_control(stage *s, Ramp__Control *control, ramp_error *err) 
     return 0;
 }
 
+/* ---- frames that must wait ----------------------------------------------------------------------- */
+
+/* Work is held back while a parked micro-batch (one waiting here for its Decision) holds one of its
+ * sequences: MPI orders messages per sender only, so the next micro-batch of a lane, sent by rank 0
+ * after it decided, can arrive through the previous stage before the Decision itself. Its rows
+ * must see the KV (and kept states) the Decision settles, as they would in one process. */
+static bool waits_for_decision(const stage *s, const Ramp__Work *work) {
+    for (int i = 0; i < stage_batch_slots(&s->config); i++) {
+        const stage_batch *b = &s->batches[i];
+        if (!b->in_use) continue;
+        for (int r = 0; r < b->n_rows; r++)
+            for (size_t w = 0; w < work->n_rows; w++)
+                if ((int)work->rows[w]->slot == b->rows[r].slot) return true;
+    }
+    return false;
+}
+
+static int hold_frame(stage *s, int source, const uint8_t *frame, size_t length, ramp_error *err) {
+    if (s->n_held == s->held_capacity) {
+        int capacity = s->held_capacity ? 2 * s->held_capacity : 8;
+        held_frame *grown = realloc(s->held, (size_t)capacity * sizeof *grown);
+        if (!grown) return ramp_fail(err, "out of memory holding a micro-batch back");
+        s->held = grown;
+        s->held_capacity = capacity;
+    }
+    uint8_t *copy = malloc(length ? length : 1);
+    if (!copy) return ramp_fail(err, "out of memory holding a micro-batch back");
+    memcpy(copy, frame, length);
+    s->held[s->n_held++] = (held_frame){copy, length, source};
+    return 0;
+}
+
+static int handle_envelope(stage *s, int source, Ramp__Envelope *e, const float *payload, size_t n_payload,
+                           ramp_error *err) {
+    switch (e->body_case) {
+    case RAMP__ENVELOPE__BODY_WORK: return stage_accept_work(s, e->work, payload, n_payload, err);
+    case RAMP__ENVELOPE__BODY_DECISION: return stage_accept_decision(s, e->decision, err);
+    case RAMP__ENVELOPE__BODY_CONTROL: return stage_run_control(s, e->control, err);
+    default: return ramp_fail(err, "unexpected message %d from rank %d", (int)e->body_case, source);
+    }
+}
+
+/* Work and controls keep their order behind a held frame; Decisions and pings never wait. */
+static bool keeps_chain_order(const Ramp__Envelope *e) {
+    return e->body_case == RAMP__ENVELOPE__BODY_WORK ||
+           (e->body_case == RAMP__ENVELOPE__BODY_CONTROL && e->control->kind != RAMP__CONTROL__KIND__PING);
+}
+
+/* After a Decision: the held frames that may go now, in arrival order. */
+static int release_held(stage *s, ramp_error *err) {
+    while (s->n_held > 0) {
+        held_frame head = s->held[0];
+        Ramp__Envelope *e;
+        const float *payload;
+        size_t n_payload;
+        if (wire_unpack(head.frame, head.length, &e, &payload, &n_payload, err)) return -1;
+        if (e->body_case == RAMP__ENVELOPE__BODY_WORK && waits_for_decision(s, e->work)) {
+            wire_envelope_free(e);
+            return 0;
+        }
+        memmove(s->held, s->held + 1, (size_t)(s->n_held - 1) * sizeof *s->held);
+        s->n_held--;
+        int status = handle_envelope(s, head.source, e, payload, n_payload, err);
+        wire_envelope_free(e);
+        free(head.frame);
+        if (status) return -1;
+    }
+    return 0;
+}
+
 int stage_handle_frame(void *context, int source, const uint8_t *frame, size_t length, ramp_error *err) {
     stage *s = context;
     double start = clock_seconds();
@@ -486,11 +565,12 @@ int stage_handle_frame(void *context, int source, const uint8_t *frame, size_t l
     if (wire_unpack(frame, length, &e, &payload, &n_payload, err))
         return ramp_fail_prefix(err, "rank %d: frame from rank %d: ", s->rank, source);
     int status;
-    switch (e->body_case) {
-    case RAMP__ENVELOPE__BODY_WORK: status = stage_accept_work(s, e->work, payload, n_payload, err); break;
-    case RAMP__ENVELOPE__BODY_DECISION: status = stage_accept_decision(s, e->decision, err); break;
-    case RAMP__ENVELOPE__BODY_CONTROL: status = stage_run_control(s, e->control, err); break;
-    default: status = ramp_fail(err, "unexpected message %d from rank %d", (int)e->body_case, source); break;
+    if (keeps_chain_order(e) &&
+        (s->n_held > 0 || (e->body_case == RAMP__ENVELOPE__BODY_WORK && waits_for_decision(s, e->work)))) {
+        status = hold_frame(s, source, frame, length, err);
+    } else {
+        status = handle_envelope(s, source, e, payload, n_payload, err);
+        if (!status && e->body_case == RAMP__ENVELOPE__BODY_DECISION) status = release_held(s, err);
     }
     wire_envelope_free(e);
     s->busy_seconds += clock_seconds() - start;

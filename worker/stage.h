@@ -81,6 +81,13 @@ typedef struct {
     float *hidden; /* [STAGE_MAX_DEFERRED][dim] */
 } deferred_rows;
 
+/* A frame received before it may run (see stage.c: waits_for_decision); owned copy. */
+typedef struct {
+    uint8_t *frame;
+    size_t length;
+    int source;
+} held_frame;
+
 typedef struct {
     stage_config config;
     int rank;
@@ -98,6 +105,8 @@ typedef struct {
     int *slots, *positions;
     bool *kv_only;
     uint64_t *request_ids;
+    held_frame *held; /* work (and the controls behind it) waiting for a Decision, in order */
+    int n_held, held_capacity;
     bool finished;
     /* counters */
     double opened_at, busy_seconds, exit_head_seconds;
