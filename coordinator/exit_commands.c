@@ -25,16 +25,19 @@ typedef struct {
     pipeline_options pipeline;
     const char *task, *data, *exit_spec, *json, *output, *prompts, *features_csv;
     const char *exit_head; /* "labels" or "full" */
-    int limit, skip, n_new;
+    int limit, skip, n_new, sweep;
     double target, heldout_fraction;
 } exit_job_options;
 
 static void exit_job_usage(FILE *out, const char *command) {
     if (!strcmp(command, "eval"))
         fprintf(out, "usage: ramp eval -m MODEL --task sst2|trec|agnews|rte --data FILE [--exit none|svm:FILE|conf:FILE]\n"
-                     "                 [--json OUT] [--limit N]\n\n"
+                     "                 [--json OUT] [--limit N] [--sweep N]\n\n"
                      "Runs a labelled data set at full depth and then with the exit policy; reports accuracy with and\n"
-                     "without exit, agreement with the full model, mean layers, pruning ratio, exit histogram, time.\n\n");
+                     "without exit, agreement with the full model, mean layers, pruning ratio, exit histogram, time.\n"
+                     "--sweep N replaces the exit run: the full-depth run records the exit features and the policy is\n"
+                     "replayed on them at N thresholds across its useful range (svm: the decision threshold moved;\n"
+                     "conf: every point's threshold scaled), plus its own; a table on stderr, \"sweep\" in --json.\n\n");
     else if (!strcmp(command, "exit-train"))
         fprintf(out, "usage: ramp exit-train -m MODEL --task TASK --data FILE -o CLASSIFIER [--target-agreement 0.99]\n"
                      "                       [--heldout 0.25] [--limit N]\n\n"
@@ -58,6 +61,7 @@ static void exit_job_usage(FILE *out, const char *command) {
                  "      --heldout F           share of the data used to choose thresholds (default 0.25)\n"
                  "      --kv-fill recompute|copy|omit  (generation) KV of skipped layers\n"
                  "      --json OUT            write the results as JSON\n"
+                 "      --sweep N             (eval) agreement, accuracy and pruning at N thresholds (see above)\n"
                  "      --features-csv OUT    (exit-train, exit-calibrate) also write the recorded features, one row\n"
                  "                            per example and exit point\n\n%s",
             pipeline_flags_help);
@@ -72,7 +76,7 @@ static int parse_exit_job(int argc, char **argv, const char *command, exit_job_o
     o->n_new = 32;
     ramp_error err;
     enum { TOKENIZER = 1000, TASK, DATA, EXIT, JSON, LIMIT, SKIP, TARGET, HELDOUT, EXIT_LAYERS, EXIT_HEAD, KV_FILL,
-           FEATURES_CSV, PIPELINE_FLAG };
+           FEATURES_CSV, SWEEP, PIPELINE_FLAG };
     static const struct option long_options[] = {
         {"model", required_argument, 0, 'm'}, {"tokenizer", required_argument, 0, TOKENIZER},
         {"task", required_argument, 0, TASK}, {"data", required_argument, 0, DATA},
@@ -81,7 +85,7 @@ static int parse_exit_job(int argc, char **argv, const char *command, exit_job_o
         {"target-agreement", required_argument, 0, TARGET}, {"heldout", required_argument, 0, HELDOUT},
         {"exit-layers", required_argument, 0, EXIT_LAYERS}, {"exit-head", required_argument, 0, EXIT_HEAD},
         {"kv-fill", required_argument, 0, KV_FILL}, {"output", required_argument, 0, 'o'},
-        {"features-csv", required_argument, 0, FEATURES_CSV},
+        {"features-csv", required_argument, 0, FEATURES_CSV}, {"sweep", required_argument, 0, SWEEP},
         {"file", required_argument, 0, 'f'}, {"tokens", required_argument, 0, 'n'},
         {"help", no_argument, 0, 'h'}, CLI_PIPELINE_OPTIONS(PIPELINE_FLAG), {0, 0, 0, 0},
     };
@@ -103,6 +107,7 @@ static int parse_exit_job(int argc, char **argv, const char *command, exit_job_o
         case 'n': bad = cli_parse_int("-n", optarg, 1, 1 << 20, &o->n_new, &err); break;
         case LIMIT: bad = cli_parse_int("--limit", optarg, 1, 1 << 30, &o->limit, &err); break;
         case SKIP: bad = cli_parse_int("--skip", optarg, 0, 1 << 30, &o->skip, &err); break;
+        case SWEEP: bad = cli_parse_int("--sweep", optarg, 2, 10000, &o->sweep, &err); break;
         case TARGET:
             bad = cli_parse_float("--target-agreement", optarg, &number, &err);
             if (!bad && !(number > 0 && number <= 1)) bad = -1, cli_error(&err, "--target-agreement must be in (0, 1]");
@@ -137,6 +142,8 @@ static int parse_exit_job(int argc, char **argv, const char *command, exit_job_o
     if (!generation && (!o->task || !o->data))
         return cli_usage_error(command, cli_error(&err, "--task and --data are required"));
     if (strcmp(command, "eval") && !o->output) return cli_usage_error(command, cli_error(&err, "-o FILE is required"));
+    if (o->sweep && (strcmp(command, "eval") || !o->exit_spec || !strcmp(o->exit_spec, "none")))
+        return cli_usage_error(command, cli_error(&err, "--sweep is for eval with --exit svm:FILE or conf:FILE"));
     return 0;
 }
 
@@ -227,6 +234,128 @@ static int write_eval_json(const char *path, json_t *root, ramp_error *err) {
     return 0;
 }
 
+/* ---- eval --sweep: the exit policy at many thresholds, replayed from recorded features ----
+ *
+ * A request-level exit is decided at each exit point from that point's features alone (top-1
+ * probability, gap, entropy, depth, the previous point's top-1 and confidence), and those come
+ * from hidden states that do not depend on whether the row leaves later: up to the point where it
+ * leaves, a row of an exit run computes exactly what it computes at full depth. So replaying the
+ * observations a full-depth run recorded with another threshold gives that threshold's exits,
+ * agreement, accuracy and pruning without running the model again. tests/e2e/plots.sh checks
+ * this: at the policy's own threshold the replay equals a real exit run (same agreement, accuracy,
+ * pruning and exit histogram, on one process and on 3 stages).
+ */
+typedef struct {
+    double threshold; /* svm: the decision threshold; conf: the factor on every point's threshold */
+    double agreement, accuracy, pruning_ratio, mean_layers;
+    long histogram[EXIT_MAX_POINTS + 1];
+} sweep_point;
+
+typedef struct {
+    const exit_policy *own;
+    const exit_observation *observations; /* [example * n_exits + point], in request order */
+    const exit_run *run;
+    const task_dataset *task;
+    const int *full; /* each example's label at full depth */
+} sweep_data;
+
+/* The policy moved along its one knob, x: svm threshold = own + x; conf thresholds = own * x. */
+static void replay(const sweep_data *d, double x, sweep_point *out, int *labels) {
+    exit_policy policy = *d->own; /* shares the classifier: not freed */
+    bool svm = policy.kind == EXIT_POLICY_SVM;
+    if (svm) policy.threshold += x;
+    for (int i = 0; !svm && i < policy.n_exits; i++) policy.thresholds[i] *= x;
+    const int n = d->task->n_examples, n_exits = d->run->n_exits;
+    memset(out, 0, sizeof *out);
+    out->threshold = svm ? policy.threshold : x;
+    long agree = 0, correct = 0, layers = 0;
+    for (int e = 0; e < n; e++) {
+        const exit_observation *row = d->observations + (size_t)e * n_exits;
+        int at = 0;
+        while (at < n_exits && !exit_policy_should_exit(&policy, at, row[at].features, row[at].top_token)) at++;
+        int label = at < n_exits ? label_of_token(d->task, row[at].top_token) : d->full[e];
+        out->histogram[at]++;
+        layers += at < n_exits ? d->run->exit_layers[at] : d->run->total_layers;
+        agree += label == d->full[e];
+        correct += label == d->task->examples[e].label;
+        if (labels) labels[e] = label;
+    }
+    out->agreement = (double)agree / n;
+    out->accuracy = (double)correct / n;
+    out->mean_layers = (double)layers / n;
+    out->pruning_ratio = 1.0 - out->mean_layers / d->run->total_layers;
+}
+
+static int by_value(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* Whether every example leaves at the first exit point (low) or none leaves (high) at x. */
+static bool at_edge(const sweep_data *d, double x, bool high) {
+    sweep_point s;
+    replay(d, x, &s, NULL);
+    return s.histogram[high ? d->run->n_exits : 0] == d->task->n_examples;
+}
+
+/* The smallest x at which at_edge(high) holds (high), or the largest (low), between inside and
+ * outside (where it does not and does hold); the predicate is monotone in x. */
+static double bisect_edge(const sweep_data *d, double inside, double outside, bool high) {
+    for (int k = 0; k < 30; k++) { /* to a billionth of the bracket */
+        double middle = 0.5 * (inside + outside);
+        if (at_edge(d, middle, high)) outside = middle;
+        else inside = middle;
+    }
+    return outside;
+}
+
+/* n_points thresholds evenly spaced over the useful range, from where every example leaves at the
+ * first exit point to where none leaves, plus the policy's own, in increasing order. Fills
+ * labels/own_point with the policy's own replay (what an exit run answers) and *table. */
+static int sweep_thresholds(pipeline *p, const exit_job *job, const int *full, int n_points, int *labels,
+                            sweep_point *own_point, json_t **table, ramp_error *err) {
+    bool same = job->policy.n_exits == p->exits.n_exits;
+    for (int i = 0; same && i < p->exits.n_exits; i++) same = job->policy.exit_layers[i] == p->exits.exit_layers[i];
+    if (!same) return ramp_fail(err, "the exit policy was made for other exit points than this run's");
+    int n_examples;
+    exit_observation *observations = exit_run_dataset(&p->exits, &n_examples);
+    double *xs = malloc(((size_t)n_points + 1) * sizeof *xs);
+    if (!observations || !xs || n_examples != job->task.n_examples) {
+        free(observations);
+        free(xs);
+        return observations && xs ? ramp_fail(err, "--sweep: features at every exit point for only %d of %d examples",
+                                              n_examples, job->task.n_examples)
+                                  : ramp_fail(err, "out of memory collecting exit features");
+    }
+    sweep_data d = {&job->policy, observations, &p->exits, &job->task, full};
+    bool svm = job->policy.kind == EXIT_POLICY_SVM;
+    double own = svm ? 0.0 : 1.0, low = svm ? -1.0 : 0.0, high = 1.0;
+    while (!at_edge(&d, low, false) && low > -1e12) low *= 2;
+    while (!at_edge(&d, high, true) && high < 1e12) high *= 2;
+    double first = bisect_edge(&d, high, low, false), last = bisect_edge(&d, low, high, true);
+    replay(&d, own, own_point, labels);
+    *table = json_array();
+    fprintf(stderr, "ramp eval: %s over %d points, replayed from the features of the full-depth run (* the policy's own)\n"
+            "  %10s  %9s  %8s  %7s\n", svm ? "svm decision threshold" : "confidence thresholds scaled by a factor",
+            n_points + 1, svm ? "threshold" : "factor", "agreement", "accuracy", "pruning");
+    for (int k = 0; k < n_points; k++) xs[k] = first + (last - first) * k / (n_points - 1);
+    xs[n_points] = own;
+    qsort(xs, (size_t)n_points + 1, sizeof *xs, by_value);
+    for (int k = 0; k <= n_points; k++) {
+        if (k > 0 && xs[k] == xs[k - 1]) continue;
+        sweep_point s;
+        replay(&d, xs[k], &s, NULL);
+        fprintf(stderr, "%s %10.4f  %9.3f  %8.3f  %6.1f%%\n", xs[k] == own ? "*" : " ", s.threshold, s.agreement,
+                s.accuracy, 100.0 * s.pruning_ratio);
+        json_array_append_new(*table, json_pack("{s:f, s:f, s:f, s:f, s:b}", "threshold", s.threshold, "agreement",
+                                                s.agreement, "accuracy", s.accuracy, "pruning_ratio",
+                                                s.pruning_ratio, "policy", xs[k] == own));
+    }
+    free(xs);
+    free(observations);
+    return 0;
+}
+
 static int eval_job(pipeline *p, exit_job *job, const exit_job_options *o, ramp_error *err) {
     const task_dataset *task = &job->task;
     const int n = task->n_examples, L = p->model.config.n_layers;
@@ -237,18 +366,21 @@ static int eval_job(pipeline *p, exit_job *job, const exit_job_options *o, ramp_
         return ramp_fail(err, "out of memory");
     }
     double seconds_full, seconds_exit;
-    int status = run_task(p, task, EXIT_MODE_NONE, NULL, full, &seconds_full, err);
-    bool with_exit = job->policy.kind != EXIT_POLICY_NONE;
-    if (!status && with_exit) status = run_task(p, task, EXIT_MODE_DECIDE, &job->policy, exited, &seconds_exit, err);
+    bool with_exit = job->policy.kind != EXIT_POLICY_NONE, sweep = with_exit && o->sweep;
+    /* A sweep records the exit features at full depth and replays them instead of an exit run. */
+    int status = run_task(p, task, sweep ? EXIT_MODE_RECORD : EXIT_MODE_NONE, NULL, full, &seconds_full, err);
+    if (!status && with_exit && !sweep)
+        status = run_task(p, task, EXIT_MODE_DECIDE, &job->policy, exited, &seconds_exit, err);
+    sweep_point own;
+    json_t *sweep_table = NULL;
+    if (!status && sweep) status = sweep_thresholds(p, job, full, o->sweep, exited, &own, &sweep_table, err);
     if (status) {
         free(full);
         free(exited);
         return -1;
     }
-    if (!with_exit) {
-        memcpy(exited, full, (size_t)n * sizeof *full);
-        seconds_exit = seconds_full;
-    }
+    if (!with_exit) memcpy(exited, full, (size_t)n * sizeof *full);
+    if (!with_exit || sweep) seconds_exit = seconds_full; /* a sweep reports no exit time: dropped below */
     int correct_full = 0, correct_exit = 0, agree = 0;
     for (int i = 0; i < n; i++) {
         correct_full += full[i] == task->examples[i].label;
@@ -256,12 +388,13 @@ static int eval_job(pipeline *p, exit_job *job, const exit_job_options *o, ramp_
         agree += full[i] == exited[i];
     }
     const exit_run *run = &p->exits;
-    double mean_layers = with_exit && run->outputs ? (double)run->layers_executed / run->outputs : L;
+    const long *exits_at = sweep ? own.histogram : run->histogram;
+    double mean_layers = sweep ? own.mean_layers : with_exit && run->outputs ? (double)run->layers_executed / run->outputs : L;
     json_t *histogram = json_object();
     for (int i = 0; with_exit && i <= run->n_exits; i++) {
         char key[16];
         snprintf(key, sizeof key, "%d", i < run->n_exits ? run->exit_layers[i] : L);
-        json_object_set_new(histogram, key, json_integer(run->histogram[i]));
+        json_object_set_new(histogram, key, json_integer(exits_at[i]));
     }
     if (!with_exit) {
         char key[16];
@@ -275,15 +408,22 @@ static int eval_job(pipeline *p, exit_job *job, const exit_job_options *o, ramp_
                              mean_layers, "exit_histogram", histogram, "seconds_full", seconds_full, "seconds_exit",
                              seconds_exit, "rows_per_second_full", n / seconds_full, "rows_per_second_exit",
                              n / seconds_exit);
+    if (sweep) { /* the exit figures are the replay's at the policy's own threshold; no exit run to time */
+        json_object_del(root, "seconds_exit");
+        json_object_del(root, "rows_per_second_exit");
+        json_object_set_new(root, "sweep", sweep_table);
+    }
     char *text = json_dumps(root, JSON_INDENT(2));
     printf("%s\n", text ? text : "{}");
     free(text);
     fprintf(stderr,
             "ramp eval: %s, %d examples, %d stage%s: accuracy full %.3f, exit %.3f; agreement %.3f; mean layers %.2f "
-            "of %d (pruning %.1f%%); %.1f rows/s full, %.1f rows/s exit (x%.2f)\n",
+            "of %d (pruning %.1f%%); %.1f rows/s full",
             task->name, n, p->n_stages, p->n_stages == 1 ? "" : "s", (double)correct_full / n,
             (double)correct_exit / n, (double)agree / n, mean_layers, L, 100.0 * (1.0 - mean_layers / L),
-            n / seconds_full, n / seconds_exit, seconds_full / seconds_exit);
+            n / seconds_full);
+    if (sweep) fprintf(stderr, " (recording exit features); exit figures replayed at the policy's threshold\n");
+    else fprintf(stderr, ", %.1f rows/s exit (x%.2f)\n", n / seconds_exit, seconds_full / seconds_exit);
     status = o->json ? write_eval_json(o->json, root, err) : 0;
     json_decref(root);
     free(full);
