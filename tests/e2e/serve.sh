@@ -256,6 +256,71 @@ sv_greedy_equal() {
 sv_references "$LITE" lite16
 sv_references "$STORIES_GGUF" stories
 
+# SIGTERM while requests run: they finish (queued ones too), new ones are refused, exit 0 within
+# the grace. Done on the main server (32 sequences: the 6 requests end together with the drain) and
+# on servers of 2 sequences (6 long requests take long enough to be caught running and queued).
+SV_DRAIN_FLAGS=(--max-sequences 2 --micro-batches 2)
+SV_DRAIN_N=6
+# sv_term_in_flight WHAT URL SIGNALLED_PID: 3 whole and 3 streamed long requests in flight.
+sv_term_in_flight() {
+    local what=$1 url=$2 victim=$3 i pids=() late ok=() bad=() t_kill took m running=0 queued=0 ended ended0 problems
+    sv_post "$url" /v1/completions "$long" "$sv_dir/long.json"
+    jq -j '.choices[0].text' "$sv_dir/long.json" >"$sv_dir/long.text" 2>/dev/null
+    ended0=$(curl -s -m 10 "$url/metrics" | awk '/^ramp_requests_total\{/ { s += $2 } END { print s + 0 }')
+    for i in $(seq 1 $((SV_DRAIN_N / 2))); do
+        : >"$sv_dir/term.$i.json"
+        : >"$sv_dir/term.$i.sse"
+        (curl -s -m 60 -o "$sv_dir/term.$i.json" -w '%{http_code}' -H 'Content-Type: application/json' -d "$long" \
+            "$url/v1/completions" >"$sv_dir/term.$i.code"; echo $? >"$sv_dir/term.$i.rc") &
+        pids+=($!)
+        (curl -sN -m 60 -o "$sv_dir/term.$i.sse" -w '%{http_code}' -H 'Content-Type: application/json' \
+            -d "$long_stream" "$url/v1/completions" >"$sv_dir/term.$i.sse.code"
+            echo $? >"$sv_dir/term.$i.sse.rc") &
+        pids+=($!)
+    done
+    # Every request submitted (running + queued + ended), and some still running or queued.
+    for i in $(seq 1 200); do
+        m=$(curl -s -m 10 "$url/metrics")
+        running=$(awk '$1 == "ramp_running_requests" { print $2 + 0 }' <<<"$m")
+        queued=$(awk '$1 == "ramp_queue_depth" { print $2 + 0 }' <<<"$m")
+        ended=$(($(awk '/^ramp_requests_total\{/ { s += $2 } END { print s + 0 }' <<<"$m") - ended0))
+        [ $((running + queued)) -ge 2 ] && [ $((running + queued + ended)) -ge "$SV_DRAIN_N" ] && break
+        sleep 0.02
+    done
+    kill -TERM "$victim"
+    t_kill=$(now)
+    sleep 0.2
+    late=$(curl -s -m 10 -o "$sv_dir/late.json" -w '%{http_code}' -H 'Content-Type: application/json' -d "$long" "$url/v1/completions")
+    sv_wait "$SV_PID" $((SV_GRACE + 15))
+    took=$(elapsed_since "$t_kill")
+    wait "${pids[@]}"
+    if [ "$SV_RC" -eq 0 ] && awk -v t="$took" -v g="$SV_GRACE" 'BEGIN { exit !(t <= g + 5) }'; then
+        pass "$what: SIGTERM with $running requests running and $queued queued: exit 0 after $took s (grace $SV_GRACE s)"
+    else
+        fail "$what: SIGTERM with $running requests running and $queued queued: exit 0 within the grace ($SV_GRACE s)" \
+            "status $SV_RC after $took s" "$(grep -E '^(ramp|MPI_ABORT|mpirun)' "$sv_dir/$SV_NAME.err" | tail -n 6)"
+    fi
+    for i in $(seq 1 $((SV_DRAIN_N / 2))); do
+        jq -j '.choices[0].text' "$sv_dir/term.$i.json" >"$sv_dir/term.$i.text" 2>/dev/null
+        if [ "$(cat "$sv_dir/term.$i.code")" = 200 ] && cmp -s "$sv_dir/term.$i.text" "$sv_dir/long.text"; then
+            ok+=("whole $i")
+        else
+            bad+=("whole request $i: HTTP status $(cat "$sv_dir/term.$i.code"), curl status $(cat "$sv_dir/term.$i.rc"): $(sv_show "$sv_dir/term.$i.json" 200)")
+        fi
+        problems=$(sv_sse_check "$sv_dir/term.$i.sse" "$sv_dir/term.$i.sse.text" text_completion)
+        cmp -s "$sv_dir/term.$i.sse.text" "$sv_dir/long.text" || problems+=" the text is not the full answer ($(wc -c <"$sv_dir/term.$i.sse.text") of $(wc -c <"$sv_dir/long.text") bytes, $(grep -c '^data: {' "$sv_dir/term.$i.sse") chunks)"
+        if [ -z "$problems" ]; then
+            ok+=("stream $i")
+        else
+            bad+=("streamed request $i: HTTP status $(cat "$sv_dir/term.$i.sse.code"), curl status $(cat "$sv_dir/term.$i.sse.rc"): $(echo $problems | cut -c1-200)")
+        fi
+    done
+    check "${#bad[@]}" "$what: the $SV_DRAIN_N requests in flight at SIGTERM complete with their full text (${ok[*]:-none})" "${bad[@]}"
+    check "$([ "$late" != 200 ] && echo 0 || echo 1)" \
+        "$what: a request after SIGTERM is refused ($([ "$late" = 000 ] && echo "connection refused" || echo "status $late"))" \
+        "status $late: $(sv_show "$sv_dir/late.json" 300)"
+    sv_no_leftovers "$what" "$SV_PID"
+}
 # === one process: lite16 ===========================================================================
 if sv_start "serve-1p" "$RAMP_BIN" serve -m "$LITE" "${SV_FLAGS[@]}"; then
     B=$SV_URL
@@ -431,11 +496,11 @@ if sv_start "serve-1p" "$RAMP_BIN" serve -m "$LITE" "${SV_FLAGS[@]}"; then
     fi
 
     # --- (6) faults -----------------------------------------------------------------------------------
-    # Clients that go away, while five other long requests keep the engine busy (so that the request
+    # Clients that go away, while 15 other long requests keep the engine busy (so that the request
     # cannot finish before its client has gone): one mid-stream, one waiting for a whole answer.
     cancelled=$(sv_metric "$B" 'ramp_requests_total{finish="cancelled"}')
     busy=()
-    for i in 1 2 3 4 5; do
+    for i in $(seq 1 15); do
         curl -s -m 60 -o "$sv_dir/busy.$i" -H 'Content-Type: application/json' -d "$long" "$B/v1/completions" &
         busy+=($!)
     done
@@ -450,87 +515,23 @@ if sv_start "serve-1p" "$RAMP_BIN" serve -m "$LITE" "${SV_FLAGS[@]}"; then
     fi
     curl -s -m 0.3 -o /dev/null -H 'Content-Type: application/json' -d "$long" "$B/v1/completions"
     cut_rc=$?
+    busy_running=$(sv_metric "$B" ramp_running_requests)
     wait "${busy[@]}"
     if [ "$cut_rc" -eq 28 ] && sv_wait_metric "$B" 'ramp_requests_total{finish="cancelled"}' $((cancelled + 2)) 10; then
         pass "a client that disconnects while waiting for a non-streamed answer: its request is cancelled (cancelled +1)"
     else
         fail "a client that disconnects while waiting for a non-streamed answer: its request is cancelled (cancelled +1)" \
-            "curl status $cut_rc (28 = gave up after 0.3 s as planned); cancelled $cancelled -> $(sv_metric "$B" 'ramp_requests_total{finish="cancelled"}') (+2 expected over both checks)"
+            "curl status $cut_rc (28 = gave up after 0.3 s as planned; $busy_running requests were still running then); cancelled $cancelled -> $(sv_metric "$B" 'ramp_requests_total{finish="cancelled"}') (+2 expected over both checks)"
     fi
     sv_wait_metric "$B" ramp_kv_bytes_in_use 0 10
     check $? "after the disconnects, ramp_kv_bytes_in_use returns to 0 (and running requests $(sv_metric "$B" ramp_running_requests))" \
         "kv $(sv_metric "$B" ramp_kv_bytes_in_use), running $(sv_metric "$B" ramp_running_requests)"
 
-    sv_stop "1 process server"
+    sv_term_in_flight "1 process, 32 sequences" "$B" "$S1"
 fi
 
-# SIGTERM while requests run: they finish (queued ones too), new ones are refused, exit 0 within
-# the grace. The server runs 2 sequences at a time, so that 6 long requests take long enough to be
-# caught in flight.
-SV_DRAIN_FLAGS=(--max-sequences 2 --micro-batches 2)
-SV_DRAIN_N=6
-# sv_term_in_flight WHAT URL SIGNALLED_PID: 3 whole and 3 streamed long requests in flight.
-sv_term_in_flight() {
-    local what=$1 url=$2 victim=$3 i pids=() late ok=() bad=() t_kill took m running=0 queued=0 ended ended0 problems
-    sv_post "$url" /v1/completions "$long" "$sv_dir/long.json"
-    jq -j '.choices[0].text' "$sv_dir/long.json" >"$sv_dir/long.text" 2>/dev/null
-    ended0=$(curl -s -m 10 "$url/metrics" | awk '/^ramp_requests_total\{/ { s += $2 } END { print s + 0 }')
-    for i in $(seq 1 $((SV_DRAIN_N / 2))); do
-        : >"$sv_dir/term.$i.json"
-        : >"$sv_dir/term.$i.sse"
-        (curl -s -m 60 -o "$sv_dir/term.$i.json" -w '%{http_code}' -H 'Content-Type: application/json' -d "$long" \
-            "$url/v1/completions" >"$sv_dir/term.$i.code"; echo $? >"$sv_dir/term.$i.rc") &
-        pids+=($!)
-        (curl -sN -m 60 -o "$sv_dir/term.$i.sse" -w '%{http_code}' -H 'Content-Type: application/json' \
-            -d "$long_stream" "$url/v1/completions" >"$sv_dir/term.$i.sse.code"
-            echo $? >"$sv_dir/term.$i.sse.rc") &
-        pids+=($!)
-    done
-    # Every request submitted (running + queued + ended), and some still running or queued.
-    for i in $(seq 1 200); do
-        m=$(curl -s -m 10 "$url/metrics")
-        running=$(awk '$1 == "ramp_running_requests" { print $2 + 0 }' <<<"$m")
-        queued=$(awk '$1 == "ramp_queue_depth" { print $2 + 0 }' <<<"$m")
-        ended=$(($(awk '/^ramp_requests_total\{/ { s += $2 } END { print s + 0 }' <<<"$m") - ended0))
-        [ $((running + queued)) -ge 2 ] && [ $((running + queued + ended)) -ge "$SV_DRAIN_N" ] && break
-        sleep 0.02
-    done
-    kill -TERM "$victim"
-    t_kill=$(now)
-    sleep 0.2
-    late=$(curl -s -m 10 -o "$sv_dir/late.json" -w '%{http_code}' -H 'Content-Type: application/json' -d "$long" "$url/v1/completions")
-    sv_wait "$SV_PID" $((SV_GRACE + 15))
-    took=$(elapsed_since "$t_kill")
-    wait "${pids[@]}"
-    if [ "$SV_RC" -eq 0 ] && awk -v t="$took" -v g="$SV_GRACE" 'BEGIN { exit !(t <= g + 5) }'; then
-        pass "$what: SIGTERM with $running requests running and $queued queued: exit 0 after $took s (grace $SV_GRACE s)"
-    else
-        fail "$what: SIGTERM with $running requests running and $queued queued: exit 0 within the grace ($SV_GRACE s)" \
-            "status $SV_RC after $took s" "$(grep -E '^(ramp|MPI_ABORT|mpirun)' "$sv_dir/$SV_NAME.err" | tail -n 6)"
-    fi
-    for i in $(seq 1 $((SV_DRAIN_N / 2))); do
-        jq -j '.choices[0].text' "$sv_dir/term.$i.json" >"$sv_dir/term.$i.text" 2>/dev/null
-        if [ "$(cat "$sv_dir/term.$i.code")" = 200 ] && cmp -s "$sv_dir/term.$i.text" "$sv_dir/long.text"; then
-            ok+=("whole $i")
-        else
-            bad+=("whole request $i: HTTP status $(cat "$sv_dir/term.$i.code"), curl status $(cat "$sv_dir/term.$i.rc"): $(sv_show "$sv_dir/term.$i.json" 200)")
-        fi
-        problems=$(sv_sse_check "$sv_dir/term.$i.sse" "$sv_dir/term.$i.sse.text" text_completion)
-        cmp -s "$sv_dir/term.$i.sse.text" "$sv_dir/long.text" || problems+=" the text is not the full answer ($(wc -c <"$sv_dir/term.$i.sse.text") of $(wc -c <"$sv_dir/long.text") bytes, $(grep -c '^data: {' "$sv_dir/term.$i.sse") chunks)"
-        if [ -z "$problems" ]; then
-            ok+=("stream $i")
-        else
-            bad+=("streamed request $i: HTTP status $(cat "$sv_dir/term.$i.sse.code"), curl status $(cat "$sv_dir/term.$i.sse.rc"): $(echo $problems | cut -c1-200)")
-        fi
-    done
-    check "${#bad[@]}" "$what: the $SV_DRAIN_N requests in flight at SIGTERM complete with their full text (${ok[*]:-none})" "${bad[@]}"
-    check "$([ "$late" != 200 ] && echo 0 || echo 1)" \
-        "$what: a request after SIGTERM is refused ($([ "$late" = 000 ] && echo "connection refused" || echo "status $late"))" \
-        "status $late: $(sv_show "$sv_dir/late.json" 300)"
-    sv_no_leftovers "$what" "$SV_PID"
-}
 if sv_start "serve-drain" "$RAMP_BIN" serve -m "$LITE" "${SV_FLAGS[@]}" "${SV_DRAIN_FLAGS[@]}"; then
-    sv_term_in_flight "1 process" "$SV_URL" "$SV_PID"
+    sv_term_in_flight "1 process, 2 sequences" "$SV_URL" "$SV_PID"
 fi
 
 # === stories260K: greedy equality on a second model =================================================
