@@ -63,6 +63,7 @@ typedef struct {
     pthread_mutex_t counters_lock;
     uint64_t responses[N_COUNTED + 1]; /* per counted status, then "other" */
     atomic_ullong next_request_number;
+    atomic_int open_requests;  /* received and not yet completely sent (MHD's completion callback) */
 } server;
 
 /* ---- one request's life: filled by the engine thread, read by the connection thread ---------- */
@@ -74,6 +75,7 @@ typedef struct {
     openai_request request;
     char id[64];
     uint64_t engine_id;
+    struct MHD_Connection *connection; /* streams: to notice a client that went away */
     openai_collector collected; /* the events so far */
     const char *exit_policy;
     int streamed;             /* tokens already written as SSE chunks */
@@ -325,8 +327,15 @@ static ssize_t stream_reader(void *context, uint64_t position, char *buffer, siz
         }
         struct timespec until;
         clock_gettime(CLOCK_REALTIME, &until);
-        until.tv_sec += 1;
+        until.tv_nsec += 200 * 1000000L;
+        until.tv_sec += until.tv_nsec / 1000000000L;
+        until.tv_nsec %= 1000000000L;
         pthread_cond_timedwait(&job->changed, &job->lock, &until);
+        if (!job->collected.finished && job->connection && client_gone(job->connection)) {
+            pthread_mutex_unlock(&job->lock);
+            engine_cancel(job->server->pipeline, job->engine_id); /* stop generating for nobody */
+            return MHD_CONTENT_READER_END_WITH_ERROR;
+        }
     }
     size_t n = job->pending_length - job->pending_offset;
     if (n > max) n = max;
@@ -348,6 +357,7 @@ static void stream_free(void *context) {
 }
 
 static enum MHD_Result answer_stream(server *s, struct MHD_Connection *c, http_job *job) {
+    job->connection = c;
     struct MHD_Response *r = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096, stream_reader, job, stream_free);
     if (!r) {
         engine_cancel(s->pipeline, job->engine_id);
@@ -442,6 +452,7 @@ static enum MHD_Result on_request(void *context, struct MHD_Connection *c, const
         cs = calloc(1, sizeof *cs);
         if (!cs) return MHD_NO;
         *connection_context = cs;
+        atomic_fetch_add(&s->open_requests, 1);
         const char *length = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
         if (length && strtoull(length, NULL, 10) > s->options.max_body) cs->too_large = true;
         return MHD_YES;
@@ -482,14 +493,24 @@ static enum MHD_Result on_request(void *context, struct MHD_Connection *c, const
 
 static void on_completed(void *context, struct MHD_Connection *c, void **connection_context,
                          enum MHD_RequestTerminationCode code) {
-    (void)context;
     (void)c;
     (void)code;
+    server *s = context;
     connection_state *cs = *connection_context;
     if (cs) {
         free(cs->body);
         free(cs);
         *connection_context = NULL;
+        atomic_fetch_sub(&s->open_requests, 1);
+    }
+}
+
+/* After the engine drained: the answers it finished may still be on their way to the clients. */
+static void wait_for_responses(server *s, double seconds) {
+    double deadline = clock_seconds() + seconds;
+    while (atomic_load(&s->open_requests) > 0 && clock_seconds() < deadline) {
+        struct timespec pause = {0, 20 * 1000000L};
+        nanosleep(&pause, NULL);
     }
 }
 
@@ -670,13 +691,15 @@ int command_serve(int argc, char **argv, transport *mpi) {
             chat_template_name(s.front.chat_template), " none", s.front.svm ? " svm" : "", s.front.conf ? " conf" : "");
     if (engine_run(&p, ENGINE_UNTIL_STOPPED, &err)) {
         atomic_store(&s.stopping, true);
-        MHD_stop_daemon(daemon); /* clients in flight get their 500 first */
+        wait_for_responses(&s, 5.0); /* clients in flight get their 500 first */
+        MHD_stop_daemon(daemon);
         daemon = NULL;
         status = pipeline_fail(&p, "serve", &err);
         goto done;
     }
     atomic_store(&s.stopping, true);
-    fprintf(stderr, "ramp serve: stopping (signal %d): requests in flight finished\n", interrupt_signal());
+    wait_for_responses(&s, 10.0);
+    fprintf(stderr, "ramp serve: stopping (signal %d): requests in flight finished and sent\n", interrupt_signal());
     MHD_stop_daemon(daemon);
     daemon = NULL;
     if (pipeline_finish(&p, &err)) status = pipeline_fail(&p, "serve", &err);
