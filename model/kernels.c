@@ -66,14 +66,18 @@ void act_quantize(act_kind kind, const float *x, int n, void *dst) {
         int8_t *q = (int8_t *)p;
         float *d = (float *)(p + 32 * nb16), *dsum = (float *)(p + 36 * nb16);
         int32_t *sum = (int32_t *)(p + 40 * nb16);
+        memset(q, 0, (size_t)(32 * nb16));
         for (int b = 0; b < nb; b++) {
-            d[b] = quantize_block(x + 32 * b, 32, q + 32 * b);
+            int8_t block[32];
+            d[b] = quantize_block(x + 32 * b, 32, block);
             int s = 0;
-            for (int i = 0; i < 32; i++) s += q[32 * b + i];
+            for (int i = 0; i < 32; i++) {
+                q[act_q8_32_index(b, i)] = block[i];
+                s += block[i];
+            }
             sum[b] = s;
             dsum[b] = d[b] * (float)s;
         }
-        memset(q + 32 * nb, 0, (size_t)(32 * (nb16 - nb)));
         for (int b = nb; b < nb16; b++) d[b] = dsum[b] = 0.0f, sum[b] = 0;
         break;
     }

@@ -24,12 +24,12 @@
  *   these two families end with  result = hsum16(acc), with acc starting at +0 and
  *                 hsum16: s[l] = acc[l] + acc[l+8] (l < 8), then s[l] += s[l+4] (l < 4),
  *                 s[l] += s[l+2] (l < 2), result = s[0] + s[1].
- *   K types       a single accumulator over super-blocks in order: with exact integers
+ *   K types       over super-blocks s in order, with exact integers
  *                 A = sum over sub-blocks j of scale_j * (sum of w_q * x_q over sub-block j) and
  *                 B = sum over sub-blocks j of min_j * (sum of x_q over sub-block j):
- *                 Q4_K, Q5_K, Q2_K: acc = fma(d[s] * wd, (float)A, acc);
- *                                   acc = fma(-(d[s] * wdmin), (float)B, acc)
- *                 Q3_K, Q6_K:       acc = fma(d[s] * wd, (float)A, acc)   (signed quants, no B)
+ *                 acc = fma(d[s] * wd, (float)A, acc), and for Q4_K, Q5_K, Q2_K
+ *                 acc_min = fma(d[s] * wdmin, (float)B, acc_min); result = acc - acc_min
+ *                 (both start at +0; Q3_K and Q6_K have signed quants and no B).
  * where wd, wm, wdmin are the block's fp16 scales converted exactly to fp32. This is what the
  * portable C kernels compute literally and what the SIMD kernels reproduce bit for bit (tests
  * check both, on random blocks with extreme scales). It needs ISO C floating point: no

@@ -77,7 +77,7 @@ static float dot_small(ggml_type type, int n, const unsigned char *w, const void
         float d, m;
         small_block(type, w + (size_t)b * block_bytes, u, &d, &m);
         int32_t dot = 0;
-        for (int j = 0; j < 32; j++) dot += u[j] * a.q[32 * b + j];
+        for (int j = 0; j < 32; j++) dot += u[j] * a.q[act_q8_32_index(b, j)];
         dot -= offset * a.sum[b];
         acc[b % 16] = fmaf(d * a.d[b], (float)dot, acc[b % 16]);
         if (has_min) acc[b % 16] = fmaf(m, a.dsum[b], acc[b % 16]);
@@ -90,7 +90,7 @@ static float dot_small(ggml_type type, int n, const unsigned char *w, const void
 static float dot_k(ggml_type type, int n, const unsigned char *w, const void *act) {
     const act_q8_256_view a = act_q8_256_at(act, n);
     const size_t block_bytes = (size_t)ggml_type_block_bytes(type);
-    float acc = 0.0f;
+    float acc = 0.0f, acc_min = 0.0f;
     for (int s = 0; s < n / 256; s++) {
         const unsigned char *b = w + (size_t)s * block_bytes;
         const int8_t *x = a.q + 256 * s;
@@ -145,9 +145,9 @@ static float dot_k(ggml_type type, int n, const unsigned char *w, const void *ac
         }
         acc = fmaf(a.d[s] * wd, (float)A, acc);
         if (type == GGML_TYPE_Q4_K || type == GGML_TYPE_Q5_K || type == GGML_TYPE_Q2_K)
-            acc = fmaf(-(a.d[s] * wdmin), (float)B, acc);
+            acc_min = fmaf(a.d[s] * wdmin, (float)B, acc_min);
     }
-    return acc;
+    return acc - acc_min;
 }
 
 /* ---- the tile ------------------------------------------------------------------------------------- */

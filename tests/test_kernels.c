@@ -21,6 +21,7 @@
 #include <string.h>
 
 #include "kernels.h"
+#include "kernels_internal.h" /* the activation row layout */
 #include "matmul.h"
 #include "quant.h"
 
@@ -276,17 +277,19 @@ Test(kernels, activation_blocks_hold_scale_quants_and_sums) {
     act_quantize(ACT_Q8_32, x, N, row);
     const int8_t *q = (const int8_t *)row;
     const float *d = (const float *)(row + 32 * 16);
+#define Q(i) q[act_q8_32_index((i) / 32, (i) % 32)]
     cr_assert_eq(d[0], 0.0f, "an all-zero block has scale 0");
-    for (int i = 0; i < 32; i++) cr_assert_eq(q[i], 0);
+    for (int i = 0; i < 32; i++) cr_assert_eq(Q(i), 0);
     cr_assert_float_eq(d[3], 7.0f / 127.0f, 1e-9);
-    cr_assert_eq(q[100], -127);
+    cr_assert_eq(Q(100), -127);
     for (int i = 64; i < N; i++) {
         int b = i / 32;
-        cr_assert(fabsf(q[i] * d[b] - x[i]) <= d[b] / 2 * 1.0001f + 1e-30f, "element %d: %d * %g vs %g", i, q[i],
+        cr_assert(fabsf(Q(i) * d[b] - x[i]) <= d[b] / 2 * 1.0001f + 1e-30f, "element %d: %d * %g vs %g", i, Q(i),
                   d[b], x[i]);
     }
     /* A block of subnormal values still quantizes (in double), to within half a step. */
     cr_assert_gt(d[1], 0.0f);
-    for (int i = 32; i < 64; i++) cr_assert(fabs(q[i] * (double)d[1] - x[i]) <= d[1] * 0.5001 + 1e-45);
+    for (int i = 32; i < 64; i++) cr_assert(fabs(Q(i) * (double)d[1] - x[i]) <= d[1] * 0.5001 + 1e-45);
+#undef Q
     free(row);
 }
