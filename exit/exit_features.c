@@ -28,15 +28,5 @@ void exit_head_logits(const model *m, const float *hidden, int n_rows, const int
         forward_logits(m, hidden, n_rows, out, ws);
         return;
     }
-    const int dim = m->config.dim;
-    for (int r = 0; r < n_rows; r++) {
-        float *normed = ws->normed + (size_t)r * dim;
-        rmsnorm(normed, hidden + (size_t)r * dim, m->output_norm, dim, m->config.rms_eps);
-        for (int c = 0; c < n_tokens; c++) {
-            const float *weights = m->output + (size_t)tokens[c] * dim;
-            float dot = 0.0f;
-            for (int i = 0; i < dim; i++) dot += weights[i] * normed[i];
-            out[(size_t)r * n_tokens + c] = dot;
-        }
-    }
+    forward_logits_of(m, hidden, n_rows, tokens, n_tokens, out, ws);
 }

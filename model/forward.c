@@ -1,10 +1,11 @@
 #include "forward.h"
 
-#include <cblas.h>
 #include <math.h>
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "quant.h"
 
 void rmsnorm(float *out, const float *x, const float *weight, int size, float eps) {
     float sum_squares = 0.0f;
@@ -23,40 +24,6 @@ void softmax(float *x, int size) {
         sum += x[i];
     }
     for (int i = 0; i < size; i++) x[i] /= sum;
-}
-
-/* Tiles of a matrix product. Their shape depends only on the product's shape, never on the thread
- * count, and each tile is one single-threaded BLAS call: so the rounding, hence every hidden state,
- * is the same with 1 or N threads (OpenBLAS's own threading partitions by thread count, and some of
- * its kernels then round differently). Row tiles are large because every tile repacks its share of
- * the weights; features are cut into about MATMUL_FEATURE_TILES tiles for the threads to share. */
-enum { MATMUL_ROW_TILE = 128, MATMUL_FEATURE_TILES = 8, MATMUL_FEATURE_ALIGN = 128 };
-
-static int feature_tile_width(int out_features) {
-    int width = (out_features + MATMUL_FEATURE_TILES - 1) / MATMUL_FEATURE_TILES;
-    width = (width + MATMUL_FEATURE_ALIGN - 1) / MATMUL_FEATURE_ALIGN * MATMUL_FEATURE_ALIGN;
-    return width < out_features ? width : out_features;
-}
-
-/* out[n_rows][out_features] = x[n_rows][in_features] . w[out_features][in_features]^T */
-void matmul(float *out, const float *x, const float *w, int n_rows, int in_features, int out_features) {
-    const int width = feature_tile_width(out_features);
-    const int feature_tiles = (out_features + width - 1) / width;
-    const int row_tiles = (n_rows + MATMUL_ROW_TILE - 1) / MATMUL_ROW_TILE;
-#pragma omp parallel for schedule(dynamic) if (row_tiles * feature_tiles > 1)
-    for (int tile = 0; tile < row_tiles * feature_tiles; tile++) {
-        const int first_row = tile / feature_tiles * MATMUL_ROW_TILE, first_feature = tile % feature_tiles * width;
-        const int rows = n_rows - first_row < MATMUL_ROW_TILE ? n_rows - first_row : MATMUL_ROW_TILE;
-        const int features = out_features - first_feature < width ? out_features - first_feature : width;
-        const float *tile_x = x + (size_t)first_row * in_features, *tile_w = w + (size_t)first_feature * in_features;
-        float *tile_out = out + (size_t)first_row * out_features + first_feature;
-        if (rows == 1)
-            cblas_sgemv(CblasRowMajor, CblasNoTrans, features, in_features, 1.0f, tile_w, in_features, tile_x, 1, 0.0f,
-                        tile_out, 1);
-        else
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, features, in_features, 1.0f, tile_x,
-                        in_features, tile_w, in_features, 0.0f, tile_out, out_features);
-    }
 }
 
 int forward_workspace_init(forward_workspace *ws, const model_config *c, int max_rows, int max_context,
@@ -80,6 +47,10 @@ int forward_workspace_init(forward_workspace *ws, const model_config *c, int max
             return ramp_fail(err, "workspace: out of memory for %d rows", max_rows);
         }
     }
+    if (act_buffer_init(&ws->act, max_rows, c->ffn_dim > c->dim ? c->ffn_dim : c->dim, err)) {
+        forward_workspace_free(ws);
+        return -1;
+    }
     return 0;
 }
 
@@ -95,16 +66,19 @@ void forward_workspace_free(forward_workspace *ws) {
     free(ws->rope_cos);
     free(ws->rope_sin);
     free(ws->scores);
+    act_buffer_free(&ws->act);
     memset(ws, 0, sizeof *ws);
 }
 
 int forward_embed(const model *m, const int *tokens, int n, float *hidden, ramp_error *err) {
     const int dim = m->config.dim;
-    if (!m->token_embedding) return ramp_fail(err, "%s: this slice did not load the token embedding", m->path);
+    const weight_matrix *e = &m->token_embedding;
+    if (!e->data) return ramp_fail(err, "%s: this slice did not load the token embedding", m->path);
     for (int i = 0; i < n; i++) {
         if (tokens[i] < 0 || tokens[i] >= m->config.vocab_size)
             return ramp_fail(err, "token id %d out of range (vocabulary of %d)", tokens[i], m->config.vocab_size);
-        memcpy(hidden + (size_t)i * dim, m->token_embedding + (size_t)tokens[i] * dim, (size_t)dim * sizeof(float));
+        dequantize(e->type, (const char *)e->data + (size_t)tokens[i] * e->row_bytes, hidden + (size_t)i * dim,
+                   (size_t)dim);
     }
     return 0;
 }
@@ -186,9 +160,10 @@ static void layer_forward(const model *m, int layer, kv_cache *kv, const forward
     const int local_layer = layer - m->slice.first_layer;
 
     for (int r = 0; r < n; r++) rmsnorm(ws->normed + (size_t)r * dim, hidden + (size_t)r * dim, w->attn_norm, dim, c->rms_eps);
-    matmul(ws->q, ws->normed, w->wq, n, dim, dim);
-    matmul(ws->k, ws->normed, w->wk, n, dim, kv_dim);
-    matmul(ws->v, ws->normed, w->wv, n, dim, kv_dim);
+    act_buffer_set(&ws->act, ws->normed, n, dim);
+    matmul_weights(ws->q, &ws->act, &w->wq);
+    matmul_weights(ws->k, &ws->act, &w->wk);
+    matmul_weights(ws->v, &ws->act, &w->wv);
     for (int r = 0; r < n; r++) {
         const float *cos_row = ws->rope_cos + r * pairs, *sin_row = ws->rope_sin + r * pairs;
         rope_apply(ws->q + (size_t)r * dim, c->n_heads, c->head_dim, c->rope_dim, cos_row, sin_row);
@@ -200,19 +175,22 @@ static void layer_forward(const model *m, int layer, kv_cache *kv, const forward
         *kv_filled(kv, rows->slots[r], local_layer, rows->positions[r]) = 1;
     }
     attention(c, kv, local_layer, rows, ws);
-    matmul(ws->projection, ws->attention, w->wo, n, dim, dim);
+    act_buffer_set(&ws->act, ws->attention, n, dim);
+    matmul_weights(ws->projection, &ws->act, &w->wo);
     add_residual(hidden, ws->projection, rows, dim);
 
     for (int r = 0; r < n; r++) rmsnorm(ws->normed + (size_t)r * dim, hidden + (size_t)r * dim, w->ffn_norm, dim, c->rms_eps);
-    matmul(ws->gate, ws->normed, w->w_gate, n, dim, ffn);
-    matmul(ws->up, ws->normed, w->w_up, n, dim, ffn);
+    act_buffer_set(&ws->act, ws->normed, n, dim);
+    matmul_weights(ws->gate, &ws->act, &w->w_gate);
+    matmul_weights(ws->up, &ws->act, &w->w_up);
     const long elements = (long)n * ffn;
 #pragma omp parallel for schedule(static) if (elements > 65536)
     for (long i = 0; i < elements; i++) {
         float g = ws->gate[i];
         ws->gate[i] = g / (1.0f + expf(-g)) * ws->up[i]; /* SwiGLU: silu(gate) * up */
     }
-    matmul(ws->projection, ws->gate, w->w_down, n, ffn, dim);
+    act_buffer_set(&ws->act, ws->gate, n, ffn);
+    matmul_weights(ws->projection, &ws->act, &w->w_down);
     add_residual(hidden, ws->projection, rows, dim);
 }
 
@@ -240,5 +218,15 @@ void forward_logits(const model *m, const float *hidden, int n, float *logits, f
     const int dim = m->config.dim;
     for (int r = 0; r < n; r++)
         rmsnorm(ws->normed + (size_t)r * dim, hidden + (size_t)r * dim, m->output_norm, dim, m->config.rms_eps);
-    matmul(logits, ws->normed, m->output, n, dim, m->config.vocab_size);
+    act_buffer_set(&ws->act, ws->normed, n, dim);
+    matmul_weights(logits, &ws->act, &m->output);
+}
+
+void forward_logits_of(const model *m, const float *hidden, int n, const int *tokens, int n_tokens, float *out,
+                       forward_workspace *ws) {
+    const int dim = m->config.dim;
+    for (int r = 0; r < n; r++)
+        rmsnorm(ws->normed + (size_t)r * dim, hidden + (size_t)r * dim, m->output_norm, dim, m->config.rms_eps);
+    act_buffer_set(&ws->act, ws->normed, n, dim);
+    matmul_weight_rows(out, &ws->act, &m->output, tokens, n_tokens);
 }

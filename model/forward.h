@@ -5,10 +5,12 @@
  * prompt chunk); every row's keys/values are written to the cache before any row attends, so a
  * row attends causally to the filled positions 0..its own position of its slot.
  * hidden is [n_rows][dim] fp32, updated in place. All scratch lives in a forward_workspace sized
- * once, so decoding allocates nothing per token. Matrix products use OpenBLAS, single-threaded,
- * in tiles that the OpenMP threads share (see matmul); attention runs one (row, head) per task.
- * Every value is computed by one thread in a fixed order, so results do not depend on the number
- * of threads. The workspace must be created after the thread count is set (omp_set_num_threads).
+ * once, so decoding allocates nothing per token. Matrix products read the weights in their
+ * stored type (matmul.h, kernels.h), in tiles that the OpenMP threads share; attention runs one
+ * (row, head) per task. Every value is computed by one thread with fixed arithmetic, so results
+ * depend neither on the number of threads nor on the other rows of the batch (a row decoded alone
+ * or inside a micro-batch of 64 gets the same bits). The workspace must be created after the
+ * thread count is set (omp_set_num_threads).
  */
 #ifndef RAMP_FORWARD_H
 #define RAMP_FORWARD_H
@@ -17,6 +19,7 @@
 
 #include "error.h"
 #include "kv_cache.h"
+#include "matmul.h"
 #include "model.h"
 
 typedef struct {
@@ -35,6 +38,7 @@ typedef struct {
     float *rope_cos, *rope_sin;                         /* [max_rows][rope_dim / 2] */
     int score_buffers;                                  /* threads that may attend at once */
     float *scores;                                      /* [score_buffers][max_context] attention weights */
+    act_buffer act;                                     /* converted inputs of the products */
 } forward_workspace;
 
 int forward_workspace_init(forward_workspace *ws, const model_config *c, int max_rows, int max_context,
@@ -52,9 +56,13 @@ int forward_layers(const model *m, int first_layer, int end_layer, kv_cache *kv,
 /* logits[i] = LM head(final RMSNorm(hidden[i])) for n <= ws->max_rows rows: [n][vocab]. */
 void forward_logits(const model *m, const float *hidden, int n, float *logits, forward_workspace *ws);
 
+/* The logits of selected tokens only: out[i][c] = logit of tokens[c] for row i, [n][n_tokens],
+ * the same values forward_logits gives for them. Leaves RMSNorm(hidden[i]) in ws->normed. */
+void forward_logits_of(const model *m, const float *hidden, int n, const int *tokens, int n_tokens, float *out,
+                       forward_workspace *ws);
+
 /* Building blocks, exposed for tests and for exit features. */
 void rmsnorm(float *out, const float *x, const float *weight, int size, float eps);
 void softmax(float *x, int size);
-void matmul(float *out, const float *x, const float *w, int n_rows, int in_features, int out_features);
 
 #endif

@@ -37,11 +37,29 @@ typedef struct {
     uint32_t type;
     const char *name;
     uint64_t block_elements, block_bytes;
+    bool supported; /* ramp computes with it */
 } type_info;
 
+/* Block sizes as in ggml-common.h: e.g. Q4_K is 256 values in 144 bytes (fp16 d and dmin, 12
+ * bytes of 6-bit scales and mins, 128 bytes of nibbles). */
 static const type_info TENSOR_TYPES[] = {
-    {GGML_TYPE_F32, "F32", 1, 4},     {GGML_TYPE_F16, "F16", 1, 2},       {GGML_TYPE_BF16, "BF16", 1, 2},
-    {GGML_TYPE_Q8_0, "Q8_0", 32, 34}, {GGML_TYPE_Q4_0, "Q4_0", 32, 18},
+    {GGML_TYPE_F32, "f32", 1, 4, true},           {GGML_TYPE_F16, "f16", 1, 2, true},
+    {GGML_TYPE_Q4_0, "q4_0", 32, 18, true},       {GGML_TYPE_Q4_1, "q4_1", 32, 20, true},
+    {GGML_TYPE_Q5_0, "q5_0", 32, 22, true},       {GGML_TYPE_Q5_1, "q5_1", 32, 24, true},
+    {GGML_TYPE_Q8_0, "q8_0", 32, 34, true},       {GGML_TYPE_Q8_1, "q8_1", 32, 36, false},
+    {GGML_TYPE_Q2_K, "q2_K", 256, 84, true},      {GGML_TYPE_Q3_K, "q3_K", 256, 110, true},
+    {GGML_TYPE_Q4_K, "q4_K", 256, 144, true},     {GGML_TYPE_Q5_K, "q5_K", 256, 176, true},
+    {GGML_TYPE_Q6_K, "q6_K", 256, 210, true},     {GGML_TYPE_Q8_K, "q8_K", 256, 292, false},
+    {GGML_TYPE_IQ2_XXS, "iq2_xxs", 256, 66, false}, {GGML_TYPE_IQ2_XS, "iq2_xs", 256, 74, false},
+    {GGML_TYPE_IQ3_XXS, "iq3_xxs", 256, 98, false}, {GGML_TYPE_IQ1_S, "iq1_s", 256, 50, false},
+    {GGML_TYPE_IQ4_NL, "iq4_nl", 32, 18, false},  {GGML_TYPE_IQ3_S, "iq3_s", 256, 110, false},
+    {GGML_TYPE_IQ2_S, "iq2_s", 256, 82, false},   {GGML_TYPE_IQ4_XS, "iq4_xs", 256, 136, false},
+    {GGML_TYPE_I8, "i8", 1, 1, false},            {GGML_TYPE_I16, "i16", 1, 2, false},
+    {GGML_TYPE_I32, "i32", 1, 4, false},          {GGML_TYPE_I64, "i64", 1, 8, false},
+    {GGML_TYPE_F64, "f64", 1, 8, false},          {GGML_TYPE_IQ1_M, "iq1_m", 256, 56, false},
+    {GGML_TYPE_BF16, "bf16", 1, 2, true},         {GGML_TYPE_TQ1_0, "tq1_0", 256, 54, false},
+    {GGML_TYPE_TQ2_0, "tq2_0", 256, 66, false},   {GGML_TYPE_MXFP4, "mxfp4", 32, 17, false},
+    {GGML_TYPE_NVFP4, "nvfp4", 64, 36, false},    {GGML_TYPE_Q1_0, "q1_0", 128, 18, false},
 };
 
 /* Takes a raw uint32 so unknown numbers from a file never have to pass through the enum. */
@@ -64,6 +82,11 @@ uint64_t ggml_type_block_bytes(ggml_type type) {
 const char *ggml_type_name(ggml_type type) {
     const type_info *info = find_type(type);
     return info ? info->name : "unknown";
+}
+
+bool ggml_type_is_supported(ggml_type type) {
+    const type_info *info = find_type(type);
+    return info && info->supported;
 }
 
 static const char *value_type_name(uint32_t type) {
@@ -341,8 +364,8 @@ static const char *shape_text(const gguf_tensor *t, char *buf, size_t size) {
 static int size_tensor(const char *path, gguf_tensor *t, uint32_t type, ramp_error *err) {
     const type_info *info = find_type(type);
     if (info == NULL)
-        return ramp_fail(err, "%s: tensor %s has type %u, which is not supported (expected F32, F16, BF16, Q8_0 "
-                              "or Q4_0)", path, t->name, type);
+        return ramp_fail(err, "%s: tensor %s has unknown type %u (not a ggml tensor type this reader knows)", path,
+                         t->name, type);
     t->type = (ggml_type)type;
     char shape[128];
     uint64_t n = 1;

@@ -35,13 +35,44 @@ typedef enum {
     GGUF_VALUE_FLOAT64 = 12,
 } gguf_value_type;
 
-/* Tensor element types ramp understands (numbering from ggml). */
+/* Tensor element types (numbering from ggml). Every type listed here parses (its block size is
+ * known, so sizes and offsets are checked); which of them ramp can compute with is
+ * ggml_type_is_supported. Numbers not listed fail at open with "unknown type N". */
 typedef enum {
     GGML_TYPE_F32 = 0,
     GGML_TYPE_F16 = 1,
     GGML_TYPE_Q4_0 = 2,
+    GGML_TYPE_Q4_1 = 3,
+    GGML_TYPE_Q5_0 = 6,
+    GGML_TYPE_Q5_1 = 7,
     GGML_TYPE_Q8_0 = 8,
+    GGML_TYPE_Q8_1 = 9,
+    GGML_TYPE_Q2_K = 10,
+    GGML_TYPE_Q3_K = 11,
+    GGML_TYPE_Q4_K = 12,
+    GGML_TYPE_Q5_K = 13,
+    GGML_TYPE_Q6_K = 14,
+    GGML_TYPE_Q8_K = 15,
+    GGML_TYPE_IQ2_XXS = 16,
+    GGML_TYPE_IQ2_XS = 17,
+    GGML_TYPE_IQ3_XXS = 18,
+    GGML_TYPE_IQ1_S = 19,
+    GGML_TYPE_IQ4_NL = 20,
+    GGML_TYPE_IQ3_S = 21,
+    GGML_TYPE_IQ2_S = 22,
+    GGML_TYPE_IQ4_XS = 23,
+    GGML_TYPE_I8 = 24,
+    GGML_TYPE_I16 = 25,
+    GGML_TYPE_I32 = 26,
+    GGML_TYPE_I64 = 27,
+    GGML_TYPE_F64 = 28,
+    GGML_TYPE_IQ1_M = 29,
     GGML_TYPE_BF16 = 30,
+    GGML_TYPE_TQ1_0 = 34,
+    GGML_TYPE_TQ2_0 = 35,
+    GGML_TYPE_MXFP4 = 39,
+    GGML_TYPE_NVFP4 = 40,
+    GGML_TYPE_Q1_0 = 41,
 } ggml_type;
 
 typedef struct {
@@ -115,6 +146,11 @@ bool gguf_string_equals(gguf_string s, const char *text);
 /* Elements per block and bytes per block of a tensor type; 0 for unknown types. */
 uint64_t ggml_type_block_elements(ggml_type type);
 uint64_t ggml_type_block_bytes(ggml_type type);
+/* ggml's own name of the type ("f32", "q4_0", "q6_K", "iq2_xxs", ...), as llama.cpp's tools print
+ * it; "unknown" for numbers not listed above. */
 const char *ggml_type_name(ggml_type type);
+/* True for the types ramp's kernels compute with: F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0,
+ * Q2_K, Q3_K, Q4_K, Q5_K, Q6_K. Tensors of other types load only if nothing needs them. */
+bool ggml_type_is_supported(ggml_type type);
 
 #endif

@@ -115,8 +115,9 @@ static int gguf_read_config(const gguf_file *f, model_config *c, ramp_error *err
     return config_validate(f->path, c, err);
 }
 
-/* Finds a tensor, checks its shape (rows x cols = dims[1] x dims[0]) and returns fp32 weights. */
-static int gguf_weight(model *m, const char *name, int rows, int cols, const float **out, ramp_error *err) {
+/* Finds a tensor and checks its shape (rows x cols = dims[1] x dims[0]; a vector when rows == 1). */
+static int gguf_tensor_shaped(model *m, const char *name, int rows, int cols, const gguf_tensor **out,
+                              ramp_error *err) {
     const gguf_tensor *t = gguf_find_tensor(&m->gguf, name);
     if (!t) return ramp_fail(err, "%s: tensor %s is missing", m->path, name);
     bool is_vector = rows == 1;
@@ -131,53 +132,83 @@ static int gguf_weight(model *m, const char *name, int rows, int cols, const flo
         if (is_vector) return ramp_fail(err, "%s: tensor %s has shape %s, expected %d", m->path, name, found, cols);
         return ramp_fail(err, "%s: tensor %s has shape %s, expected %dx%d", m->path, name, found, cols, rows);
     }
-    size_t n = (size_t)rows * (size_t)cols;
-    if (t->type == GGML_TYPE_F32) {
-        if ((uintptr_t)t->data % sizeof(float) != 0)
-            return ramp_fail(err, "%s: tensor %s data is not 4-byte aligned", m->path, name);
+    if (!ggml_type_is_supported(t->type))
+        return ramp_fail(err, "%s: tensor %s has type %s, which ramp cannot compute with (supported: f32, f16, "
+                              "bf16, q4_0, q4_1, q5_0, q5_1, q8_0, q2_K, q3_K, q4_K, q5_K, q6_K)",
+                         m->path, name, ggml_type_name(t->type));
+    *out = t;
+    return 0;
+}
+
+/* A norm vector as fp32: in place when stored so, else converted into a buffer the model owns. */
+static int gguf_vector(model *m, const char *name, int n, const float **out, ramp_error *err) {
+    const gguf_tensor *t;
+    if (gguf_tensor_shaped(m, name, 1, n, &t, err)) return -1;
+    if (t->type == GGML_TYPE_F32 && (uintptr_t)t->data % sizeof(float) == 0) {
         *out = t->data;
-    } else {
-        float *buffer = malloc(n * sizeof(float));
-        if (!buffer || model_keep_buffer(m, buffer)) {
-            free(buffer);
-            return ramp_fail(err, "%s: out of memory dequantizing tensor %s (%zu values)", m->path, name, n);
-        }
-        if (dequantize(t->type, t->data, buffer, n))
-            return ramp_fail(err, "%s: tensor %s has type %s that cannot be dequantized", m->path, name,
-                             ggml_type_name(t->type));
-        *out = buffer;
+        m->weight_bytes += t->n_bytes;
+        return 0;
     }
-    if (!is_vector && strncmp(name, "blk.", 4) == 0) snprintf(m->weight_type, sizeof m->weight_type, "%s", ggml_type_name(t->type));
-    m->weight_bytes += n * sizeof(float);
+    float *buffer = malloc((size_t)n * sizeof(float));
+    if (!buffer || model_keep_buffer(m, buffer)) {
+        free(buffer);
+        return ramp_fail(err, "%s: out of memory converting tensor %s (%d values)", m->path, name, n);
+    }
+    dequantize(t->type, t->data, buffer, (size_t)n); /* the type is supported: cannot fail */
+    *out = buffer;
+    m->weight_bytes += (size_t)n * sizeof(float);
+    return 0;
+}
+
+/* A matrix, in place in the mapping, in its stored type. */
+static int gguf_matrix(model *m, const char *name, int rows, int cols, weight_matrix *out, ramp_error *err) {
+    const gguf_tensor *t;
+    if (gguf_tensor_shaped(m, name, rows, cols, &t, err)) return -1;
+    out->type = t->type;
+    out->rows = rows;
+    out->cols = cols;
+    out->row_bytes = quant_row_bytes(t->type, (size_t)cols);
+    out->data = t->data;
+    m->weight_bytes += t->n_bytes;
     return 0;
 }
 
 static int gguf_load_weights(model *m, ramp_error *err) {
     const model_config *c = &m->config;
     char name[96];
+    int type_counts[64] = {0};
     for (int l = m->slice.first_layer; l < m->slice.end_layer; l++) {
         layer_weights *w = &m->layers[l];
-        struct { const char *suffix; int rows, cols; const float **field; } tensors[] = {
-            {"attn_norm", 1, c->dim, &w->attn_norm},      {"attn_q", c->dim, c->dim, &w->wq},
-            {"attn_k", c->kv_dim, c->dim, &w->wk},        {"attn_v", c->kv_dim, c->dim, &w->wv},
-            {"attn_output", c->dim, c->dim, &w->wo},      {"ffn_norm", 1, c->dim, &w->ffn_norm},
+        const struct { const char *suffix; int rows, cols; weight_matrix *field; } matrices[] = {
+            {"attn_q", c->dim, c->dim, &w->wq},           {"attn_k", c->kv_dim, c->dim, &w->wk},
+            {"attn_v", c->kv_dim, c->dim, &w->wv},        {"attn_output", c->dim, c->dim, &w->wo},
             {"ffn_gate", c->ffn_dim, c->dim, &w->w_gate}, {"ffn_up", c->ffn_dim, c->dim, &w->w_up},
             {"ffn_down", c->dim, c->ffn_dim, &w->w_down},
         };
-        for (size_t i = 0; i < sizeof tensors / sizeof tensors[0]; i++) {
-            snprintf(name, sizeof name, "blk.%d.%s.weight", l, tensors[i].suffix);
-            if (gguf_weight(m, name, tensors[i].rows, tensors[i].cols, tensors[i].field, err)) return -1;
+        snprintf(name, sizeof name, "blk.%d.attn_norm.weight", l);
+        if (gguf_vector(m, name, c->dim, &w->attn_norm, err)) return -1;
+        snprintf(name, sizeof name, "blk.%d.ffn_norm.weight", l);
+        if (gguf_vector(m, name, c->dim, &w->ffn_norm, err)) return -1;
+        for (size_t i = 0; i < sizeof matrices / sizeof matrices[0]; i++) {
+            snprintf(name, sizeof name, "blk.%d.%s.weight", l, matrices[i].suffix);
+            if (gguf_matrix(m, name, matrices[i].rows, matrices[i].cols, matrices[i].field, err)) return -1;
+            if ((unsigned)matrices[i].field->type < 64) type_counts[matrices[i].field->type]++;
         }
     }
+    int commonest = -1;
+    for (int t = 0; t < 64; t++)
+        if (type_counts[t] > 0 && (commonest < 0 || type_counts[t] > type_counts[commonest])) commonest = t;
+    if (commonest >= 0) snprintf(m->weight_type, sizeof m->weight_type, "%s", ggml_type_name((ggml_type)commonest));
+
     bool tied = gguf_find_tensor(&m->gguf, "output.weight") == NULL;
     if (m->slice.embedding || (m->slice.head && tied))
-        if (gguf_weight(m, "token_embd.weight", c->vocab_size, c->dim, &m->token_embedding, err)) return -1;
+        if (gguf_matrix(m, "token_embd.weight", c->vocab_size, c->dim, &m->token_embedding, err)) return -1;
     if (m->slice.head) {
-        if (gguf_weight(m, "output_norm.weight", 1, c->dim, &m->output_norm, err)) return -1;
+        if (gguf_vector(m, "output_norm.weight", c->dim, &m->output_norm, err)) return -1;
         if (tied) m->output = m->token_embedding;
-        else if (gguf_weight(m, "output.weight", c->vocab_size, c->dim, &m->output, err)) return -1;
+        else if (gguf_matrix(m, "output.weight", c->vocab_size, c->dim, &m->output, err)) return -1;
     }
-    if (!m->slice.embedding && !tied) m->token_embedding = NULL;
+    if (!m->slice.embedding && !tied) memset(&m->token_embedding, 0, sizeof m->token_embedding);
     return 0;
 }
 
@@ -233,29 +264,33 @@ static int llama2c_load_weights(model *m, bool shared_head, ramp_error *err) {
                          m->path, m->checkpoint_size, (unsigned long long)total, c->dim, c->n_layers, c->vocab_size);
     const char *base = m->checkpoint_map;
 #define SECTION(i) ((const float *)(base + offsets[i]))
+#define MATRIX(i, index, rows, cols) \
+    ((weight_matrix){GGML_TYPE_F32, (int)(rows), (int)(cols), (size_t)(cols) * sizeof(float), \
+                     SECTION(i) + (size_t)(index) * (rows) * (cols)})
     for (int l = m->slice.first_layer; l < m->slice.end_layer; l++) {
         layer_weights *w = &m->layers[l];
         w->attn_norm = SECTION(1) + l * dim;
-        w->wq = SECTION(2) + l * dim * dim;
-        w->wk = SECTION(3) + l * kv * dim;
-        w->wv = SECTION(4) + l * kv * dim;
-        w->wo = SECTION(5) + l * dim * dim;
+        w->wq = MATRIX(2, l, dim, dim);
+        w->wk = MATRIX(3, l, kv, dim);
+        w->wv = MATRIX(4, l, kv, dim);
+        w->wo = MATRIX(5, l, dim, dim);
         w->ffn_norm = SECTION(6) + l * dim;
-        w->w_gate = SECTION(7) + l * ffn * dim;
-        w->w_down = SECTION(8) + l * dim * ffn;
-        w->w_up = SECTION(9) + l * ffn * dim;
+        w->w_gate = MATRIX(7, l, ffn, dim);
+        w->w_down = MATRIX(8, l, dim, ffn);
+        w->w_up = MATRIX(9, l, ffn, dim);
         m->weight_bytes += (2 * dim + 2 * dim * dim + 2 * kv * dim + 3 * ffn * dim) * sizeof(float);
     }
-    if (m->slice.embedding || (m->slice.head && shared_head)) m->token_embedding = SECTION(0);
+    if (m->slice.embedding || (m->slice.head && shared_head)) m->token_embedding = MATRIX(0, 0, vocab, dim);
     if (m->slice.embedding) m->weight_bytes += vocab * dim * sizeof(float);
     if (m->slice.head) {
         m->output_norm = SECTION(10);
-        m->output = shared_head ? SECTION(0) : SECTION(12);
+        m->output = shared_head ? MATRIX(0, 0, vocab, dim) : MATRIX(12, 0, vocab, dim);
         m->weight_bytes += (dim + vocab * dim) * sizeof(float);
     }
-    if (!m->slice.embedding) m->token_embedding = NULL;
+    if (!m->slice.embedding) memset(&m->token_embedding, 0, sizeof m->token_embedding);
+#undef MATRIX
 #undef SECTION
-    snprintf(m->weight_type, sizeof m->weight_type, "F32");
+    snprintf(m->weight_type, sizeof m->weight_type, "f32");
     return 0;
 }
 

@@ -1,14 +1,17 @@
 /* model.h: a Llama-architecture model's configuration and weights, or a slice of them.
  *
- * model_load reads a GGUF file or a llama2.c checkpoint (chosen by the file's first bytes) and
- * exposes every weight as a row-major fp32 matrix [rows = output features][cols = input features].
- * F32 weights point straight into the file mapping (pages are only read when used, so a pipeline
- * stage that loads layers 8..15 never touches the pages of layers 0..7); F16/BF16/Q8_0/Q4_0
- * weights are dequantized into buffers the model owns.
+ * model_load reads a GGUF file or a llama2.c checkpoint (chosen by the file's first bytes). Every
+ * matrix stays in its stored form, in place in the file mapping: a weight_matrix (kernels.h) of
+ * type F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K or Q6_K, [rows =
+ * output features][cols = input features]. Nothing is expanded, so memory holds the file's bytes
+ * (and pages are read only when used: a stage that loads layers 8..15 never touches the pages of
+ * layers 0..7). Norm vectors are fp32 (the rare file that stores them otherwise has them converted
+ * into small buffers the model owns). A tensor of another type (IQ*, TQ*, ...) is refused, with
+ * its name and type, only when the slice needs it.
  *
  * A slice names the layers to load, [first_layer, end_layer) in global numbering, and whether the
  * token embedding and the output head (final norm + LM head) are needed. Layers outside the slice
- * have NULL weights; model_layer() takes global layer numbers.
+ * have zeroed weights (data NULL); layers[] is indexed by global layer number.
  */
 #ifndef RAMP_MODEL_H
 #define RAMP_MODEL_H
@@ -18,6 +21,7 @@
 
 #include "error.h"
 #include "gguf.h"
+#include "kernels.h"
 #include "tokenizer.h"
 
 typedef struct {
@@ -37,14 +41,14 @@ typedef struct {
 
 typedef struct {
     const float *attn_norm; /* [dim] */
-    const float *wq;        /* [dim][dim] */
-    const float *wk;        /* [kv_dim][dim] */
-    const float *wv;        /* [kv_dim][dim] */
-    const float *wo;        /* [dim][dim] */
+    weight_matrix wq;       /* [dim][dim] */
+    weight_matrix wk;       /* [kv_dim][dim] */
+    weight_matrix wv;       /* [kv_dim][dim] */
+    weight_matrix wo;       /* [dim][dim] */
     const float *ffn_norm;  /* [dim] */
-    const float *w_gate;    /* [ffn_dim][dim] */
-    const float *w_up;      /* [ffn_dim][dim] */
-    const float *w_down;    /* [dim][ffn_dim] */
+    weight_matrix w_gate;   /* [ffn_dim][dim] */
+    weight_matrix w_up;     /* [ffn_dim][dim] */
+    weight_matrix w_down;   /* [dim][ffn_dim] */
 } layer_weights;
 
 typedef struct {
@@ -59,21 +63,24 @@ typedef enum { MODEL_FORMAT_GGUF, MODEL_FORMAT_LLAMA2C } model_format;
 typedef struct {
     char *path;
     model_format format;
-    char weight_type[16]; /* stored type of the matrices, e.g. "F32", "Q8_0" */
+    char weight_type[16]; /* stored type of the layers' matrices as ggml names it, e.g. "f32", "q4_K";
+                             the commonest when they differ */
     model_config config;
     model_slice slice;
     layer_weights *layers;        /* config.n_layers entries; zeroed outside the slice */
-    const float *token_embedding; /* [vocab_size][dim] or NULL */
-    const float *output_norm;     /* [dim] or NULL */
-    const float *output;          /* [vocab_size][dim] or NULL (may alias token_embedding) */
-    tokenizer *tokenizer;         /* owned; NULL when not requested */
-    size_t weight_bytes;          /* bytes of weights this slice references (fp32 after dequant) */
+    weight_matrix token_embedding; /* [vocab_size][dim]; data NULL when not loaded */
+    const float *output_norm;      /* [dim] or NULL */
+    weight_matrix output;          /* [vocab_size][dim]; data NULL when not loaded (may share
+                                      token_embedding's data) */
+    tokenizer *tokenizer;          /* owned; NULL when not requested */
+    size_t weight_bytes;           /* bytes this slice's weights occupy as held: the stored
+                                      (quantized) size, shared data counted once */
 
     /* Ownership of the storage behind the pointers above. */
     gguf_file gguf;
     void *checkpoint_map;
     size_t checkpoint_size;
-    float **owned_buffers;
+    float **owned_buffers; /* converted norm vectors */
     int n_owned_buffers;
 } model;
 

@@ -55,8 +55,8 @@ int synth_validate(const synth_spec *s, ramp_error *err) {
         return ramp_fail(err, "synthetic model: vocab %d is too small, expected at least %d (3 special tokens and "
                               "256 byte tokens)", s->vocab, FIRST_FILLER_TOKEN);
     if (s->type != GGML_TYPE_F32 && s->type != GGML_TYPE_F16 && s->type != GGML_TYPE_Q8_0 && s->type != GGML_TYPE_Q4_0)
-        return ramp_fail(err, "synthetic model: weight type %s (%d) is not supported, expected F32, F16, Q8_0 or Q4_0",
-                         ggml_type_name(s->type), (int)s->type);
+        return ramp_fail(err, "synthetic model: weight type %s is not supported, expected f32, f16, q8_0 or q4_0",
+                         ggml_type_name(s->type));
     int block = (int)ggml_type_block_elements(s->type);
     if (s->dim % block != 0 || s->ffn % block != 0)
         return ramp_fail(err, "synthetic model: dim %d and ffn %d must be multiples of %d for %s weights", s->dim,

@@ -1,5 +1,5 @@
 /* test_model_load.c: model_load on the shared models (GGUF and llama2.c, full and sliced,
- * F32/F16/Q8_0/Q4_0) and the forward building blocks rmsnorm and softmax.
+ * F32/F16/Q8_0/Q4_0 and every type of synth256) and the forward building blocks rmsnorm and softmax.
  *
  * Shared models come from $RAMP_SHARED (default ../shared); tests that need them are skipped
  * when the folder is missing. */
@@ -14,6 +14,7 @@
 
 #include "forward.h"
 #include "model.h"
+#include "quant.h"
 
 /* ---- helpers ------------------------------------------------------------------------------------ */
 
@@ -43,12 +44,38 @@ static size_t layer_floats(const model_config *c) {
 }
 
 static bool layer_all_null(const layer_weights *w) {
-    return !w->attn_norm && !w->wq && !w->wk && !w->wv && !w->wo && !w->ffn_norm && !w->w_gate && !w->w_up &&
-           !w->w_down;
+    return !w->attn_norm && !w->wq.data && !w->wk.data && !w->wv.data && !w->wo.data && !w->ffn_norm &&
+           !w->w_gate.data && !w->w_up.data && !w->w_down.data;
 }
 
 static bool layer_all_set(const layer_weights *w) {
-    return w->attn_norm && w->wq && w->wk && w->wv && w->wo && w->ffn_norm && w->w_gate && w->w_up && w->w_down;
+    return w->attn_norm && w->wq.data && w->wk.data && w->wv.data && w->wo.data && w->ffn_norm && w->w_gate.data &&
+           w->w_up.data && w->w_down.data;
+}
+
+/* The values of a stored matrix as fp32 (malloc'd; the caller frees). */
+static float *matrix_values(const weight_matrix *w) {
+    cr_assert_not_null(w->data);
+    float *values = malloc((size_t)w->rows * w->cols * sizeof(float));
+    cr_assert_not_null(values);
+    cr_assert_eq(dequantize(w->type, w->data, values, (size_t)w->rows * w->cols), 0, "type %s",
+                 ggml_type_name(w->type));
+    return values;
+}
+
+/* Largest |a - b| over two stored matrices of the same shape, any types. */
+static float matrix_diff(const weight_matrix *a, const weight_matrix *b) {
+    cr_assert_eq(a->rows, b->rows);
+    cr_assert_eq(a->cols, b->cols);
+    float *va = matrix_values(a), *vb = matrix_values(b);
+    float worst = 0.0f;
+    for (size_t i = 0; i < (size_t)a->rows * a->cols; i++) {
+        float d = fabsf(va[i] - vb[i]);
+        if (!(d <= worst)) worst = d;
+    }
+    free(va);
+    free(vb);
+    return worst;
 }
 
 static float max_abs_diff(const float *a, const float *b, size_t n) {
@@ -101,17 +128,16 @@ Test(model_load, stories260K_gguf_and_bin_have_identical_config) {
     cr_assert_eq(g.config.n_kv_heads, 4);
     cr_assert_eq(g.config.ffn_dim, 172);
     cr_assert_eq(g.config.vocab_size, 512);
-    cr_assert_str_eq(g.weight_type, "F32");
-    cr_assert_str_eq(b.weight_type, "F32");
+    cr_assert_str_eq(g.weight_type, "f32");
+    cr_assert_str_eq(b.weight_type, "f32");
     /* Same weights too: both are fp32 straight from the same checkpoint. */
     const model_config *c = &g.config;
     for (int l = 0; l < c->n_layers; l++) {
         cr_assert(layer_all_set(&g.layers[l]) && layer_all_set(&b.layers[l]), "layer %d not loaded", l);
-        cr_assert_eq(max_abs_diff(g.layers[l].wq, b.layers[l].wq, (size_t)c->dim * c->dim), 0.0f, "layer %d wq", l);
-        cr_assert_eq(max_abs_diff(g.layers[l].w_down, b.layers[l].w_down, (size_t)c->dim * c->ffn_dim), 0.0f,
-                     "layer %d w_down", l);
+        cr_assert_eq(matrix_diff(&g.layers[l].wq, &b.layers[l].wq), 0.0f, "layer %d wq", l);
+        cr_assert_eq(matrix_diff(&g.layers[l].w_down, &b.layers[l].w_down), 0.0f, "layer %d w_down", l);
     }
-    cr_assert_eq(max_abs_diff(g.token_embedding, b.token_embedding, (size_t)c->vocab_size * c->dim), 0.0f);
+    cr_assert_eq(matrix_diff(&g.token_embedding, &b.token_embedding), 0.0f);
     cr_assert_eq(max_abs_diff(g.output_norm, b.output_norm, (size_t)c->dim), 0.0f);
     cr_assert_eq(g.weight_bytes, b.weight_bytes, "weight bytes %zu vs %zu", g.weight_bytes, b.weight_bytes);
     size_t expected = (c->n_layers * layer_floats(c) + 2 * (size_t)c->vocab_size * c->dim + c->dim) * sizeof(float);
@@ -154,12 +180,12 @@ static void check_middle_slice(const char *relative) {
         if (l == 2 || l == 3) {
             cr_assert(layer_all_set(&m.layers[l]), "%s: layer %d of the slice has NULL weights", relative, l);
         } else {
-            cr_assert_null(m.layers[l].wq, "%s: layer %d outside the slice has wq", relative, l);
+            cr_assert_null(m.layers[l].wq.data, "%s: layer %d outside the slice has wq", relative, l);
             cr_assert(layer_all_null(&m.layers[l]), "%s: layer %d outside the slice has weights", relative, l);
         }
     }
-    cr_assert_null(m.token_embedding, "%s: the slice did not ask for the embedding", relative);
-    cr_assert_null(m.output, "%s: the slice did not ask for the head", relative);
+    cr_assert_null(m.token_embedding.data, "%s: the slice did not ask for the embedding", relative);
+    cr_assert_null(m.output.data, "%s: the slice did not ask for the head", relative);
     cr_assert_null(m.output_norm, "%s: the slice did not ask for the head", relative);
     size_t expected = 2 * layer_floats(c) * sizeof(float);
     cr_assert_eq(m.weight_bytes, expected, "%s: slice 2-3 references %zu bytes, expected 2 x %zu", relative,
@@ -167,8 +193,8 @@ static void check_middle_slice(const char *relative) {
     /* The slice is the same whether loaded alone or with the whole model. */
     model full;
     load_or_die(&full, path, NULL);
-    cr_assert_eq(max_abs_diff(m.layers[3].wq, full.layers[3].wq, (size_t)c->dim * c->dim), 0.0f);
-    cr_assert_eq(max_abs_diff(m.layers[2].w_up, full.layers[2].w_up, (size_t)c->ffn_dim * c->dim), 0.0f);
+    cr_assert_eq(matrix_diff(&m.layers[3].wq, &full.layers[3].wq), 0.0f);
+    cr_assert_eq(matrix_diff(&m.layers[2].w_up, &full.layers[2].w_up), 0.0f);
     cr_assert_gt(full.weight_bytes, m.weight_bytes);
     model_free(&full);
     model_free(&m);
@@ -188,9 +214,9 @@ Test(model_load, first_and_last_slices_add_up_to_the_model) {
     load_or_die(&full, path, NULL);
     const model_config *c = &full.config;
     cr_assert_eq(last.slice.end_layer, c->n_layers, "end_layer -1 means the last layer");
-    cr_assert_not_null(first.token_embedding);
-    cr_assert_null(first.output);
-    cr_assert_not_null(last.output);
+    cr_assert_not_null(first.token_embedding.data);
+    cr_assert_null(first.output.data);
+    cr_assert_not_null(last.output.data);
     cr_assert_not_null(last.output_norm);
     size_t embedding = (size_t)c->vocab_size * c->dim * sizeof(float);
     size_t head = ((size_t)c->vocab_size * c->dim + c->dim) * sizeof(float);
@@ -216,31 +242,48 @@ Test(model_load, slice_out_of_range_fails_with_message) {
 
 /* ---- quantized files ---------------------------------------------------------------------------- */
 
-static void check_quantized(const char *relative, const char *type, float tolerance) {
+/* Bytes of every tensor in the file: what a full load holds when the model uses them all. */
+static size_t file_tensor_bytes(const gguf_file *f) {
+    size_t total = 0;
+    for (uint64_t i = 0; i < f->n_tensors; i++) total += f->tensors[i].n_bytes;
+    return total;
+}
+
+/* The matrix lies in the file mapping, stored as the file stores it: nothing was expanded. */
+static void assert_in_place(const model *m, const weight_matrix *w, const char *name) {
+    const gguf_tensor *t = gguf_find_tensor(&m->gguf, name);
+    cr_assert_not_null(t, "%s missing", name);
+    cr_assert_eq(w->data, t->data, "%s: not read in place from the mapping", name);
+    cr_assert_eq(w->type, t->type, "%s: held as %s, stored as %s", name, ggml_type_name(w->type),
+                 ggml_type_name(t->type));
+    cr_assert_eq(w->row_bytes * (size_t)w->rows, t->n_bytes, "%s: row bytes %zu", name, w->row_bytes);
+}
+
+static void check_quantized(const char *relative, const char *reference, const char *type, float tolerance) {
     char path[4096], f32_path[4096];
     shared_model(path, sizeof path, relative);
-    shared_model(f32_path, sizeof f32_path, "models/base16/model-f32.gguf");
+    shared_model(f32_path, sizeof f32_path, reference);
     model q, f;
     load_or_die(&q, path, NULL);
     load_or_die(&f, f32_path, NULL);
     assert_same_config(&q.config, &f.config, true, relative);
-    cr_assert_eq(q.weight_bytes, f.weight_bytes, "%s: weight bytes (fp32 after dequantization) %zu vs %zu", relative,
+    cr_assert_eq(q.weight_bytes, file_tensor_bytes(&q.gguf), "%s: weight bytes %zu, the file's tensors %zu", relative,
+                 q.weight_bytes, file_tensor_bytes(&q.gguf));
+    cr_assert_lt(q.weight_bytes, f.weight_bytes, "%s: holds %zu bytes, no fewer than F32's %zu", relative,
                  q.weight_bytes, f.weight_bytes);
+    assert_in_place(&q, &q.layers[0].wq, "blk.0.attn_q.weight");
+    assert_in_place(&q, &q.layers[1].w_down, "blk.1.ffn_down.weight");
+    assert_in_place(&q, &q.output, gguf_find_tensor(&q.gguf, "output.weight") ? "output.weight" : "token_embd.weight");
     const model_config *c = &f.config;
-    size_t n = (size_t)c->dim * c->dim;
-    float diff = max_abs_diff(q.layers[0].wq, f.layers[0].wq, n);
+    float diff = matrix_diff(&q.layers[0].wq, &f.layers[0].wq);
     cr_assert_lt(diff, tolerance, "%s: layer-0 wq differs from F32 by up to %g (tolerance %g)", relative, diff,
                  tolerance);
-    /* Real weights, which a block quantizer cannot store exactly. */
-    float max_weight = 0.0f;
-    for (size_t i = 0; i < n; i++) max_weight = fmaxf(max_weight, fabsf(f.layers[0].wq[i]));
-    cr_assert_gt(max_weight, 0.0f);
-    if (strcmp(type, "F16") != 0) cr_assert_gt(diff, 0.0f, "%s: identical to F32, not dequantized?", relative);
+    if (strcmp(type, "f16") != 0) cr_assert_gt(diff, 0.0f, "%s: identical to F32, not quantized?", relative);
     int last = c->n_layers - 1;
-    float diff_last = max_abs_diff(q.layers[last].w_down, f.layers[last].w_down, (size_t)c->dim * c->ffn_dim);
+    float diff_last = matrix_diff(&q.layers[last].w_down, &f.layers[last].w_down);
     cr_assert_lt(diff_last, 4 * tolerance, "%s: last layer w_down differs by up to %g", relative, diff_last);
-    /* The LM head: llama.cpp stores it as Q8_0 in the Q4_0 file, F16 in the F16 file. */
-    float diff_head = max_abs_diff(q.output, f.output, (size_t)c->vocab_size * c->dim);
+    /* The LM head: llama.cpp stores it as q8_0 in base16's Q4_0 file, q6_K in most of synth256's. */
+    float diff_head = matrix_diff(&q.output, &f.output);
     cr_assert_lt(diff_head, 4 * tolerance, "%s: output head differs by up to %g", relative, diff_head);
     model_free(&q);
     model_free(&f);
@@ -254,11 +297,71 @@ static void check_quantized(const char *relative, const char *type, float tolera
     model_free(&layers_only);
 }
 
-Test(model_load, base16_f16_close_to_f32) { check_quantized("models/base16/model-f16.gguf", "F16", 1e-3f); }
-Test(model_load, base16_q8_0_close_to_f32) { check_quantized("models/base16/model-q8_0.gguf", "Q8_0", 0.01f); }
-Test(model_load, base16_q4_0_close_to_f32) { check_quantized("models/base16/model-q4_0.gguf", "Q4_0", 0.05f); }
+#define BASE16_F32 "models/base16/model-f32.gguf"
+#define SYNTH_F32 "models/synth256/synth256-f32.gguf"
+Test(model_load, base16_f16_close_to_f32) { check_quantized("models/base16/model-f16.gguf", BASE16_F32, "f16", 1e-3f); }
+Test(model_load, base16_q8_0_close_to_f32) { check_quantized("models/base16/model-q8_0.gguf", BASE16_F32, "q8_0", 0.01f); }
+Test(model_load, base16_q4_0_close_to_f32) { check_quantized("models/base16/model-q4_0.gguf", BASE16_F32, "q4_0", 0.05f); }
+/* synth256 weights are uniform in +-1/16: the tolerances are a little over one quantization step
+ * (a type-0 block saturates one side at 7/8 or 15/16 of its range); a bit in the wrong place would
+ * be off by a good part of 1/16. */
+Test(model_load, synth256_q8_0) { check_quantized("models/synth256/synth256-q8_0.gguf", SYNTH_F32, "q8_0", 0.001f); }
+Test(model_load, synth256_q4_0) { check_quantized("models/synth256/synth256-q4_0.gguf", SYNTH_F32, "q4_0", 0.0085f); }
+Test(model_load, synth256_q4_1) { check_quantized("models/synth256/synth256-q4_1.gguf", SYNTH_F32, "q4_1", 0.006f); }
+Test(model_load, synth256_q5_0) { check_quantized("models/synth256/synth256-q5_0.gguf", SYNTH_F32, "q5_0", 0.0042f); }
+Test(model_load, synth256_q5_1) { check_quantized("models/synth256/synth256-q5_1.gguf", SYNTH_F32, "q5_1", 0.003f); }
+Test(model_load, synth256_q2_k) { check_quantized("models/synth256/synth256-q2_k.gguf", SYNTH_F32, "q2_K", 0.04f); }
+Test(model_load, synth256_q3_k_m) { check_quantized("models/synth256/synth256-q3_k_m.gguf", SYNTH_F32, "q3_K", 0.02f); }
+Test(model_load, synth256_q4_k_m) { check_quantized("models/synth256/synth256-q4_k_m.gguf", SYNTH_F32, "q4_K", 0.006f); }
+Test(model_load, synth256_q5_k_m) { check_quantized("models/synth256/synth256-q5_k_m.gguf", SYNTH_F32, "q5_K", 0.0042f); }
+Test(model_load, synth256_q6_k) { check_quantized("models/synth256/synth256-q6_k.gguf", SYNTH_F32, "q6_K", 0.0015f); }
 
 /* ---- errors ------------------------------------------------------------------------------------- */
+
+/* A copy of synth256-q4_0.gguf whose output.weight claims type iq2_xxs (its q6_K bytes are more
+ * than an iq2_xxs tensor needs, so the file stays valid). Written to a temporary file. */
+static void write_file_with_iq_head(char *out_path, size_t size) {
+    char path[4096];
+    shared_model(path, sizeof path, "models/synth256/synth256-q4_0.gguf");
+    FILE *in = fopen(path, "rb");
+    cr_assert_not_null(in);
+    fseek(in, 0, SEEK_END);
+    long length = ftell(in);
+    fseek(in, 0, SEEK_SET);
+    unsigned char *bytes = malloc((size_t)length);
+    cr_assert_eq(fread(bytes, 1, (size_t)length, in), (size_t)length);
+    fclose(in);
+    /* directory entry: u64 name length | "output.weight" | u32 n_dims (2) | u64 dims[2] | u32 type */
+    const char name[] = "output.weight";
+    unsigned char *entry = NULL;
+    for (long i = 8; i + (long)sizeof name < length && !entry; i++)
+        if (memcmp(bytes + i, name, sizeof name - 1) == 0 && bytes[i - 8] == sizeof name - 1) entry = bytes + i;
+    cr_assert_not_null(entry, "output.weight not found in %s", path);
+    unsigned char *type = entry + (sizeof name - 1) + 4 + 16;
+    cr_assert_eq(type[0], GGML_TYPE_Q6_K, "output.weight of %s is not q6_K", path);
+    type[0] = GGML_TYPE_IQ2_XXS;
+    snprintf(out_path, size, "%s/ramp-iq-head-XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+    int fd = mkstemp(out_path);
+    cr_assert_geq(fd, 0);
+    cr_assert_eq(write(fd, bytes, (size_t)length), length);
+    close(fd);
+    free(bytes);
+}
+
+Test(model_load, unsupported_type_fails_only_when_needed_and_names_it) {
+    char path[4096];
+    write_file_with_iq_head(path, sizeof path);
+    model m;
+    ramp_error err = {{0}};
+    model_slice layers_only = {0, -1, true, false};
+    int status = model_load(&m, path, &layers_only, false, NULL, &err);
+    cr_expect_eq(status, 0, "a slice without the head should load: %s", err.message);
+    if (status == 0) model_free(&m);
+    status = model_load(&m, path, NULL, false, NULL, &err);
+    unlink(path);
+    cr_assert_eq(status, -1, "the head is iq2_xxs: loading it must fail");
+    cr_assert_not_null(strstr(err.message, "tensor output.weight has type iq2_xxs"), "message: %s", err.message);
+}
 
 Test(model_load, missing_file_fails_with_path) {
     const char *path = "/nonexistent/ramp-test/model.gguf";

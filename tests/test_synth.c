@@ -265,7 +265,7 @@ Test(synth, invalid_specs_are_rejected) {
     s = TINY, s.dim = 40, s.heads = 8, s.type = GGML_TYPE_F32;
     expect_invalid(s, "head size 5");
     s = TINY, s.dim = 48; /* head size 12 is fine, but Q8_0 rows need multiples of 32 */
-    expect_invalid(s, "dim 48 and ffn 96 must be multiples of 32 for Q8_0");
+    expect_invalid(s, "dim 48 and ffn 96 must be multiples of 32 for q8_0");
     s = TINY, s.ffn = 100;
     expect_invalid(s, "ffn 100 must be multiples of 32");
     s = TINY, s.vocab = 258;
@@ -275,7 +275,7 @@ Test(synth, invalid_specs_are_rejected) {
     s = TINY, s.context = -1;
     expect_invalid(s, "context is -1");
     s = TINY, s.type = GGML_TYPE_BF16;
-    expect_invalid(s, "weight type BF16");
+    expect_invalid(s, "weight type bf16");
 }
 
 Test(synth, unwritable_path_and_bad_lookups_fail) {

@@ -1,0 +1,27 @@
+/* kernels_avx2.c: the x86 kernels for AVX2 + FMA + F16C (kernels_x86.inc; arithmetic in
+ * kernels.h). Compiled for that target whatever the build flags, and only called when the CPU has
+ * it (kernels.c). */
+#include "kernels_internal.h"
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#include <math.h>
+#include <stdbool.h>
+#include <string.h>
+
+#include "quant.h"
+
+#pragma GCC push_options
+#pragma GCC target("avx2,fma,f16c")
+#define KX(name) name##_avx2
+#define KX_VNNI 0
+#include "kernels_x86.inc"
+#pragma GCC pop_options
+
+dot_fn kernels_avx2_for(ggml_type type) { return kernel_table_avx2(type); }
+#else
+dot_fn kernels_avx2_for(ggml_type type) {
+    (void)type;
+    return NULL;
+}
+#endif

@@ -1,0 +1,67 @@
+/* kernels_internal.h: what the kernel implementations (kernels_portable.c, kernels_avx2.c,
+ * kernels_avx512.c) share: the layout of converted activation rows and the table type.
+ * Not for use outside model/kernels*.c.
+ *
+ * Activation row layouts (one row; act_row_bytes says how many bytes):
+ *   ACT_F32     float x[n16], n16 = n rounded up to 16, the tail zero.
+ *   ACT_Q8_32   int8 q[32 * nb16] | float d[nb16] | float dsum[nb16] | int32 sum[nb16], where
+ *               nb16 = blocks rounded up to 16; padding blocks are all zero (d = 0), so SIMD code
+ *               may read activations in whole groups of 16 blocks. Weights are never padded.
+ *               q is stored by quads of blocks, the way nibble-packed weights unpack: for blocks
+ *               4k..4k+3, 64 bytes of first halves (values 0..15 of block 4k, then of 4k+1, ...)
+ *               then 64 bytes of second halves (values 16..31). So the low nibbles of two (or
+ *               four) consecutive blocks meet their activations in one 32 (64) byte load.
+ *   ACT_Q8_256  int8 q[n] | float d[n / 256] | int16 bsum[n / 16].
+ */
+#ifndef RAMP_KERNELS_INTERNAL_H
+#define RAMP_KERNELS_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kernels.h"
+
+typedef void (*dot_fn)(int n, const void *w, size_t w_stride, int nw, const void *act, size_t act_stride, int na,
+                       float *out, size_t out_stride);
+
+static inline int act_blocks16(int n) { return (n / 32 + 15) / 16 * 16; }
+static inline int act_pad16(int n) { return (n + 15) / 16 * 16; }
+
+typedef struct {
+    const int8_t *q;
+    const float *d, *dsum;
+    const int32_t *sum;
+} act_q8_32_view;
+
+/* Where value j (0..31) of block b sits in an ACT_Q8_32 row's q. */
+static inline size_t act_q8_32_index(int b, int j) {
+    return (size_t)128 * (b / 4) + (j < 16 ? 0 : 64) + 16 * (b % 4) + (j % 16);
+}
+
+static inline act_q8_32_view act_q8_32_at(const void *row, int n) {
+    const int nb16 = act_blocks16(n);
+    const char *p = row;
+    act_q8_32_view v = {(const int8_t *)p, (const float *)(p + 32 * nb16), (const float *)(p + 36 * nb16),
+                        (const int32_t *)(p + 40 * nb16)};
+    return v;
+}
+
+typedef struct {
+    const int8_t *q;
+    const float *d;
+    const int16_t *bsum;
+} act_q8_256_view;
+
+static inline act_q8_256_view act_q8_256_at(const void *row, int n) {
+    const char *p = row;
+    act_q8_256_view v = {(const int8_t *)p, (const float *)(p + n), (const int16_t *)(p + n + 4 * (n / 256))};
+    return v;
+}
+
+/* Each level's kernel for a type, or NULL where that level has none (the caller then uses the
+ * portable one, which computes the same numbers). */
+dot_fn kernels_portable_for(ggml_type type);
+dot_fn kernels_avx2_for(ggml_type type);
+dot_fn kernels_avx512_for(ggml_type type);
+
+#endif

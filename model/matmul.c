@@ -1,0 +1,107 @@
+/* matmul.c: tiled products of activation rows with stored weight matrices (see matmul.h). */
+#include "matmul.h"
+
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* A task is up to TILE_FEATURES weight rows by TILE_ROWS activation rows. Within it the kernel
+ * walks groups of KERNEL_MAX_W weight rows and, for each, every group of KERNEL_MAX_A activation
+ * rows, so a group of weight rows is read from memory once and reused from cache by every row of
+ * the tile. The sizes only decide which thread computes what, never a value. */
+enum { TILE_FEATURES = 64, TILE_ROWS = 64 };
+
+int act_buffer_init(act_buffer *a, int max_rows, int max_cols, ramp_error *err) {
+    memset(a, 0, sizeof *a);
+    if (max_rows <= 0 || max_cols <= 0)
+        return ramp_fail(err, "activation buffer: rows %d and columns %d must be positive", max_rows, max_cols);
+    a->max_rows = max_rows;
+    a->max_cols = max_cols;
+    for (int kind = 0; kind < ACT_KINDS; kind++) {
+        /* Quantized kinds need whole blocks; a shorter block-aligned row fits in the same stride. */
+        int cols = kind == ACT_Q8_32 ? max_cols / 32 * 32 : kind == ACT_Q8_256 ? max_cols / 256 * 256 : max_cols;
+        a->stride[kind] = cols > 0 ? act_row_bytes((act_kind)kind, cols) : 64;
+        a->rows_of[kind] = aligned_alloc(64, a->stride[kind] * (size_t)max_rows);
+        if (!a->rows_of[kind]) {
+            act_buffer_free(a);
+            return ramp_fail(err, "activation buffer: out of memory for %d rows of %d values", max_rows, max_cols);
+        }
+    }
+    return 0;
+}
+
+void act_buffer_free(act_buffer *a) {
+    for (int kind = 0; kind < ACT_KINDS; kind++) free(a->rows_of[kind]);
+    memset(a, 0, sizeof *a);
+}
+
+void act_buffer_set(act_buffer *a, const float *x, int rows, int cols) {
+    a->x = x;
+    a->n_rows = rows;
+    a->n_cols = cols;
+    for (int kind = 0; kind < ACT_KINDS; kind++) a->ready[kind] = false;
+}
+
+static const unsigned char *converted(act_buffer *a, act_kind kind) {
+    if (!a->ready[kind]) {
+        const int rows = a->n_rows, cols = a->n_cols;
+#pragma omp parallel for schedule(static) if (rows >= 8)
+        for (int r = 0; r < rows; r++)
+            act_quantize(kind, a->x + (size_t)r * cols, cols, a->rows_of[kind] + (size_t)r * a->stride[kind]);
+        a->ready[kind] = true;
+    }
+    return a->rows_of[kind];
+}
+
+/* Weight rows [f0, f1) by activation rows [r0, r1). */
+static void tile(float *out, const weight_matrix *w, const unsigned char *act, size_t act_stride, int cols, int f0,
+                 int f1, int r0, int r1) {
+    const unsigned char *weights = w->data;
+    for (int f = f0; f < f1; f += KERNEL_MAX_W) {
+        const int nw = f1 - f < KERNEL_MAX_W ? f1 - f : KERNEL_MAX_W;
+        for (int r = r0; r < r1; r += KERNEL_MAX_A) {
+            const int na = r1 - r < KERNEL_MAX_A ? r1 - r : KERNEL_MAX_A;
+            kernel_dot(w->type, cols, weights + (size_t)f * w->row_bytes, w->row_bytes, nw,
+                       act + (size_t)r * act_stride, act_stride, na, out + (size_t)r * w->rows + f, (size_t)w->rows);
+        }
+    }
+}
+
+void matmul_weights(float *out, act_buffer *a, const weight_matrix *w) {
+    const act_kind kind = act_kind_of(w->type);
+    const unsigned char *act = converted(a, kind);
+    const size_t act_stride = a->stride[kind];
+    const int rows = a->n_rows, cols = a->n_cols, features = w->rows;
+    const int feature_tiles = (features + TILE_FEATURES - 1) / TILE_FEATURES;
+    const int row_tiles = (rows + TILE_ROWS - 1) / TILE_ROWS;
+    const int tasks = feature_tiles * row_tiles;
+#pragma omp parallel for schedule(dynamic) if (tasks > 1)
+    for (int task = 0; task < tasks; task++) {
+        const int f0 = task % feature_tiles * TILE_FEATURES, r0 = task / feature_tiles * TILE_ROWS;
+        const int f1 = f0 + TILE_FEATURES < features ? f0 + TILE_FEATURES : features;
+        const int r1 = r0 + TILE_ROWS < rows ? r0 + TILE_ROWS : rows;
+        tile(out, w, act, act_stride, cols, f0, f1, r0, r1);
+    }
+}
+
+void matmul_weight_rows(float *out, act_buffer *a, const weight_matrix *w, const int *rows_wanted, int n_wanted) {
+    const act_kind kind = act_kind_of(w->type);
+    const unsigned char *act = converted(a, kind);
+    const size_t act_stride = a->stride[kind];
+    const unsigned char *weights = w->data;
+    for (int c = 0; c < n_wanted; c++)
+        for (int r = 0; r < a->n_rows; r += KERNEL_MAX_A) {
+            const int na = a->n_rows - r < KERNEL_MAX_A ? a->n_rows - r : KERNEL_MAX_A;
+            kernel_dot(w->type, a->n_cols, weights + (size_t)rows_wanted[c] * w->row_bytes, w->row_bytes, 1,
+                       act + (size_t)r * act_stride, act_stride, na, out + (size_t)r * n_wanted + c, (size_t)n_wanted);
+        }
+}
+
+void matmul(float *out, const float *x, const float *w, int n_rows, int in_features, int out_features) {
+    act_buffer a;
+    if (act_buffer_init(&a, n_rows, in_features, NULL)) abort(); /* test helper: no way to report */
+    act_buffer_set(&a, x, n_rows, in_features);
+    weight_matrix m = {GGML_TYPE_F32, out_features, in_features, (size_t)in_features * sizeof(float), w};
+    matmul_weights(out, &a, &m);
+    act_buffer_free(&a);
+}
