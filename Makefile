@@ -4,7 +4,7 @@
 #   make run        the main job on the default model (MODEL=path to override)
 #   make test       unit tests (Criterion) + end-to-end and multi-rank tests
 #   make test SANITIZE=1   the same under ASan + UBSan (separate build directory)
-#   make bench      throughput figures
+#   make bench      throughput figures (engine, pipeline, early exit; serving side by side with llama-server)
 #   make deps       only install the missing Debian packages (scripts/install-deps.sh)
 #   make clean      remove build/ and bin/
 
@@ -151,7 +151,8 @@ test: $(BIN) $(TEST_BIN)
 	@$(MAKE) --no-print-directory unit-test e2e-test
 
 bench: $(BIN)
-	@RAMP_SHARED=$(SHARED) RAMP_BIN=$(BIN) scripts/bench.sh
+	@status=0; RAMP_SHARED=$(SHARED) RAMP_BIN=$(BIN) scripts/bench.sh || status=1; \
+	RAMP_SHARED=$(SHARED) RAMP_BIN=$(BIN) scripts/bench-serve.sh || status=1; exit $$status
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
 endif
