@@ -15,7 +15,7 @@
 #include "wire.h"
 
 /* How often a serving engine asks the stages for their counters (and whether they live). */
-#define STAGE_POLL_SECONDS 2.0
+#define STAGE_POLL_SECONDS 0.5
 /* Longest sleep of an idle engine before it looks at signals again. */
 #define IDLE_WAIT_SECONDS 0.25
 

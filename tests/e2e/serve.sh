@@ -513,6 +513,11 @@ if sv_start "serve-1p" "$RAMP_BIN" serve -m "$LITE" "${SV_FLAGS[@]}"; then
             "cancelled $cancelled -> $(sv_metric "$B" 'ramp_requests_total{finish="cancelled"}')" \
             "stream head: $(sv_show "$sv_dir/cut.sse" 200)"
     fi
+    # fresh busy requests: the first ones may be done already on a fast machine
+    for i in $(seq 16 30); do
+        curl -s -m 60 -o "$sv_dir/busy.$i" -H 'Content-Type: application/json' -d "$long" "$B/v1/completions" &
+        busy+=($!)
+    done
     curl -s -m 0.3 -o /dev/null -H 'Content-Type: application/json' -d "$long" "$B/v1/completions"
     cut_rc=$?
     busy_running=$(sv_metric "$B" ramp_running_requests)
