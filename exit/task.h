@@ -14,6 +14,11 @@
 #include "tokenizer.h"
 
 #define TASK_MAX_LABELS 8
+/* Data files come from outside: one larger than this, or with a line longer than TASK_MAX_LINE
+ * (the shared sets' longest is a few KiB), is refused with a message rather than read into
+ * memory without end. */
+#define TASK_FILE_MAX_BYTES ((size_t)256 << 20)
+#define TASK_MAX_LINE ((size_t)1 << 20)
 
 typedef struct {
     char *prompt; /* NUL-terminated, without BOS (the tokenizer adds it) */
