@@ -477,6 +477,12 @@ static int read_examples(task_dataset *task, const task_spec *spec, const char *
     return 0;
 }
 
+int task_label_count(const char *task_name) {
+    for (int i = 0; i < N_TASKS; i++)
+        if (strcmp(TASKS[i].name, task_name) == 0) return TASKS[i].n_labels;
+    return -1;
+}
+
 int task_load(task_dataset *task, const char *task_name, const char *path, const tokenizer *tok, int skip, int limit,
               ramp_error *err) {
     *task = (task_dataset){0};

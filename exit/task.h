@@ -40,6 +40,9 @@ typedef struct {
 int task_load(task_dataset *task, const char *task_name, const char *path, const tokenizer *tok, int skip, int limit,
               ramp_error *err);
 void task_free(task_dataset *task);
+/* The number of label words of a known task, -1 for a name that is no task (exit policies say
+ * which task they were made for; an unknown one is refused). */
+int task_label_count(const char *task_name);
 /* Index of the label whose token has the highest logit; logits is over the full vocabulary. */
 int task_predict(const task_dataset *task, const float *logits);
 
