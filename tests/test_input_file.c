@@ -175,3 +175,16 @@ Test(error_message, control_bytes_and_unsafe_utf8_are_escaped) {
     size_t length = strlen(err.message);
     cr_assert(length < sizeof err.message && length % 4 == 0, "length %zu", length);
 }
+
+/* ---- tokenizer.bin ---- */
+
+#include "tokenizer.h"
+
+Test(tokenizer_file, directory_and_endless_stream_are_errors) {
+    tokenizer *tok = NULL;
+    ramp_error err = {{0}};
+    /* A directory read as "out of memory for 9223372036854775807 bytes" (ftell on a directory). */
+    cr_assert_eq(tokenizer_from_llama2c(&tok, "/tmp", 512, &err), -1);
+    cr_assert_not_null(strstr(err.message, "/tmp: is a directory"), "%s", err.message);
+    cr_assert_null(tok);
+}
