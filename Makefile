@@ -95,6 +95,13 @@ test: $(BIN) $(TEST_BIN)
 bench: $(BIN)
 	@RAMP_SHARED=$(SHARED) RAMP_BIN=$(BIN) scripts/bench.sh
 
+# make fuzz: every libFuzzer harness in tests/fuzz/ for FUZZ_SECONDS each (clang, ASan + UBSan;
+# seeds generated from $(SHARED)); CI: make fuzz FUZZ_SECONDS=10. See tests/fuzz/run.sh.
+FUZZ_SECONDS ?= 60
+.PHONY: fuzz
+fuzz: $(BIN)
+	@FUZZ_SECONDS=$(FUZZ_SECONDS) RAMP_SHARED=$(SHARED) RAMP_BIN=$(BIN) tests/fuzz/run.sh
+
 clean:
 	rm -rf build bin
 
