@@ -8,6 +8,7 @@
  *    AdaInfer SVM (threshold chosen on a held-out part);
  *  - exit-calibrate does the same for LITE's per-exit-point confidence thresholds.
  */
+#include <errno.h>
 #include <getopt.h>
 #include <jansson.h>
 #include <stdio.h>
@@ -275,6 +276,13 @@ static int eval_job(pipeline *p, exit_job *job, const exit_job_options *o, ramp_
     char *text = json_dumps(root, JSON_INDENT(2));
     printf("%s\n", text ? text : "{}");
     free(text);
+    /* The results are the job's output: a full disk or a closed pipe is a failure, not exit 0. */
+    if (fflush(stdout) != 0 || ferror(stdout)) {
+        json_decref(root);
+        free(full);
+        free(exited);
+        return ramp_fail(err, "stdout: cannot write the results: %s", strerror(errno));
+    }
     fprintf(stderr,
             "ramp eval: %s, %d examples, %d stage%s: accuracy full %.3f, exit %.3f; agreement %.3f; mean layers %.2f "
             "of %d (pruning %.1f%%); %.1f rows/s full, %.1f rows/s exit (x%.2f)\n",

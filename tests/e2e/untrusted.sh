@@ -128,3 +128,12 @@ refused "llama2.c header with n_kv_heads 2^31-1 (was UBSan in config_derive)" "n
     generate -m "$U/kv.bin" --tokenizer "$TOK" -p "Once" -n 4
 refused "a directory as --tokenizer" "is a directory" 1 \
     generate -m "$STORIES/stories260K.bin" --tokenizer "$U/prompts.d" -p "Once" -n 4
+
+# --- output ---------------------------------------------------------------------------------------
+if [ -w /dev/full ]; then
+    timeout -k 5 60 "$RAMP_BIN" eval -m "$M" --task sst2 --data "$SST2/stsa.binary.dev" --limit 8 </dev/null \
+        >/dev/full 2>"$ERR"
+    RC=$?
+    [ "$RC" -eq 1 ] && grep -qF "stdout: cannot write the results" "$ERR" && ! has_sanitizer_report
+    check $? "eval's results to a full disk: exit 1 (was 0)" "$(last_run_details)"
+fi
