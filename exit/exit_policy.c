@@ -44,6 +44,7 @@ static const char *const FEATURE_NAMES[EXIT_FEATURE_COUNT] = {
     [EXIT_FEATURE_PREVIOUS_TOP_PROB] = "previous_top_prob",
     [EXIT_FEATURE_PREVIOUS_GAP] = "previous_gap",
 };
+
 const char *exit_feature_name(int j) {
     return j >= 0 && j < EXIT_FEATURE_COUNT ? FEATURE_NAMES[j] : "unknown";
 }
