@@ -57,10 +57,11 @@ int input_file_read(const char *path, const input_limits *limits, char **data, s
         close(fd);
         return ramp_fail(err, "%s: is a directory, expected a %s", path, limits->what);
     }
-    /* A regular file's size is a good first guess; streams start small and grow. */
+    /* A regular file's size is a good first guess (with room for the read that sees its end and
+     * for the NUL, so a file read whole is never copied); streams start small and grow. */
     size_t capacity = FIRST_CAPACITY;
-    if (S_ISREG(st.st_mode) && st.st_size > 0 && (unsigned long long)st.st_size < limits->max_bytes)
-        capacity = (size_t)st.st_size + 1;
+    if (S_ISREG(st.st_mode) && st.st_size > 0 && (unsigned long long)st.st_size <= limits->max_bytes)
+        capacity = (size_t)st.st_size + 2;
     char *buffer = malloc(capacity);
     if (!buffer) {
         close(fd);
