@@ -154,5 +154,12 @@ bench: $(BIN)
 	@status=0; RAMP_SHARED=$(SHARED) RAMP_BIN=$(BIN) scripts/bench.sh || status=1; \
 	RAMP_SHARED=$(SHARED) RAMP_BIN=$(BIN) scripts/bench-serve.sh || status=1; exit $$status
 
+# make fuzz: every libFuzzer harness in tests/fuzz/ for FUZZ_SECONDS each (clang, ASan + UBSan;
+# seeds generated from $(SHARED)); CI: make fuzz FUZZ_SECONDS=10. See tests/fuzz/run.sh.
+FUZZ_SECONDS ?= 60
+.PHONY: fuzz
+fuzz: $(BIN)
+	@FUZZ_SECONDS=$(FUZZ_SECONDS) RAMP_SHARED=$(SHARED) RAMP_BIN=$(BIN) tests/fuzz/run.sh
+
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
 endif
