@@ -61,6 +61,8 @@ void pipeline_options_default(pipeline_options *o);
  * one, 0 if not, -1 on a bad value (message in err). */
 int pipeline_parse_flag(pipeline_options *o, const char *flag, const char *value, ramp_error *err);
 extern const char pipeline_flags_help[];
+/* "recompute", "copy" or "omit" (--kv-fill). */
+int pipeline_parse_kv_fill(const char *text, kv_fill_policy *out, ramp_error *err);
 
 typedef struct {
     int rank;
