@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "error.h"
+#include "kernels.h"
 
 #ifdef FUZZ_REPLAY
 #define FUZZ_ENTRY(function)
@@ -96,6 +97,14 @@ static inline void fuzz_scratch_path(const char *name, char *out, size_t capacit
 static inline void fuzz_shared_path(const char *relative, char *out, size_t capacity) {
     const char *shared = getenv("RAMP_SHARED");
     snprintf(out, capacity, "%s/%s", shared && *shared ? shared : "../shared", relative);
+}
+
+/* Reads a stored matrix's first and last bytes: ASan reports it when the weights promised by a
+ * loaded model do not lie inside the mapping. */
+static inline unsigned char fuzz_touch_matrix(const weight_matrix *w) {
+    if (!w->data || w->rows <= 0) return 0;
+    const volatile unsigned char *bytes = w->data;
+    return (unsigned char)(bytes[0] + bytes[(size_t)w->rows * w->row_bytes - 1]);
 }
 
 #endif

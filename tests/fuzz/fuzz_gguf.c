@@ -77,10 +77,10 @@ static void gguf_fuzz_model(const uint8_t *data, size_t size) {
     volatile float sink = 0;
     for (int l = 0; l < c->n_layers; l++) {
         const layer_weights *w = &m.layers[l];
-        sink += w->wq[0] + w->wq[(size_t)c->dim * c->dim - 1] + w->w_down[(size_t)c->dim * c->ffn_dim - 1];
-        sink += w->wk[(size_t)c->kv_dim * c->dim - 1] + w->attn_norm[c->dim - 1] + w->ffn_norm[c->dim - 1];
+        sink += fuzz_touch_matrix(&w->wq) + fuzz_touch_matrix(&w->w_down) + fuzz_touch_matrix(&w->wk);
+        sink += w->attn_norm[c->dim - 1] + w->ffn_norm[c->dim - 1];
     }
-    sink += m.token_embedding[(size_t)c->vocab_size * c->dim - 1] + m.output[(size_t)c->vocab_size * c->dim - 1];
+    sink += fuzz_touch_matrix(&m.token_embedding) + fuzz_touch_matrix(&m.output);
     (void)sink;
     model_free(&m);
 }

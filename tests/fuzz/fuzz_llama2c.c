@@ -20,9 +20,9 @@ static void llama2c_fuzz_load(const char *path, const model_slice *slice) {
                  "implausible configuration accepted");
     volatile float sink = 0;
     for (int l = m.slice.first_layer; l < m.slice.end_layer; l++)
-        sink += m.layers[l].w_up[(size_t)c->ffn_dim * c->dim - 1] + m.layers[l].wv[(size_t)c->kv_dim * c->dim - 1];
-    if (m.output) sink += m.output[(size_t)c->vocab_size * c->dim - 1] + m.output_norm[c->dim - 1];
-    if (m.token_embedding) sink += m.token_embedding[(size_t)c->vocab_size * c->dim - 1];
+        sink += fuzz_touch_matrix(&m.layers[l].w_up) + fuzz_touch_matrix(&m.layers[l].wv);
+    sink += fuzz_touch_matrix(&m.output) + fuzz_touch_matrix(&m.token_embedding);
+    if (m.output_norm) sink += m.output_norm[c->dim - 1];
     (void)sink;
     model_free(&m);
 }
