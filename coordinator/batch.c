@@ -652,7 +652,8 @@ int command_batch(int argc, char **argv, transport *mpi) {
     job.front.model_id = base ? base + 1 : options.model_path;
     job.front.chat_template = openai_model_chat_template(options.model_path);
     options.mpi = mpi;
-    if (pipeline_open(&p, &options, &err)) {
+    if (pipeline_open(&p, &options, &err) ||
+        openai_front_check_policies(&job.front, exit_specs, n_exit_specs, &err)) {
         status = pipeline_fail(&p, "batch", &err);
         goto done;
     }

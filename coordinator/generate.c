@@ -240,7 +240,12 @@ int command_generate(int argc, char **argv, transport *mpi) {
     int status = 0;
     engine_request settings = {.max_tokens = n_new, .sampling = sampling, .n_stop = n_stop};
     for (int i = 0; i < n_stop; i++) settings.stop[i] = stops[i];
-    if (pipeline_open(&p, &options, &err) || generate_all(&p, &prompts, &settings, &full, &err)) {
+    exit_policy_use use = {0};
+    if (pipeline_open(&p, &options, &err) ||
+        (policy.kind != EXIT_POLICY_NONE &&
+         (use = (exit_policy_use){.n_layers = p.model.config.n_layers, .vocab_size = p.model.config.vocab_size},
+          exit_policy_check_use(&policy, exit_spec, &use, &err))) ||
+        generate_all(&p, &prompts, &settings, &full, &err)) {
         status = pipeline_fail(&p, "generate", &err);
         goto done;
     }
