@@ -83,13 +83,16 @@ int forward_embed(const model *m, const int *tokens, int n, float *hidden, ramp_
     return 0;
 }
 
-/* The rotation angles depend only on the position, so compute them once per batch. */
-static void rope_prepare(const model_config *c, const forward_rows *rows, forward_workspace *ws) {
+/* The rotation angles depend only on the position, so compute them once per batch. Linear
+ * scaling multiplies the position; Llama 3.1's rope_freqs divide each frequency. */
+static void rope_prepare(const model *m, const forward_rows *rows, forward_workspace *ws) {
+    const model_config *c = &m->config;
     const int pairs = c->rope_dim / 2;
     for (int r = 0; r < rows->n_rows; r++) {
         for (int i = 0; i < pairs; i++) {
             float frequency = 1.0f / powf(c->rope_base, (float)(2 * i) / (float)c->rope_dim);
-            float angle = (float)rows->positions[r] * frequency;
+            if (m->rope_freqs) frequency /= m->rope_freqs[i];
+            float angle = (float)rows->positions[r] * c->rope_freq_scale * frequency;
             ws->rope_cos[r * pairs + i] = cosf(angle);
             ws->rope_sin[r * pairs + i] = sinf(angle);
         }
@@ -255,7 +258,7 @@ int forward_layers(const model *m, int first_layer, int end_layer, kv_cache *kv,
             return ramp_fail(err, "row %d: position %d outside the %d positions reserved for slot %d", r, position,
                              kv->slots[slot].capacity, slot);
     }
-    rope_prepare(&m->config, rows, ws);
+    rope_prepare(m, rows, ws);
     for (int layer = first_layer; layer < end_layer; layer++) layer_forward(m, layer, kv, rows, hidden, ws);
     return 0;
 }
