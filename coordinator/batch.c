@@ -219,11 +219,7 @@ static void write_not_request(batch_job *job, const char *custom_id, long line_n
 static bool wait_for_room(batch_job *job) {
     pthread_mutex_lock(&job->lock);
     while (job->in_flight >= job->options.max_in_flight && !interrupt_requested()) {
-        struct timespec until;
-        clock_gettime(CLOCK_REALTIME, &until);
-        until.tv_nsec += 100 * 1000000L;
-        until.tv_sec += until.tv_nsec / 1000000000L;
-        until.tv_nsec %= 1000000000L;
+        struct timespec until = clock_realtime_after(0.1);
         pthread_cond_timedwait(&job->changed, &job->lock, &until);
     }
     pthread_mutex_unlock(&job->lock);
@@ -344,9 +340,7 @@ static void *reader_main(void *context) {
     /* wait for the last answers, then let the engine loop end */
     pthread_mutex_lock(&job->lock);
     while (job->in_flight > 0 && !interrupt_requested()) {
-        struct timespec until;
-        clock_gettime(CLOCK_REALTIME, &until);
-        until.tv_sec += 1;
+        struct timespec until = clock_realtime_after(1.0);
         pthread_cond_timedwait(&job->changed, &job->lock, &until);
     }
     job->input_complete = in && !stopped && !job->reader_failed;
@@ -487,11 +481,7 @@ static void *progress_main(void *context) {
     double next_print = clock_seconds() + interval;
     pthread_mutex_lock(&t->lock);
     while (!t->stop) {
-        struct timespec until;
-        clock_gettime(CLOCK_REALTIME, &until);
-        until.tv_nsec += (long)(SAMPLE_SECONDS * 1e9) % 1000000000L;
-        until.tv_sec += (time_t)SAMPLE_SECONDS + until.tv_nsec / 1000000000L;
-        until.tv_nsec %= 1000000000L;
+        struct timespec until = clock_realtime_after(SAMPLE_SECONDS);
         pthread_cond_timedwait(&t->changed, &t->lock, &until);
         if (t->stop) break;
         take_sample(job);

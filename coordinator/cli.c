@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "input_file.h"
+
 int cli_parse_int(const char *flag, const char *text, long min, long max, int *out, ramp_error *err) {
     char *end;
     errno = 0;
@@ -38,7 +40,7 @@ int cli_parse_u64(const char *flag, const char *text, uint64_t *out, ramp_error 
 ramp_error *cli_error(ramp_error *err, const char *format, ...) {
     va_list args;
     va_start(args, format);
-    vsnprintf(err->message, sizeof err->message, format, args);
+    ramp_failv(err, format, args);
     va_end(args);
     return err;
 }
@@ -82,22 +84,26 @@ static size_t unescape(char *text, size_t length) {
 }
 
 int prompt_list_read(prompt_list *list, const char *path, ramp_error *err) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return ramp_fail(err, "%s: cannot open: %s", path, strerror(errno));
-    char *line = NULL;
-    size_t capacity = 0;
-    ssize_t length;
-    int status = 0;
-    while ((length = getline(&line, &capacity, f)) >= 0) {
-        while (length > 0 && (line[length - 1] == '\n' || line[length - 1] == '\r')) length--;
-        if (length == 0) continue;
-        if (prompt_list_add(list, line, unescape(line, (size_t)length), err)) {
-            status = -1;
-            break;
-        }
+    const input_limits limits = {.what = "prompts file", .max_bytes = PROMPT_FILE_MAX_BYTES,
+                                 .max_line = PROMPT_MAX_LINE, .allow_nul = false};
+    char *data;
+    size_t size;
+    if (input_file_read(path, &limits, &data, &size, err)) return -1;
+    int status = 0, line_number = 0;
+    for (char *line = data; !status && line < data + size;) {
+        char *newline = memchr(line, '\n', (size_t)(data + size - line));
+        char *end = newline ? newline : data + size;
+        line_number++;
+        size_t length = (size_t)(end - line);
+        while (length > 0 && line[length - 1] == '\r') length--;
+        if (length > 0 && list->count == PROMPT_MAX_COUNT)
+            status = ramp_fail(err, "%s: line %d: more than %d prompts, the limit for one prompts file", path,
+                               line_number, PROMPT_MAX_COUNT);
+        else if (length > 0)
+            status = prompt_list_add(list, line, unescape(line, length), err);
+        line = end + 1;
     }
-    free(line);
-    fclose(f);
+    free(data);
     if (!status && list->count == 0) return ramp_fail(err, "%s: no prompts (one per line expected)", path);
     return status;
 }

@@ -24,7 +24,15 @@ typedef struct {
 } prompt_list;
 
 int prompt_list_add(prompt_list *list, const char *text, size_t length, ramp_error *err);
-/* One prompt per non-empty line; the two characters \n stand for a newline, \\ for a backslash. */
+/* A prompts file from outside is bounded: a line (one prompt) of more than PROMPT_MAX_LINE bytes,
+ * a file of more than PROMPT_FILE_MAX_BYTES or more than PROMPT_MAX_COUNT prompts is an error, so
+ * `-f /dev/zero` fails within a megabyte instead of growing until memory runs out. */
+#define PROMPT_MAX_LINE ((size_t)1 << 20)
+#define PROMPT_FILE_MAX_BYTES ((size_t)256 << 20)
+#define PROMPT_MAX_COUNT (1 << 20)
+
+/* One prompt per non-empty line; the two characters \n stand for a newline, \\ for a backslash.
+ * Read errors, a directory, NUL bytes and the limits above fail with a message naming the file. */
 int prompt_list_read(prompt_list *list, const char *path, ramp_error *err);
 void prompt_list_free(prompt_list *list);
 

@@ -470,11 +470,7 @@ static bool stopping(pipeline *p, double *deadline) {
 static void wait_for_work(pipeline *p) {
     pthread_mutex_lock(&p->inbox.lock);
     if (!p->inbox.wake) {
-        struct timespec until;
-        clock_gettime(CLOCK_REALTIME, &until);
-        until.tv_nsec += (long)(IDLE_WAIT_SECONDS * 1e9);
-        until.tv_sec += until.tv_nsec / 1000000000L;
-        until.tv_nsec %= 1000000000L;
+        struct timespec until = clock_realtime_after(IDLE_WAIT_SECONDS);
         pthread_cond_timedwait(&p->inbox.changed, &p->inbox.lock, &until);
     }
     pthread_mutex_unlock(&p->inbox.lock);

@@ -8,6 +8,7 @@
  *    AdaInfer SVM (threshold chosen on a held-out part);
  *  - exit-calibrate does the same for LITE's per-exit-point confidence thresholds.
  */
+#include <errno.h>
 #include <getopt.h>
 #include <jansson.h>
 #include <stdio.h>
@@ -184,6 +185,7 @@ static int exit_job_prepare(exit_job *job, exit_job_options *o, ramp_error *err)
     if (model_load(&m, o->pipeline.model_path, &none, true, o->pipeline.tokenizer_path, err)) return -1;
     job->tokenizer = m.tokenizer;
     m.tokenizer = NULL; /* keep it; the rest of the (weightless) model goes */
+    exit_policy_use use = {.n_layers = m.config.n_layers, .vocab_size = m.config.vocab_size, .task = o->task};
     model_free(&m);
     if (o->task) {
         if (task_load(&job->task, o->task, o->data, job->tokenizer, o->skip, o->limit, err)) return -1;
@@ -195,12 +197,9 @@ static int exit_job_prepare(exit_job *job, exit_job_options *o, ramp_error *err)
     }
     if (o->exit_spec && strcmp(o->exit_spec, "none")) {
         if (exit_policy_load(&job->policy, o->exit_spec, err)) return -1;
-        /* The SVM reads the top-1 as one of its task's labels: another task's labels would be noise. */
-        if (o->task && job->policy.kind == EXIT_POLICY_SVM &&
-            (job->policy.n_labels != job->task.n_labels ||
-             memcmp(job->policy.label_tokens, job->task.label_tokens, (size_t)job->task.n_labels * sizeof(int))))
-            return ramp_fail(err, "%s: classifier trained for task '%s' (%d label tokens), expected one for '%s'",
-                             o->exit_spec, job->policy.task, job->policy.n_labels, o->task);
+        use.label_tokens = job->task.label_tokens;
+        use.n_labels = job->task.n_labels;
+        if (exit_policy_check_use(&job->policy, o->exit_spec, &use, err)) return -1;
         if (!o->pipeline.exit_layers) {
             format_exit_layers(job->policy.exit_layers, job->policy.n_exits, job->exit_layers_text,
                                sizeof job->exit_layers_text);
@@ -525,6 +524,15 @@ static int eval_job(pipeline *p, exit_job *job, const exit_job_options *o, ramp_
     json_decref(shown);
     printf("%s\n", text ? text : "{}");
     free(text);
+    /* The results are the job's output: a full disk or a closed pipe is a failure, not exit 0. */
+    if (fflush(stdout) != 0 || ferror(stdout)) {
+        json_decref(root);
+        exit_profile_free(&profile);
+        free(full);
+        free(exited);
+        free(depths);
+        return ramp_fail(err, "stdout: cannot write the results: %s", strerror(errno));
+    }
     fprintf(stderr, "ramp eval: %s, %d examples, %d stage%s: ", task->name, n, p->n_stages, p->n_stages == 1 ? "" : "s");
     if (have_full)
         fprintf(stderr, "accuracy full %.3f%s, exit %.3f; agreement %.3f; ", (double)correct_full / n,

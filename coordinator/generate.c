@@ -200,12 +200,7 @@ int command_generate(int argc, char **argv, transport *mpi) {
             else if (!*optarg) bad = -1, cli_error(&err, "--stop needs a non-empty string");
             else stops[n_stop++] = optarg;
             break;
-        case KV_FILL:
-            if (!strcmp(optarg, "recompute")) options.kv_fill = KV_FILL_RECOMPUTE;
-            else if (!strcmp(optarg, "copy")) options.kv_fill = KV_FILL_COPY;
-            else if (!strcmp(optarg, "omit")) options.kv_fill = KV_FILL_OMIT;
-            else bad = -1, cli_error(&err, "--kv-fill expects recompute, copy or omit, got '%s'", optarg);
-            break;
+        case KV_FILL: bad = pipeline_parse_kv_fill(optarg, &options.kv_fill, &err); break;
         case PIPELINE_FLAG:
             bad = pipeline_parse_flag(&options, long_options[option_index].name, optarg, &err) < 0;
             break;

@@ -55,6 +55,16 @@ static int parse_positive(const char *flag, const char *value, int *out, ramp_er
     return 0;
 }
 
+int pipeline_parse_kv_fill(const char *text, kv_fill_policy *out, ramp_error *err) {
+    static const char *const names[] = {"recompute", "copy", "omit"};
+    for (int i = 0; i < 3; i++)
+        if (!strcmp(text, names[i])) {
+            *out = (kv_fill_policy)i;
+            return 0;
+        }
+    return ramp_fail(err, "--kv-fill expects recompute, copy or omit, got '%s'", text);
+}
+
 int pipeline_parse_flag(pipeline_options *o, const char *flag, const char *value, ramp_error *err) {
     struct { const char *name; int *field; } integers[] = {
         {"stages", &o->local_stages},       {"threads", &o->threads},       {"max-sequences", &o->max_sequences},

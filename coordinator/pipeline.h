@@ -66,6 +66,8 @@ extern const char pipeline_flags_help[];
 /* --split exit-aware without a file takes the profile recorded with the run's exit policy (spec
  * "svm:FILE" or "conf:FILE"): writes "exit-aware:FILE" into buffer and points o->split at it. */
 void pipeline_split_from_policy(pipeline_options *o, const char *exit_spec, char *buffer, size_t capacity);
+/* "recompute", "copy" or "omit" (--kv-fill). */
+int pipeline_parse_kv_fill(const char *text, kv_fill_policy *out, ramp_error *err);
 
 typedef struct {
     int rank;

@@ -236,11 +236,7 @@ static void wait_finished(http_job *job, struct MHD_Connection *c) {
     bool cancelled = false;
     pthread_mutex_lock(&job->lock);
     while (!job->collected.finished) {
-        struct timespec until;
-        clock_gettime(CLOCK_REALTIME, &until);
-        until.tv_nsec += 200 * 1000000L;
-        until.tv_sec += until.tv_nsec / 1000000000L;
-        until.tv_nsec %= 1000000000L;
+        struct timespec until = clock_realtime_after(0.2);
         pthread_cond_timedwait(&job->changed, &job->lock, &until);
         if (!job->collected.finished && !cancelled && client_gone(c)) {
             engine_cancel(job->server->pipeline, job->engine_id);
@@ -325,11 +321,7 @@ static ssize_t stream_reader(void *context, uint64_t position, char *buffer, siz
             pthread_mutex_unlock(&job->lock);
             return MHD_CONTENT_READER_END_OF_STREAM;
         }
-        struct timespec until;
-        clock_gettime(CLOCK_REALTIME, &until);
-        until.tv_nsec += 200 * 1000000L;
-        until.tv_sec += until.tv_nsec / 1000000000L;
-        until.tv_nsec %= 1000000000L;
+        struct timespec until = clock_realtime_after(0.2);
         pthread_cond_timedwait(&job->changed, &job->lock, &until);
         if (!job->collected.finished && job->connection && client_gone(job->connection)) {
             pthread_mutex_unlock(&job->lock);
@@ -614,12 +606,7 @@ int command_serve(int argc, char **argv, transport *mpi) {
                 bad = -1, cli_error(&err, "--exit-default expects none, svm or conf, got '%s'", optarg);
             break;
         case EXIT_LAYERS: options.exit_layers = optarg; break;
-        case KV_FILL:
-            if (!strcmp(optarg, "recompute")) options.kv_fill = KV_FILL_RECOMPUTE;
-            else if (!strcmp(optarg, "copy")) options.kv_fill = KV_FILL_COPY;
-            else if (!strcmp(optarg, "omit")) options.kv_fill = KV_FILL_OMIT;
-            else bad = -1, cli_error(&err, "--kv-fill expects recompute, copy or omit, got '%s'", optarg);
-            break;
+        case KV_FILL: bad = pipeline_parse_kv_fill(optarg, &options.kv_fill, &err); break;
         case MAX_QUEUE: bad = cli_parse_int("--max-queue", optarg, 1, 1 << 20, &so.max_queue, &err); break;
         case MAX_BODY: bad = cli_parse_int("--max-body", optarg, 64, 1 << 30, &max_body, &err); break;
         case PIPELINE_FLAG:

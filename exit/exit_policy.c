@@ -17,6 +17,10 @@
 #include <svm.h>
 #include <unistd.h>
 
+#include "input_file.h"
+#include "policy_check.h"
+#include "svm_model_file.h"
+
 #define FORMAT_VERSION 2 /* 2: previous-point features, exit-point and label one-hots */
 /* libsvm's training time grows about quadratically with samples when classes overlap; 36000
  * samples (6000 examples at 6 exit points) train in about a minute. */
@@ -30,7 +34,6 @@
  * the rows at its exit point; one that would fire more rarely is not worth its noise. */
 #define CONF_MIN_ROWS 10
 #define CONF_MIN_SHARE 0.01
-#define CONF_NEVER 1.01 /* above any probability */
 
 static const char *const FEATURE_NAMES[EXIT_FEATURE_COUNT] = {
     [EXIT_FEATURE_TOP_PROB] = "top_prob",
@@ -41,6 +44,11 @@ static const char *const FEATURE_NAMES[EXIT_FEATURE_COUNT] = {
     [EXIT_FEATURE_PREVIOUS_TOP_PROB] = "previous_top_prob",
     [EXIT_FEATURE_PREVIOUS_GAP] = "previous_gap",
 };
+
+const char *exit_feature_name(int j) {
+    return j >= 0 && j < EXIT_FEATURE_COUNT ? FEATURE_NAMES[j] : "unknown";
+}
+
 /* Classifier input: the scaled features, then one-hots for the exit point and the top-1 label.
  * Only non-zero one-hot entries are written (libsvm vectors are sparse), so an input has at most
  * EXIT_FEATURE_COUNT + 2 entries plus libsvm's terminator. */
@@ -442,11 +450,11 @@ static int compare_rows_descending(const void *a, const void *b) {
 }
 
 /* rows sorted by top_prob, highest first. The lowest top_prob t such that the rows at or above t
- * agree at the target rate, with enough of them to trust it; CONF_NEVER when there is none. */
+ * agree at the target rate, with enough of them to trust it; EXIT_CONF_NEVER when there is none. */
 static double calibrate_point(const confidence_row *rows, int n, double target) {
     int min_support = (int)ceil(CONF_MIN_SHARE * n);
     if (min_support < CONF_MIN_ROWS) min_support = CONF_MIN_ROWS;
-    double threshold = CONF_NEVER;
+    double threshold = EXIT_CONF_NEVER;
     int agreeing = 0;
     for (int k = 0; k < n;) {
         double value = rows[k].top_prob;
@@ -481,7 +489,7 @@ int exit_policy_calibrate_confidence(exit_policy *policy, const exit_dataset *he
             rows[m++] = (confidence_row){clean_feature(row->features[EXIT_FEATURE_TOP_PROB]), row->agrees_final};
         }
         qsort(rows, (size_t)m, sizeof *rows, compare_rows_descending);
-        fresh.thresholds[i] = m > 0 ? calibrate_point(rows, m, target_agreement) : CONF_NEVER;
+        fresh.thresholds[i] = m > 0 ? calibrate_point(rows, m, target_agreement) : EXIT_CONF_NEVER;
         for (int e = 0; e < n; e++) {
             const exit_observation *row = &heldout->observations[(size_t)e * heldout->n_exits + i];
             if (clean_feature(row->features[EXIT_FEATURE_TOP_PROB]) >= fresh.thresholds[i]) exited[e] = true;
@@ -614,14 +622,19 @@ static const char *json_type_name(const json_t *value) {
     }
 }
 
+/* Policy files are a few KiB; anything far larger is not one. */
+#define POLICY_JSON_MAX_BYTES ((size_t)1 << 20)
+
 static json_t *read_json(const char *path, ramp_error *err) {
+    const input_limits limits = {.what = "JSON policy file", .max_bytes = POLICY_JSON_MAX_BYTES};
+    char *text;
+    size_t size;
+    if (input_file_read(path, &limits, &text, &size, err)) return NULL;
     json_error_t error;
-    json_t *root = json_load_file(path, 0, &error);
+    json_t *root = json_loadb(text, size, 0, &error);
+    free(text);
     if (!root) {
-        if (error.line < 0) /* could not open it at all */
-            ramp_fail(err, "%s: expected a readable JSON file: %s", path, error.text);
-        else
-            ramp_fail(err, "%s: expected JSON, line %d: %s", path, error.line, error.text);
+        ramp_fail(err, "%s: expected JSON, line %d: %s", path, error.line, error.text);
         return NULL;
     }
     if (!json_is_object(root)) {
@@ -751,7 +764,8 @@ static int load_common(const char *path, const json_t *root, const char *kind, e
 static int load_confidence_json(exit_policy *policy, const char *path, const json_t *root, ramp_error *err) {
     exit_policy fresh = {.kind = EXIT_POLICY_CONFIDENCE};
     if (load_common(path, root, "confidence", &fresh, err) ||
-        get_number_array(path, root, "thresholds", fresh.thresholds, (size_t)fresh.n_exits, err))
+        get_number_array(path, root, "thresholds", fresh.thresholds, (size_t)fresh.n_exits, err) ||
+        policy_check_common(&fresh, path, err) || policy_check_confidence(&fresh, path, err))
         return -1;
     *policy = fresh;
     return 0;
@@ -794,17 +808,6 @@ static int load_threshold(const char *path, const json_t *root, double *threshol
     return get_number(path, root, "threshold", threshold, err);
 }
 
-static int check_svm_model(const char *path, const struct svm_model *model, ramp_error *err) {
-    if (svm_get_svm_type(model) != C_SVC || svm_get_nr_class(model) != 2)
-        return ramp_fail(err, "%s: expected a two-class C-SVC model, found type %d with %d classes", path,
-                         svm_get_svm_type(model), svm_get_nr_class(model));
-    int labels[2];
-    svm_get_labels(model, labels);
-    if (labels[0] * labels[1] != -1 || labels[0] + labels[1] != 0)
-        return ramp_fail(err, "%s: expected labels +1 and -1, found %d and %d", path, labels[0], labels[1]);
-    return 0;
-}
-
 static int load_svm_json(exit_policy *policy, const char *model_path, const char *path, const json_t *root,
                          ramp_error *err) {
     exit_policy fresh = {.kind = EXIT_POLICY_SVM};
@@ -812,15 +815,15 @@ static int load_svm_json(exit_policy *policy, const char *model_path, const char
         load_label_tokens(path, root, &fresh, err) ||
         get_number_array(path, root, "scale_min", fresh.scale_min, EXIT_FEATURE_COUNT, err) ||
         get_number_array(path, root, "scale_max", fresh.scale_max, EXIT_FEATURE_COUNT, err) ||
-        load_threshold(path, root, &fresh.threshold, err))
+        load_threshold(path, root, &fresh.threshold, err) || policy_check_common(&fresh, path, err) ||
+        policy_check_svm_sidecar(&fresh, path, err))
         return -1;
-    for (int j = 0; j < EXIT_FEATURE_COUNT; j++)
-        if (fresh.scale_min[j] > fresh.scale_max[j])
-            return ramp_fail(err, "%s: feature %s has scale_min %g above scale_max %g", path, FEATURE_NAMES[j],
-                             fresh.scale_min[j], fresh.scale_max[j]);
-    fresh.svm = svm_load_model(model_path);
-    if (!fresh.svm) return ramp_fail(err, "%s: libsvm could not read the model file", model_path);
-    int status = check_svm_model(model_path, fresh.svm, err);
+    /* Read by our own parser, never by libsvm's svm_load_model (see svm_model_file.h); the C-SVC
+     * trained here has C = 1 and class weights of at most half the samples. */
+    const svm_file_limits limits = {.max_index = input_size(&fresh), .max_vectors = SVM_MAX_SAMPLES,
+                                    .max_coefficient = SVM_MAX_SAMPLES};
+    if (svm_model_read(model_path, &limits, &fresh.svm, err)) return -1;
+    int status = policy_check_svm_vectors(&fresh, model_path, err);
     if (!status && svm_dense_build(&fresh.dense, fresh.svm, input_size(&fresh), err))
         status = ramp_fail_prefix(err, "%s: ", model_path);
     if (status) {

@@ -38,6 +38,11 @@ enum {
 
 #define EXIT_MAX_POINTS 64
 #define EXIT_MAX_LABELS 16
+#define EXIT_MAX_TOTAL_LAYERS 1024 /* as many layers as a model may have */
+#define EXIT_CONF_NEVER 1.01       /* a confidence threshold above any probability: never exit */
+
+/* The feature's name as policy files spell it ("top_prob", ...). */
+const char *exit_feature_name(int j);
 
 typedef enum { EXIT_POLICY_NONE, EXIT_POLICY_SVM, EXIT_POLICY_CONFIDENCE } exit_policy_kind;
 
@@ -98,8 +103,24 @@ typedef struct {
 void exit_policy_simulate(const exit_policy *policy, const exit_dataset *data, exit_simulation *out);
 
 int exit_policy_save(const exit_policy *policy, const char *path, ramp_error *err);
-/* spec is "svm:PATH" or "conf:PATH" (or a bare PATH: kind read from PATH.json / PATH). */
+/* spec is "svm:PATH" or "conf:PATH" (or a bare PATH: kind read from PATH.json / PATH).
+ * Files are untrusted: every field is checked, and checked against the others, before use (see
+ * policy_check.h and svm_model_file.h); a bad one fails with a message naming the file and field. */
 int exit_policy_load(exit_policy *policy, const char *spec, ramp_error *err);
+
+/* What a run that wants to use a policy offers it. */
+typedef struct {
+    int n_layers;     /* the model's */
+    int vocab_size;   /* the model's */
+    const char *task; /* the run's task, NULL for generation */
+    const int *label_tokens; /* [n_labels]: the run's task's label tokens (with task) */
+    int n_labels;
+} exit_policy_use;
+
+/* The policy was made for this model and task: the same layer count, label tokens inside the
+ * vocabulary and, for an svm policy on a task, the same task and label tokens. spec names the
+ * policy in messages. (Exit layers are compared when the pipeline sets its exits.) */
+int exit_policy_check_use(const exit_policy *policy, const char *spec, const exit_policy_use *use, ramp_error *err);
 void exit_policy_free(exit_policy *policy);
 
 #endif

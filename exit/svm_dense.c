@@ -13,6 +13,13 @@ int svm_dense_build(svm_dense *dense, const struct svm_model *model, int dim, ra
     if (model->param.kernel_type != RBF || model->nr_class != 2)
         return ramp_fail(err, "svm: expected a two-class RBF model, found kernel %d with %d classes",
                          model->param.kernel_type, model->nr_class);
+    /* The model may come from anywhere: nothing below may read a NULL or score with a non-finite
+     * number (a NaN gamma turned the vectorized exp's exponent bits into undefined shifts). */
+    if (!model->SV || !model->sv_coef || !model->sv_coef[0] || !model->rho || model->l < 0)
+        return ramp_fail(err, "svm: expected support vectors, coefficients and rho, found a model without them");
+    if (!isfinite(model->param.gamma) || !(model->param.gamma > 0) || !isfinite(model->rho[0]))
+        return ramp_fail(err, "svm: expected a finite positive gamma and a finite rho, found gamma %g, rho %g",
+                         model->param.gamma, model->rho[0]);
     const int n = model->l;
     size_t slots = (size_t)(n > 0 ? n : 1);
     dense->columns = calloc(slots * (size_t)dim, sizeof *dense->columns);
@@ -25,12 +32,18 @@ int svm_dense_build(svm_dense *dense, const struct svm_model *model, int dim, ra
     for (int i = 0; i < n; i++) {
         double norm = 0;
         for (const struct svm_node *node = model->SV[i]; node->index != -1; node++) {
-            if (node->index < 1 || node->index > dim) {
+            if (node->index < 1 || node->index > dim || !isfinite(node->value)) {
                 svm_dense_free(dense);
-                return ramp_fail(err, "svm: support vector %d has input %d, expected 1..%d", i, node->index, dim);
+                return ramp_fail(err, "svm: support vector %d has input %d = %g, expected 1..%d with a finite value", i,
+                                 node->index, node->value, dim);
             }
             dense->columns[(size_t)(node->index - 1) * n + i] = (float)node->value;
             norm += node->value * node->value;
+        }
+        if (!isfinite(model->sv_coef[0][i]) || !isfinite((float)norm)) {
+            svm_dense_free(dense);
+            return ramp_fail(err, "svm: support vector %d has coefficient %g and squared norm %g, expected finite values", i,
+                             model->sv_coef[0][i], norm);
         }
         dense->norms[i] = (float)norm;
         dense->coefficients[i] = (float)model->sv_coef[0][i];
@@ -48,11 +61,14 @@ typedef union {
 } float_bits;
 
 /* out[k] = e^x[k] for x[k] <= 0: 2^(x log2 e) split into 2^n (exponent bits) and 2^f, f in
- * [-1/2, 1/2], by Cephes' exp2f polynomial. Plain arithmetic so that the loop vectorizes. */
+ * [-1/2, 1/2], by Cephes' exp2f polynomial. Plain arithmetic so that the loop vectorizes. The
+ * argument is clamped to [-87, 0] first, NaN included (it reads as -87: e^-87 is as good as 0),
+ * so that n always fits the exponent field. */
 static void exp_nonpositive(const float *x, float *out, int m) {
     float_bits scale[BLOCK];
     for (int k = 0; k < m; k++) {
-        float y = (x[k] < -87.0f ? -87.0f : x[k]) * 1.44269504088896341f;
+        float clamped = x[k] >= -87.0f ? x[k] : -87.0f;
+        float y = (clamped > 0.0f ? 0.0f : clamped) * 1.44269504088896341f;
         float n = floorf(y + 0.5f);
         float f = y - n;
         float p = 1.535336188319500e-4f;

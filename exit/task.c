@@ -11,8 +11,9 @@
  */
 #include "task.h"
 
+#include "input_file.h"
+
 #include <ctype.h>
-#include <errno.h>
 #include <jansson.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -455,36 +456,9 @@ static int find_label_tokens(task_dataset *task, const tokenizer *tok, ramp_erro
 
 /* The whole file plus a NUL, so lines can be cut in place. A NUL inside would cut prompts short. */
 static int read_text_file(const char *path, char **data, size_t *size, ramp_error *err) {
-    *data = NULL;
-    FILE *f = fopen(path, "rb");
-    if (f == NULL) return ramp_fail(err, "%s: cannot open: %s", path, strerror(errno));
-    long end = fseek(f, 0, SEEK_END) == 0 ? ftell(f) : -1;
-    if (end < 0 || fseek(f, 0, SEEK_SET) != 0) {
-        int saved = errno;
-        fclose(f);
-        return ramp_fail(err, "%s: cannot determine the file size: %s", path, strerror(saved));
-    }
-    char *buffer = malloc((size_t)end + 1);
-    if (buffer == NULL) {
-        fclose(f);
-        return ramp_fail(err, "%s: out of memory for %ld bytes", path, end);
-    }
-    size_t got = fread(buffer, 1, (size_t)end, f);
-    fclose(f);
-    if (got != (size_t)end) {
-        free(buffer);
-        return ramp_fail(err, "%s: read %zu of %ld bytes", path, got, end);
-    }
-    buffer[got] = '\0';
-    const char *nul = memchr(buffer, '\0', got);
-    if (nul != NULL) {
-        size_t offset = (size_t)(nul - buffer);
-        free(buffer);
-        return ramp_fail(err, "%s: NUL byte at offset %zu, expected a text file", path, offset);
-    }
-    *data = buffer;
-    *size = got;
-    return 0;
+    const input_limits limits = {.what = "data file", .max_bytes = TASK_FILE_MAX_BYTES,
+                                 .max_line = TASK_MAX_LINE, .allow_nul = false};
+    return input_file_read(path, &limits, data, size, err);
 }
 
 static int read_examples(task_dataset *task, const task_spec *spec, const char *path, int skip, int limit,
@@ -501,6 +475,12 @@ static int read_examples(task_dataset *task, const task_spec *spec, const char *
     if (task->n_examples == 0)
         return ramp_fail(err, "%s: skip %d leaves none of its %d examples", path, skip, ld.seen);
     return 0;
+}
+
+int task_label_count(const char *task_name) {
+    for (int i = 0; i < N_TASKS; i++)
+        if (strcmp(TASKS[i].name, task_name) == 0) return TASKS[i].n_labels;
+    return -1;
 }
 
 int task_load(task_dataset *task, const char *task_name, const char *path, const tokenizer *tok, int skip, int limit,

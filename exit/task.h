@@ -14,6 +14,11 @@
 #include "tokenizer.h"
 
 #define TASK_MAX_LABELS 8
+/* Data files come from outside: one larger than this, or with a line longer than TASK_MAX_LINE
+ * (the shared sets' longest is a few KiB), is refused with a message rather than read into
+ * memory without end. */
+#define TASK_FILE_MAX_BYTES ((size_t)256 << 20)
+#define TASK_MAX_LINE ((size_t)1 << 20)
 
 typedef struct {
     char *prompt; /* NUL-terminated, without BOS (the tokenizer adds it) */
@@ -35,6 +40,9 @@ typedef struct {
 int task_load(task_dataset *task, const char *task_name, const char *path, const tokenizer *tok, int skip, int limit,
               ramp_error *err);
 void task_free(task_dataset *task);
+/* The number of label words of a known task, -1 for a name that is no task (exit policies say
+ * which task they were made for; an unknown one is refused). */
+int task_label_count(const char *task_name);
 /* Index of the label whose token has the highest logit; logits is over the full vocabulary. */
 int task_predict(const task_dataset *task, const float *logits);
 

@@ -1,10 +1,10 @@
 #include "forward.h"
 
 #include <math.h>
-#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "parallel.h"
 #include "quant.h"
 
 void rmsnorm(float *out, const float *x, const float *weight, int size, float eps) {
@@ -36,7 +36,7 @@ int forward_workspace_init(forward_workspace *ws, const model_config *c, int max
     size_t rows = (size_t)max_rows;
     float **buffers[] = {&ws->normed, &ws->q, &ws->attention, &ws->projection, &ws->k, &ws->v,
                          &ws->gate, &ws->up, &ws->rope_cos, &ws->rope_sin, &ws->scores};
-    ws->score_buffers = omp_get_max_threads();
+    ws->score_buffers = parallel_threads();
     size_t sizes[] = {rows * c->dim, rows * c->dim, rows * c->dim, rows * c->dim, rows * c->kv_dim,
                       rows * c->kv_dim, rows * c->ffn_dim, rows * c->ffn_dim, rows * (c->rope_dim / 2),
                       rows * (c->rope_dim / 2), (size_t)ws->score_buffers * max_context};
@@ -109,36 +109,56 @@ static void rope_apply(float *vector, int n_heads, int head_dim, int rope_dim, c
     }
 }
 
-static void attention(const model_config *c, const kv_cache *kv, int local_layer, const forward_rows *rows,
-                      forward_workspace *ws) {
+typedef struct {
+    const model_config *c;
+    const kv_cache *kv;
+    int local_layer;
+    const forward_rows *rows;
+    forward_workspace *ws;
+} attention_job;
+
+/* One (row, head): computed whole by one thread, so the sums do not depend on the thread count. */
+static void attention_task(void *ctx, int task, int worker) {
+    const attention_job *j = ctx;
+    const model_config *c = j->c;
+    forward_workspace *ws = j->ws;
     const int heads_per_kv = c->n_heads / c->n_kv_heads;
     const float scale = 1.0f / sqrtf((float)c->head_dim);
+    const int r = task / c->n_heads, h = task % c->n_heads;
+    if (j->rows->kv_only && j->rows->kv_only[r]) return;
+    const int slot = j->rows->slots[r], length = j->rows->positions[r] + 1;
+    const unsigned char *filled = kv_filled(j->kv, slot, j->local_layer, 0);
+    const int kv_offset = (h / heads_per_kv) * c->head_dim;
+    const float *query = ws->q + (size_t)r * c->dim + h * c->head_dim;
+    float *scores = ws->scores + (size_t)worker * ws->max_context;
+    for (int t = 0; t < length; t++) {
+        const float *key = kv_keys(j->kv, slot, j->local_layer, t) + kv_offset;
+        float dot = 0.0f;
+        for (int i = 0; i < c->head_dim; i++) dot += query[i] * key[i];
+        scores[t] = filled[t] ? dot * scale : -INFINITY;
+    }
+    softmax(scores, length);
+    float *out = ws->attention + (size_t)r * c->dim + h * c->head_dim;
+    memset(out, 0, (size_t)c->head_dim * sizeof(float));
+    for (int t = 0; t < length; t++) {
+        if (!filled[t]) continue;
+        const float *value = kv_values(j->kv, slot, j->local_layer, t) + kv_offset;
+        const float weight = scores[t];
+        for (int i = 0; i < c->head_dim; i++) out[i] += weight * value[i];
+    }
+}
+
+static void attention(const model_config *c, const kv_cache *kv, int local_layer, const forward_rows *rows,
+                      forward_workspace *ws) {
+    attention_job j = {c, kv, local_layer, rows, ws};
     const int tasks = rows->n_rows * c->n_heads;
-    /* one (row, head) per task, computed whole by one thread: the same sums whatever the thread count */
-#pragma omp parallel for schedule(dynamic, 4) num_threads(ws->score_buffers) if (tasks > 8)
-    for (int task = 0; task < tasks; task++) {
-        const int r = task / c->n_heads, h = task % c->n_heads;
-        if (rows->kv_only && rows->kv_only[r]) continue;
-        const int slot = rows->slots[r], length = rows->positions[r] + 1;
-        const unsigned char *filled = kv_filled(kv, slot, local_layer, 0);
-        const int kv_offset = (h / heads_per_kv) * c->head_dim;
-        const float *query = ws->q + (size_t)r * c->dim + h * c->head_dim;
-        float *scores = ws->scores + (size_t)omp_get_thread_num() * ws->max_context;
-        for (int t = 0; t < length; t++) {
-            const float *key = kv_keys(kv, slot, local_layer, t) + kv_offset;
-            float dot = 0.0f;
-            for (int i = 0; i < c->head_dim; i++) dot += query[i] * key[i];
-            scores[t] = filled[t] ? dot * scale : -INFINITY;
-        }
-        softmax(scores, length);
-        float *out = ws->attention + (size_t)r * c->dim + h * c->head_dim;
-        memset(out, 0, (size_t)c->head_dim * sizeof(float));
-        for (int t = 0; t < length; t++) {
-            if (!filled[t]) continue;
-            const float *value = kv_values(kv, slot, local_layer, t) + kv_offset;
-            const float weight = scores[t];
-            for (int i = 0; i < c->head_dim; i++) out[i] += weight * value[i];
-        }
+    /* parallel only when there is enough to share: a few long rows, or many rows */
+    long work = 0;
+    for (int r = 0; r < rows->n_rows && work < (1L << 16); r++) work += (long)(rows->positions[r] + 1) * c->dim;
+    if (work >= (1L << 16)) {
+        parallel_run_capped(tasks, ws->score_buffers, attention_task, &j);
+    } else {
+        for (int task = 0; task < tasks; task++) attention_task(&j, task, 0);
     }
 }
 
@@ -184,7 +204,6 @@ static void layer_forward(const model *m, int layer, kv_cache *kv, const forward
     matmul_weights(ws->gate, &ws->act, &w->w_gate);
     matmul_weights(ws->up, &ws->act, &w->w_up);
     const long elements = (long)n * ffn;
-#pragma omp parallel for schedule(static) if (elements > 65536)
     for (long i = 0; i < elements; i++) {
         float g = ws->gate[i];
         ws->gate[i] = g / (1.0f + expf(-g)) * ws->up[i]; /* SwiGLU: silu(gate) * up */

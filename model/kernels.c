@@ -2,6 +2,10 @@
  * kernels.h). */
 #include "kernels.h"
 
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <cpuid.h>
+#endif
+
 #include <float.h>
 #include <math.h>
 #include <pthread.h>
@@ -114,13 +118,21 @@ const char *kernel_level_name(kernel_level level) {
 /* What the CPU offers. The AVX-512 kernels use 512-bit integer and float instructions with VNNI
  * (vpdpbusd); the AVX2 ones need FMA and F16C too. A build for another architecture has only the
  * portable kernels. */
+#if defined(__x86_64__) && defined(__GNUC__)
+/* F16C from CPUID leaf 1 (ECX bit 29): clang 14's __builtin_cpu_supports does not know "f16c". */
+static bool cpu_has_f16c(void) {
+    unsigned int eax, ebx, ecx, edx;
+    return __get_cpuid(1, &eax, &ebx, &ecx, &edx) && (ecx & (1u << 29));
+}
+#endif
+
 bool kernel_level_available(kernel_level level) {
     switch (level) {
     case KERNELS_PORTABLE: return true;
 #if defined(__x86_64__) && defined(__GNUC__)
     case KERNELS_AVX2:
         __builtin_cpu_init();
-        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && cpu_has_f16c();
     case KERNELS_AVX512:
         __builtin_cpu_init();
         return kernel_level_available(KERNELS_AVX2) && __builtin_cpu_supports("avx512f") &&

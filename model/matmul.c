@@ -1,7 +1,8 @@
 /* matmul.c: tiled products of activation rows with stored weight matrices (see matmul.h). */
 #include "matmul.h"
 
-#include <omp.h>
+#include "parallel.h"
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -10,6 +11,11 @@
  * rows, so a group of weight rows is read from memory once and reused from cache by every row of
  * the tile. The sizes only decide which thread computes what, never a value. */
 enum { TILE_FEATURES = 64, TILE_ROWS = 64 };
+
+/* Below this many multiply-adds a product runs on the calling thread alone: waking the other
+ * threads and waiting for them costs more than the work (and much more when another job keeps
+ * one of the cores busy). */
+#define PARALLEL_MIN_MACS (1 << 18)
 
 int act_buffer_init(act_buffer *a, int max_rows, int max_cols, ramp_error *err) {
     memset(a, 0, sizeof *a);
@@ -42,12 +48,24 @@ void act_buffer_set(act_buffer *a, const float *x, int rows, int cols) {
     for (int kind = 0; kind < ACT_KINDS; kind++) a->ready[kind] = false;
 }
 
+typedef struct {
+    act_buffer *a;
+    act_kind kind;
+} convert_job;
+
+static void convert_row(void *ctx, int r, int worker) {
+    (void)worker;
+    const convert_job *job = ctx;
+    act_buffer *a = job->a;
+    act_quantize(job->kind, a->x + (size_t)r * a->n_cols, a->n_cols, a->rows_of[job->kind] + (size_t)r * a->stride[job->kind]);
+}
+
 static const unsigned char *converted(act_buffer *a, act_kind kind) {
     if (!a->ready[kind]) {
-        const int rows = a->n_rows, cols = a->n_cols;
-#pragma omp parallel for schedule(static) if (rows >= 8)
-        for (int r = 0; r < rows; r++)
-            act_quantize(kind, a->x + (size_t)r * cols, cols, a->rows_of[kind] + (size_t)r * a->stride[kind]);
+        convert_job job = {a, kind};
+        if (a->n_rows >= 16) parallel_run(a->n_rows, convert_row, &job);
+        else
+            for (int r = 0; r < a->n_rows; r++) convert_row(&job, r, 0);
         a->ready[kind] = true;
     }
     return a->rows_of[kind];
@@ -67,20 +85,32 @@ static void tile(float *out, const weight_matrix *w, const unsigned char *act, s
     }
 }
 
+typedef struct {
+    float *out;
+    const weight_matrix *w;
+    const unsigned char *act;
+    size_t act_stride;
+    int rows, cols, feature_tiles;
+} product_job;
+
+static void product_task(void *ctx, int task, int worker) {
+    (void)worker;
+    const product_job *j = ctx;
+    const int f0 = task % j->feature_tiles * TILE_FEATURES, r0 = task / j->feature_tiles * TILE_ROWS;
+    const int f1 = f0 + TILE_FEATURES < j->w->rows ? f0 + TILE_FEATURES : j->w->rows;
+    const int r1 = r0 + TILE_ROWS < j->rows ? r0 + TILE_ROWS : j->rows;
+    tile(j->out, j->w, j->act, j->act_stride, j->cols, f0, f1, r0, r1);
+}
+
 void matmul_weights(float *out, act_buffer *a, const weight_matrix *w) {
     const act_kind kind = act_kind_of(w->type);
-    const unsigned char *act = converted(a, kind);
-    const size_t act_stride = a->stride[kind];
-    const int rows = a->n_rows, cols = a->n_cols, features = w->rows;
-    const int feature_tiles = (features + TILE_FEATURES - 1) / TILE_FEATURES;
-    const int row_tiles = (rows + TILE_ROWS - 1) / TILE_ROWS;
-    const int tasks = feature_tiles * row_tiles;
-#pragma omp parallel for schedule(dynamic) if (tasks > 1)
-    for (int task = 0; task < tasks; task++) {
-        const int f0 = task % feature_tiles * TILE_FEATURES, r0 = task / feature_tiles * TILE_ROWS;
-        const int f1 = f0 + TILE_FEATURES < features ? f0 + TILE_FEATURES : features;
-        const int r1 = r0 + TILE_ROWS < rows ? r0 + TILE_ROWS : rows;
-        tile(out, w, act, act_stride, cols, f0, f1, r0, r1);
+    product_job j = {out, w, converted(a, kind), a->stride[kind], a->n_rows, a->n_cols,
+                     (w->rows + TILE_FEATURES - 1) / TILE_FEATURES};
+    const int tasks = j.feature_tiles * ((a->n_rows + TILE_ROWS - 1) / TILE_ROWS);
+    if ((double)a->n_rows * a->n_cols * w->rows >= PARALLEL_MIN_MACS) {
+        parallel_run(tasks, product_task, &j);
+    } else {
+        for (int task = 0; task < tasks; task++) product_task(&j, task, 0);
     }
 }
 

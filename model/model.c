@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "model_validate.h"
 #include "quant.h"
 
 /* ---- shared validation ---------------------------------------------------------------------- */
@@ -34,6 +35,7 @@ static int config_validate(const char *path, const model_config *c, ramp_error *
     if (c->rope_dim <= 0 || c->rope_dim > c->head_dim || c->rope_dim % 2 != 0)
         return ramp_fail(err, "%s: RoPE dimension count %d must be even and at most the head size %d", path,
                          c->rope_dim, c->head_dim);
+    if (model_norm_check(path, c, err)) return -1;
     if (!(c->rms_eps > 0.0f) || !(c->rope_base > 0.0f))
         return ramp_fail(err, "%s: RMS epsilon %g and RoPE base %g must be positive", path, c->rms_eps,
                          c->rope_base);
@@ -89,6 +91,7 @@ static int gguf_read_config(const gguf_file *f, model_config *c, ramp_error *err
         if (gguf_get_u32(f, "llama.attention.head_count_kv", &value, err)) return -1;
         c->n_kv_heads = (int)(value > INT32_MAX ? 0 : value);
     }
+    if (model_shape_check(f->path, c, err)) return -1;
     config_derive(c);
     c->context_length = 2048;
     if (gguf_find(f, "llama.context_length")) {
@@ -112,7 +115,8 @@ static int gguf_read_config(const gguf_file *f, model_config *c, ramp_error *err
     if (embedding->n_dims != 2 || embedding->dims[1] > INT32_MAX)
         return ramp_fail(err, "%s: tensor token_embd.weight must be 2-dimensional", f->path);
     c->vocab_size = (int)embedding->dims[1];
-    return config_validate(f->path, c, err);
+    if (config_validate(f->path, c, err)) return -1;
+    return gguf_blocks_check(f, c->n_layers, err);
 }
 
 /* Finds a tensor and checks its shape (rows x cols = dims[1] x dims[0]; a vector when rows == 1). */
@@ -222,6 +226,7 @@ static int llama2c_read_header(const char *path, const void *map, size_t size, m
         return ramp_fail(err, "%s: file is %zu bytes, too short for a llama2.c header (28 bytes)", path, size);
     int32_t h[LLAMA2C_HEADER_INTS];
     memcpy(h, map, sizeof h);
+    if (llama2c_header_check(path, h, err)) return -1;
     memset(c, 0, sizeof *c);
     c->dim = h[0];
     c->ffn_dim = h[1];

@@ -12,6 +12,8 @@
  */
 #include "tokenizer.h"
 
+#include "input_file.h"
+
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
 
@@ -492,29 +494,13 @@ int tokenizer_from_gguf(tokenizer **out, const gguf_file *file, ramp_error *err)
     return 0;
 }
 
+/* tokenizer.bin for the largest vocabulary a model may have (2^22 tokens) stays far below this. */
+#define TOKENIZER_FILE_MAX_BYTES ((size_t)256 << 20)
+
 static int read_whole_file(const char *path, unsigned char **data, size_t *size, ramp_error *err) {
-    *data = NULL;
-    FILE *f = fopen(path, "rb");
-    if (f == NULL) return ramp_fail(err, "%s: cannot open: %s", path, strerror(errno));
-    long end = fseek(f, 0, SEEK_END) == 0 ? ftell(f) : -1;
-    if (end < 0 || fseek(f, 0, SEEK_SET) != 0) {
-        fclose(f);
-        return ramp_fail(err, "%s: cannot determine the file size: %s", path, strerror(errno));
-    }
-    *size = (size_t)end;
-    *data = malloc(*size + 1);
-    if (*data == NULL) {
-        fclose(f);
-        return ramp_fail(err, "%s: out of memory for %zu bytes", path, *size);
-    }
-    size_t got = fread(*data, 1, *size, f);
-    fclose(f);
-    if (got != *size) {
-        free(*data);
-        *data = NULL;
-        return ramp_fail(err, "%s: read %zu of %zu bytes", path, got, *size);
-    }
-    return 0;
+    const input_limits limits = {.what = "llama2.c tokenizer file", .max_bytes = TOKENIZER_FILE_MAX_BYTES,
+                                 .allow_nul = true};
+    return input_file_read(path, &limits, (char **)data, size, err);
 }
 
 static int32_t load_i32(const unsigned char *p) {

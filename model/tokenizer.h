@@ -29,7 +29,9 @@ void tokenizer_free(tokenizer *tok);
 
 /* Encodes text (len bytes, need not be NUL-terminated). Prepends BOS when add_bos.
  * Writes at most capacity ids into tokens and the number needed into *n_tokens; fails with a
- * clear message when capacity is too small. Never fails on arbitrary bytes (byte fallback). */
+ * clear message when capacity is too small. Never fails on arbitrary bytes (byte fallback).
+ * 3 * len + 4 ids always suffice: with byte fallback a space can become the three bytes of U+2581,
+ * plus the space prefix and BOS. */
 int tokenizer_encode(const tokenizer *tok, const char *text, size_t len, bool add_bos, int *tokens,
                      size_t capacity, size_t *n_tokens, ramp_error *err);
 

@@ -105,6 +105,7 @@ static void train_svm(exit_policy *policy, int n, uint64_t seed, double target) 
     synthetic_make(&heldout, n, seed + 1000, 0.1);
     ramp_error err = {{0}};
     cr_assert_eq(exit_policy_train_svm(policy, &train.data, &heldout.data, target, &err), 0, "%s", err.message);
+    snprintf(policy->task, sizeof policy->task, "sst2"); /* a task of N_LABELS labels: files name one */
     synthetic_free(&train);
     synthetic_free(&heldout);
 }

@@ -11,6 +11,9 @@
  *    shape (1..4 weight rows by 1..4 activation rows).
  *  - matmul_weights gives each row the same bits alone as in a batch of 37 rows, and the same
  *    bits with 1, 2 and 3 threads.
+ *  - no kernel reads outside its rows: weights and activations are placed against inaccessible
+ *    guard pages (the SIMD kernels are not instrumented by AddressSanitizer, so this is their
+ *    bounds check in every build).
  */
 #include <criterion/criterion.h>
 
@@ -19,6 +22,8 @@
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "kernels.h"
 #include "kernels_internal.h" /* the activation row layout */
@@ -292,4 +297,67 @@ Test(kernels, activation_blocks_hold_scale_quants_and_sums) {
     for (int i = 32; i < 64; i++) cr_assert(fabs(Q(i) * (double)d[1] - x[i]) <= d[1] * 0.5001 + 1e-45);
 #undef Q
     free(row);
+}
+
+/* ---- bounds -------------------------------------------------------------------------------------- */
+
+/* size bytes ending (at_end) or starting at a page boundary, next to an inaccessible page. */
+typedef struct {
+    unsigned char *region, *data;
+    size_t length;
+} guarded;
+
+static guarded guarded_alloc(size_t size, bool at_end) {
+    const size_t page = (size_t)sysconf(_SC_PAGESIZE), span = (size + page - 1) / page * page;
+    guarded g;
+    g.length = span + 2 * page;
+    g.region = mmap(NULL, g.length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    cr_assert_neq(g.region, MAP_FAILED);
+    cr_assert_eq(mprotect(g.region, page, PROT_NONE), 0);
+    cr_assert_eq(mprotect(g.region + page + span, page, PROT_NONE), 0);
+    g.data = at_end ? g.region + page + span - size : g.region + page;
+    return g;
+}
+
+static void guarded_free(guarded g) { munmap(g.region, g.length); }
+
+static void check_bounds(ggml_type type, int n, bool weights_at_end) {
+    enum { W = KERNEL_MAX_W, A = KERNEL_MAX_A };
+    size_t row_bytes;
+    void *w = random_rows(type, W, n, &row_bytes);
+    guarded gw = guarded_alloc(row_bytes * W, weights_at_end);
+    memcpy(gw.data, w, row_bytes * W);
+    float *x = random_activations(A, n);
+    act_kind kind = act_kind_of(type);
+    size_t stride = act_row_bytes(kind, n);
+    guarded ga = guarded_alloc(stride * A, true);
+    for (int r = 0; r < A; r++) act_quantize(kind, x + (size_t)r * n, n, ga.data + r * stride);
+    float expected[A][W], got[A][W];
+    kernel_dot_at(KERNELS_PORTABLE, type, n, gw.data, row_bytes, W, ga.data, stride, A, &expected[0][0], W);
+    for (int level = KERNELS_AVX2; level < KERNEL_LEVELS; level++) {
+        if (!kernel_level_available((kernel_level)level)) continue;
+        /* the last weight row alone and the last activation row alone touch the guard pages */
+        for (int nw = 1; nw <= W; nw++)
+            for (int na = 1; na <= A; na++) {
+                cr_assert(kernel_dot_at((kernel_level)level, type, n, gw.data + (W - nw) * row_bytes, row_bytes, nw,
+                                        ga.data + (A - na) * stride, stride, na, &got[0][0], W));
+                for (int r = 0; r < na; r++)
+                    for (int f = 0; f < nw; f++)
+                        cr_assert(memcmp(&got[r][f], &expected[A - na + r][W - nw + f], sizeof(float)) == 0,
+                                  "%s n=%d level %s", ggml_type_name(type), n, kernel_level_name((kernel_level)level));
+            }
+    }
+    guarded_free(gw);
+    guarded_free(ga);
+    free(w);
+    free(x);
+}
+
+Test(kernels, no_kernel_reads_outside_its_rows) {
+    rng_state = 5;
+    for (size_t t = 0; t < N_TYPES; t++)
+        for (int which = 0; which < 6; which++) {
+            check_bounds(TYPES[t], row_length(TYPES[t], which), true);
+            check_bounds(TYPES[t], row_length(TYPES[t], which), false);
+        }
 }

@@ -1,0 +1,35 @@
+/* parallel.h: run the tasks of a matrix product (or of attention) on several threads, in a way
+ * that holds up when other jobs keep some of the cores busy.
+ *
+ * parallel_run(n, fn, ctx) calls fn(ctx, task, worker) once for every task in [0, n), on the
+ * calling thread plus up to parallel_threads() - 1 helper threads, and returns when all are done.
+ * Tasks are claimed one at a time from a shared counter, so whoever runs takes the next task: a
+ * helper that the OS has not scheduled yet simply takes none, and the caller does not wait for it
+ * (OpenMP's fork/join would). The caller only waits for helpers that are inside a task. When
+ * helpers keep arriving late (the caller spends longer waiting for them than they save), the pool
+ * runs the next products on the calling thread alone for a while, backing off exponentially, so a
+ * busy node degrades to single-threaded speed instead of collapsing. Idle helpers spin briefly,
+ * then sleep.
+ *
+ * worker is 0 for the calling thread and 1..parallel_threads()-1 for helpers: an index for
+ * per-thread scratch. Results must not depend on which worker runs a task (ramp's tasks write
+ * disjoint outputs with fixed arithmetic), so the thread count never changes a value.
+ *
+ * The thread count is process configuration: omp_set_num_threads (as the coordinator sets it) or
+ * OMP_NUM_THREADS, read at each call. The helpers are process-wide and created on first use. When
+ * two threads call parallel_run at once, the second runs its tasks alone.
+ */
+#ifndef RAMP_PARALLEL_H
+#define RAMP_PARALLEL_H
+
+typedef void (*parallel_fn)(void *ctx, int task, int worker);
+
+void parallel_run(int n_tasks, parallel_fn fn, void *ctx);
+
+/* The same with at most max_threads threads (worker < max_threads): for scratch sized earlier. */
+void parallel_run_capped(int n_tasks, int max_threads, parallel_fn fn, void *ctx);
+
+/* The most threads (caller included) a parallel_run may use now: the size of per-worker scratch. */
+int parallel_threads(void);
+
+#endif
