@@ -19,6 +19,7 @@
 #include "cli.h"
 #include "commands.h"
 #include "exit_policy.h"
+#include "exit_profile.h"
 #include "pipeline.h"
 #include "task.h"
 
@@ -26,6 +27,8 @@ typedef struct {
     pipeline_options pipeline;
     const char *task, *data, *exit_spec, *json, *output, *prompts, *features_csv;
     const char *exit_head; /* "labels" or "full" */
+    const char *full_from; /* eval: a stored full-depth result (eval --json) instead of a full run */
+    bool no_full;          /* eval: no full-depth run */
     int limit, skip, n_new, sweep;
     double target, heldout_fraction;
 } exit_job_options;
@@ -33,9 +36,12 @@ typedef struct {
 static void exit_job_usage(FILE *out, const char *command) {
     if (!strcmp(command, "eval"))
         fprintf(out, "usage: ramp eval -m MODEL --task sst2|trec|agnews|rte --data FILE [--exit none|svm:FILE|conf:FILE]\n"
-                     "                 [--json OUT] [--limit N] [--sweep N]\n\n"
+                     "                 [--json OUT] [--limit N] [--sweep N] [--no-full [--full-from EVAL.json]]\n\n"
                      "Runs a labelled data set at full depth and then with the exit policy; reports accuracy with and\n"
                      "without exit, agreement with the full model, mean layers, pruning ratio, exit histogram, time.\n"
+                     "--no-full skips the full-depth run: agreement and full accuracy come from --full-from (the --json\n"
+                     "of an earlier eval of the same data, which records each example's full-depth answer) or are left\n"
+                     "out. --json also records the exit profile (share of rows reaching each layer) for --split.\n"
                      "--sweep N replaces the exit run: the full-depth run records the exit features and the policy is\n"
                      "replayed on them at N thresholds across its useful range (svm: the decision threshold moved;\n"
                      "conf: every point's threshold scaled), plus its own; a table on stderr, \"sweep\" in --json.\n\n");
@@ -43,13 +49,16 @@ static void exit_job_usage(FILE *out, const char *command) {
         fprintf(out, "usage: ramp exit-train -m MODEL --task TASK --data FILE -o CLASSIFIER [--target-agreement 0.99]\n"
                      "                       [--heldout 0.25] [--limit N]\n\n"
                      "Records exit features on a full-depth run, trains the AdaInfer SVM (libsvm) and picks its threshold\n"
-                     "on the held-out part. Writes CLASSIFIER (libsvm model) and CLASSIFIER.json; use with --exit svm:FILE.\n\n");
+                     "on the held-out part. Writes CLASSIFIER (libsvm model) and CLASSIFIER.json (with the exit profile\n"
+                     "on the held-out part, for --split exit-aware); use with --exit svm:FILE.\n\n");
     else
         fprintf(out, "usage: ramp exit-calibrate -m MODEL (--task TASK --data FILE | -f PROMPTS -n N) -o FILE\n"
                      "                           [--target-agreement 0.9] [--limit N]\n\n"
                      "Sets LITE's per-exit-point confidence thresholds from a full-depth run: the lowest top-1 probability\n"
-                     "at which an exit point already agrees with the final layer at the target rate. Writes FILE (JSON);\n"
-                     "use with --exit conf:FILE (generate: token-level exits; eval: request-level).\n\n");
+                     "at which an exit point already agrees with the final layer at the target rate, chosen on the first\n"
+                     "part of the data; agreement and pruning are reported on the held-out rest (--heldout), which the\n"
+                     "thresholds never saw. Writes FILE (JSON); use with --exit conf:FILE (generate: token-level exits;\n"
+                     "eval: request-level).\n\n");
     fprintf(out, "  -m, --model FILE          GGUF file or llama2.c checkpoint (--tokenizer FILE for the latter)\n"
                  "      --task T --data FILE  a labelled set as found in ../shared/data (sst2 stsa.binary.*, glue_dev.tsv;\n"
                  "                            trec train/test.txt; agnews CSV; rte jsonl)\n"
@@ -59,10 +68,12 @@ static void exit_job_usage(FILE *out, const char *command) {
                  "      --exit-head labels|full  LM head at exit points over the task's label tokens (cheap, default\n"
                  "                            for tasks) or the whole vocabulary (AdaInfer's features)\n"
                  "      --target-agreement A  agreement with the full model to keep (exit-train 0.99, exit-calibrate 0.9)\n"
-                 "      --heldout F           share of the data used to choose thresholds (default 0.25)\n"
+                 "      --heldout F           share of the data held out (default 0.25): exit-train chooses its threshold\n"
+                 "                            there; exit-calibrate only reports on it\n"
                  "      --kv-fill recompute|copy|omit  (generation) KV of skipped layers\n"
                  "      --json OUT            write the results as JSON\n"
                  "      --sweep N             (eval) agreement, accuracy and pruning at N thresholds (see above)\n"
+                 "      --no-full             (eval) no full-depth run; --full-from EVAL.json reads its answers instead\n"
                  "      --features-csv OUT    (exit-train, exit-calibrate) also write the recorded features, one row\n"
                  "                            per example and exit point\n\n%s",
             pipeline_flags_help);
@@ -77,7 +88,7 @@ static int parse_exit_job(int argc, char **argv, const char *command, exit_job_o
     o->n_new = 32;
     ramp_error err;
     enum { TOKENIZER = 1000, TASK, DATA, EXIT, JSON, LIMIT, SKIP, TARGET, HELDOUT, EXIT_LAYERS, EXIT_HEAD, KV_FILL,
-           FEATURES_CSV, SWEEP, PIPELINE_FLAG };
+           FEATURES_CSV, SWEEP, NO_FULL, FULL_FROM, PIPELINE_FLAG };
     static const struct option long_options[] = {
         {"model", required_argument, 0, 'm'}, {"tokenizer", required_argument, 0, TOKENIZER},
         {"task", required_argument, 0, TASK}, {"data", required_argument, 0, DATA},
@@ -87,6 +98,7 @@ static int parse_exit_job(int argc, char **argv, const char *command, exit_job_o
         {"exit-layers", required_argument, 0, EXIT_LAYERS}, {"exit-head", required_argument, 0, EXIT_HEAD},
         {"kv-fill", required_argument, 0, KV_FILL}, {"output", required_argument, 0, 'o'},
         {"features-csv", required_argument, 0, FEATURES_CSV}, {"sweep", required_argument, 0, SWEEP},
+        {"no-full", no_argument, 0, NO_FULL}, {"full-from", required_argument, 0, FULL_FROM},
         {"file", required_argument, 0, 'f'}, {"tokens", required_argument, 0, 'n'},
         {"help", no_argument, 0, 'h'}, CLI_PIPELINE_OPTIONS(PIPELINE_FLAG), {0, 0, 0, 0},
     };
@@ -109,6 +121,8 @@ static int parse_exit_job(int argc, char **argv, const char *command, exit_job_o
         case LIMIT: bad = cli_parse_int("--limit", optarg, 1, 1 << 30, &o->limit, &err); break;
         case SKIP: bad = cli_parse_int("--skip", optarg, 0, 1 << 30, &o->skip, &err); break;
         case SWEEP: bad = cli_parse_int("--sweep", optarg, 2, 10000, &o->sweep, &err); break;
+        case NO_FULL: o->no_full = true; break;
+        case FULL_FROM: o->full_from = optarg, o->no_full = true; break;
         case TARGET:
             bad = cli_parse_float("--target-agreement", optarg, &number, &err);
             if (!bad && !(number > 0 && number <= 1)) bad = -1, cli_error(&err, "--target-agreement must be in (0, 1]");
@@ -145,6 +159,12 @@ static int parse_exit_job(int argc, char **argv, const char *command, exit_job_o
     if (strcmp(command, "eval") && !o->output) return cli_usage_error(command, cli_error(&err, "-o FILE is required"));
     if (o->sweep && (strcmp(command, "eval") || !o->exit_spec || !strcmp(o->exit_spec, "none")))
         return cli_usage_error(command, cli_error(&err, "--sweep is for eval with --exit svm:FILE or conf:FILE"));
+    if (o->no_full && (strcmp(command, "eval") || !o->exit_spec || !strcmp(o->exit_spec, "none")))
+        return cli_usage_error(command, cli_error(&err, "--no-full and --full-from are for eval with --exit svm:FILE or "
+                                                        "conf:FILE (without exits the full-depth run is the run)"));
+    if (o->no_full && o->sweep)
+        return cli_usage_error(command, cli_error(&err, "--sweep replays features recorded at full depth: it cannot "
+                                                        "go with --no-full"));
     return 0;
 }
 
@@ -155,6 +175,7 @@ typedef struct {
     task_dataset task;
     exit_policy policy;
     char exit_layers_text[512];
+    char split_text[4096];
 } exit_job;
 
 static int exit_job_prepare(exit_job *job, exit_job_options *o, ramp_error *err) {
@@ -184,6 +205,7 @@ static int exit_job_prepare(exit_job *job, exit_job_options *o, ramp_error *err)
                                sizeof job->exit_layers_text);
             o->pipeline.exit_layers = job->exit_layers_text;
         }
+        pipeline_split_from_policy(&o->pipeline, o->exit_spec, job->split_text, sizeof job->split_text);
     }
     return 0;
 }
@@ -259,7 +281,7 @@ typedef struct {
 } sweep_data;
 
 /* The policy moved along its one knob, x: svm threshold = own + x; conf thresholds = own * x. */
-static void replay(const sweep_data *d, double x, sweep_point *out, int *labels) {
+static void replay(const sweep_data *d, double x, sweep_point *out, int *labels, int *depths) {
     exit_policy policy = *d->own; /* shares the classifier: not freed */
     bool svm = policy.kind == EXIT_POLICY_SVM;
     if (svm) policy.threshold += x;
@@ -278,6 +300,7 @@ static void replay(const sweep_data *d, double x, sweep_point *out, int *labels)
         agree += label == d->full[e];
         correct += label == d->task->examples[e].label;
         if (labels) labels[e] = label;
+        if (depths) depths[e] = at < n_exits ? d->run->exit_layers[at] : d->run->total_layers;
     }
     out->agreement = (double)agree / n;
     out->accuracy = (double)correct / n;
@@ -293,7 +316,7 @@ static int by_value(const void *a, const void *b) {
 /* Whether every example leaves at the first exit point (low) or none leaves (high) at x. */
 static bool at_edge(const sweep_data *d, double x, bool high) {
     sweep_point s;
-    replay(d, x, &s, NULL);
+    replay(d, x, &s, NULL, NULL);
     return s.histogram[high ? d->run->n_exits : 0] == d->task->n_examples;
 }
 
@@ -310,9 +333,9 @@ static double bisect_edge(const sweep_data *d, double inside, double outside, bo
 
 /* n_points thresholds evenly spaced over the useful range, from where every example leaves at the
  * first exit point to where none leaves, plus the policy's own, in increasing order. Fills
- * labels/own_point with the policy's own replay (what an exit run answers) and *table. */
+ * labels/depths/own_point with the policy's own replay (what an exit run answers) and *table. */
 static int sweep_thresholds(pipeline *p, const exit_job *job, const int *full, int n_points, int *labels,
-                            sweep_point *own_point, json_t **table, ramp_error *err) {
+                            int *depths, sweep_point *own_point, json_t **table, ramp_error *err) {
     bool same = job->policy.n_exits == p->exits.n_exits;
     for (int i = 0; same && i < p->exits.n_exits; i++) same = job->policy.exit_layers[i] == p->exits.exit_layers[i];
     if (!same) return ramp_fail(err, "the exit policy was made for other exit points than this run's");
@@ -332,7 +355,7 @@ static int sweep_thresholds(pipeline *p, const exit_job *job, const int *full, i
     while (!at_edge(&d, low, false) && low > -1e12) low *= 2;
     while (!at_edge(&d, high, true) && high < 1e12) high *= 2;
     double first = bisect_edge(&d, high, low, false), last = bisect_edge(&d, low, high, true);
-    replay(&d, own, own_point, labels);
+    replay(&d, own, own_point, labels, depths);
     *table = json_array();
     fprintf(stderr, "ramp eval: %s over %d points, replayed from the features of the full-depth run (* the policy's own)\n"
             "  %10s  %9s  %8s  %7s\n", svm ? "svm decision threshold" : "confidence thresholds scaled by a factor",
@@ -343,7 +366,7 @@ static int sweep_thresholds(pipeline *p, const exit_job *job, const int *full, i
     for (int k = 0; k <= n_points; k++) {
         if (k > 0 && xs[k] == xs[k - 1]) continue;
         sweep_point s;
-        replay(&d, xs[k], &s, NULL);
+        replay(&d, xs[k], &s, NULL, NULL);
         fprintf(stderr, "%s %10.4f  %9.3f  %8.3f  %6.1f%%\n", xs[k] == own ? "*" : " ", s.threshold, s.agreement,
                 s.accuracy, 100.0 * s.pruning_ratio);
         json_array_append_new(*table, json_pack("{s:f, s:f, s:f, s:f, s:b}", "threshold", s.threshold, "agreement",
@@ -355,36 +378,100 @@ static int sweep_thresholds(pipeline *p, const exit_job *job, const int *full, i
     return 0;
 }
 
+/* The answers of a stored full-depth run: the --json of an earlier eval of the same data. */
+static int read_full_result(const char *path, const exit_job_options *o, const task_dataset *task, int *full,
+                            ramp_error *err) {
+    json_error_t error;
+    json_t *root = json_load_file(path, 0, &error);
+    if (!root) return ramp_fail(err, "--full-from %s: not valid JSON (line %d: %s)", path, error.line, error.text);
+    json_t *labels = json_object_get(root, "labels_full");
+    const char *stored_task = json_string_value(json_object_get(root, "task"));
+    json_int_t examples = json_integer_value(json_object_get(root, "examples"));
+    const char *stored_data = json_string_value(json_object_get(root, "data"));
+    json_t *skip = json_object_get(root, "skip");
+    const char *data = strrchr(o->data, '/') ? strrchr(o->data, '/') + 1 : o->data;
+    int status = 0;
+    if (!json_is_array(labels))
+        status = ramp_fail(err, "--full-from %s: expected \"labels_full\", each example's full-depth answer (written "
+                                "by eval --json), found none", path);
+    else if (!stored_task || strcmp(stored_task, task->name) || examples != task->n_examples ||
+             (stored_data && strcmp(stored_data, data)) || (json_is_integer(skip) && json_integer_value(skip) != o->skip) ||
+             json_array_size(labels) != (size_t)task->n_examples)
+        status = ramp_fail(err, "--full-from %s: a full-depth result for task '%s', %lld examples of %s from #%lld; this "
+                                "run has task '%s', %d examples of %s from #%d", path, stored_task ? stored_task : "?",
+                           (long long)examples, stored_data ? stored_data : "?",
+                           json_is_integer(skip) ? (long long)json_integer_value(skip) : 0LL, task->name,
+                           task->n_examples, data, o->skip);
+    for (int i = 0; !status && i < task->n_examples; i++) {
+        json_t *label = json_array_get(labels, (size_t)i);
+        if (!json_is_integer(label) || json_integer_value(label) < -1 || json_integer_value(label) >= task->n_labels)
+            status = ramp_fail(err, "--full-from %s: labels_full[%d]: expected a label index in -1..%d", path, i,
+                               task->n_labels - 1);
+        else full[i] = (int)json_integer_value(label);
+    }
+    json_decref(root);
+    return status;
+}
+
+static json_t *labels_json(const int *labels, int n) {
+    json_t *array = json_array();
+    for (int i = 0; array && i < n; i++) json_array_append_new(array, json_integer(labels[i]));
+    return array;
+}
+
+/* The exit profile of the requests of the last run: each ran its prompt's rows through depths[i]. */
+static int run_profile(const pipeline *p, const int *depths, const char *source, exit_profile *profile,
+                       ramp_error *err) {
+    int n = p->scheduler.n_requests;
+    long *rows = malloc((size_t)(n ? n : 1) * sizeof *rows);
+    if (!rows) return ramp_fail(err, "out of memory");
+    for (int i = 0; i < n; i++) rows[i] = p->scheduler.requests[i].n_prompt;
+    int status = exit_profile_from_depths(profile, p->model.config.n_layers, rows, depths, n, source, err);
+    free(rows);
+    return status;
+}
+
 static int eval_job(pipeline *p, exit_job *job, const exit_job_options *o, ramp_error *err) {
     const task_dataset *task = &job->task;
     const int n = task->n_examples, L = p->model.config.n_layers;
     int *full = malloc((size_t)n * sizeof *full), *exited = malloc((size_t)n * sizeof *exited);
-    if (!full || !exited) {
+    int *depths = malloc((size_t)n * sizeof *depths);
+    if (!full || !exited || !depths) {
         free(full);
         free(exited);
+        free(depths);
         return ramp_fail(err, "out of memory");
     }
-    double seconds_full, seconds_exit;
+    double seconds_full = 0, seconds_exit = 0;
     bool with_exit = job->policy.kind != EXIT_POLICY_NONE, sweep = with_exit && o->sweep;
+    bool run_full = !o->no_full, have_full = run_full || o->full_from;
     /* A sweep records the exit features at full depth and replays them instead of an exit run. */
-    int status = run_task(p, task, sweep ? EXIT_MODE_RECORD : EXIT_MODE_NONE, NULL, full, &seconds_full, err);
+    int status = run_full ? run_task(p, task, sweep ? EXIT_MODE_RECORD : EXIT_MODE_NONE, NULL, full, &seconds_full, err)
+                          : o->full_from ? read_full_result(o->full_from, o, task, full, err) : 0;
     if (!status && with_exit && !sweep)
         status = run_task(p, task, EXIT_MODE_DECIDE, &job->policy, exited, &seconds_exit, err);
     sweep_point own;
     json_t *sweep_table = NULL;
-    if (!status && sweep) status = sweep_thresholds(p, job, full, o->sweep, exited, &own, &sweep_table, err);
+    if (!status && sweep) status = sweep_thresholds(p, job, full, o->sweep, exited, depths, &own, &sweep_table, err);
+    if (!status && with_exit && !sweep)
+        for (int i = 0; i < n; i++) depths[i] = (int)p->scheduler.requests[i].layers_executed;
+    exit_profile profile = {0};
+    if (!status && with_exit)
+        status = run_profile(p, depths, sweep ? "eval: sweep replay at the policy's threshold" : "eval: exit run",
+                             &profile, err);
     if (status) {
         free(full);
         free(exited);
+        free(depths);
         return -1;
     }
     if (!with_exit) memcpy(exited, full, (size_t)n * sizeof *full);
     if (!with_exit || sweep) seconds_exit = seconds_full; /* a sweep reports no exit time: dropped below */
     int correct_full = 0, correct_exit = 0, agree = 0;
     for (int i = 0; i < n; i++) {
-        correct_full += full[i] == task->examples[i].label;
+        correct_full += have_full && full[i] == task->examples[i].label;
         correct_exit += exited[i] == task->examples[i].label;
-        agree += full[i] == exited[i];
+        agree += have_full && full[i] == exited[i];
     }
     const exit_run *run = &p->exits;
     const long *exits_at = sweep ? own.histogram : run->histogram;
@@ -400,40 +487,69 @@ static int eval_job(pipeline *p, exit_job *job, const exit_job_options *o, ramp_
         snprintf(key, sizeof key, "%d", L);
         json_object_set_new(histogram, key, json_integer(n));
     }
-    json_t *root = json_pack("{s:s, s:s, s:i, s:i, s:f, s:f, s:f, s:f, s:f, s:o, s:f, s:f, s:f, s:f}", "task", task->name,
-                             "exit", o->exit_spec ? o->exit_spec : "none", "examples", n, "stages", p->n_stages,
+    const char *model_name = strrchr(o->pipeline.model_path, '/') ? strrchr(o->pipeline.model_path, '/') + 1
+                                                                  : o->pipeline.model_path;
+    const char *data_name = strrchr(o->data, '/') ? strrchr(o->data, '/') + 1 : o->data;
+    json_t *root = json_pack("{s:s, s:s, s:s, s:s, s:i, s:i, s:i, s:f, s:f, s:f, s:f, s:f, s:o, s:f, s:f, s:f, s:f}",
+                             "task", task->name, "model", model_name, "data", data_name, "exit",
+                             o->exit_spec ? o->exit_spec : "none", "examples", n, "skip", o->skip, "stages", p->n_stages,
                              "accuracy_full", (double)correct_full / n, "accuracy_exit", (double)correct_exit / n,
                              "agreement", (double)agree / n, "pruning_ratio", 1.0 - mean_layers / L, "mean_layers",
                              mean_layers, "exit_histogram", histogram, "seconds_full", seconds_full, "seconds_exit",
-                             seconds_exit, "rows_per_second_full", n / seconds_full, "rows_per_second_exit",
-                             n / seconds_exit);
+                             seconds_exit, "rows_per_second_full", run_full ? n / seconds_full : 0.0,
+                             "rows_per_second_exit", n / seconds_exit);
+    json_object_set_new(root, "full", json_string(run_full ? "run" : o->full_from ? "stored" : "none"));
+    if (o->full_from) json_object_set_new(root, "full_from", json_string(o->full_from));
+    if (!run_full) { /* nothing was timed at full depth */
+        json_object_del(root, "seconds_full");
+        json_object_del(root, "rows_per_second_full");
+    }
+    if (!have_full) { /* nothing to agree with */
+        json_object_del(root, "accuracy_full");
+        json_object_del(root, "agreement");
+    }
+    if (have_full) json_object_set_new(root, "labels_full", labels_json(full, n));
+    json_object_set_new(root, "labels_exit", labels_json(exited, n));
+    if (with_exit) json_object_set_new(root, "exit_profile", exit_profile_json(&profile));
     if (sweep) { /* the exit figures are the replay's at the policy's own threshold; no exit run to time */
         json_object_del(root, "seconds_exit");
         json_object_del(root, "rows_per_second_exit");
         json_object_set_new(root, "sweep", sweep_table);
     }
-    char *text = json_dumps(root, JSON_INDENT(2));
+    /* stdout gets the figures without the per-example arrays (the --json file has them) */
+    json_t *shown = json_deep_copy(root);
+    json_object_del(shown, "labels_full");
+    json_object_del(shown, "labels_exit");
+    char *text = json_dumps(shown, JSON_INDENT(2));
+    json_decref(shown);
     printf("%s\n", text ? text : "{}");
     free(text);
     /* The results are the job's output: a full disk or a closed pipe is a failure, not exit 0. */
     if (fflush(stdout) != 0 || ferror(stdout)) {
         json_decref(root);
+        exit_profile_free(&profile);
         free(full);
         free(exited);
+        free(depths);
         return ramp_fail(err, "stdout: cannot write the results: %s", strerror(errno));
     }
-    fprintf(stderr,
-            "ramp eval: %s, %d examples, %d stage%s: accuracy full %.3f, exit %.3f; agreement %.3f; mean layers %.2f "
-            "of %d (pruning %.1f%%); %.1f rows/s full",
-            task->name, n, p->n_stages, p->n_stages == 1 ? "" : "s", (double)correct_full / n,
-            (double)correct_exit / n, (double)agree / n, mean_layers, L, 100.0 * (1.0 - mean_layers / L),
-            n / seconds_full);
+    fprintf(stderr, "ramp eval: %s, %d examples, %d stage%s: ", task->name, n, p->n_stages, p->n_stages == 1 ? "" : "s");
+    if (have_full)
+        fprintf(stderr, "accuracy full %.3f%s, exit %.3f; agreement %.3f; ", (double)correct_full / n,
+                run_full ? "" : " (stored)", (double)correct_exit / n, (double)agree / n);
+    else
+        fprintf(stderr, "accuracy exit %.3f (no full-depth result: agreement not known); ", (double)correct_exit / n);
+    fprintf(stderr, "mean layers %.2f of %d (pruning %.1f%%)", mean_layers, L, 100.0 * (1.0 - mean_layers / L));
+    if (run_full) fprintf(stderr, "; %.1f rows/s full", n / seconds_full);
     if (sweep) fprintf(stderr, " (recording exit features); exit figures replayed at the policy's threshold\n");
-    else fprintf(stderr, ", %.1f rows/s exit (x%.2f)\n", n / seconds_exit, seconds_full / seconds_exit);
+    else if (run_full) fprintf(stderr, ", %.1f rows/s exit (x%.2f)\n", n / seconds_exit, seconds_full / seconds_exit);
+    else fprintf(stderr, "; %.1f rows/s exit\n", n / seconds_exit);
     status = o->json ? write_eval_json(o->json, root, err) : 0;
     json_decref(root);
+    exit_profile_free(&profile);
     free(full);
     free(exited);
+    free(depths);
     return status;
 }
 
@@ -455,6 +571,31 @@ static int write_features_csv(const char *path, const exit_observation *observat
     return 0;
 }
 
+/* Where the held-out examples' rows would stop under the policy (requests[e]: example e's request). */
+static int heldout_profile(const pipeline *p, const exit_policy *policy, const exit_dataset *heldout,
+                           const int *requests, exit_profile *profile, ramp_error *err) {
+    int n = heldout->n_examples;
+    long *rows = malloc((size_t)n * sizeof *rows);
+    int *depths = malloc((size_t)n * sizeof *depths);
+    if (!rows || !depths) {
+        free(rows);
+        free(depths);
+        return ramp_fail(err, "out of memory");
+    }
+    for (int e = 0; e < n; e++) {
+        const exit_observation *row = heldout->observations + (size_t)e * heldout->n_exits;
+        int at = 0;
+        while (at < heldout->n_exits && !exit_policy_should_exit(policy, at, row[at].features, row[at].top_token)) at++;
+        depths[e] = at < heldout->n_exits ? heldout->exit_layers[at] : heldout->total_layers;
+        rows[e] = p->scheduler.requests[requests[e]].n_prompt;
+    }
+    int status = exit_profile_from_depths(profile, heldout->total_layers, rows, depths, n,
+                                          "policy simulated on the held-out part", err);
+    free(rows);
+    free(depths);
+    return status;
+}
+
 /* exit-train and exit-calibrate: a full-depth run that records the features, then fit. */
 static int fit_job(pipeline *p, exit_job *job, const exit_job_options *o, bool svm, ramp_error *err) {
     double seconds;
@@ -474,17 +615,27 @@ static int fit_job(pipeline *p, exit_job *job, const exit_job_options *o, bool s
         if (status) return -1;
     }
     int n_examples;
-    exit_observation *observations = exit_run_dataset(&p->exits, &n_examples);
-    if (!observations) return ramp_fail(err, "out of memory collecting exit features");
+    int *requests = malloc((size_t)(p->exits.n_records ? p->exits.n_records : 1) * sizeof *requests);
+    exit_observation *observations = requests ? exit_run_dataset_of(&p->exits, &n_examples, requests) : NULL;
+    if (!observations) {
+        free(requests);
+        return ramp_fail(err, "out of memory collecting exit features");
+    }
     if (o->features_csv && write_features_csv(o->features_csv, observations, n_examples, &p->exits, err)) {
         free(observations);
+        free(requests);
         return -1;
     }
     int n_heldout = (int)(n_examples * o->heldout_fraction);
     int n_train = n_examples - n_heldout;
+    /* Generated tokens of one prompt depend on each other: the held-out part starts at a prompt's first. */
+    while (n_train > 0 && n_train < n_examples && requests[n_train] == requests[n_train - 1]) n_train++;
+    n_heldout = n_examples - n_train;
     if (n_train < 10 || n_heldout < 10) {
         free(observations);
-        return ramp_fail(err, "only %d examples with features at every exit point: need at least 40", n_examples);
+        free(requests);
+        return ramp_fail(err, "only %d examples with features at every exit point (%d to fit, %d held out): need at "
+                              "least 10 in each part", n_examples, n_train, n_heldout);
     }
     const exit_run *run = &p->exits;
     const int *labels = o->task ? job->task.label_tokens : NULL;
@@ -493,8 +644,12 @@ static int fit_job(pipeline *p, exit_job *job, const exit_job_options *o, bool s
     exit_dataset heldout = {observations + (size_t)n_train * run->n_exits, n_heldout, run->n_exits, run->exit_layers,
                             run->total_layers, labels, n_labels};
     exit_policy policy = {0};
+    /* exit-train fits on the first part and sets its threshold on the held-out part; exit-calibrate sets
+     * its thresholds on the first part, so that the held-out part tells how they do on data they never saw */
     int status = svm ? exit_policy_train_svm(&policy, &train, &heldout, o->target, err)
-                     : exit_policy_calibrate_confidence(&policy, &heldout, o->target, err);
+                     : exit_policy_calibrate_confidence(&policy, &train, o->target, err);
+    exit_profile profile = {0};
+    bool profiled = false;
     if (!status) {
         const char *slash = strrchr(o->pipeline.model_path, '/');
         snprintf(policy.model_name, sizeof policy.model_name, "%s", slash ? slash + 1 : o->pipeline.model_path);
@@ -502,16 +657,28 @@ static int fit_job(pipeline *p, exit_job *job, const exit_job_options *o, bool s
         exit_simulation sim;
         exit_policy_simulate(&policy, &heldout, &sim);
         fprintf(stderr,
-                "ramp %s: %d examples (%d train, %d held out), exit points", svm ? "exit-train" : "exit-calibrate",
-                n_examples, n_train, n_heldout);
+                "ramp %s: %d examples (%d %s, %d held out), exit points", svm ? "exit-train" : "exit-calibrate",
+                n_examples, n_train, svm ? "train" : "to set thresholds", n_heldout);
         for (int i = 0; i < run->n_exits; i++) fprintf(stderr, "%s%d", i ? "," : " ", run->exit_layers[i]);
-        fprintf(stderr, "; held out: agreement %.3f, pruning %.1f%%, mean layers %.2f of %d\n", sim.agreement,
+        fprintf(stderr, "; held out%s: agreement %.3f, pruning %.1f%%, mean layers %.2f of %d\n",
+                svm ? " (where the threshold was set)" : " (not used to set thresholds)", sim.agreement,
                 100.0 * sim.pruning_ratio, sim.mean_layers, run->total_layers);
-        status = exit_policy_save(&policy, o->output, err);
-        if (!status) fprintf(stderr, "ramp: wrote %s%s\n", o->output, svm ? " and its .json sidecar" : "");
+        if (o->task) { /* request-level exits: where the held-out requests' rows would stop */
+            status = heldout_profile(p, &policy, &heldout, requests + n_train, &profile, err);
+            profiled = !status;
+        }
     }
+    if (!status) status = exit_policy_save(&policy, o->output, err);
+    if (!status && profiled) {
+        char sidecar[4096];
+        snprintf(sidecar, sizeof sidecar, svm ? "%s.json" : "%s", o->output);
+        status = exit_profile_attach(sidecar, &profile, err);
+    }
+    if (!status) fprintf(stderr, "ramp: wrote %s%s\n", o->output, svm ? " and its .json sidecar" : "");
+    exit_profile_free(&profile);
     exit_policy_free(&policy);
     free(observations);
+    free(requests);
     return status;
 }
 

@@ -125,6 +125,10 @@ static int by_request(const void *a, const void *b) {
 }
 
 exit_observation *exit_run_dataset(const exit_run *run, int *n_examples) {
+    return exit_run_dataset_of(run, n_examples, NULL);
+}
+
+exit_observation *exit_run_dataset_of(const exit_run *run, int *n_examples, int *requests) {
     exit_observation *out = malloc((size_t)(run->n_records ? run->n_records : 1) * run->n_exits * sizeof *out);
     const exit_record **order = malloc((size_t)(run->n_records ? run->n_records : 1) * sizeof *order);
     int n = 0;
@@ -143,6 +147,7 @@ exit_observation *exit_run_dataset(const exit_run *run, int *n_examples) {
         for (int e = 0; e < run->n_exits; e++) complete = complete && record->seen[e];
         if (!complete) continue;
         exit_observation *row = out + (size_t)n * run->n_exits;
+        if (requests) requests[n] = record->request;
         bool stays = true;
         for (int e = run->n_exits - 1; e >= 0; e--) { /* backwards: "stays" needs every later point */
             row[e] = record->observations[e];

@@ -59,5 +59,7 @@ void exit_run_settle(exit_run *run, request *r, int token, int exit_index);
 /* Observations of the settled records as a dataset (agrees_final and stays filled in). Only
  * records that saw every exit point are used. The returned array is malloc'ed (caller frees). */
 exit_observation *exit_run_dataset(const exit_run *run, int *n_examples);
+/* The same, and each example's request index into requests (room for run->n_records), or NULL. */
+exit_observation *exit_run_dataset_of(const exit_run *run, int *n_examples, int *requests);
 
 #endif

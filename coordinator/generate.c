@@ -219,7 +219,7 @@ int command_generate(int argc, char **argv, transport *mpi) {
     if (prompt_file && prompt_list_read(&prompts, prompt_file, &err)) return cli_usage_error("generate", &err);
 
     exit_policy policy = {0};
-    char exit_layers_text[512];
+    char exit_layers_text[512], split_text[4096];
     if (exit_spec && strcmp(exit_spec, "none")) {
         if (exit_policy_load(&policy, exit_spec, &err)) {
             prompt_list_free(&prompts);
@@ -230,6 +230,7 @@ int command_generate(int argc, char **argv, transport *mpi) {
             format_exit_layers(policy.exit_layers, policy.n_exits, exit_layers_text, sizeof exit_layers_text);
             options.exit_layers = exit_layers_text;
         }
+        pipeline_split_from_policy(&options, exit_spec, split_text, sizeof split_text);
     }
     options.mpi = mpi;
     if (n_new + 1 > (options.context ? options.context : 1 << 30))

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "clock.h"
+#include "exit_profile.h"
 #include "file_identity.h"
 #include "metrics.h"
 #include "interrupt.h"
@@ -22,6 +23,9 @@
 const char pipeline_flags_help[] =
     "pipeline (the same flags under mpirun; rank 0 coordinates, ranks 1..P are stages):\n"
     "      --layers SPLIT     layers per stage, e.g. 0-3,4-9,10-15 (default: balanced by compute)\n"
+    "      --split HOW        compute (default): stages balanced by compute; exit-aware[:FILE]: balanced by\n"
+    "                         the work left once exits are taken, from the exit profile in FILE (eval --json,\n"
+    "                         a classifier's sidecar, a thresholds file; default: the --exit policy's file)\n"
     "      --stages P         pipeline stages when running in one process (default 1)\n"
     "      --threads N        threads per rank (default: cores / ranks on the node)\n"
     "      --max-sequences N  sequences in flight at once, i.e. KV-cache slots (default 32)\n"
@@ -72,6 +76,12 @@ int pipeline_parse_flag(pipeline_options *o, const char *flag, const char *value
         o->layers = value;
         return 1;
     }
+    if (!strcmp(flag, "split")) {
+        if (strcmp(value, "compute") && strcmp(value, "exit-aware") && strncmp(value, "exit-aware:", 11))
+            return ramp_fail(err, "--split expects compute, exit-aware or exit-aware:FILE, got '%s'", value);
+        o->split = value;
+        return 1;
+    }
     if (!strcmp(flag, "metrics-json")) {
         o->metrics_json = value;
         return 1;
@@ -85,6 +95,51 @@ int pipeline_parse_flag(pipeline_options *o, const char *flag, const char *value
         return 1;
     }
     return 0;
+}
+
+void pipeline_split_from_policy(pipeline_options *o, const char *exit_spec, char *buffer, size_t capacity) {
+    if (!o->split || strcmp(o->split, "exit-aware") || !exit_spec) return;
+    const char *colon = strchr(exit_spec, ':');
+    snprintf(buffer, capacity, "exit-aware:%s", colon ? colon + 1 : exit_spec);
+    o->split = buffer;
+}
+
+/* The stages' layers: --layers as given, else balanced by compute or by the exit profile. */
+static int choose_split(pipeline *p, const model_config *config, ramp_error *err) {
+    const pipeline_options *o = &p->options;
+    bool exit_aware = o->split && strcmp(o->split, "compute");
+    if (o->layers && o->split)
+        return ramp_fail(err, "--layers %s and --split %s both choose the stages' layers: give one", o->layers,
+                         o->split);
+    if (o->layers) return split_parse(o->layers, config->n_layers, p->n_stages, p->ranges, err);
+    if (!exit_aware) return split_balanced(config, p->n_stages, false, p->ranges, err);
+    if (strncmp(o->split, "exit-aware:", 11))
+        return ramp_fail(err, "--split exit-aware: expected a profile (exit-aware:FILE, or an --exit policy whose "
+                              "file records one), found none");
+    const char *path = o->split + 11;
+    exit_profile profile;
+    if (exit_profile_read(&profile, path, config->n_layers, err)) return ramp_fail_prefix(err, "--split: ");
+    int status = split_exit_aware(config, p->n_stages, profile.reach, profile.n_layers, p->ranges, err);
+    if (!status) {
+        layer_range balanced[p->n_stages];
+        double aware_costs[p->n_stages], balanced_costs[p->n_stages];
+        split_balanced(config, p->n_stages, false, balanced, err);
+        split_stage_costs(config, p->ranges, p->n_stages, profile.reach, aware_costs);
+        split_stage_costs(config, balanced, p->n_stages, profile.reach, balanced_costs);
+        char aware_text[256], balanced_text[256];
+        split_format(p->ranges, p->n_stages, aware_text, sizeof aware_text);
+        split_format(balanced, p->n_stages, balanced_text, sizeof balanced_text);
+        double aware_total = 0, balanced_total = 0;
+        for (int s = 0; s < p->n_stages; s++) aware_total += aware_costs[s], balanced_total += balanced_costs[s];
+        fprintf(stderr, "ramp: exit-aware split %s from %s (%s); expected share of the work per stage:", aware_text,
+                path, profile.source);
+        for (int s = 0; s < p->n_stages; s++) fprintf(stderr, " %.3f", aware_costs[s] / aware_total);
+        fprintf(stderr, " (compute-balanced %s:", balanced_text);
+        for (int s = 0; s < p->n_stages; s++) fprintf(stderr, " %.3f", balanced_costs[s] / balanced_total);
+        fprintf(stderr, ")\n");
+    }
+    exit_profile_free(&profile);
+    return status;
 }
 
 static stage_config stage_config_for(const pipeline *p, int stage_index, int context) {
@@ -341,9 +396,7 @@ int pipeline_open(pipeline *p, const pipeline_options *o, ramp_error *err) {
     p->ranges = calloc((size_t)p->n_stages, sizeof *p->ranges);
     p->stages = calloc((size_t)p->n_stages, sizeof *p->stages);
     if (!p->ranges || !p->stages) return ramp_fail(err, "out of memory");
-    if (o->layers ? split_parse(o->layers, config.n_layers, p->n_stages, p->ranges, err)
-                  : split_balanced(&config, p->n_stages, false, p->ranges, err))
-        return -1;
+    if (choose_split(p, &config, err)) return -1;
     if (o->batch_tokens > 1 << 16) return ramp_fail(err, "--batch-tokens %d is too large", o->batch_tokens);
     if (o->exit_layers) {
         if (parse_exit_layers(o->exit_layers, config.n_layers, p->exit_layers, &p->n_exits, err)) return -1;

@@ -36,6 +36,8 @@ typedef struct {
     const char *model_path;
     const char *tokenizer_path;
     const char *layers;      /* explicit split "0-3,4-9,..." or NULL for a balanced one */
+    const char *split;       /* NULL or "compute": balanced by compute; "exit-aware:FILE": balanced by
+                              * the expected work once exits are taken (FILE's exit profile) */
     int local_stages;        /* stages when running in one process (default 1) */
     int threads;             /* per rank; 0 = cores / ranks on this node */
     int max_sequences;       /* concurrent sequences (KV slots) */
@@ -61,6 +63,9 @@ void pipeline_options_default(pipeline_options *o);
  * one, 0 if not, -1 on a bad value (message in err). */
 int pipeline_parse_flag(pipeline_options *o, const char *flag, const char *value, ramp_error *err);
 extern const char pipeline_flags_help[];
+/* --split exit-aware without a file takes the profile recorded with the run's exit policy (spec
+ * "svm:FILE" or "conf:FILE"): writes "exit-aware:FILE" into buffer and points o->split at it. */
+void pipeline_split_from_policy(pipeline_options *o, const char *exit_spec, char *buffer, size_t capacity);
 /* "recompute", "copy" or "omit" (--kv-fill). */
 int pipeline_parse_kv_fill(const char *text, kv_fill_policy *out, ramp_error *err);
 

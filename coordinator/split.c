@@ -45,48 +45,143 @@ int split_parse(const char *text, int n_layers, int n_stages, layer_range *range
     return 0;
 }
 
-int split_balanced(const model_config *c, int n_stages, bool head_on_every_stage, layer_range *ranges,
-                   ramp_error *err) {
-    const int L = c->n_layers;
-    if (n_stages < 1 || n_stages > L)
-        return ramp_fail(err, "cannot split %d layers into %d pipeline stages (need 1..%d stages)", L, n_stages, L);
-    /* Cost in multiply-adds per token: a layer's matrices; the LM head is vocab x dim. */
-    const double layer = 2.0 * c->dim * c->dim + 2.0 * c->kv_dim * c->dim + 3.0 * c->ffn_dim * c->dim;
-    const double head = (double)c->vocab_size * c->dim;
-    /* best[s][l]: least possible maximum stage cost placing layers 0..l-1 on stages 0..s-1. */
-    double *best = malloc(sizeof(double) * (size_t)(n_stages + 1) * (size_t)(L + 1));
-    int *cut = malloc(sizeof(int) * (size_t)(n_stages + 1) * (size_t)(L + 1));
-    if (!best || !cut) {
-        free(best);
-        free(cut);
-        return ramp_fail(err, "split: out of memory");
-    }
-#define AT(a, s, l) a[(size_t)(s) * (L + 1) + (l)]
-    for (int s = 0; s <= n_stages; s++)
-        for (int l = 0; l <= L; l++) AT(best, s, l) = 1e300;
+/* Multiply-adds per row: a layer's matrices, and the LM head (vocab x dim). */
+static double layer_cost(const model_config *c) {
+    return 2.0 * c->dim * c->dim + 2.0 * c->kv_dim * c->dim + 3.0 * c->ffn_dim * c->dim;
+}
+static double head_cost(const model_config *c) { return (double)c->vocab_size * c->dim; }
+
+/* What the dynamic programmes below need: layer l costs weight[l] * layer, the last stage also
+ * pays head_weight * head (and every stage does when heads sit on every stage). */
+typedef struct {
+    int L, n_stages;
+    double layer, head, head_weight;
+    bool head_on_every_stage;
+    const double *prefix; /* [L + 1]: sum of the weights of layers 0..l-1 */
+} split_costs;
+
+static double range_cost(const split_costs *k, int first, int end, bool last) {
+    double cost = (k->prefix[end] - k->prefix[first]) * k->layer;
+    return cost + ((last || k->head_on_every_stage) ? k->head_weight * k->head : 0.0);
+}
+
+#define AT(a, s, l) a[(size_t)(s) * (k->L + 1) + (l)]
+
+/* best[s][l]: least possible maximum stage cost placing layers 0..l-1 on stages 0..s-1; cut[s][l]
+ * where its last stage starts. Among equal maxima the first cut found wins. */
+static void least_maximum(const split_costs *k, double *best, int *cut) {
+    for (int s = 0; s <= k->n_stages; s++)
+        for (int l = 0; l <= k->L; l++) AT(best, s, l) = 1e300;
     AT(best, 0, 0) = 0.0;
-    for (int s = 1; s <= n_stages; s++) {
-        bool last = s == n_stages;
-        for (int l = s; l <= L; l++) {
-            for (int k = s - 1; k < l; k++) { /* this stage takes layers k..l-1 */
-                double cost = (l - k) * layer + ((last || head_on_every_stage) ? head : 0.0);
-                double worst = AT(best, s - 1, k) > cost ? AT(best, s - 1, k) : cost;
+    for (int s = 1; s <= k->n_stages; s++) {
+        bool last = s == k->n_stages;
+        for (int l = s; l <= k->L; l++) {
+            for (int j = s - 1; j < l; j++) { /* this stage takes layers j..l-1 */
+                double cost = range_cost(k, j, l, last);
+                double worst = AT(best, s - 1, j) > cost ? AT(best, s - 1, j) : cost;
                 if (worst < AT(best, s, l)) {
                     AT(best, s, l) = worst;
-                    AT(cut, s, l) = k;
+                    AT(cut, s, l) = j;
                 }
             }
         }
     }
-    for (int s = n_stages, l = L; s >= 1; s--) {
-        int k = AT(cut, s, l);
-        ranges[s - 1] = (layer_range){k, l};
-        l = k;
+}
+
+/* Least sum of squared stage costs with no stage above cap: the most even of the splits whose
+ * most expensive stage costs cap (the least maximum found first). */
+static void most_even_under(const split_costs *k, double cap, double *best, int *cut) {
+    for (int s = 0; s <= k->n_stages; s++)
+        for (int l = 0; l <= k->L; l++) AT(best, s, l) = 1e300;
+    AT(best, 0, 0) = 0.0;
+    for (int s = 1; s <= k->n_stages; s++) {
+        bool last = s == k->n_stages;
+        for (int l = s; l <= k->L; l++) {
+            for (int j = s - 1; j < l; j++) {
+                double cost = range_cost(k, j, l, last);
+                if (cost > cap || AT(best, s - 1, j) >= 1e300) continue;
+                double total = AT(best, s - 1, j) + cost * cost;
+                if (total < AT(best, s, l)) {
+                    AT(best, s, l) = total;
+                    AT(cut, s, l) = j;
+                }
+            }
+        }
     }
-#undef AT
+}
+
+static int split_weighted(const model_config *c, int n_stages, const double *weight, double head_weight,
+                          bool head_on_every_stage, bool most_even, layer_range *ranges, ramp_error *err) {
+    const int L = c->n_layers;
+    if (n_stages < 1 || n_stages > L)
+        return ramp_fail(err, "cannot split %d layers into %d pipeline stages (need 1..%d stages)", L, n_stages, L);
+    size_t cells = (size_t)(n_stages + 1) * (size_t)(L + 1);
+    double *best = malloc(sizeof(double) * cells), *prefix = malloc(sizeof(double) * (size_t)(L + 1));
+    int *cut = malloc(sizeof(int) * cells);
+    if (!best || !cut || !prefix) {
+        free(best);
+        free(cut);
+        free(prefix);
+        return ramp_fail(err, "split: out of memory");
+    }
+    prefix[0] = 0.0;
+    for (int l = 0; l < L; l++) prefix[l + 1] = prefix[l] + (weight ? weight[l] : 1.0);
+    split_costs costs = {L, n_stages, layer_cost(c), head_cost(c), head_weight, head_on_every_stage, prefix};
+    const split_costs *k = &costs;
+    least_maximum(k, best, cut);
+    if (most_even) {
+        double cap = AT(best, n_stages, L);
+        most_even_under(k, cap * (1.0 + 1e-12), best, cut); /* the cap itself is always feasible */
+    }
+    for (int s = n_stages, l = L; s >= 1; s--) {
+        int j = AT(cut, s, l);
+        ranges[s - 1] = (layer_range){j, l};
+        l = j;
+    }
     free(best);
     free(cut);
+    free(prefix);
     return 0;
+}
+#undef AT
+
+int split_balanced(const model_config *c, int n_stages, bool head_on_every_stage, layer_range *ranges,
+                   ramp_error *err) {
+    return split_weighted(c, n_stages, NULL, 1.0, head_on_every_stage, false, ranges, err);
+}
+
+int split_check_reach(const double *reach, int n_reach, int n_layers, ramp_error *err) {
+    if (n_reach != n_layers)
+        return ramp_fail(err, "exit profile: expected the share of rows reaching each of the model's %d layers, "
+                              "found %d values", n_layers, n_reach);
+    for (int l = 0; l < n_reach; l++) {
+        if (!(reach[l] >= 0.0 && reach[l] <= 1.0)) /* also refuses NaN */
+            return ramp_fail(err, "exit profile: layer %d: expected a share of rows in [0, 1], found %g", l, reach[l]);
+        if (l > 0 && reach[l] > reach[l - 1])
+            return ramp_fail(err, "exit profile: layer %d is reached by more rows (%g) than layer %d (%g); a row "
+                                  "that runs a layer ran every layer before it", l, reach[l], l - 1, reach[l - 1]);
+    }
+    if (n_reach > 0 && !(reach[0] > 0.0))
+        return ramp_fail(err, "exit profile: expected rows at layer 0, found a share of %g", reach[0]);
+    return 0;
+}
+
+int split_exit_aware(const model_config *c, int n_stages, const double *reach, int n_reach, layer_range *ranges,
+                     ramp_error *err) {
+    if (split_check_reach(reach, n_reach, c->n_layers, err)) return -1;
+    /* the LM head runs for the rows that reach the end */
+    return split_weighted(c, n_stages, reach, reach[c->n_layers - 1], false, true, ranges, err);
+}
+
+void split_stage_costs(const model_config *c, const layer_range *ranges, int n_stages, const double *reach,
+                       double *costs) {
+    for (int s = 0; s < n_stages; s++) {
+        double cost = 0.0;
+        for (int l = ranges[s].first_layer; l < ranges[s].end_layer; l++) cost += reach ? reach[l] : 1.0;
+        cost *= layer_cost(c);
+        if (s == n_stages - 1) cost += (reach ? reach[c->n_layers - 1] : 1.0) * head_cost(c);
+        costs[s] = cost;
+    }
 }
 
 void split_format(const layer_range *ranges, int n_stages, char *buffer, int capacity) {

@@ -21,6 +21,16 @@ typedef struct {
 int split_parse(const char *text, int n_layers, int n_stages, layer_range *ranges, ramp_error *err);
 int split_balanced(const model_config *c, int n_stages, bool head_on_every_stage, layer_range *ranges,
                    ramp_error *err);
+/* reach[l] (l < n_layers): share of rows that run layer l, in [0, 1], reach[0] > 0, never
+ * increasing (a row that runs layer l+1 ran layer l). Fails naming the first value that is not. */
+int split_exit_aware(const model_config *c, int n_stages, const double *reach, int n_reach, layer_range *ranges,
+                     ramp_error *err);
+/* Checks a reach profile as split_exit_aware does (n_reach must equal n_layers). */
+int split_check_reach(const double *reach, int n_reach, int n_layers, ramp_error *err);
+/* Expected cost of each stage of a split, as the splitters count it (multiply-adds per row that
+ * enters the pipeline), with reach NULL meaning every row reaches every layer. */
+void split_stage_costs(const model_config *c, const layer_range *ranges, int n_stages, const double *reach,
+                       double *costs);
 /* "0-3,4-9,10-15" into buffer. */
 void split_format(const layer_range *ranges, int n_stages, char *buffer, int capacity);
 

@@ -81,6 +81,50 @@ assert 0 <= d['pruning_ratio'] < 1 and 0 <= d['agreement'] <= 1
 " "$E2E_TMP/eval1.json" 2>/dev/null
 check $? "eval --json has the documented keys with sane values"
 
+# An exit run need not pay for a full-depth run: --no-full, with agreement from a stored result.
+ramp eval -m "$M" "${EXITS[@]}" --data "$SST2/stsa.binary.dev" --limit 120 --exit "svm:$E2E_TMP/one.svm" \
+    --full-from "$E2E_TMP/eval1.json" --json "$E2E_TMP/nofull.json"
+same=$(python3 -c "
+import json,sys
+a,b=json.load(open(sys.argv[1])),json.load(open(sys.argv[2]))
+keys=['accuracy_full','accuracy_exit','agreement','pruning_ratio','exit_histogram','labels_exit','exit_profile']
+print(b['full']=='stored' and 'seconds_full' not in b and all(a[k]==b[k] for k in keys))" "$E2E_TMP/eval1.json" \
+    "$E2E_TMP/nofull.json" 2>&1)
+[ "$RC" -eq 0 ] && [ "$same" = True ]
+check $? "eval --full-from: no full-depth run, the same agreement and accuracy as with one" "$same; $(last_run_details)"
+ramp eval -m "$M" "${EXITS[@]}" --data "$SST2/stsa.binary.dev" --limit 100 --exit "svm:$E2E_TMP/one.svm" \
+    --full-from "$E2E_TMP/eval1.json"
+[ "$RC" -eq 1 ] && grep -q "120 examples of stsa.binary.dev from #0; this run has task 'sst2', 100 examples" "$ERR"
+check $? "eval --full-from refuses a result of other examples, naming both" "$(last_run_details)"
+ramp eval -m "$M" "${EXITS[@]}" --data "$SST2/stsa.binary.dev" --limit 20 --exit "svm:$E2E_TMP/one.svm" --no-full \
+    --json "$E2E_TMP/nofull2.json"
+python3 -c "
+import json,sys
+d=json.load(open(sys.argv[1]))
+assert d['full']=='none' and 'agreement' not in d and 'accuracy_full' not in d and 'accuracy_exit' in d
+" "$E2E_TMP/nofull2.json" 2>/dev/null
+check $? "eval --no-full alone leaves agreement and full accuracy out" "$(last_run_details)"
+
+# The exit-aware split: stage boundaries from the exit profile eval recorded; the same answers.
+if have_mpi; then
+    mpi_run 120 4 eval -m "$M" "${EXITS[@]}" --data "$SST2/stsa.binary.dev" --limit 120 --exit "svm:$E2E_TMP/one.svm" \
+        --split "exit-aware:$E2E_TMP/eval1.json" --full-from "$E2E_TMP/eval1.json" --json "$E2E_TMP/aware3.json"
+    same=$(python3 -c "
+import json,sys
+a,b=json.load(open(sys.argv[1])),json.load(open(sys.argv[2]))
+print(all(a[k]==b[k] for k in ['agreement','labels_exit','exit_histogram']))" "$E2E_TMP/eval1.json" \
+        "$E2E_TMP/aware3.json" 2>&1)
+    [ "$RC" -eq 0 ] && [ "$same" = True ] && grep -q "^ramp: exit-aware split " "$ERR"
+    check $? "--split exit-aware on 3 stages: boundaries from the profile, the same answers as one process" \
+        "$same; $(grep 'exit-aware split' "$ERR"); $(last_run_details)"
+fi
+printf '{"exit_profile": {"layers": 16, "reach": [1, 1, 1, 1, 0.5, 0.6, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5]}}' \
+    >"$E2E_TMP/bad-profile.json"
+ramp eval -m "$M" "${EXITS[@]}" --stages 3 --data "$SST2/stsa.binary.dev" --limit 10 --exit "svm:$E2E_TMP/one.svm" \
+    --split "exit-aware:$E2E_TMP/bad-profile.json"
+[ "$RC" -eq 1 ] && grep -q "bad-profile.json: exit profile: layer 5 is reached by more rows (0.6) than layer 4 (0.5)" "$ERR"
+check $? "--split exit-aware refuses an invalid profile, naming the file and the layer" "$(last_run_details)"
+
 # 3. A broken classifier file is a clear error.
 printf '{"kind": "svm"' >"$E2E_TMP/broken.svm.json"
 cp "$E2E_TMP/one.svm" "$E2E_TMP/broken.svm" 2>/dev/null
