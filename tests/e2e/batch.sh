@@ -205,7 +205,8 @@ else
             .ramp.line' "$bt_mixed_out" | paste -sd' ')
     [ -z "$bad" ] || problems+=("error lines without a message: $bad")
     summary=$(bt_summary "$bt_dir/mixed.err")
-    [[ $summary == "ramp batch: $bt_line_no lines: $bt_n_ok answered, $bt_n_refused refused (bad request), $bt_n_err not requests, 0 already in"* ]] ||
+    # the summary counts the lines that hold something (the blank line is no request)
+    [[ $summary == "ramp batch: $((bt_line_no - 1)) lines: $bt_n_ok answered, $bt_n_refused refused (bad request), $bt_n_err not requests, 0 already in"* ]] ||
         problems+=("summary: ${summary:-none}")
     check ${#problems[@]} "batch: mixed input of $bt_line_no lines -> exactly $bt_n_ok answered (200), $bt_n_refused refused (400: context, max_tokens, temperature), $bt_n_err error lines (bad JSON x2, not an object, no/empty custom_id, unknown url, GET, body not an object, duplicate custom_id), the blank line skipped; summary counts agree" \
         "${problems[@]}"

@@ -241,7 +241,8 @@ sb_one_node() {
     local counts=() why
     for why in scancel kill9; do
         local target=$(($(sb_lines "$out") + 40))
-        sb_submit "slurm batch: $why job" "$out" -O -n 4 -- || return
+        # two sequences at a time: slow enough that the kill lands mid-run on a fast, idle machine
+        sb_submit "slurm batch: $why job" "$out" -O -n 4 -- --max-sequences 2 --micro-batches 2 || return
         job=$sb_job
         if ! sb_wait_lines "$out" "$target" "$job" 120; then
             sb_job_failed "slurm batch: the $why job writes $target lines" "$job"
