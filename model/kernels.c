@@ -115,8 +115,8 @@ const char *kernel_level_name(kernel_level level) {
     return level >= 0 && level < KERNEL_LEVELS ? LEVEL_NAMES[level] : "unknown";
 }
 
-/* What the CPU offers. The AVX-512 kernels use 512-bit integer and float instructions with VNNI
- * (vpdpbusd); the AVX2 ones need FMA and F16C too. A build for another architecture has only the
+/* What the CPU offers. The AVX-512 kernels use 512-bit integer and float instructions (F, BW, VL,
+ * DQ) with VNNI (vpdpbusd); the AVX2 ones need FMA and F16C too. A build for another architecture has only the
  * portable kernels. */
 #if defined(__x86_64__) && defined(__GNUC__)
 /* F16C from CPUID leaf 1 (ECX bit 29): clang 14's __builtin_cpu_supports does not know "f16c". */
@@ -137,7 +137,7 @@ bool kernel_level_available(kernel_level level) {
         __builtin_cpu_init();
         return kernel_level_available(KERNELS_AVX2) && __builtin_cpu_supports("avx512f") &&
                __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
-               __builtin_cpu_supports("avx512vnni");
+               __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vnni");
 #endif
     default: return false;
     }
