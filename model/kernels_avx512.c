@@ -27,6 +27,17 @@
 
 static const int ROW16[16] = {0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15};
 
+/* The 16 rows of a tile are read block by block, sixteen streams at once, which the hardware
+ * prefetchers follow poorly when the weights come from memory (decode). So while a tile works,
+ * it prefetches the next tile's rows (which follow in memory; prefetches never fault), a slice
+ * per block: `step` of `steps`. */
+INLINE void prefetch_next(const unsigned char *w, size_t w_stride, int step, int steps) {
+    const size_t span = 16 * w_stride;
+    const unsigned char *next = w + span;
+    const size_t from = span * (size_t)step / (size_t)steps, to = span * (size_t)(step + 1) / (size_t)steps;
+    for (size_t at = from & ~(size_t)63; at < to; at += 64) _mm_prefetch((const char *)(next + at), _MM_HINT_T0);
+}
+
 /* [dword k of row ROW16[L]] for k = 0..3, from 16 bytes at byte `at` of the 16 rows p + i * stride
  * (or, when rows is not NULL, at rows[i] + at). */
 INLINE void transpose16x(const unsigned char *p, size_t stride, const unsigned char *const *rows, size_t at,
@@ -86,6 +97,7 @@ INLINE void small_lanes16(ggml_type type, int NA, int n, const unsigned char *w,
     UNROLL
     for (int r = 0; r < NA; r++) acc[r] = _mm512_setzero_ps();
     for (int b = 0; b < nb; b++) {
+        prefetch_next(w, w_stride, b, nb);
         const size_t off = (size_t)b * block_bytes;
         const unsigned char *const *rows = full ? NULL : row_table;
         __m512i W[8], t[4];
@@ -188,6 +200,7 @@ INLINE void k45_lanes16(bool five, int NA, int n, const unsigned char *w, size_t
     UNROLL
     for (int r = 0; r < NA; r++) acc[r] = acc_min[r] = _mm512_setzero_ps();
     for (int s = 0; s < n / 256; s++) {
+        prefetch_next(w, w_stride, s, n / 256);
         const size_t off = (size_t)s * block_bytes;
         const unsigned char *blk = w + off;
         /* scales and mins, four 6-bit values per lane word (quant_scale_min_k4's packing) */
@@ -317,6 +330,7 @@ INLINE void q6k_lanes16(int NA, int n, const unsigned char *w, size_t w_stride, 
     UNROLL
     for (int r = 0; r < NA; r++) acc[r] = _mm512_setzero_ps();
     for (int s = 0; s < n / 256; s++) {
+        prefetch_next(w, w_stride, s, n / 256);
         const size_t off = (size_t)s * block_bytes;
         const unsigned char *blk = w + off;
         __m512i scales[4]; /* signed bytes: scale j in byte j % 4 of scales[j / 4] */
