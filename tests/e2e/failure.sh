@@ -122,12 +122,13 @@ if have_mpi; then
     done
 
     # --- (b) kill -9 a worker in the middle of a long generation ------------------------------------
-    # 64 prompts x 120 tokens through 2 stages: several seconds even in the release build.
+    # 5,000 prompts x 90 tokens (lite16's context is 128) through 2 stages: minutes even on a fast
+    # machine with the release build, so the job is surely still running when the test strikes.
     kill_prompts=$fl_dir/kill-prompts.txt
-    for i in $(seq 1 64); do echo "Review: prompt number $i is a long and winding film about"; done >"$kill_prompts"
+    for i in $(seq 1 5000); do echo "Review: prompt number $i is a long and winding film about"; done >"$kill_prompts"
     for victim_rank in 1 2; do
         start_bg "$fl_dir/kill.out" "$fl_dir/kill.err" "${MPIRUN[@]}" -np 3 "$RAMP_BIN" generate \
-            -m "$LITE16/model-f32.gguf" -f "$kill_prompts" -n 120 --max-sequences 4 --temp 0 --timeout 20
+            -m "$LITE16/model-f32.gguf" -f "$kill_prompts" -n 90 --max-sequences 4 --temp 0 --timeout 20
         victim=
         for i in $(seq 1 100); do # up to 10 s for the ranks to start
             victim=$(session_rank_pid "$BG_PID" "$victim_rank")
@@ -161,7 +162,7 @@ if have_mpi; then
 
     # --- (c) a hung (stopped) worker: --timeout ends the job -----------------------------------------
     start_bg "$fl_dir/hang.out" "$fl_dir/hang.err" "${MPIRUN[@]}" -np 3 "$RAMP_BIN" generate \
-        -m "$LITE16/model-f32.gguf" -f "$kill_prompts" -n 120 --max-sequences 4 --temp 0 --timeout 3
+        -m "$LITE16/model-f32.gguf" -f "$kill_prompts" -n 90 --max-sequences 4 --temp 0 --timeout 3
     victim=
     for i in $(seq 1 100); do
         victim=$(session_rank_pid "$BG_PID" 1)
@@ -192,7 +193,7 @@ if have_mpi; then
 
     # --- (d) SIGTERM to mpirun ---------------------------------------------------------------------
     start_bg "$fl_dir/term.out" "$fl_dir/term.err" "${MPIRUN[@]}" -np 3 "$RAMP_BIN" generate \
-        -m "$LITE16/model-f32.gguf" -f "$kill_prompts" -n 120 --max-sequences 4 --temp 0 --timeout 20
+        -m "$LITE16/model-f32.gguf" -f "$kill_prompts" -n 90 --max-sequences 4 --temp 0 --timeout 20
     for i in $(seq 1 100); do
         [ -n "$(session_rank_pid "$BG_PID" 2)" ] || ! bg_alive && break
         sleep 0.1
@@ -217,9 +218,9 @@ if have_mpi; then
 fi
 
 # --- (d') SIGINT to a single process -------------------------------------------------------------
-for i in $(seq 1 64); do echo "Question: what is number $i and why is it so"; done >"$fl_dir/int-prompts.txt"
+for i in $(seq 1 5000); do echo "Question: what is number $i and why is it so"; done >"$fl_dir/int-prompts.txt"
 start_bg "$fl_dir/int.out" "$fl_dir/int.err" "$RAMP_BIN" generate -m "$LITE16/model-f32.gguf" \
-    -f "$fl_dir/int-prompts.txt" -n 120 --max-sequences 4 --temp 0
+    -f "$fl_dir/int-prompts.txt" -n 90 --max-sequences 4 --temp 0
 sleep 1
 what="SIGINT to a single-process run"
 if ! bg_alive; then
