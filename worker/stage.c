@@ -209,7 +209,11 @@ static int run_layers(stage *s, stage_batch *b, int end_layer, ramp_error *err) 
         s->kv_only[r] = b->rows[r].kv_only;
     }
     forward_rows rows = {b->n_rows, s->slots, s->positions, s->kv_only};
+    double start = clock_seconds();
     int status = forward_layers(&s->model, b->layers_done, end_layer, &s->kv, &rows, b->hidden, &s->workspace, err);
+    s->compute_seconds += clock_seconds() - start;
+    s->layer_rows += (uint64_t)b->n_rows * (uint64_t)(end_layer - b->layers_done);
+    s->layer_batches += (uint64_t)(end_layer - b->layers_done);
     b->layers_done = end_layer;
     return status;
 }
@@ -459,6 +463,10 @@ static int stage_send_report(stage *s, ramp_error *err) {
     r.kv_bytes_peak = s->kv_bytes_peak;
     r.weight_bytes = s->model.weight_bytes;
     r.exit_head_seconds = s->exit_head_seconds;
+    r.compute_seconds = s->compute_seconds;
+    r.layer_rows = s->layer_rows;
+    r.layer_batches = s->layer_batches;
+    r.decision_wait_seconds = s->decision_wait_seconds;
     r.peak_resident_bytes = (uint64_t)usage.ru_maxrss * 1024;
     e.body_case = RAMP__ENVELOPE__BODY_REPORT;
     e.report = &r;
@@ -559,6 +567,14 @@ static int release_held(stage *s, ramp_error *err) {
 int stage_handle_frame(void *context, int source, const uint8_t *frame, size_t length, ramp_error *err) {
     stage *s = context;
     double start = clock_seconds();
+    /* A micro-batch still in use between frames is parked at an exit point: the time since the last
+     * frame was spent waiting for the coordinator's Decision (and for nothing else to do). */
+    if (s->last_frame_done > 0)
+        for (int i = 0; i < stage_batch_slots(&s->config); i++)
+            if (s->batches[i].in_use) {
+                s->decision_wait_seconds += start - s->last_frame_done;
+                break;
+            }
     Ramp__Envelope *e;
     const float *payload;
     size_t n_payload;
@@ -573,7 +589,8 @@ int stage_handle_frame(void *context, int source, const uint8_t *frame, size_t l
         if (!status && e->body_case == RAMP__ENVELOPE__BODY_DECISION) status = release_held(s, err);
     }
     wire_envelope_free(e);
-    s->busy_seconds += clock_seconds() - start;
+    s->last_frame_done = clock_seconds();
+    s->busy_seconds += s->last_frame_done - start;
     if (status) return ramp_fail_prefix(err, "rank %d (stage %d): ", s->rank, s->config.stage_index);
     return 0;
 }

@@ -110,7 +110,11 @@ typedef struct {
     bool finished;
     /* counters */
     double opened_at, busy_seconds, exit_head_seconds;
+    double compute_seconds;       /* in forward_layers */
+    double decision_wait_seconds; /* idle with a micro-batch parked here, waiting for its Decision */
+    double last_frame_done;       /* clock_seconds when the last frame was handled */
     uint64_t batches_run, rows;
+    uint64_t layer_rows, layer_batches; /* rows x layers and micro-batches x layers computed */
     size_t kv_bytes_peak;
 } stage;
 
