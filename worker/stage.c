@@ -76,8 +76,19 @@ int stage_open(stage *s, const stage_config *config, int rank, transport *t, ram
         s->batches[b].hidden = malloc(rows * (size_t)c->dim * sizeof(float));
         if (!s->batches[b].rows || !s->batches[b].hidden) goto out_of_memory;
     }
+    const forward_pairs *pairs = &config->pairs;
+    if (pairs->first < pairs->end &&
+        ((pairs->end - pairs->first) % 2 || pairs->end > c->n_layers ||
+         forward_pair_starts(pairs, config->first_layer - 1) || forward_pair_starts(pairs, config->end_layer - 1))) {
+        stage_close(s);
+        return ramp_fail(err, "rank %d: parallel layers %d-%d: expected pairs inside the model and outside or inside "
+                              "this stage's layers %d-%d", rank, pairs->first, pairs->end - 1, config->first_layer,
+                         config->end_layer - 1);
+    }
+    bool paired = pairs->first < config->end_layer && pairs->end > config->first_layer && pairs->first < pairs->end;
     if (kv_cache_init(&s->kv, config->end_layer - config->first_layer, c->kv_dim, config->max_sequences, err) ||
-        forward_workspace_init(&s->workspace, c, s->row_capacity, config->context, err)) {
+        forward_workspace_init(&s->workspace, c, s->row_capacity, config->context, err) ||
+        (paired && forward_workspace_enable_pairs(&s->workspace, c, err))) {
         stage_close(s);
         return ramp_fail_prefix(err, "rank %d: ", rank);
     }
@@ -210,7 +221,8 @@ static int run_layers(stage *s, stage_batch *b, int end_layer, ramp_error *err) 
     }
     forward_rows rows = {b->n_rows, s->slots, s->positions, s->kv_only};
     double start = clock_seconds();
-    int status = forward_layers(&s->model, b->layers_done, end_layer, &s->kv, &rows, b->hidden, &s->workspace, err);
+    int status = forward_layers_paired(&s->model, b->layers_done, end_layer, &s->config.pairs, &s->kv, &rows, b->hidden,
+                                       &s->workspace, err);
     s->compute_seconds += clock_seconds() - start;
     s->layer_rows += (uint64_t)b->n_rows * (uint64_t)(end_layer - b->layers_done);
     s->layer_batches += (uint64_t)(end_layer - b->layers_done);

@@ -54,6 +54,7 @@ typedef struct {
     const int *exit_candidates;        /* candidate tokens of the exit head, or NULL = vocabulary */
     int n_exit_candidates;
     kv_fill_policy kv_fill;
+    forward_pairs pairs;               /* layer-parallel pairs (none when first == end); none cut the slice */
 } stage_config;
 
 typedef struct {

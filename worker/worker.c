@@ -73,6 +73,7 @@ static int config_from_setup(const Ramp__Setup *m, int rank, stage_config *c, ra
     c->exit_candidates = m->n_exit_candidates ? m->exit_candidates : NULL;
     c->n_exit_candidates = (int)m->n_exit_candidates;
     c->kv_fill = (kv_fill_policy)m->kv_fill;
+    c->pairs = (forward_pairs){(int)m->parallel_first, (int)m->parallel_end};
     return 0;
 }
 
