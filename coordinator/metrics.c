@@ -184,8 +184,10 @@ void metrics_print_summary(const pipeline *p, FILE *out) {
                 r->bytes_sent / 1e6, r->bytes_received / 1e6, r->kv_bytes_peak / 1e6, r->weight_bytes / 1e6,
                 r->exit_head_seconds);
         fprintf(out, "ramp:     layers %.3f s for %llu row-layers (%.1f rows per micro-batch and layer), waiting for "
-                "exit decisions %.3f s\n", r->compute_seconds, (unsigned long long)r->layer_rows,
-                r->layer_batches ? (double)r->layer_rows / (double)r->layer_batches : 0.0, r->decision_wait_seconds);
+                "exit decisions %.3f s, run ahead of them %llu row-layers (%llu for rows that left)\n",
+                r->compute_seconds, (unsigned long long)r->layer_rows,
+                r->layer_batches ? (double)r->layer_rows / (double)r->layer_batches : 0.0, r->decision_wait_seconds,
+                (unsigned long long)r->speculated_layer_rows, (unsigned long long)r->wasted_layer_rows);
     }
     if (p->exits.mode == EXIT_MODE_DECIDE && p->exits.outputs > 0) {
         double saved = 1.0 - (double)p->exits.layers_executed / ((double)p->exits.outputs * p->exits.total_layers);
@@ -223,6 +225,8 @@ int metrics_write_json(const pipeline *p, const char *path, ramp_error *err) {
         json_object_set_new(stage, "layer_rows", json_integer((json_int_t)r->layer_rows));
         json_object_set_new(stage, "layer_batches", json_integer((json_int_t)r->layer_batches));
         json_object_set_new(stage, "decision_wait_seconds", json_real(r->decision_wait_seconds));
+        json_object_set_new(stage, "run_ahead_layer_rows", json_integer((json_int_t)r->speculated_layer_rows));
+        json_object_set_new(stage, "run_ahead_wasted_layer_rows", json_integer((json_int_t)r->wasted_layer_rows));
     }
     double seconds = run_seconds(p);
     int P = p->n_stages, M = p->options.lanes;

@@ -179,7 +179,7 @@ int command_nll(int argc, char **argv, transport *mpi) {
         fprintf(stderr, "ramp nll: %s\n", err.message);
         return 1;
     }
-    forward_pairs pairs = {0, 0};
+    forward_pairs pairs = {.first = 0, .end = 0};
     if (parallel && pipeline_parse_pairs(parallel, m.config.n_layers, &pairs, &err)) {
         model_free(&m);
         return cli_usage_error("nll", &err);

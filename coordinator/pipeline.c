@@ -25,6 +25,10 @@ const char pipeline_flags_help[] =
     "      --layers SPLIT     layers per stage, e.g. 0-3,4-9,10-15 (default: balanced by compute)\n"
     "      --parallel-layers A-B  layers A..B in parallel pairs (A,A+1), (A+2,A+3), ...: each pair reads one\n"
     "                         input and adds both layers' attention, then both MLPs (arXiv 2502.02790)\n"
+    "      --pair-ranks on|off  with --parallel-layers under MPI: each stage gets a partner rank that\n"
+    "                         computes the second layer of its pairs at the same time (1 + 2P ranks)\n"
+    "      --run-ahead on|off while an exit Decision is pending, a stage with nothing else to do runs the\n"
+    "                         parked micro-batch's next segment (default on; off: it waits idle)\n"
     "      --split HOW        compute (default): stages balanced by compute; exit-aware[:FILE]: balanced by\n"
     "                         the work left once exits are taken, from the exit profile in FILE (eval --json,\n"
     "                         a classifier's sidecar, a thresholds file; default: the --exit policy's file)\n"
@@ -84,6 +88,18 @@ int pipeline_parse_flag(pipeline_options *o, const char *flag, const char *value
         o->parallel_layers = value;
         return 1;
     }
+    if (!strcmp(flag, "pair-ranks")) {
+        if (strcmp(value, "on") && strcmp(value, "off"))
+            return ramp_fail(err, "--pair-ranks expects on or off, got '%s'", value);
+        o->pair_ranks = !strcmp(value, "on");
+        return 1;
+    }
+    if (!strcmp(flag, "run-ahead")) {
+        if (strcmp(value, "on") && strcmp(value, "off"))
+            return ramp_fail(err, "--run-ahead expects on or off, got '%s'", value);
+        o->no_run_ahead = !strcmp(value, "off");
+        return 1;
+    }
     if (!strcmp(flag, "split")) {
         if (strcmp(value, "compute") && strcmp(value, "exit-aware") && strncmp(value, "exit-aware:", 11))
             return ramp_fail(err, "--split expects compute, exit-aware or exit-aware:FILE, got '%s'", value);
@@ -113,7 +129,7 @@ int pipeline_parse_pairs(const char *text, int n_layers, forward_pairs *pairs, r
                               "got '%s'", text);
     if (last >= n_layers)
         return ramp_fail(err, "--parallel-layers %s: the model has layers 0-%d", text, n_layers - 1);
-    *pairs = (forward_pairs){first, last + 1};
+    *pairs = (forward_pairs){.first = first, .end = last + 1};
     return 0;
 }
 
@@ -185,7 +201,11 @@ static stage_config stage_config_for(const pipeline *p, int stage_index, int con
         .n_exit_candidates = o->n_candidates,
         .kv_fill = o->kv_fill,
         .pairs = p->pairs,
+        .run_ahead = !o->no_run_ahead,
     };
+    /* a partner rank only where the stage holds a pair; the others' partners are released */
+    for (int l = c.first_layer; o->pair_ranks && l < c.end_layer; l++)
+        if (forward_pair_starts(&p->pairs, l)) c.partner_rank = p->n_stages + stage_index;
     memcpy(c.exit_layers, p->exit_layers, sizeof c.exit_layers);
     return c;
 }
@@ -207,6 +227,13 @@ static int send_control(pipeline *p, int rank, Ramp__Control__Kind kind, uint32_
     e.body_case = RAMP__ENVELOPE__BODY_CONTROL;
     e.control = &c;
     return send_envelope(p->transport, rank, &e, NULL, 0, err);
+}
+
+long long pipeline_layer_rows(const pipeline *p) {
+    if (!p->local) return -1;
+    long long total = 0;
+    for (int s = 0; s < p->n_stages; s++) total += (long long)p->local[s].layer_rows;
+    return total;
 }
 
 int pipeline_send_ping(pipeline *p, int rank, ramp_error *err) {
@@ -377,10 +404,24 @@ static int send_setup(pipeline *p, int index, ramp_error *err) {
     m.shutdown_grace_seconds = p->options.grace_seconds + p->options.timeout_seconds;
     m.parallel_first = (uint32_t)c.pairs.first;
     m.parallel_end = (uint32_t)c.pairs.end;
+    m.no_run_ahead = !c.run_ahead;
+    m.partner_rank = (uint32_t)c.partner_rank;
     Ramp__Envelope e = RAMP__ENVELOPE__INIT;
     e.body_case = RAMP__ENVELOPE__BODY_SETUP;
     e.setup = &m;
-    return send_envelope(p->transport, index, &e, NULL, 0, err);
+    if (send_envelope(p->transport, index, &e, NULL, 0, err)) return -1;
+    if (!p->options.pair_ranks) return 0;
+    if (!c.partner_rank) { /* this stage holds no pair: its partner has nothing to do */
+        Ramp__Control stop = RAMP__CONTROL__INIT;
+        stop.kind = RAMP__CONTROL__KIND__SHUTDOWN;
+        Ramp__Envelope s = RAMP__ENVELOPE__INIT;
+        s.body_case = RAMP__ENVELOPE__BODY_CONTROL;
+        s.control = &stop;
+        return send_envelope(p->transport, p->n_stages + index, &s, NULL, 0, err);
+    }
+    m.partner_rank = 0;
+    m.partner_of = (uint32_t)index;
+    return send_envelope(p->transport, c.partner_rank, &e, NULL, 0, err);
 }
 
 void pipeline_release_workers(transport *mpi) {
@@ -410,6 +451,15 @@ int pipeline_open(pipeline *p, const pipeline_options *o, ramp_error *err) {
         return -1;
     }
     p->n_stages = transport_size(p->transport) - 1;
+    if (o->pair_ranks) { /* ranks 1..P are the stages, P+1..2P their partners */
+        if (!mpi) return ramp_fail(err, "--pair-ranks on needs an MPI job (mpirun -np 1+2P); in one process the "
+                                        "pairs' two layers run fused");
+        if (!o->parallel_layers) return ramp_fail(err, "--pair-ranks on needs --parallel-layers A-B");
+        if (p->n_stages % 2)
+            return ramp_fail(err, "--pair-ranks on needs 1 + 2P ranks (P stages and their partners), found %d ranks",
+                             p->n_stages + 1);
+        p->n_stages /= 2;
+    }
     p->threads = threads_per_rank(o->threads, !mpi, transport_size(p->transport));
     threads_apply(mpi ? 1 : p->threads);
 

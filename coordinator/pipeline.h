@@ -39,6 +39,9 @@ typedef struct {
     const char *split;       /* NULL or "compute": balanced by compute; "exit-aware:FILE": balanced by
                               * the expected work once exits are taken (FILE's exit profile) */
     const char *parallel_layers; /* "A-B": layers A..B evaluated in parallel pairs (forward.h), or NULL */
+    bool no_run_ahead;       /* --run-ahead off: stages wait idle for exit Decisions (stage.h) */
+    bool pair_ranks;         /* --pair-ranks on: two ranks per stage, the second computing the second
+                              * layer of each of its pairs (MPI: 1 + 2P ranks for P stages) */
     int local_stages;        /* stages when running in one process (default 1) */
     int threads;             /* per rank; 0 = cores / ranks on this node */
     int max_sequences;       /* concurrent sequences (KV slots) */
@@ -181,6 +184,9 @@ char *pipeline_continuation(const pipeline *p, int index, size_t *length);
 /* Shuts the stages down, collects their counters, prints the summary on stderr and writes
  * --metrics-json. */
 int pipeline_finish(pipeline *p, ramp_error *err);
+/* Rows x layers the stages have computed since they opened: the layer evaluations really run,
+ * recomputed rows included. In-process stages only (-1 under MPI, whose stages report at the end). */
+long long pipeline_layer_rows(const pipeline *p);
 /* Asks stage `rank` for its live counters (answered by a Hello). */
 int pipeline_send_ping(pipeline *p, int rank, ramp_error *err);
 /* The engine's bookkeeping of requests (engine.c), dropped when a job resets its requests. */

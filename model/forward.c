@@ -187,17 +187,21 @@ static long attention_work(const model_config *c, const forward_rows *rows) {
     return work;
 }
 
-static void attention(const model_config *c, const kv_cache *kv, int local_layer, const forward_rows *rows,
-                      forward_workspace *ws) {
-    attention_job j = {c, kv, local_layer, rows, ws, ws->q, ws->attention};
+static void run_attention(attention_job *j, const model_config *c, const forward_rows *rows, forward_workspace *ws) {
     const int tasks = rows->n_rows * c->n_heads;
     /* parallel only when there is enough to share: a few long rows, or many rows */
     long work = attention_work(c, rows);
     if (work >= (1L << 16)) {
-        parallel_run_capped(tasks, ws->score_buffers, attention_task, &j);
+        parallel_run_capped(tasks, ws->score_buffers, attention_task, j);
     } else {
-        for (int task = 0; task < tasks; task++) attention_task(&j, task, 0);
+        for (int task = 0; task < tasks; task++) attention_task(j, task, 0);
     }
+}
+
+static void attention(const model_config *c, const kv_cache *kv, int local_layer, const forward_rows *rows,
+                      forward_workspace *ws) {
+    attention_job j = {c, kv, local_layer, rows, ws, ws->q, ws->attention};
+    run_attention(&j, c, rows, ws);
 }
 
 /* hidden += update, except for rows that only fill keys/values (their state stays as it was). */
@@ -303,11 +307,21 @@ static void pair_attention(const model_config *c, const kv_cache *kv, const forw
     }
 }
 
-static void pair_forward(const model *m, int layer, kv_cache *kv, const forward_rows *rows, float *hidden,
-                         forward_workspace *ws) {
+/* Swaps the computed member's contribution (in x[mine].projection) for the other's, when the
+ * other member is computed by a partner process. */
+static int swap_contributions(const forward_partner *partner, pair_member *x, int n, int dim, ramp_error *err) {
+    if (!partner) return 0;
+    int mine = partner->member, theirs = 1 - mine;
+    return partner->exchange(partner->context, x[mine].projection, x[theirs].projection, (size_t)n * dim, err);
+}
+
+static int pair_forward(const model *m, int layer, kv_cache *kv, const forward_rows *rows, float *hidden,
+                        const forward_partner *partner, forward_workspace *ws, ramp_error *err) {
     const model_config *c = &m->config;
     const int n = rows->n_rows, dim = c->dim, ffn = c->ffn_dim;
     forward_pair_buffers *b = ws->pair;
+    /* the members computed here: both (fused), or the partner's counterpart */
+    const int from = partner ? partner->member : 0, to = partner ? partner->member + 1 : 2;
     pair_member x[2] = {
         {&m->layers[layer], layer - m->slice.first_layer, ws->normed, ws->q, ws->k, ws->v, ws->attention,
          ws->projection, ws->gate, ws->up, &ws->act},
@@ -315,45 +329,53 @@ static void pair_forward(const model *m, int layer, kv_cache *kv, const forward_
          b->projection, b->gate, b->up, &b->act},
     };
     /* attention: both members read h */
-    for (int i = 0; i < 2; i++) {
+    matmul_product products[6] = {{0}};
+    int n_products = 0;
+    for (int i = from; i < to; i++) {
         for (int r = 0; r < n; r++)
             rmsnorm(x[i].normed + (size_t)r * dim, hidden + (size_t)r * dim, x[i].w->attn_norm, dim, c->rms_eps);
         act_buffer_set(x[i].act, x[i].normed, n, dim);
+        products[n_products++] = (matmul_product){x[i].q, x[i].act, &x[i].w->wq};
+        products[n_products++] = (matmul_product){x[i].k, x[i].act, &x[i].w->wk};
+        products[n_products++] = (matmul_product){x[i].v, x[i].act, &x[i].w->wv};
     }
-    matmul_product qkv[6];
-    for (int i = 0; i < 2; i++) {
-        qkv[3 * i] = (matmul_product){x[i].q, x[i].act, &x[i].w->wq};
-        qkv[3 * i + 1] = (matmul_product){x[i].k, x[i].act, &x[i].w->wk};
-        qkv[3 * i + 2] = (matmul_product){x[i].v, x[i].act, &x[i].w->wv};
+    matmul_weights_many(products, n_products);
+    for (int i = from; i < to; i++) rope_and_store(c, kv, x[i].local_layer, rows, x[i].q, x[i].k, x[i].v, ws);
+    if (partner) {
+        attention_job j = {c, kv, x[from].local_layer, rows, ws, x[from].q, x[from].attention};
+        run_attention(&j, c, rows, ws);
+    } else {
+        pair_attention(c, kv, rows, x, ws);
     }
-    matmul_weights_many(qkv, 6);
-    for (int i = 0; i < 2; i++) rope_and_store(c, kv, x[i].local_layer, rows, x[i].q, x[i].k, x[i].v, ws);
-    pair_attention(c, kv, rows, x, ws);
-    matmul_product out[2];
-    for (int i = 0; i < 2; i++) {
+    n_products = 0;
+    for (int i = from; i < to; i++) {
         act_buffer_set(x[i].act, x[i].attention, n, dim);
-        out[i] = (matmul_product){x[i].projection, x[i].act, &x[i].w->wo};
+        products[n_products++] = (matmul_product){x[i].projection, x[i].act, &x[i].w->wo};
     }
-    matmul_weights_many(out, 2);
+    matmul_weights_many(products, n_products);
+    if (swap_contributions(partner, x, n, dim, err)) return -1;
     for (int i = 0; i < 2; i++) add_residual(hidden, x[i].projection, rows, dim); /* h + a, then + b */
 
     /* MLP: both members read h' */
-    matmul_product gate_up[4];
-    for (int i = 0; i < 2; i++) {
+    n_products = 0;
+    for (int i = from; i < to; i++) {
         for (int r = 0; r < n; r++)
             rmsnorm(x[i].normed + (size_t)r * dim, hidden + (size_t)r * dim, x[i].w->ffn_norm, dim, c->rms_eps);
         act_buffer_set(x[i].act, x[i].normed, n, dim);
-        gate_up[2 * i] = (matmul_product){x[i].gate, x[i].act, &x[i].w->w_gate};
-        gate_up[2 * i + 1] = (matmul_product){x[i].up, x[i].act, &x[i].w->w_up};
+        products[n_products++] = (matmul_product){x[i].gate, x[i].act, &x[i].w->w_gate};
+        products[n_products++] = (matmul_product){x[i].up, x[i].act, &x[i].w->w_up};
     }
-    matmul_weights_many(gate_up, 4);
-    for (int i = 0; i < 2; i++) {
+    matmul_weights_many(products, n_products);
+    n_products = 0;
+    for (int i = from; i < to; i++) {
         silu_times(x[i].gate, x[i].up, (long)n * ffn);
         act_buffer_set(x[i].act, x[i].gate, n, ffn);
-        out[i] = (matmul_product){x[i].projection, x[i].act, &x[i].w->w_down};
+        products[n_products++] = (matmul_product){x[i].projection, x[i].act, &x[i].w->w_down};
     }
-    matmul_weights_many(out, 2);
+    matmul_weights_many(products, n_products);
+    if (swap_contributions(partner, x, n, dim, err)) return -1;
     for (int i = 0; i < 2; i++) add_residual(hidden, x[i].projection, rows, dim);
+    return 0;
 }
 
 int forward_layers(const model *m, int first_layer, int end_layer, kv_cache *kv, const forward_rows *rows,
@@ -388,9 +410,22 @@ int forward_layers_paired(const model *m, int first_layer, int end_layer, const 
                              kv->slots[slot].capacity, slot);
     }
     rope_prepare(&m->config, rows, ws);
+    const forward_partner *partner = pairs ? pairs->partner : NULL;
     for (int layer = first_layer; layer < end_layer; layer++) {
-        if (forward_pair_starts(pairs, layer)) pair_forward(m, layer++, kv, rows, hidden, ws);
-        else layer_forward(m, layer, kv, rows, hidden, ws);
+        if (!forward_pair_starts(pairs, layer)) {
+            if (partner && partner->member == 1)
+                return ramp_fail(err, "layer %d is no parallel pair's: the second member's process runs pairs only",
+                                 layer);
+            layer_forward(m, layer, kv, rows, hidden, ws);
+            continue;
+        }
+        if (partner && partner->member == 0 && (layer == first_layer || !forward_pair_starts(pairs, layer - 2))) {
+            /* a run of pairs starts (or this call starts inside one): the partner reads the states here */
+            int end = layer;
+            while (end < end_layer && forward_pair_starts(pairs, end)) end += 2;
+            if (partner->begin(partner->context, layer, end, rows, hidden, err)) return -1;
+        }
+        if (pair_forward(m, layer++, kv, rows, hidden, partner, ws, err)) return -1;
     }
     return 0;
 }

@@ -59,9 +59,25 @@ typedef struct {
  * adds them the same way gets the same bits. Fused in one process, the two members' products run
  * as one parallel pass each (matmul_weights_many: both Q/K/V, both output projections, both
  * gate/up, both down projections) and both attentions together: half the waits of two layers.
- * first == end: no pairs. (end - first) is even. */
+ * first == end: no pairs. (end - first) is even.
+ *
+ * Two processes can share each pair instead (partner set): one computes every pair's first layer
+ * (member 0), the other its second (member 1), each in its own KV cache; after each attention and
+ * each MLP they swap contributions (exchange) and both add them a first, then b: the fused bits.
+ * Member 0 calls begin before each run of consecutive pairs so that the other process gets the
+ * rows and their states; member 1 is called on such runs only. */
+typedef struct forward_partner {
+    int member; /* 0: this process computes each pair's first layer; 1: its second */
+    /* member 0: the rows and their states at the start of the run of pairs [first, end) */
+    int (*begin)(void *context, int first, int end, const forward_rows *rows, const float *hidden, ramp_error *err);
+    /* sends this member's contribution (n floats) and receives the other's into theirs */
+    int (*exchange)(void *context, const float *mine, float *theirs, size_t n, ramp_error *err);
+    void *context;
+} forward_partner;
+
 typedef struct {
     int first, end;
+    const forward_partner *partner; /* NULL: both members here (fused) */
 } forward_pairs;
 
 /* True when layer starts a pair (it and layer + 1 run in parallel). pairs may be NULL. */

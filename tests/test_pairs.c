@@ -191,7 +191,7 @@ Test(pairs, fused_pair_matches_the_reference_and_fills_each_members_cache) {
     int slots[N], positions[N];
     for (int t = 0; t < N; t++) slots[t] = 0, positions[t] = t;
     forward_rows rows = {N, slots, positions, NULL};
-    forward_pairs pairs = {A, A + 2};
+    forward_pairs pairs = {.first = A, .end = A + 2};
     ramp_error err;
     cr_assert_eq(forward_layers_paired(&f.m, A, A + 2, &pairs, &f.kv, &rows, hidden, &f.ws, &err), 0, "%s", err.message);
     double d = relative_difference(hidden, want, (size_t)N * dim);
@@ -240,7 +240,7 @@ Test(pairs, several_pairs_and_plain_layers_in_one_call) {
     memcpy(last, want, sizeof want);
     cr_assert_eq(forward_layers(&r.m, 8, 9, &r.kv, &rows, last, &r.ws, &err), 0);
     fixture_close(&r);
-    forward_pairs pairs = {4, 8};
+    forward_pairs pairs = {.first = 4, .end = 8};
     cr_assert_eq(forward_layers_paired(&f.m, 3, 9, &pairs, &f.kv, &rows, hidden, &f.ws, &err), 0, "%s", err.message);
     double d = relative_difference(hidden, last, (size_t)N * dim);
     cr_assert_lt(d, 1e-4, "layers 3-8 with pairs (4,5), (6,7) differ from the reference by %g", d);
@@ -252,7 +252,7 @@ Test(pairs, decode_row_and_batch_neighbours_change_no_bit) {
     fixture f;
     fixture_open(&f, 2, 2 * N);
     const int dim = f.m.config.dim;
-    forward_pairs pairs = {A, A + 2};
+    forward_pairs pairs = {.first = A, .end = A + 2};
     ramp_error err;
     /* sequence 0 alone, whole: the reference bits */
     float alone[N * 128];
@@ -299,14 +299,119 @@ Test(pairs, ranges_that_cut_a_pair_are_refused) {
     sequence(&f.m, 4, 5, hidden);
     int slots[4] = {0}, positions[4] = {0, 1, 2, 3};
     forward_rows rows = {4, slots, positions, NULL};
-    forward_pairs pairs = {4, 8};
+    forward_pairs pairs = {.first = 4, .end = 8};
     ramp_error err = {{0}};
     cr_assert_eq(forward_layers_paired(&f.m, 5, 9, &pairs, &f.kv, &rows, hidden, &f.ws, &err), -1);
     cr_assert(strstr(err.message, "layers 5-8 cut a parallel pair"), "%s", err.message);
     cr_assert_eq(forward_layers_paired(&f.m, 0, 5, &pairs, &f.kv, &rows, hidden, &f.ws, &err), -1);
     cr_assert(strstr(err.message, "layers 0-4 cut a parallel pair"), "%s", err.message);
-    forward_pairs odd = {4, 7};
+    forward_pairs odd = {.first = 4, .end = 7};
     cr_assert_eq(forward_layers_paired(&f.m, 0, 8, &odd, &f.kv, &rows, hidden, &f.ws, &err), -1);
     cr_assert(strstr(err.message, "expected an even number of layers"), "%s", err.message);
     fixture_close(&f);
+}
+
+/* ---- the two-rank form, with two threads standing for the two ranks ---------------------------- */
+
+#include <pthread.h>
+
+typedef struct {
+    pthread_barrier_t barrier;
+    const float *sent[2];
+    int begins; /* runs of pairs member 0 announced */
+} swap_point;
+
+typedef struct {
+    swap_point *point;
+    int member;
+} swap_side;
+
+static int swap_exchange(void *context, const float *mine, float *theirs, size_t n, ramp_error *err) {
+    (void)err;
+    swap_side *side = context;
+    side->point->sent[side->member] = mine;
+    pthread_barrier_wait(&side->point->barrier);
+    memcpy(theirs, side->point->sent[1 - side->member], n * sizeof(float));
+    pthread_barrier_wait(&side->point->barrier); /* neither overwrites its buffer before the other read it */
+    return 0;
+}
+
+static int swap_begin(void *context, int first, int end, const forward_rows *rows, const float *hidden,
+                      ramp_error *err) {
+    (void)first, (void)end, (void)rows, (void)hidden, (void)err;
+    ((swap_side *)context)->point->begins++;
+    return 0;
+}
+
+typedef struct {
+    fixture f;
+    float hidden[12 * 128];
+    forward_partner partner;
+    swap_side side;
+    int first, end, status;
+    char message[1024];
+} member_run;
+
+static void *run_member(void *argument) {
+    member_run *m = argument;
+    int slots[12], positions[12];
+    for (int t = 0; t < 12; t++) slots[t] = 0, positions[t] = t;
+    forward_rows rows = {12, slots, positions, NULL};
+    forward_pairs pairs = {.first = m->first, .end = m->end, .partner = &m->partner};
+    ramp_error err = {{0}};
+    m->status = forward_layers_paired(&m->f.m, m->first, m->end, &pairs, &m->f.kv, &rows, m->hidden, &m->f.ws, &err);
+    memcpy(m->message, err.message, sizeof m->message);
+    return NULL;
+}
+
+Test(pairs, two_members_in_two_processes_give_the_fused_bits) {
+    enum { N = 12, FIRST = 4, END = 12 }; /* four pairs: (4,5) .. (10,11) */
+    fixture fused;
+    fixture_open(&fused, 1, N);
+    const int dim = fused.m.config.dim, kv = fused.m.config.kv_dim;
+    float want[N * 128];
+    sequence(&fused.m, N, 6, want);
+    int slots[N], positions[N];
+    for (int t = 0; t < N; t++) slots[t] = 0, positions[t] = t;
+    forward_rows rows = {N, slots, positions, NULL};
+    forward_pairs pairs = {.first = FIRST, .end = END};
+    ramp_error err;
+    cr_assert_eq(forward_layers_paired(&fused.m, FIRST, END, &pairs, &fused.kv, &rows, want, &fused.ws, &err), 0, "%s",
+                 err.message);
+
+    swap_point point = {.begins = 0};
+    pthread_barrier_init(&point.barrier, NULL, 2);
+    member_run *runs = calloc(2, sizeof *runs);
+    pthread_t threads[2];
+    for (int i = 0; i < 2; i++) {
+        fixture_open(&runs[i].f, 1, N);
+        sequence(&runs[i].f.m, N, 6, runs[i].hidden);
+        runs[i].side = (swap_side){&point, i};
+        runs[i].partner = (forward_partner){.member = i, .begin = i == 0 ? swap_begin : NULL, .exchange = swap_exchange,
+                                            .context = &runs[i].side};
+        runs[i].first = FIRST;
+        runs[i].end = END;
+    }
+    for (int i = 0; i < 2; i++) pthread_create(&threads[i], NULL, run_member, &runs[i]);
+    for (int i = 0; i < 2; i++) pthread_join(threads[i], NULL);
+    for (int i = 0; i < 2; i++) cr_assert_eq(runs[i].status, 0, "member %d: %s", i, runs[i].message);
+    cr_assert_eq(point.begins, 1, "member 0 announced %d runs of pairs, expected 1", point.begins);
+    cr_assert_eq(memcmp(runs[0].hidden, want, sizeof(float) * N * dim), 0, "member 0's states differ from the fused pair's");
+    cr_assert_eq(memcmp(runs[1].hidden, want, sizeof(float) * N * dim), 0, "member 1's states differ from the fused pair's");
+    /* each process holds the keys of its own layers, the fused ones' bits */
+    for (int layer = FIRST; layer < END; layer++)
+        for (int t = 0; t < N; t++) {
+            const member_run *owner = &runs[(layer - FIRST) % 2];
+            cr_assert_eq(memcmp(kv_keys(&owner->f.kv, 0, layer, t), kv_keys(&fused.kv, 0, layer, t), sizeof(float) * kv), 0,
+                         "layer %d position %d: keys differ", layer, t);
+        }
+    /* a plain layer given to the second member's process is refused */
+    forward_pairs wrong = {.first = FIRST, .end = END, .partner = &runs[1].partner};
+    cr_assert_eq(forward_layers_paired(&runs[1].f.m, FIRST - 1, FIRST, &wrong, &runs[1].f.kv, &rows, runs[1].hidden,
+                                       &runs[1].f.ws, &err), -1);
+    cr_assert(strstr(err.message, "runs pairs only"), "%s", err.message);
+    for (int i = 0; i < 2; i++) fixture_close(&runs[i].f);
+    free(runs);
+    pthread_barrier_destroy(&point.barrier);
+    fixture_close(&fused);
 }

@@ -198,7 +198,7 @@ Test(exit_profile, read_back_from_json_and_from_a_classifier_sidecar) {
 
 Test(split, stages_never_start_inside_a_parallel_pair) {
     model_config c = tiny_head_config();
-    forward_pairs pairs = {3, 13}; /* (3,4), (5,6), ..., (11,12) */
+    forward_pairs pairs = {.first = 3, .end = 13}; /* (3,4), (5,6), ..., (11,12) */
     double reach[16];
     stepped_profile(reach);
     for (int stages = 2; stages <= 8; stages++) {
@@ -214,7 +214,7 @@ Test(split, stages_never_start_inside_a_parallel_pair) {
     cr_assert_eq(split_check_pairs(cut, 2, &pairs, &err), -1);
     cr_assert(strstr(err.message, "stage 2 starts at layer 6, inside the parallel pair 5,6"), "%s", err.message);
     /* 16 layers with 7 pairs leave 9 places to start a stage: 10 stages cannot be had */
-    forward_pairs wide = {1, 15};
+    forward_pairs wide = {.first = 1, .end = 15};
     layer_range ranges[10];
     cr_assert_eq(split_balanced(&c, 10, false, &wide, ranges, &err), -1);
     cr_assert(strstr(err.message, "without cutting a parallel pair"), "%s", err.message);

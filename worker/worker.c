@@ -9,6 +9,7 @@
 
 #include "clock.h"
 #include "interrupt.h"
+#include "pair_partner.h"
 #include "stage.h"
 #include "wire.h"
 
@@ -35,21 +36,27 @@ void threads_apply(int threads) {
     omp_set_num_threads(threads);
 }
 
-/* Waits for one frame from rank 0 and unpacks it (caller frees both). */
+/* Waits for one frame from rank 0 and unpacks it (caller frees both). A partner rank's Hello
+ * (--pair-ranks) may come first: it is noted in *partner_ready and the wait goes on. */
 static int receive_from_coordinator(transport *t, double seconds, Ramp__Envelope **e, uint8_t **frame,
-                                    ramp_error *err) {
-    int source;
-    size_t length;
-    const float *payload;
-    size_t n_payload;
-    int got = transport_receive(t, seconds, NULL, &source, frame, &length, err);
-    if (got < 0) return -1;
-    if (got == 0) return ramp_fail(err, "no Setup from the coordinator within %.0f s", seconds);
-    if (wire_unpack(*frame, length, e, &payload, &n_payload, err)) {
+                                    int *partner_ready, ramp_error *err) {
+    for (;;) {
+        int source;
+        size_t length;
+        const float *payload;
+        size_t n_payload;
+        int got = transport_receive(t, seconds, NULL, &source, frame, &length, err);
+        if (got < 0) return -1;
+        if (got == 0) return ramp_fail(err, "no Setup from the coordinator within %.0f s", seconds);
+        if (wire_unpack(*frame, length, e, &payload, &n_payload, err)) {
+            free(*frame);
+            return ramp_fail_prefix(err, "frame from rank %d: ", source);
+        }
+        if (source == 0 || (*e)->body_case != RAMP__ENVELOPE__BODY_HELLO) return 0;
+        *partner_ready = source;
+        wire_envelope_free(*e);
         free(*frame);
-        return ramp_fail_prefix(err, "frame from rank %d: ", source);
     }
-    return 0;
 }
 
 static int config_from_setup(const Ramp__Setup *m, int rank, stage_config *c, ramp_error *err) {
@@ -73,8 +80,34 @@ static int config_from_setup(const Ramp__Setup *m, int rank, stage_config *c, ra
     c->exit_candidates = m->n_exit_candidates ? m->exit_candidates : NULL;
     c->n_exit_candidates = (int)m->n_exit_candidates;
     c->kv_fill = (kv_fill_policy)m->kv_fill;
-    c->pairs = (forward_pairs){(int)m->parallel_first, (int)m->parallel_end};
+    c->pairs = (forward_pairs){.first = (int)m->parallel_first, .end = (int)m->parallel_end};
+    c->run_ahead = !m->no_run_ahead;
+    c->partner_rank = (int)m->partner_rank;
     return 0;
+}
+
+/* A stage with a partner rank (--pair-ranks) is ready once its partner is: the partner's Hello. */
+static int await_partner(transport *t, int partner, ramp_error *err) {
+    int source;
+    uint8_t *frame;
+    size_t length;
+    int got = transport_receive(t, SETUP_WAIT_SECONDS, NULL, &source, &frame, &length, err);
+    if (got < 0) return -1;
+    if (got == 0) return ramp_fail(err, "no word from partner rank %d within %.0f s", partner, SETUP_WAIT_SECONDS);
+    Ramp__Envelope *e;
+    const float *payload;
+    size_t n_payload;
+    int status = wire_unpack(frame, length, &e, &payload, &n_payload, err);
+    if (!status) {
+        if (e->body_case == RAMP__ENVELOPE__BODY_FAILURE) /* pass it on: rank 0 names the rank */
+            status = ramp_fail(err, "partner rank %u failed: %s", e->failure->rank, e->failure->message);
+        else if (source != partner || e->body_case != RAMP__ENVELOPE__BODY_HELLO)
+            status = ramp_fail(err, "expected partner rank %d's Hello, got message %d from rank %d", partner,
+                               (int)e->body_case, source);
+        wire_envelope_free(e);
+    }
+    free(frame);
+    return status;
 }
 
 /* Reports err to rank 0, gives it a bounded time to end the job, then ends it from here. */
@@ -97,7 +130,15 @@ static int serve(stage *s, transport *t, double grace_seconds, ramp_error *err) 
         uint8_t *frame;
         size_t length;
         double wait = stop_deadline < 0 ? -1.0 : stop_deadline - clock_seconds();
-        int got = transport_receive(t, wait, stop_deadline < 0 ? interrupt_flag() : NULL, &source, &frame, &length, err);
+        int got = 0;
+        if (s->config.run_ahead) { /* nothing waiting: a parked micro-batch runs ahead of its Decision */
+            got = transport_receive(t, 0.0, NULL, &source, &frame, &length, err);
+            int ran = got == 0 ? stage_idle(s, err) : 0;
+            if (got < 0 || ran < 0) return -1;
+            if (ran) continue;
+        }
+        if (got == 0)
+            got = transport_receive(t, wait, stop_deadline < 0 ? interrupt_flag() : NULL, &source, &frame, &length, err);
         if (got < 0) return -1;
         if (got == 0) {
             if (stop_deadline < 0) {
@@ -120,7 +161,8 @@ int worker_main(transport *t) {
     ramp_error err;
     Ramp__Envelope *e = NULL;
     uint8_t *frame = NULL;
-    if (receive_from_coordinator(t, SETUP_WAIT_SECONDS, &e, &frame, &err))
+    int partner_ready = 0;
+    if (receive_from_coordinator(t, SETUP_WAIT_SECONDS, &e, &frame, &partner_ready, &err))
         return fail_and_abort(t, rank, &err, 10.0);
     if (e->body_case == RAMP__ENVELOPE__BODY_CONTROL && e->control->kind == RAMP__CONTROL__KIND__SHUTDOWN) {
         /* rank 0 ran a command that needs no pipeline (help, a usage error, synth) */
@@ -135,6 +177,12 @@ int worker_main(transport *t) {
     const Ramp__Setup *setup = e->setup;
     double grace = setup->shutdown_grace_seconds > 0 ? setup->shutdown_grace_seconds : 30.0;
     threads_apply(threads_per_rank((int)setup->threads, false, transport_size(t)));
+    if (setup->partner_of > 0) { /* this rank computes the second layer of a stage's pairs */
+        int status = partner_main(t, setup, &err);
+        wire_envelope_free(e);
+        free(frame);
+        return status ? fail_and_abort(t, rank, &err, 10.0) : 0;
+    }
     stage_config config;
     stage s;
     if (config_from_setup(setup, rank, &config, &err) || stage_open(&s, &config, rank, t, &err)) {
@@ -142,7 +190,9 @@ int worker_main(transport *t) {
         free(frame);
         return fail_and_abort(t, rank, &err, 10.0);
     }
-    int status = stage_send_hello(&s, &err) || serve(&s, t, grace, &err);
+    int status = (config.partner_rank > 0 && partner_ready != config.partner_rank &&
+                  await_partner(t, config.partner_rank, &err)) ||
+                 stage_send_hello(&s, &err) || serve(&s, t, grace, &err);
     stage_close(&s); /* stage_open copied what it keeps (candidates); the model path is not kept */
     wire_envelope_free(e);
     free(frame);

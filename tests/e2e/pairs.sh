@@ -30,6 +30,23 @@ if have_mpi; then
     check $? "--parallel-layers 4-11 with --layers 0-7,8-15 on 2 stages: the same text" "$(last_run_details)"
 fi
 
+# The second form: two ranks per stage, computing a pair's two layers at the same time.
+if have_mpi; then
+    for np in 3 5 7; do
+        mpi_run 120 $np generate -m "$L16T" -f "$pr_dir/prompts.txt" -n 24 --temp 0 --parallel-layers 4-11 \
+            --pair-ranks on --timeout 30
+        [ "$RC" -eq 0 ] && cmp -s "$OUT" "$pr_dir/paired.txt"
+        check $? "--pair-ranks on, mpirun -np $np ($(((np - 1) / 2)) stage(s), each with a partner rank): the fused text" \
+            "$(diff "$pr_dir/paired.txt" "$OUT" | head -n 4); $(last_run_details)"
+    done
+    mpi_run 60 4 generate -m "$L16T" -p "Review: a fine film" -n 2 --parallel-layers 4-11 --pair-ranks on --timeout 20
+    [ "$RC" -ne 0 ] && grep -q "needs 1 + 2P ranks" "$ERR"
+    check $? "--pair-ranks on with an even number of ranks is refused" "$(last_run_details)"
+fi
+ramp generate -m "$L16T" -p "Review: a fine film" -n 2 --parallel-layers 4-11 --pair-ranks on
+[ "$RC" -eq 1 ] && grep -q "needs an MPI job" "$ERR"
+check $? "--pair-ranks on in one process is refused (the pairs run fused there)" "$(last_run_details)"
+
 # Pairs and exits together: exit points on pair boundaries, the same answers on 1 process and 3 stages.
 SST2DEV=$RAMP_SHARED/data/sst2/stsa.binary.dev
 ramp eval -m "$L16T" --ctx 256 --task sst2 --data "$SST2DEV" --limit 60 --parallel-layers 4-11 \
@@ -51,6 +68,15 @@ print(all(a[k]==b[k] for k in ['labels_full','labels_exit','exit_histogram','pru
     [ "$RC" -eq 0 ] && [ "$same" = True ]
     check $? "pairs and exits on 3 stages: the same answers, exits and pruning as one process" \
         "$same; $(last_run_details)"
+    mpi_run 180 7 eval -m "$L16T" --ctx 256 --task sst2 --data "$SST2DEV" --limit 60 --parallel-layers 4-11 \
+        --exit "svm:$pr_dir/paired.svm" --pair-ranks on --json "$pr_dir/eval7.json" --timeout 30
+    same=$(python3 -c "
+import json,sys
+a,b=json.load(open(sys.argv[1])),json.load(open(sys.argv[2]))
+print(all(a[k]==b[k] for k in ['labels_full','labels_exit','exit_histogram','pruning_ratio']))" \
+        "$pr_dir/eval1.json" "$pr_dir/eval7.json" 2>&1)
+    [ "$RC" -eq 0 ] && [ "$same" = True ]
+    check $? "pairs on partner ranks with exits (mpirun -np 7): the same answers as one process" "$same; $(last_run_details)"
 fi
 
 # What cannot be paired is refused, naming the layers.
