@@ -176,7 +176,9 @@ static void item_on_event(void *context, const engine_event *e) {
     bool lost = openai_collector_add(&item->collected, e) != 0;
     if (e->kind != ENGINE_FINISH) return;
     pthread_mutex_lock(&job->lock);
-    if (e->finish != ENGINE_FINISH_CANCELLED) { /* a cancelled one (preemption) is redone on resume */
+    /* A cancelled request (preemption) or one the failed pipeline dropped is not written: the next
+     * run does it again. */
+    if (e->finish != ENGINE_FINISH_CANCELLED && e->finish != ENGINE_FINISH_ERROR) {
         int status;
         json_t *body = lost ? NULL
                             : openai_collector_response(&item->collected, &item->request, item->request_id,
@@ -408,16 +410,22 @@ static int scan_output(batch_job *job, ramp_error *err) {
     return 0;
 }
 
+/* Lines with something on them (blank lines are no requests), for the progress total. */
 static long count_lines(const char *path) {
     FILE *f = fopen(path, "rb");
     if (!f) return -1;
     long lines = 0;
-    int c, last = '\n';
+    bool filled = false;
+    int c;
     while ((c = getc(f)) != EOF) {
-        if (c == '\n') lines++;
-        last = c;
+        if (c == '\n') {
+            lines += filled;
+            filled = false;
+        } else if (c != '\r' && c != ' ' && c != '\t') {
+            filled = true;
+        }
     }
-    if (last != '\n') lines++;
+    lines += filled;
     fclose(f);
     return lines;
 }
@@ -623,9 +631,12 @@ int command_batch(int argc, char **argv, transport *mpi) {
     job.pipeline = &p;
     int status = 0;
     struct stat st;
+    errno = 0;
     if (stat(bo.input, &st) || !S_ISREG(st.st_mode) || access(bo.input, R_OK)) {
         fprintf(stderr, "ramp batch: %s: %s\n", bo.input,
-                errno ? strerror(errno) : "not a regular file");
+                errno                     ? strerror(errno)
+                : S_ISDIR(st.st_mode)     ? "is a directory, expected a JSONL file of requests"
+                                          : "not a regular file (expected a JSONL file of requests)");
         status = 1;
         goto done;
     }
@@ -652,7 +663,8 @@ int command_batch(int argc, char **argv, transport *mpi) {
     job.front.model_id = base ? base + 1 : options.model_path;
     job.front.chat_template = openai_model_chat_template(options.model_path);
     options.mpi = mpi;
-    if (pipeline_open(&p, &options, &err)) {
+    if (pipeline_open(&p, &options, &err) ||
+        openai_front_check_policies(&job.front, exit_specs, n_exit_specs, &err)) {
         status = pipeline_fail(&p, "batch", &err);
         goto done;
     }

@@ -107,6 +107,11 @@ static int generate_all(pipeline *p, const prompt_list *prompts, const engine_re
         int *tokens, n_tokens;
         if (pipeline_tokenize(p, prompts->texts[i], prompts->lengths[i], &tokens, &n_tokens, err))
             return ramp_fail_prefix(err, "prompt %d: ", i + 1);
+        if (n_tokens + settings->max_tokens > p->options.context && n_tokens < p->options.context)
+            fprintf(stderr, "ramp generate: warning: prompt %d is %d tokens and -n %d needs %d positions, the context "
+                            "holds %d (--ctx): its continuation stops after %d tokens\n",
+                    i + 1, n_tokens, settings->max_tokens, n_tokens + settings->max_tokens, p->options.context,
+                    p->options.context - n_tokens);
         engine_request r = *settings;
         r.prompt = tokens;
         r.n_prompt = n_tokens;
@@ -239,15 +244,17 @@ int command_generate(int argc, char **argv, transport *mpi) {
         pipeline_split_from_policy(&options, exit_spec, split_text, sizeof split_text);
     }
     options.mpi = mpi;
-    if (n_new + 1 > (options.context ? options.context : 1 << 30))
-        fprintf(stderr, "ramp generate: warning: -n %d does not fit --ctx %d; continuations stop at the context\n",
-                n_new, options.context);
     pipeline p;
     generate_outputs full = {0}, early = {0};
     int status = 0;
     engine_request settings = {.max_tokens = n_new, .sampling = sampling, .n_stop = n_stop};
     for (int i = 0; i < n_stop; i++) settings.stop[i] = stops[i];
-    if (pipeline_open(&p, &options, &err) || generate_all(&p, &prompts, &settings, &full, &err)) {
+    exit_policy_use use = {0};
+    if (pipeline_open(&p, &options, &err) ||
+        (policy.kind != EXIT_POLICY_NONE &&
+         (use = (exit_policy_use){.n_layers = p.model.config.n_layers, .vocab_size = p.model.config.vocab_size},
+          exit_policy_check_use(&policy, exit_spec, &use, &err))) ||
+        generate_all(&p, &prompts, &settings, &full, &err)) {
         status = pipeline_fail(&p, "generate", &err);
         goto done;
     }

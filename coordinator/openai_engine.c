@@ -149,6 +149,22 @@ int openai_load_exit_policies(const char *const *specs, int n_specs, exit_policy
     return 0;
 }
 
+int openai_front_check_policies(const openai_front *f, const char *const *specs, int n_specs, ramp_error *err) {
+    const model_config *c = &f->pipeline->model.config;
+    for (int i = 0; i < n_specs; i++) {
+        const exit_policy *policy = !strncmp(specs[i], "svm:", 4) ? f->svm : f->conf;
+        if (!policy) continue;
+        exit_policy_use use = {.n_layers = c->n_layers, .vocab_size = c->vocab_size};
+        if (policy->kind == EXIT_POLICY_SVM && policy->n_labels > 0) { /* its own task's label head */
+            use.task = policy->task;
+            use.label_tokens = policy->label_tokens;
+            use.n_labels = policy->n_labels;
+        }
+        if (exit_policy_check_use(policy, specs[i], &use, err)) return -1;
+    }
+    return 0;
+}
+
 int openai_collector_add(openai_collector *c, const engine_event *e) {
     if (e->kind == ENGINE_FINISH) {
         c->finished = true;

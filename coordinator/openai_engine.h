@@ -38,6 +38,9 @@ chat_template_family openai_model_chat_template(const char *model_path);
 int openai_load_exit_policies(const char *const *specs, int n_specs, exit_policy *svm, exit_policy *conf,
                               pipeline_options *options, char *exit_layers_text, size_t capacity, ramp_error *err);
 
+/* The loaded policies were made for the open pipeline's model (its depth and vocabulary). */
+int openai_front_check_policies(const openai_front *front, const char *const *specs, int n_specs, ramp_error *err);
+
 typedef struct {
     int token;
     char *text;

@@ -666,7 +666,8 @@ int command_serve(int argc, char **argv, transport *mpi) {
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(daemon, MHD_DAEMON_INFO_BIND_PORT);
     int port = info ? (int)info->port : so.port;
     options.mpi = mpi;
-    if (pipeline_open(&p, &options, &err)) {
+    if (pipeline_open(&p, &options, &err) ||
+        openai_front_check_policies(&s.front, exit_specs, n_exit_specs, &err)) {
         MHD_stop_daemon(daemon);
         daemon = NULL;
         status = pipeline_fail(&p, "serve", &err);

@@ -113,13 +113,16 @@ int forward_embed(const model *m, const int *tokens, int n, float *hidden, ramp_
     return 0;
 }
 
-/* The rotation angles depend only on the position, so compute them once per batch. */
-static void rope_prepare(const model_config *c, const forward_rows *rows, forward_workspace *ws) {
+/* The rotation angles depend only on the position, so compute them once per batch. Linear
+ * scaling multiplies the position; Llama 3.1's rope_freqs divide each frequency. */
+static void rope_prepare(const model *m, const forward_rows *rows, forward_workspace *ws) {
+    const model_config *c = &m->config;
     const int pairs = c->rope_dim / 2;
     for (int r = 0; r < rows->n_rows; r++) {
         for (int i = 0; i < pairs; i++) {
             float frequency = 1.0f / powf(c->rope_base, (float)(2 * i) / (float)c->rope_dim);
-            float angle = (float)rows->positions[r] * frequency;
+            if (m->rope_freqs) frequency /= m->rope_freqs[i];
+            float angle = (float)rows->positions[r] * c->rope_freq_scale * frequency;
             ws->rope_cos[r * pairs + i] = cosf(angle);
             ws->rope_sin[r * pairs + i] = sinf(angle);
         }
@@ -137,6 +140,27 @@ static void rope_apply(float *vector, int n_heads, int head_dim, int rope_dim, c
             head[2 * i + 1] = x0 * sin_row[i] + x1 * cos_row[i];
         }
     }
+}
+
+/* Eight floats as one value: GCC/Clang compile its arithmetic to SIMD where the target has it,
+ * lane by lane, without reassociating anything. */
+typedef float float8 __attribute__((vector_size(32)));
+
+static float8 load8(const float *p) {
+    float8 v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+/* a . b with eight partial sums (lane i % 8) added in a fixed order at the end. */
+static float dot_lanes(const float *a, const float *b, int n) {
+    float8 acc = {0};
+    int i = 0;
+    for (; i + 8 <= n; i += 8) acc += load8(a + i) * load8(b + i);
+    float lane[8];
+    memcpy(lane, &acc, sizeof lane);
+    for (; i < n; i++) lane[i % 8] += a[i] * b[i];
+    return ((lane[0] + lane[4]) + (lane[2] + lane[6])) + ((lane[1] + lane[5]) + (lane[3] + lane[7]));
 }
 
 typedef struct {
@@ -162,21 +186,27 @@ static void attention_task(void *ctx, int task, int worker) {
     const unsigned char *filled = kv_filled(j->kv, slot, j->local_layer, 0);
     const int kv_offset = (h / heads_per_kv) * c->head_dim;
     const float *query = j->q + (size_t)r * c->dim + h * c->head_dim;
+    const float *keys = kv_keys(j->kv, slot, j->local_layer, 0) + kv_offset;
+    const float *values = kv_values(j->kv, slot, j->local_layer, 0) + kv_offset;
+    const size_t stride = (size_t)j->kv->kv_dim; /* floats from one position to the next */
     float *scores = ws->scores + (size_t)worker * ws->max_context;
-    for (int t = 0; t < length; t++) {
-        const float *key = kv_keys(j->kv, slot, j->local_layer, t) + kv_offset;
-        float dot = 0.0f;
-        for (int i = 0; i < c->head_dim; i++) dot += query[i] * key[i];
-        scores[t] = filled[t] ? dot * scale : -INFINITY;
-    }
+    for (int t = 0; t < length; t++)
+        scores[t] = filled[t] ? dot_lanes(query, keys + (size_t)t * stride, c->head_dim) * scale : -INFINITY;
     softmax(scores, length);
+    /* out[i] = sum over t (in order) of scores[t] * value_t[i], eight values at a time */
     float *out = j->out + (size_t)r * c->dim + h * c->head_dim;
-    memset(out, 0, (size_t)c->head_dim * sizeof(float));
-    for (int t = 0; t < length; t++) {
-        if (!filled[t]) continue;
-        const float *value = kv_values(j->kv, slot, j->local_layer, t) + kv_offset;
-        const float weight = scores[t];
-        for (int i = 0; i < c->head_dim; i++) out[i] += weight * value[i];
+    int i0 = 0;
+    for (; i0 + 8 <= c->head_dim; i0 += 8) {
+        float8 sum = {0};
+        for (int t = 0; t < length; t++)
+            if (filled[t]) sum += scores[t] * load8(values + (size_t)t * stride + i0);
+        memcpy(out + i0, &sum, sizeof sum);
+    }
+    for (; i0 < c->head_dim; i0++) {
+        float sum = 0.0f;
+        for (int t = 0; t < length; t++)
+            if (filled[t]) sum += scores[t] * values[(size_t)t * stride + i0];
+        out[i0] = sum;
     }
 }
 
@@ -409,7 +439,7 @@ int forward_layers_paired(const model *m, int first_layer, int end_layer, const 
             return ramp_fail(err, "row %d: position %d outside the %d positions reserved for slot %d", r, position,
                              kv->slots[slot].capacity, slot);
     }
-    rope_prepare(&m->config, rows, ws);
+    rope_prepare(m, rows, ws);
     const forward_partner *partner = pairs ? pairs->partner : NULL;
     for (int layer = first_layer; layer < end_layer; layer++) {
         if (!forward_pair_starts(pairs, layer)) {

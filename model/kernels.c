@@ -40,7 +40,10 @@ size_t act_row_bytes(act_kind kind, int n) {
  * that is not finite becomes 0 (the conversion to int would otherwise be undefined). */
 static float quantize_block(const float *x, int count, int8_t *q) {
     float amax = 0.0f;
-    for (int i = 0; i < count; i++) amax = fmaxf(amax, fabsf(x[i]));
+    for (int i = 0; i < count; i++) { /* a comparison, not fmaxf: inlined (fmaxf was a libm call) */
+        const float a = fabsf(x[i]);
+        amax = a > amax ? a : amax;
+    }
     if (!(amax > 0.0f) || !(amax <= FLT_MAX)) {
         memset(q, 0, (size_t)count);
         return 0.0f;
@@ -115,8 +118,8 @@ const char *kernel_level_name(kernel_level level) {
     return level >= 0 && level < KERNEL_LEVELS ? LEVEL_NAMES[level] : "unknown";
 }
 
-/* What the CPU offers. The AVX-512 kernels use 512-bit integer and float instructions with VNNI
- * (vpdpbusd); the AVX2 ones need FMA and F16C too. A build for another architecture has only the
+/* What the CPU offers. The AVX-512 kernels use 512-bit integer and float instructions (F, BW, VL,
+ * DQ) with VNNI (vpdpbusd); the AVX2 ones need FMA and F16C too. A build for another architecture has only the
  * portable kernels. */
 #if defined(__x86_64__) && defined(__GNUC__)
 /* F16C from CPUID leaf 1 (ECX bit 29): clang 14's __builtin_cpu_supports does not know "f16c". */
@@ -137,7 +140,7 @@ bool kernel_level_available(kernel_level level) {
         __builtin_cpu_init();
         return kernel_level_available(KERNELS_AVX2) && __builtin_cpu_supports("avx512f") &&
                __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
-               __builtin_cpu_supports("avx512vnni");
+               __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vnni");
 #endif
     default: return false;
     }

@@ -17,13 +17,14 @@
  * the integer part of every block product is exact (int32), and the floating-point part is
  * fixed as follows; "fma" is fmaf, every other operation is one IEEE fp32 operation.
  *   float types   acc[i % 16] = fma(w[i], x[i], acc[i % 16]) for i = 0, 1, ..., n-1 in order.
- *   Q8_0, Q4_0, Q5_0   for block b in order: i = sum over the block of (w_q - offset) * x_q
- *                 (offset 0, 8, 16); acc[b % 16] = fma(wd * d[b], (float)i, acc[b % 16]).
- *   Q4_1, Q5_1    i = sum of w_q * x_q; acc[b % 16] = fma(wd * d[b], (float)i, acc[b % 16]);
- *                 then acc[b % 16] = fma(wm, dsum[b], acc[b % 16]).
- *   these two families end with  result = hsum16(acc), with acc starting at +0 and
- *                 hsum16: s[l] = acc[l] + acc[l+8] (l < 8), then s[l] += s[l+4] (l < 4),
- *                 s[l] += s[l+2] (l < 2), result = s[0] + s[1].
+ *                 result = hsum16(acc), acc starting at +0, where hsum16: s[l] = acc[l] +
+ *                 acc[l+8] (l < 8), then s[l] += s[l+4] (l < 4), s[l] += s[l+2] (l < 2),
+ *                 result = s[0] + s[1].
+ *   Q8_0, Q4_0, Q5_0   one accumulator over blocks b in order: i = sum over the block of
+ *                 (w_q - offset) * x_q (offset 0, 8, 16); acc = fma(wd * d[b], (float)i, acc).
+ *   Q4_1, Q5_1    i = sum of w_q * x_q; acc = fma(wd * d[b], (float)i, acc); then
+ *                 acc = fma(wm, dsum[b], acc). result = acc (starting at +0).
+ *                 (One accumulator per output lets SIMD kernels keep one weight row per lane.)
  *   K types       over super-blocks s in order, with exact integers
  *                 A = sum over sub-blocks j of scale_j * (sum of w_q * x_q over sub-block j) and
  *                 B = sum over sub-blocks j of min_j * (sum of x_q over sub-block j):
@@ -67,7 +68,7 @@ void act_quantize(act_kind kind, const float *x, int n, void *dst);
 
 /* The widest tile one kernel call computes: KERNEL_MAX_W weight rows by KERNEL_MAX_A activation
  * rows. */
-enum { KERNEL_MAX_W = 4, KERNEL_MAX_A = 4 };
+enum { KERNEL_MAX_W = 16, KERNEL_MAX_A = 8 };
 
 /* out[a * out_stride + w] = dot(weight row w, activation row a) for w < nw, a < na, with the
  * arithmetic above. w_rows points at weight row 0 (w_stride bytes apart), act at activation row 0

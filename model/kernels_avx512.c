@@ -1,6 +1,7 @@
 /* kernels_avx512.c: the x86 kernels with AVX-512 VNNI integer products (vpdpbusd, vpdpwssd on
- * 256-bit vectors; kernels_x86.inc; arithmetic in kernels.h). Compiled for that target whatever
- * the build flags, and only called when the CPU has it (kernels.c). */
+ * 256-bit vectors; kernels_x86.inc; arithmetic in kernels.h), and for 32-value blocks 512-bit
+ * kernels with sixteen weight rows per vector. Compiled for that target whatever the build flags,
+ * and only called when the CPU has it (kernels.c). */
 #include "kernels_internal.h"
 
 #if defined(__x86_64__) && defined(__GNUC__)
@@ -15,13 +16,527 @@
 /* Optimized even in the -O1 sanitizer build: at -O1 the accumulator arrays of the tiles live on
  * the stack, and the kernels run several times slower (the end-to-end tests then time out). */
 #pragma GCC optimize("O3")
-#pragma GCC target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")
+#pragma GCC target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512dq,avx512vnni")
 #define KX(name) name##_avx512
 #define KX_VNNI 1
 #include "kernels_x86.inc"
+
+/* ---- 32-value blocks, sixteen weight rows per 512-bit vector ---------------------------------------
+ * As small_lanes in kernels_x86.inc, with a row in each of sixteen 32-bit lanes: the transpose of
+ * four 512-bit loads (four rows' 16 quant bytes each) leaves row ROW16[L] in lane L. */
+
+static const int ROW16[16] = {0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15};
+
+/* The 16 rows of a tile are read block by block, sixteen streams at once, which the hardware
+ * prefetchers follow poorly when the weights come from memory (decode). So while a tile works,
+ * it prefetches the next tile's rows (which follow in memory; prefetches never fault), a slice
+ * per block: `step` of `steps`. */
+INLINE void prefetch_next(const unsigned char *w, size_t w_stride, int step, int steps) {
+    const size_t span = 16 * w_stride;
+    const unsigned char *next = w + span;
+    const size_t from = span * (size_t)step / (size_t)steps, to = span * (size_t)(step + 1) / (size_t)steps;
+    for (size_t at = from & ~(size_t)63; at < to; at += 64) _mm_prefetch((const char *)(next + at), _MM_HINT_T0);
+}
+
+/* [dword k of row ROW16[L]] for k = 0..3, from 16 bytes at byte `at` of the 16 rows p + i * stride
+ * (or, when rows is not NULL, at rows[i] + at). */
+INLINE void transpose16x(const unsigned char *p, size_t stride, const unsigned char *const *rows, size_t at,
+                         __m512i t[4]) {
+    __m512i a[4];
+#define ROW_AT(i) ((const __m128i *)((rows ? rows[i] : p + (i) * stride) + at))
+    UNROLL
+    for (int q = 0; q < 4; q++) { /* 128-bit lane j of a[q]: row 4q + j */
+        __m512i v = _mm512_castsi128_si512(_mm_loadu_si128(ROW_AT(4 * q)));
+        v = _mm512_inserti32x4(v, _mm_loadu_si128(ROW_AT(4 * q + 1)), 1);
+        v = _mm512_inserti32x4(v, _mm_loadu_si128(ROW_AT(4 * q + 2)), 2);
+        a[q] = _mm512_inserti32x4(v, _mm_loadu_si128(ROW_AT(4 * q + 3)), 3);
+    }
+#undef ROW_AT
+    const __m512i t0 = _mm512_unpacklo_epi32(a[0], a[1]), t1 = _mm512_unpackhi_epi32(a[0], a[1]);
+    const __m512i t2 = _mm512_unpacklo_epi32(a[2], a[3]), t3 = _mm512_unpackhi_epi32(a[2], a[3]);
+    t[0] = _mm512_unpacklo_epi64(t0, t2);
+    t[1] = _mm512_unpackhi_epi64(t0, t2);
+    t[2] = _mm512_unpacklo_epi64(t1, t3);
+    t[3] = _mm512_unpackhi_epi64(t1, t3);
+}
+
+/* 0x10 in byte m of each lane where bit m of (bits >> shift) & 15 is set: a 16-entry table. */
+INLINE __m512i fifth_bits16(__m512i bits, int shift) {
+    static const int table[16] = {0x00000000, 0x00000010, 0x00001000, 0x00001010, 0x00100000, 0x00100010,
+                                  0x00101000, 0x00101010, 0x10000000, 0x10000010, 0x10001000, 0x10001010,
+                                  0x10100000, 0x10100010, 0x10101000, 0x10101010};
+    return _mm512_permutexvar_epi32(_mm512_srli_epi32(bits, (unsigned)shift), _mm512_loadu_si512(table));
+}
+
+INLINE __m512 lane_scales16(const unsigned char *w, size_t block_offset, int at, __m512i index) {
+    const __m512i g = _mm512_i32gather_epi32(index, (const void *)(w + block_offset + at), 1);
+    return _mm512_cvtph_ps(_mm512_cvtepi32_epi16(g)); /* the low 16 bits of each lane */
+}
+
+/* Rows 0 .. nw-1 (nw <= 16) of w against NA activation rows. */
+INLINE void small_lanes16(ggml_type type, int NA, int n, const unsigned char *w, size_t w_stride, int nw,
+                          const act_q8_32_view *a, float *out, size_t out_stride) {
+    const size_t block_bytes = type == GGML_TYPE_Q8_0 ? 34 : type == GGML_TYPE_Q4_0 ? 18 : type == GGML_TYPE_Q4_1 ? 20
+                               : type == GGML_TYPE_Q5_0 ? 22 : 24;
+    const bool has_min = type == GGML_TYPE_Q4_1 || type == GGML_TYPE_Q5_1;
+    const bool five = type == GGML_TYPE_Q5_0 || type == GGML_TYPE_Q5_1;
+    const int bias = block_bias(type), nb = n / 32;
+    const int at = type == GGML_TYPE_Q4_0 ? 2 : type == GGML_TYPE_Q4_1 ? 4 : type == GGML_TYPE_Q5_0 ? 6 : 8;
+    /* With fewer than 16 rows the missing lanes repeat the last row (read, computed, never
+     * stored) through a table of row pointers; 16 rows are addressed as w + i * stride. */
+    const unsigned char *row_table[16];
+    int offsets[16];
+    UNROLL
+    for (int i = 0; i < 16; i++) row_table[i] = w + (size_t)(i < nw ? i : nw - 1) * w_stride;
+    UNROLL
+    for (int L = 0; L < 16; L++) offsets[L] = (ROW16[L] < nw ? ROW16[L] : nw - 1) * (int)w_stride;
+    const bool full = nw == 16;
+    const __m512i index = _mm512_loadu_si512(offsets);
+    const __m512i mask = _mm512_set1_epi8(0x0f);
+    __m512 acc[KERNEL_MAX_A];
+    UNROLL
+    for (int r = 0; r < NA; r++) acc[r] = _mm512_setzero_ps();
+    for (int b = 0; b < nb; b++) {
+        prefetch_next(w, w_stride, b, nb);
+        const size_t off = (size_t)b * block_bytes;
+        const unsigned char *const *rows = full ? NULL : row_table;
+        __m512i W[8], t[4];
+        if (type == GGML_TYPE_Q8_0) {
+            const __m512i flip = _mm512_set1_epi8((char)0x80); /* biased by 128 to make them unsigned */
+            transpose16x(w, w_stride, rows, off + 2, t);
+            UNROLL
+            for (int k = 0; k < 4; k++) W[k] = _mm512_xor_si512(t[k], flip);
+            transpose16x(w, w_stride, rows, off + 18, t);
+            UNROLL
+            for (int k = 0; k < 4; k++) W[k + 4] = _mm512_xor_si512(t[k], flip);
+        } else {
+            transpose16x(w, w_stride, rows, off + (size_t)at, t);
+            UNROLL
+            for (int k = 0; k < 4; k++) {
+                W[k] = _mm512_and_si512(t[k], mask);
+                W[k + 4] = _mm512_and_si512(_mm512_srli_epi16(t[k], 4), mask);
+            }
+            if (five) {
+                const __m512i qh = _mm512_i32gather_epi32(index, (const void *)(w + off + at - 4), 1);
+                UNROLL
+                for (int k = 0; k < 8; k++) W[k] = _mm512_or_si512(W[k], fifth_bits16(qh, 4 * k));
+            }
+        }
+        const __m512 wd = lane_scales16(w, off, 0, index);
+        const __m512 wm = has_min ? lane_scales16(w, off, 2, index) : _mm512_setzero_ps();
+        UNROLL
+        for (int r = 0; r < NA; r++) {
+            const int8_t *x = a[r].q + 32 * b;
+            __m512i sums = _mm512_setzero_si512();
+            UNROLL
+            for (int k = 0; k < 8; k++)
+                sums = _mm512_dpbusd_epi32(sums, W[k], _mm512_set1_epi32((int)quant_load_u32(x + 4 * k)));
+            if (bias) sums = _mm512_sub_epi32(sums, _mm512_set1_epi32(bias * a[r].sum[b]));
+            acc[r] = _mm512_fmadd_ps(_mm512_mul_ps(wd, _mm512_set1_ps(a[r].d[b])), _mm512_cvtepi32_ps(sums), acc[r]);
+            if (has_min) acc[r] = _mm512_fmadd_ps(wm, _mm512_set1_ps(a[r].dsum[b]), acc[r]);
+        }
+    }
+    /* back to row order (ROW16 is its own inverse) and store the nw lanes that are rows */
+    const __m512i order = _mm512_loadu_si512(ROW16);
+    const __mmask16 live = (__mmask16)((1u << nw) - 1);
+    UNROLL
+    for (int r = 0; r < NA; r++)
+        _mm512_mask_storeu_ps(out + (size_t)r * out_stride, live, _mm512_permutexvar_ps(order, acc[r]));
+}
+
+INLINE void small_tile16(ggml_type type, int n, const void *w, size_t ws, int nw, const void *act, size_t as, int na,
+                         float *o, size_t os) {
+    act_q8_32_view a[KERNEL_MAX_A];
+    for (int r = 0; r < na; r++) a[r] = act_q8_32_at((const char *)act + (size_t)r * as, n);
+    for (int f = 0; f < nw; f += 16) {
+        const unsigned char *rows = (const unsigned char *)w + (size_t)f * ws;
+        const int count = nw - f < 16 ? nw - f : 16;
+        switch (na) {
+        case 1: small_lanes16(type, 1, n, rows, ws, count, a, o + f, os); break;
+        case 2: small_lanes16(type, 2, n, rows, ws, count, a, o + f, os); break;
+        case 3: small_lanes16(type, 3, n, rows, ws, count, a, o + f, os); break;
+        case 4: small_lanes16(type, 4, n, rows, ws, count, a, o + f, os); break;
+        case 5: small_lanes16(type, 5, n, rows, ws, count, a, o + f, os); break;
+        case 6: small_lanes16(type, 6, n, rows, ws, count, a, o + f, os); break;
+        case 7: small_lanes16(type, 7, n, rows, ws, count, a, o + f, os); break;
+        default: small_lanes16(type, 8, n, rows, ws, count, a, o + f, os); break;
+        }
+    }
+}
+
+#define SMALL_TILE16(name, type)                                                                               \
+    static NO_ASAN void name(int n, const void *w, size_t ws, int nw, const void *act, size_t as, int na,       \
+                             float *o, size_t os) {                                                            \
+        small_tile16(type, n, w, ws, nw, act, as, na, o, os);                                                  \
+    }
+
+SMALL_TILE16(tile16_q8_0, GGML_TYPE_Q8_0)
+SMALL_TILE16(tile16_q4_0, GGML_TYPE_Q4_0)
+SMALL_TILE16(tile16_q4_1, GGML_TYPE_Q4_1)
+SMALL_TILE16(tile16_q5_0, GGML_TYPE_Q5_0)
+SMALL_TILE16(tile16_q5_1, GGML_TYPE_Q5_1)
+
+/* ---- K blocks, sixteen weight rows per 512-bit vector -----------------------------------------------
+ * As for 32-value blocks: each K block of 16 rows is transposed so that a lane holds one row's
+ * four quants of a value group, vpdpbusd takes every row's sub-block sum at once, and the scales
+ * are unpacked across lanes. The block is unpacked once for every activation row of the tile. */
+
+/* Q4_K and Q5_K: rows 0 .. nw-1 (nw <= 16) against NA activation rows. */
+INLINE void k45_lanes16(bool five, int NA, int n, const unsigned char *w, size_t w_stride, int nw,
+                        const act_q8_256_view *a, float *out, size_t out_stride) {
+    const size_t block_bytes = five ? 176 : 144;
+    const unsigned char *row_table[16];
+    int offsets[16];
+    UNROLL
+    for (int i = 0; i < 16; i++) row_table[i] = w + (size_t)(i < nw ? i : nw - 1) * w_stride;
+    UNROLL
+    for (int L = 0; L < 16; L++) offsets[L] = (ROW16[L] < nw ? ROW16[L] : nw - 1) * (int)w_stride;
+    const unsigned char *const *rows = nw == 16 ? NULL : row_table;
+    const __m512i index = _mm512_loadu_si512(offsets);
+    const __m512i nibble = _mm512_set1_epi8(0x0f), low6 = _mm512_set1_epi32(0x3f3f3f3f);
+    const __m512i top2 = _mm512_set1_epi32(0x30303030), low4 = _mm512_set1_epi32(0x0f0f0f0f);
+    const __m512i bytes02 = _mm512_set1_epi32(0x00ff00ff), one_bits = _mm512_set1_epi32(0x01010101);
+    __m512 acc[KERNEL_MAX_A], acc_min[KERNEL_MAX_A];
+    UNROLL
+    for (int r = 0; r < NA; r++) acc[r] = acc_min[r] = _mm512_setzero_ps();
+    for (int s = 0; s < n / 256; s++) {
+        prefetch_next(w, w_stride, s, n / 256);
+        const size_t off = (size_t)s * block_bytes;
+        const unsigned char *blk = w + off;
+        /* scales and mins, four 6-bit values per lane word (quant_scale_min_k4's packing) */
+        const __m512i a0 = _mm512_i32gather_epi32(index, (const void *)(blk + 4), 1);
+        const __m512i a1 = _mm512_i32gather_epi32(index, (const void *)(blk + 8), 1);
+        const __m512i a2 = _mm512_i32gather_epi32(index, (const void *)(blk + 12), 1);
+        const __m512i sc_lo = _mm512_and_si512(a0, low6), mn_lo = _mm512_and_si512(a1, low6);
+        const __m512i sc_hi = _mm512_or_si512(_mm512_and_si512(a2, low4), _mm512_and_si512(_mm512_srli_epi32(a0, 2), top2));
+        const __m512i mn_hi = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32(a2, 4), low4),
+                                              _mm512_and_si512(_mm512_srli_epi32(a1, 2), top2));
+        /* mins as int16 pairs for vpdpwssd: (0, 2), (1, 3), (4, 6), (5, 7) */
+        const __m512i mn_pair[4] = {_mm512_and_si512(mn_lo, bytes02), _mm512_and_si512(_mm512_srli_epi32(mn_lo, 8), bytes02),
+                                    _mm512_and_si512(mn_hi, bytes02), _mm512_and_si512(_mm512_srli_epi32(mn_hi, 8), bytes02)};
+        const __m512i dm = _mm512_i32gather_epi32(index, (const void *)blk, 1);
+        const __m512 wd = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(dm));
+        const __m512 wdmin = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(dm, 16)));
+        __m512i h[8];
+        if (five) {
+            transpose16x(w, w_stride, rows, off + 16, h);
+            transpose16x(w, w_stride, rows, off + 32, h + 4);
+        }
+        const size_t qs = off + (five ? 48 : 16);
+        __m512i A[KERNEL_MAX_A];
+        UNROLL
+        for (int r = 0; r < NA; r++) A[r] = _mm512_setzero_si512();
+        UNROLL
+        for (int c = 0; c < 4; c++) { /* sub-blocks 2c (low nibbles) and 2c + 1 (high nibbles) */
+            __m512i t[8], lo[8], hi[8];
+            transpose16x(w, w_stride, rows, qs + 32 * c, t);
+            transpose16x(w, w_stride, rows, qs + 32 * c + 16, t + 4);
+            UNROLL
+            for (int m = 0; m < 8; m++) {
+                lo[m] = _mm512_and_si512(t[m], nibble);
+                hi[m] = _mm512_and_si512(_mm512_srli_epi16(t[m], 4), nibble);
+                if (five) { /* bit 2c of qh for the low nibbles, bit 2c + 1 for the high ones */
+                    lo[m] = _mm512_or_si512(lo[m], _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(h[m], 2 * c), one_bits), 4));
+                    hi[m] = _mm512_or_si512(hi[m],
+                                            _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(h[m], 2 * c + 1), one_bits), 4));
+                }
+            }
+            const __m512i sc_a = _mm512_and_si512(_mm512_srli_epi32(c < 2 ? sc_lo : sc_hi, 16 * (c % 2)), _mm512_set1_epi32(0xff));
+            const __m512i sc_b = _mm512_and_si512(_mm512_srli_epi32(c < 2 ? sc_lo : sc_hi, 16 * (c % 2) + 8), _mm512_set1_epi32(0xff));
+            UNROLL
+            for (int r = 0; r < NA; r++) {
+                const int8_t *x = a[r].q + 256 * s + 64 * c;
+                __m512i slo = _mm512_setzero_si512(), shi = _mm512_setzero_si512();
+                UNROLL
+                for (int m = 0; m < 8; m++) {
+                    slo = _mm512_dpbusd_epi32(slo, lo[m], _mm512_set1_epi32((int)quant_load_u32(x + 4 * m)));
+                    shi = _mm512_dpbusd_epi32(shi, hi[m], _mm512_set1_epi32((int)quant_load_u32(x + 32 + 4 * m)));
+                }
+                A[r] = _mm512_add_epi32(A[r], _mm512_add_epi32(_mm512_mullo_epi32(slo, sc_a), _mm512_mullo_epi32(shi, sc_b)));
+            }
+        }
+        UNROLL
+        for (int r = 0; r < NA; r++) {
+            /* B = sum of min_j * (activation sum of sub-block j), as four int16 pair products */
+            const int16_t *bs = a[r].bsum + 16 * s;
+            int x32[8];
+            for (int j = 0; j < 8; j++) x32[j] = bs[2 * j] + bs[2 * j + 1];
+            __m512i B = _mm512_setzero_si512();
+            static const int first[4] = {0, 1, 4, 5};
+            UNROLL
+            for (int p = 0; p < 4; p++) {
+                const int j = first[p];
+                const int packed = (int)((uint32_t)(uint16_t)x32[j] | (uint32_t)(uint16_t)x32[j + 2] << 16);
+                B = _mm512_dpwssd_epi32(B, mn_pair[p], _mm512_set1_epi32(packed));
+            }
+            const __m512 dx = _mm512_set1_ps(a[r].d[s]);
+            acc[r] = _mm512_fmadd_ps(_mm512_mul_ps(wd, dx), _mm512_cvtepi32_ps(A[r]), acc[r]);
+            acc_min[r] = _mm512_fmadd_ps(_mm512_mul_ps(wdmin, dx), _mm512_cvtepi32_ps(B), acc_min[r]);
+        }
+    }
+    const __m512i order = _mm512_loadu_si512(ROW16);
+    const __mmask16 live = (__mmask16)((1u << nw) - 1);
+    UNROLL
+    for (int r = 0; r < NA; r++)
+        _mm512_mask_storeu_ps(out + (size_t)r * out_stride, live,
+                              _mm512_permutexvar_ps(order, _mm512_sub_ps(acc[r], acc_min[r])));
+}
+
+INLINE void k45_tile16(bool five, int n, const void *w, size_t ws, int nw, const void *act, size_t as, int na, float *o,
+                       size_t os) {
+    act_q8_256_view a[KERNEL_MAX_A];
+    for (int r = 0; r < na; r++) a[r] = act_q8_256_at((const char *)act + (size_t)r * as, n);
+    for (int f = 0; f < nw; f += 16) {
+        const unsigned char *rows = (const unsigned char *)w + (size_t)f * ws;
+        const int count = nw - f < 16 ? nw - f : 16;
+        switch (na) {
+        case 1: k45_lanes16(five, 1, n, rows, ws, count, a, o + f, os); break;
+        case 2: k45_lanes16(five, 2, n, rows, ws, count, a, o + f, os); break;
+        case 3: k45_lanes16(five, 3, n, rows, ws, count, a, o + f, os); break;
+        case 4: k45_lanes16(five, 4, n, rows, ws, count, a, o + f, os); break;
+        case 5: k45_lanes16(five, 5, n, rows, ws, count, a, o + f, os); break;
+        case 6: k45_lanes16(five, 6, n, rows, ws, count, a, o + f, os); break;
+        case 7: k45_lanes16(five, 7, n, rows, ws, count, a, o + f, os); break;
+        default: k45_lanes16(five, 8, n, rows, ws, count, a, o + f, os); break;
+        }
+    }
+}
+
+static NO_ASAN void tile16_q4_k(int n, const void *w, size_t ws, int nw, const void *act, size_t as, int na, float *o,
+                                size_t os) {
+    k45_tile16(false, n, w, ws, nw, act, as, na, o, os);
+}
+static NO_ASAN void tile16_q5_k(int n, const void *w, size_t ws, int nw, const void *act, size_t as, int na, float *o,
+                                size_t os) {
+    k45_tile16(true, n, w, ws, nw, act, as, na, o, os);
+}
+
+/* Q6_K: rows 0 .. nw-1 (nw <= 16) against NA activation rows. Values 128h + 32g + 4m .. +3 are the
+ * low (g = 0, 1) or high (g = 2, 3) nibbles of ql dword m (g even) or 8 + m (g odd) of half h,
+ * with bits 2g, 2g + 1 of qh dword m on top; sub-blocks of 16 have signed 8-bit scales. */
+INLINE void q6k_lanes16(int NA, int n, const unsigned char *w, size_t w_stride, int nw, const act_q8_256_view *a,
+                        float *out, size_t out_stride) {
+    const size_t block_bytes = 210;
+    const unsigned char *row_table[16];
+    int offsets[16];
+    UNROLL
+    for (int i = 0; i < 16; i++) row_table[i] = w + (size_t)(i < nw ? i : nw - 1) * w_stride;
+    UNROLL
+    for (int L = 0; L < 16; L++) offsets[L] = (ROW16[L] < nw ? ROW16[L] : nw - 1) * (int)w_stride;
+    const unsigned char *const *rows = nw == 16 ? NULL : row_table;
+    const __m512i index = _mm512_loadu_si512(offsets);
+    const __m512i nibble = _mm512_set1_epi8(0x0f), bits45 = _mm512_set1_epi8(0x30);
+    __m512 acc[KERNEL_MAX_A];
+    UNROLL
+    for (int r = 0; r < NA; r++) acc[r] = _mm512_setzero_ps();
+    for (int s = 0; s < n / 256; s++) {
+        prefetch_next(w, w_stride, s, n / 256);
+        const size_t off = (size_t)s * block_bytes;
+        const unsigned char *blk = w + off;
+        __m512i scales[4]; /* signed bytes: scale j in byte j % 4 of scales[j / 4] */
+        UNROLL
+        for (int i = 0; i < 4; i++) scales[i] = _mm512_i32gather_epi32(index, (const void *)(blk + 192 + 4 * i), 1);
+        /* d is bytes 208..209: read the word at 206 (inside the block) and keep its top half */
+        const __m512 wd = _mm512_cvtph_ps(
+            _mm512_cvtepi32_epi16(_mm512_srli_epi32(_mm512_i32gather_epi32(index, (const void *)(blk + 206), 1), 16)));
+        __m512i A[KERNEL_MAX_A];
+        UNROLL
+        for (int r = 0; r < NA; r++) A[r] = _mm512_setzero_si512();
+        UNROLL
+        for (int h = 0; h < 2; h++) {
+            __m512i qh[8];
+            transpose16x(w, w_stride, rows, off + 128 + 32 * h, qh);
+            transpose16x(w, w_stride, rows, off + 128 + 32 * h + 16, qh + 4);
+            UNROLL
+            for (int odd = 0; odd < 2; odd++) { /* ql bytes 32 * odd .. +32 of the half: groups g = odd, odd + 2 */
+                __m512i ql[8];
+                transpose16x(w, w_stride, rows, off + 64 * h + 32 * odd, ql);
+                transpose16x(w, w_stride, rows, off + 64 * h + 32 * odd + 16, ql + 4);
+                UNROLL
+                for (int high = 0; high < 2; high++) {
+                    const int g = odd + 2 * high;
+                    __m512i u[8];
+                    UNROLL
+                    for (int m = 0; m < 8; m++) {
+                        const __m512i nib = _mm512_and_si512(high ? _mm512_srli_epi16(ql[m], 4) : ql[m], nibble);
+                        /* bits 2g, 2g + 1 of qh to bits 4, 5 */
+                        const __m512i top = 2 * g <= 4 ? _mm512_slli_epi16(qh[m], (unsigned)(4 - 2 * g))
+                                                       : _mm512_srli_epi16(qh[m], (unsigned)(2 * g - 4));
+                        u[m] = _mm512_or_si512(nib, _mm512_and_si512(top, bits45));
+                    }
+                    const int j = 8 * h + 2 * g; /* sub-blocks j (m = 0..3) and j + 1 (m = 4..7) */
+                    const __m512i sc_a = _mm512_srai_epi32(_mm512_slli_epi32(scales[j / 4], 24 - 8 * (j % 4)), 24);
+                    const __m512i sc_b =
+                        _mm512_srai_epi32(_mm512_slli_epi32(scales[(j + 1) / 4], 24 - 8 * ((j + 1) % 4)), 24);
+                    UNROLL
+                    for (int r = 0; r < NA; r++) {
+                        const int8_t *x = a[r].q + 256 * s + 128 * h + 32 * g;
+                        const int16_t *bs = a[r].bsum + 16 * s;
+                        /* the stored quants are +32: take 32 x the activation sum off each sub-block */
+                        __m512i sa = _mm512_set1_epi32(-32 * bs[j]), sb = _mm512_set1_epi32(-32 * bs[j + 1]);
+                        UNROLL
+                        for (int m = 0; m < 4; m++) {
+                            sa = _mm512_dpbusd_epi32(sa, u[m], _mm512_set1_epi32((int)quant_load_u32(x + 4 * m)));
+                            sb = _mm512_dpbusd_epi32(sb, u[m + 4], _mm512_set1_epi32((int)quant_load_u32(x + 16 + 4 * m)));
+                        }
+                        A[r] = _mm512_add_epi32(A[r], _mm512_add_epi32(_mm512_mullo_epi32(sa, sc_a), _mm512_mullo_epi32(sb, sc_b)));
+                    }
+                }
+            }
+        }
+        UNROLL
+        for (int r = 0; r < NA; r++)
+            acc[r] = _mm512_fmadd_ps(_mm512_mul_ps(wd, _mm512_set1_ps(a[r].d[s])), _mm512_cvtepi32_ps(A[r]), acc[r]);
+    }
+    const __m512i order = _mm512_loadu_si512(ROW16);
+    const __mmask16 live = (__mmask16)((1u << nw) - 1);
+    UNROLL
+    for (int r = 0; r < NA; r++)
+        _mm512_mask_storeu_ps(out + (size_t)r * out_stride, live, _mm512_permutexvar_ps(order, acc[r]));
+}
+
+static NO_ASAN void tile16_q6_k(int n, const void *w, size_t ws, int nw, const void *act, size_t as, int na, float *o,
+                                size_t os) {
+    act_q8_256_view a[KERNEL_MAX_A];
+    for (int r = 0; r < na; r++) a[r] = act_q8_256_at((const char *)act + (size_t)r * as, n);
+    for (int f = 0; f < nw; f += 16) {
+        const unsigned char *rows = (const unsigned char *)w + (size_t)f * ws;
+        const int count = nw - f < 16 ? nw - f : 16;
+        switch (na) {
+        case 1: q6k_lanes16(1, n, rows, ws, count, a, o + f, os); break;
+        case 2: q6k_lanes16(2, n, rows, ws, count, a, o + f, os); break;
+        case 3: q6k_lanes16(3, n, rows, ws, count, a, o + f, os); break;
+        case 4: q6k_lanes16(4, n, rows, ws, count, a, o + f, os); break;
+        case 5: q6k_lanes16(5, n, rows, ws, count, a, o + f, os); break;
+        case 6: q6k_lanes16(6, n, rows, ws, count, a, o + f, os); break;
+        case 7: q6k_lanes16(7, n, rows, ws, count, a, o + f, os); break;
+        default: q6k_lanes16(8, n, rows, ws, count, a, o + f, os); break;
+        }
+    }
+}
+
+/* ---- float weights on 512-bit vectors --------------------------------------------------------------
+ * kernels.h's 16 lanes are one register: NW weight rows by NA activation rows, NW * NA <= 16
+ * accumulators. */
+
+INLINE __m512 load16(ggml_type type, const unsigned char *w, int i) {
+    if (type == GGML_TYPE_F16) return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(w + 2 * (size_t)i)));
+    if (type == GGML_TYPE_BF16)
+        return _mm512_castsi512_ps(
+            _mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(w + 2 * (size_t)i))), 16));
+    return _mm512_loadu_ps((const float *)w + i);
+}
+
+/* The last n % 16 weights (from `from`), zeros beyond n: masked loads never touch the bytes past
+ * the row. */
+INLINE __m512 load16_tail(ggml_type type, const unsigned char *w, int from, int n) {
+    const __mmask16 live = (__mmask16)((1u << (n - from)) - 1);
+    if (type == GGML_TYPE_F16)
+        return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(live, w + 2 * (size_t)from));
+    if (type == GGML_TYPE_BF16)
+        return _mm512_castsi512_ps(
+            _mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(live, w + 2 * (size_t)from)), 16));
+    return _mm512_maskz_loadu_ps(live, (const float *)w + from);
+}
+
+INLINE float hsum16x(__m512 acc) {
+    return hsum16(_mm512_castps512_ps256(acc), _mm512_extractf32x8_ps(acc, 1));
+}
+
+INLINE void float_tile16x(ggml_type type, int NW, int NA, int n, const unsigned char *w, size_t w_stride,
+                          const float *x, size_t x_stride, float *out, size_t out_stride) {
+    __m512 acc[8][8];
+    UNROLL
+    for (int f = 0; f < NW; f++)
+        UNROLL
+        for (int r = 0; r < NA; r++) acc[f][r] = _mm512_setzero_ps();
+    const int full = n / 16 * 16;
+    for (int i = 0; i < full; i += 16) {
+        /* each weight and activation vector loaded once (NW + NA loads for NW * NA fmas) */
+        __m512 xv[8];
+        UNROLL
+        for (int r = 0; r < NA; r++) {
+            xv[r] = _mm512_load_ps(x + (size_t)r * x_stride + i);
+            __asm__("" : "+v"(xv[r])); /* in a register: GCC would fold a load into every fma */
+        }
+        UNROLL
+        for (int f = 0; f < NW; f++) {
+            __m512 wv = load16(type, w + (size_t)f * w_stride, i);
+            __asm__("" : "+v"(wv));
+            UNROLL
+            for (int r = 0; r < NA; r++) acc[f][r] = _mm512_fmadd_ps(wv, xv[r], acc[f][r]);
+        }
+    }
+    if (full < n) {
+        UNROLL
+        for (int f = 0; f < NW; f++) {
+            const __m512 wv = load16_tail(type, w + (size_t)f * w_stride, full, n);
+            UNROLL
+            for (int r = 0; r < NA; r++) acc[f][r] = _mm512_fmadd_ps(wv, _mm512_load_ps(x + (size_t)r * x_stride + full), acc[f][r]);
+        }
+    }
+    UNROLL
+    for (int f = 0; f < NW; f++)
+        UNROLL
+        for (int r = 0; r < NA; r++) out[(size_t)r * out_stride + f] = hsum16x(acc[f][r]);
+}
+
+INLINE void float_kernel16(ggml_type type, int n, const void *w, size_t w_stride, int nw, const void *act,
+                           size_t act_stride, int na, float *out, size_t out_stride) {
+    const unsigned char *wb = w;
+    const float *x = act;
+    const size_t xs = act_stride / sizeof(float);
+    if (na == 1) { /* eight rows at once: eight independent chains of fmas */
+        int f = 0;
+        for (; f + 8 <= nw; f += 8) float_tile16x(type, 8, 1, n, wb + f * w_stride, w_stride, x, xs, out + f, out_stride);
+        for (; f + 4 <= nw; f += 4) float_tile16x(type, 4, 1, n, wb + f * w_stride, w_stride, x, xs, out + f, out_stride);
+        for (; f < nw; f++) float_tile16x(type, 1, 1, n, wb + f * w_stride, w_stride, x, xs, out + f, out_stride);
+        return;
+    }
+    for (int r = 0; r < na; r += 4) {
+        const int rows = na - r < 4 ? na - r : 4;
+        for (int f = 0; f < nw; f += 4) {
+            const int cols = nw - f < 4 ? nw - f : 4;
+            const unsigned char *wf = wb + f * w_stride;
+            const float *xr = x + r * xs;
+            float *o = out + r * out_stride + f;
+            if (rows == 4 && cols == 4) float_tile16x(type, 4, 4, n, wf, w_stride, xr, xs, o, out_stride);
+            else
+                for (int rr = 0; rr < rows; rr++)
+                    for (int ff = 0; ff < cols; ff++)
+                        float_tile16x(type, 1, 1, n, wf + ff * w_stride, w_stride, xr + rr * xs, xs, o + rr * out_stride + ff,
+                                      out_stride);
+        }
+    }
+}
+
+static NO_ASAN void tile16_f32(int n, const void *w, size_t ws, int nw, const void *a, size_t as, int na, float *o, size_t os) {
+    float_kernel16(GGML_TYPE_F32, n, w, ws, nw, a, as, na, o, os);
+}
+static NO_ASAN void tile16_f16(int n, const void *w, size_t ws, int nw, const void *a, size_t as, int na, float *o, size_t os) {
+    float_kernel16(GGML_TYPE_F16, n, w, ws, nw, a, as, na, o, os);
+}
+static NO_ASAN void tile16_bf16(int n, const void *w, size_t ws, int nw, const void *a, size_t as, int na, float *o, size_t os) {
+    float_kernel16(GGML_TYPE_BF16, n, w, ws, nw, a, as, na, o, os);
+}
 #pragma GCC pop_options
 
-dot_fn kernels_avx512_for(ggml_type type) { return kernel_table_avx512(type); }
+dot_fn kernels_avx512_for(ggml_type type) {
+    switch (type) {
+    case GGML_TYPE_F32: return tile16_f32;
+    case GGML_TYPE_F16: return tile16_f16;
+    case GGML_TYPE_BF16: return tile16_bf16;
+    case GGML_TYPE_Q8_0: return tile16_q8_0;
+    case GGML_TYPE_Q4_0: return tile16_q4_0;
+    case GGML_TYPE_Q4_1: return tile16_q4_1;
+    case GGML_TYPE_Q5_0: return tile16_q5_0;
+    case GGML_TYPE_Q5_1: return tile16_q5_1;
+    case GGML_TYPE_Q4_K: return tile16_q4_k;
+    case GGML_TYPE_Q5_K: return tile16_q5_k;
+    case GGML_TYPE_Q6_K: return tile16_q6_k;
+    default: return kernel_table_avx512(type);
+    }
+}
 #else
 dot_fn kernels_avx512_for(ggml_type type) {
     (void)type;

@@ -7,10 +7,7 @@
  *   ACT_Q8_32   int8 q[32 * nb16] | float d[nb16] | float dsum[nb16] | int32 sum[nb16], where
  *               nb16 = blocks rounded up to 16; padding blocks are all zero (d = 0), so SIMD code
  *               may read activations in whole groups of 16 blocks. Weights are never padded.
- *               q is stored by quads of blocks, the way nibble-packed weights unpack: for blocks
- *               4k..4k+3, 64 bytes of first halves (values 0..15 of block 4k, then of 4k+1, ...)
- *               then 64 bytes of second halves (values 16..31). So the low nibbles of two (or
- *               four) consecutive blocks meet their activations in one 32 (64) byte load.
+ *               q in natural order (value j of block b at 32 * b + j).
  *   ACT_Q8_256  int8 q[n] | float d[n / 256] | int16 bsum[n / 16].
  */
 #ifndef RAMP_KERNELS_INTERNAL_H
@@ -34,9 +31,7 @@ typedef struct {
 } act_q8_32_view;
 
 /* Where value j (0..31) of block b sits in an ACT_Q8_32 row's q. */
-static inline size_t act_q8_32_index(int b, int j) {
-    return (size_t)128 * (b / 4) + (j < 16 ? 0 : 64) + 16 * (b % 4) + (j % 16);
-}
+static inline size_t act_q8_32_index(int b, int j) { return (size_t)32 * b + j; }
 
 static inline act_q8_32_view act_q8_32_at(const void *row, int n) {
     const int nb16 = act_blocks16(n);

@@ -71,7 +71,7 @@ static float dot_small(ggml_type type, int n, const unsigned char *w, const void
     const size_t block_bytes = (size_t)ggml_type_block_bytes(type);
     const int offset = type == GGML_TYPE_Q4_0 ? 8 : type == GGML_TYPE_Q5_0 ? 16 : 0;
     const bool has_min = type == GGML_TYPE_Q4_1 || type == GGML_TYPE_Q5_1;
-    float acc[16] = {0};
+    float acc = 0.0f;
     for (int b = 0; b < n / 32; b++) {
         int u[32];
         float d, m;
@@ -79,10 +79,10 @@ static float dot_small(ggml_type type, int n, const unsigned char *w, const void
         int32_t dot = 0;
         for (int j = 0; j < 32; j++) dot += u[j] * a.q[act_q8_32_index(b, j)];
         dot -= offset * a.sum[b];
-        acc[b % 16] = fmaf(d * a.d[b], (float)dot, acc[b % 16]);
-        if (has_min) acc[b % 16] = fmaf(m, a.dsum[b], acc[b % 16]);
+        acc = fmaf(d * a.d[b], (float)dot, acc);
+        if (has_min) acc = fmaf(m, a.dsum[b], acc);
     }
-    return hsum16(acc);
+    return acc;
 }
 
 /* ---- K blocks ------------------------------------------------------------------------------------- */

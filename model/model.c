@@ -68,11 +68,40 @@ static int model_keep_buffer(model *m, float *buffer) {
 
 /* ---- GGUF ----------------------------------------------------------------------------------- */
 
+/* RoPE scaling: none, linear (positions divided by the factor), or per-frequency factors in a
+ * rope_freqs tensor (Llama 3.1+, read with the weights). YaRN and the rest change attention in ways
+ * ramp does not implement: refused rather than run wrong. */
+static int gguf_read_rope_scaling(const gguf_file *f, model_config *c, ramp_error *err) {
+    c->rope_freq_scale = 1.0f;
+    float factor = 0.0f;
+    const gguf_kv *type = gguf_find(f, "llama.rope.scaling.type");
+    if (type) {
+        if (type->type != GGUF_VALUE_STRING)
+            return ramp_fail(err, "%s: llama.rope.scaling.type is not a string", f->path);
+        if (gguf_string_equals(type->value.s, "none")) return 0;
+        if (!gguf_string_equals(type->value.s, "linear"))
+            return ramp_fail(err, "%s: RoPE scaling '%.*s' (llama.rope.scaling.type) is not supported: ramp implements "
+                                  "none, linear and Llama 3's rope_freqs", f->path,
+                             (int)(type->value.s.length < 32 ? type->value.s.length : 32), type->value.s.data);
+        if (gguf_get_f32(f, "llama.rope.scaling.factor", &factor, err)) return -1;
+    } else if (gguf_find(f, "llama.rope.scale_linear")) { /* older files */
+        if (gguf_get_f32(f, "llama.rope.scale_linear", &factor, err)) return -1;
+    } else {
+        return 0;
+    }
+    if (!(factor > 0.0f) || !(factor < 1e6f))
+        return ramp_fail(err, "%s: linear RoPE scaling factor %g must be positive", f->path, factor);
+    c->rope_freq_scale = 1.0f / factor;
+    return 0;
+}
+
 static int gguf_read_config(const gguf_file *f, model_config *c, ramp_error *err) {
     gguf_string arch;
     if (gguf_get_string(f, "general.architecture", &arch, err)) return -1;
     if (!gguf_string_equals(arch, "llama"))
-        return ramp_fail(err, "%s: architecture is '%.*s', expected 'llama'", f->path, (int)arch.length, arch.data);
+        return ramp_fail(err, "%s: architecture '%.*s' is not supported: ramp runs the llama architecture (Llama 1-3, "
+                              "Mistral, TinyLlama, SmolLM and other files whose general.architecture is 'llama')",
+                         f->path, (int)(arch.length < 64 ? arch.length : 64), arch.data);
     uint32_t value;
     struct { const char *key; int *field; } required[] = {
         {"llama.block_count", &c->n_layers},
@@ -109,6 +138,7 @@ static int gguf_read_config(const gguf_file *f, model_config *c, ramp_error *err
     if (gguf_find(f, "llama.attention.layer_norm_rms_epsilon") &&
         gguf_get_f32(f, "llama.attention.layer_norm_rms_epsilon", &c->rms_eps, err))
         return -1;
+    if (gguf_read_rope_scaling(f, c, err)) return -1;
     /* The vocabulary size is the embedding's row count. */
     const gguf_tensor *embedding = gguf_find_tensor(f, "token_embd.weight");
     if (!embedding) return ramp_fail(err, "%s: tensor token_embd.weight is missing", f->path);
@@ -204,6 +234,9 @@ static int gguf_load_weights(model *m, ramp_error *err) {
         if (type_counts[t] > 0 && (commonest < 0 || type_counts[t] > type_counts[commonest])) commonest = t;
     if (commonest >= 0) snprintf(m->weight_type, sizeof m->weight_type, "%s", ggml_type_name((ggml_type)commonest));
 
+    if (m->slice.end_layer > m->slice.first_layer && gguf_find_tensor(&m->gguf, "rope_freqs.weight"))
+        if (gguf_vector(m, "rope_freqs.weight", c->rope_dim / 2, &m->rope_freqs, err)) return -1;
+
     bool tied = gguf_find_tensor(&m->gguf, "output.weight") == NULL;
     if (m->slice.embedding || (m->slice.head && tied))
         if (gguf_matrix(m, "token_embd.weight", c->vocab_size, c->dim, &m->token_embedding, err)) return -1;
@@ -239,6 +272,7 @@ static int llama2c_read_header(const char *path, const void *map, size_t size, m
     config_derive(c);
     c->rope_dim = c->head_dim;
     c->rope_base = 10000.0f;
+    c->rope_freq_scale = 1.0f;
     c->rms_eps = 1e-5f;
     return config_validate(path, c, err);
 }

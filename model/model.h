@@ -36,6 +36,7 @@ typedef struct {
     int context_length;
     int rope_dim;       /* dimensions rotated per head (<= head_dim) */
     float rope_base;
+    float rope_freq_scale; /* linear RoPE scaling: positions times this (1 = none) */
     float rms_eps;
 } model_config;
 
@@ -70,6 +71,8 @@ typedef struct {
     layer_weights *layers;        /* config.n_layers entries; zeroed outside the slice */
     weight_matrix token_embedding; /* [vocab_size][dim]; data NULL when not loaded */
     const float *output_norm;      /* [dim] or NULL */
+    const float *rope_freqs;       /* [rope_dim / 2] divisors of the RoPE frequencies (Llama 3.1's
+                                      rope_freqs.weight), or NULL */
     weight_matrix output;          /* [vocab_size][dim]; data NULL when not loaded (may share
                                       token_embedding's data) */
     tokenizer *tokenizer;          /* owned; NULL when not requested */

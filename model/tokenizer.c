@@ -34,9 +34,51 @@ enum {
     TOKEN_BYTE = 6,
 };
 
-/* GPT-2's pre-tokenizer: contractions, then letters, digits or other symbols with an optional
- * leading space, then whitespace runs that leave their last space to the word that follows. */
-static const char GPT2_PATTERN[] = "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+";
+/* Pre-tokenizers: the text is cut into words before BPE, by one or more patterns applied in turn
+ * (each splits every piece the previous one produced into its matches and the text between them).
+ * tokenizer.ggml.pre names the set, with the names and patterns llama.cpp uses (llama-vocab.cpp). */
+
+/* GPT-2's: contractions, then letters, digits or other symbols with an optional leading space,
+ * then whitespace runs that leave their last space to the word that follows. */
+#define GPT2_PATTERN "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+"
+/* Llama 3's (and Qwen 2's with single digits): contractions in any case, a letter run with at most
+ * one non-letter before it, digit groups, symbol runs with the line breaks after them. */
+#define LLAMA3_PATTERN(digits)                                                                             \
+    "(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}" digits \
+    "| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"
+
+enum { MAX_PRETOKENIZERS = 4 };
+
+typedef struct {
+    const char *names; /* the tokenizer.ggml.pre values, space-separated */
+    bool ignore_merges; /* a word that is a token as a whole becomes that token (Llama 3) */
+    const char *patterns[MAX_PRETOKENIZERS];
+} pretokenizer_spec;
+
+static const pretokenizer_spec PRETOKENIZERS[] = {
+    {"default", false,
+     {"[\\p{P}\\$\\+<=>\\^~\\|]+", GPT2_PATTERN, "\\p{N}+", "[0-9][0-9][0-9]"}},
+    {"gpt-2 phi-2 mpt olmo jais trillion granite-docling roberta-bpe gigachat jina-es jina-de jina-v2-es jina-v2-de "
+     "jina-v2-code",
+     false, {GPT2_PATTERN}},
+    {"llama3 llama-v3 llama-bpe falcon3 falcon-h1 pixtral midm-2.0 lfm2 dbrx smaug-bpe", true,
+     {LLAMA3_PATTERN("{1,3}")}},
+    {"qwen2 deepseek-r1-qwen megrez stablelm2 hunyuan", false, {LLAMA3_PATTERN("")}},
+    {"smollm starcoder refact command-r codeshell exaone minerva-7b", false, {"\\p{N}", GPT2_PATTERN}},
+    {"falcon", false, {"[\\p{P}\\$\\+<=>\\^~\\|`]+", GPT2_PATTERN, "[0-9][0-9][0-9]"}},
+};
+
+/* The spec whose names include name (length n), or NULL. */
+static const pretokenizer_spec *find_pretokenizer(const char *name, size_t n) {
+    for (size_t i = 0; i < sizeof PRETOKENIZERS / sizeof PRETOKENIZERS[0]; i++)
+        for (const char *p = PRETOKENIZERS[i].names; *p;) {
+            size_t len = strcspn(p, " ");
+            if (len == n && memcmp(p, name, n) == 0) return &PRETOKENIZERS[i];
+            p += len;
+            while (*p == ' ') p++;
+        }
+    return NULL;
+}
 
 static const char SPACE_MARK[] = "\xe2\x96\x81"; /* U+2581, SentencePiece's visible space */
 enum { SPACE_MARK_LEN = 3 };
@@ -79,7 +121,9 @@ struct tokenizer {
     merge_index merges;
     uint16_t byte_to_cp[256]; /* GPT-2's bytes_to_unicode */
     int16_t cp_to_byte[324];  /* its inverse (all mapped code points are below 256 + 68); -1 if none */
-    pcre2_code *pretokenizer; /* read-only once compiled, so encoding stays thread-safe */
+    pcre2_code *pretokenizers[MAX_PRETOKENIZERS]; /* read-only once compiled: encoding stays thread-safe */
+    int n_pretokenizers;
+    bool ignore_merges;
 };
 
 /* ---- small helpers ---------------------------------------------------------------------------- */
@@ -324,21 +368,38 @@ static int load_merges(tokenizer *tok, const gguf_file *file, ramp_error *err) {
     return 0;
 }
 
-static int compile_pretokenizer(tokenizer *tok, const char *path, ramp_error *err) {
-    int code;
-    PCRE2_SIZE offset;
-    /* MATCH_INVALID_UTF: arbitrary bytes must not make matching fail; invalid sequences simply
-     * match nothing and encode_gpt2 turns the gaps into words of their own. */
-    tok->pretokenizer = pcre2_compile((PCRE2_SPTR)GPT2_PATTERN, PCRE2_ZERO_TERMINATED,
-                                      PCRE2_UTF | PCRE2_UCP | PCRE2_MATCH_INVALID_UTF, &code, &offset, NULL);
-    if (tok->pretokenizer == NULL) {
-        PCRE2_UCHAR message[256];
-        pcre2_get_error_message(code, message, sizeof message);
-        return ramp_fail(err, "%s: cannot compile the GPT-2 pre-tokenizer pattern at offset %zu: %s", path,
-                         (size_t)offset, (char *)message);
+/* Reads tokenizer.ggml.pre (absent means "default", as in llama.cpp) and compiles its patterns. */
+static int compile_pretokenizers(tokenizer *tok, const gguf_file *file, ramp_error *err) {
+    const gguf_kv *pre = gguf_find(file, "tokenizer.ggml.pre");
+    gguf_string name = {"default", 7};
+    if (pre != NULL) {
+        if (pre->type != GGUF_VALUE_STRING)
+            return ramp_fail(err, "%s: tokenizer.ggml.pre is not a string", file->path);
+        name = pre->value.s;
     }
-    /* JIT is only a speed-up: where it is unavailable pcre2_match interprets the pattern. */
-    pcre2_jit_compile(tok->pretokenizer, PCRE2_JIT_COMPLETE);
+    const pretokenizer_spec *spec = find_pretokenizer(name.data, name.length);
+    if (spec == NULL)
+        return ramp_fail(err, "%s: tokenizer.ggml.pre is \"%.*s\", a pre-tokenizer ramp does not know (known: default, "
+                              "gpt-2, llama-bpe/llama3, qwen2, smollm/starcoder, falcon and their aliases)",
+                         file->path, (int)(name.length < 64 ? name.length : 64), name.data);
+    tok->ignore_merges = spec->ignore_merges;
+    for (int i = 0; i < MAX_PRETOKENIZERS && spec->patterns[i]; i++) {
+        int code;
+        PCRE2_SIZE offset;
+        /* MATCH_INVALID_UTF: arbitrary bytes must not make matching fail; invalid sequences simply
+         * match nothing and encode_gpt2 turns the gaps into words of their own. */
+        tok->pretokenizers[i] = pcre2_compile((PCRE2_SPTR)spec->patterns[i], PCRE2_ZERO_TERMINATED,
+                                              PCRE2_UTF | PCRE2_UCP | PCRE2_MATCH_INVALID_UTF, &code, &offset, NULL);
+        if (tok->pretokenizers[i] == NULL) {
+            PCRE2_UCHAR message[256];
+            pcre2_get_error_message(code, message, sizeof message);
+            return ramp_fail(err, "%s: cannot compile pre-tokenizer pattern %d of \"%.*s\" at offset %zu: %s", file->path,
+                             i, (int)name.length, name.data, (size_t)offset, (char *)message);
+        }
+        tok->n_pretokenizers = i + 1;
+        /* JIT is only a speed-up: where it is unavailable pcre2_match interprets the pattern. */
+        pcre2_jit_compile(tok->pretokenizers[i], PCRE2_JIT_COMPLETE);
+    }
     return 0;
 }
 
@@ -353,7 +414,7 @@ void tokenizer_free(tokenizer *tok) {
     free(tok->types);
     free(tok->index.slots);
     free(tok->merges.slots);
-    pcre2_code_free(tok->pretokenizer);
+    for (int i = 0; i < tok->n_pretokenizers; i++) pcre2_code_free(tok->pretokenizers[i]);
     free(tok);
 }
 
@@ -456,7 +517,7 @@ static int load_gguf(tokenizer *tok, const gguf_file *file, const gguf_kv *token
     if (build_piece_index(tok, err) != 0) return -1;
     if (!spm) {
         build_byte_map(tok);
-        if (load_merges(tok, file, err) != 0 || compile_pretokenizer(tok, file->path, err) != 0) return -1;
+        if (load_merges(tok, file, err) != 0 || compile_pretokenizers(tok, file, err) != 0) return -1;
     }
     find_byte_tokens(tok);
     return 0;
@@ -754,6 +815,20 @@ static int encode_spm(const tokenizer *tok, const char *text, size_t len, token_
 /* Byte-level BPE of one pre-tokenized word: each byte starts as the token of its mapped char. */
 static int encode_gpt2_word(const tokenizer *tok, const char *word, size_t len, symbol *sym, candidate_heap *heap,
                             token_sink *sink, ramp_error *err) {
+    if (tok->ignore_merges && len <= 256) { /* a word that is a token as a whole is that token */
+        char mapped[512];
+        size_t n = 0;
+        for (size_t i = 0; i < len; i++) {
+            unsigned cp = tok->byte_to_cp[(unsigned char)word[i]]; /* < 0x800: one or two UTF-8 bytes */
+            if (cp < 0x80) mapped[n++] = (char)cp;
+            else mapped[n++] = (char)(0xc0 | (cp >> 6)), mapped[n++] = (char)(0x80 | (cp & 0x3f));
+        }
+        int id = find_text_piece(tok, mapped, n);
+        if (id >= 0) {
+            emit(sink, id);
+            return 0;
+        }
+    }
     for (size_t i = 0; i < len; i++)
         sym[i] = (symbol){.start = (uint32_t)i, .len = 1, .id = tok->byte_token[(unsigned char)word[i]]};
     link_symbols(sym, (int)len);
@@ -765,34 +840,51 @@ static int encode_gpt2_word(const tokenizer *tok, const char *word, size_t len, 
     return 0;
 }
 
-static int encode_gpt2(const tokenizer *tok, const char *text, size_t len, token_sink *sink, ramp_error *err) {
-    if (len == 0) return 0;
-    pcre2_match_data *match = pcre2_match_data_create_from_pattern(tok->pretokenizer, NULL);
-    symbol *sym = malloc(len * sizeof *sym);
-    candidate_heap heap = {0};
+typedef struct {
+    const tokenizer *tok;
+    pcre2_match_data *match[MAX_PRETOKENIZERS];
+    symbol *sym;
+    candidate_heap heap;
+    token_sink *sink;
+} gpt2_session;
+
+/* Cuts text[0, len) with pre-tokenizer `level` into its matches and the gaps between them, and
+ * hands each piece to the next level (after the last one: to BPE). */
+static int split_words(gpt2_session *s, int level, const char *text, size_t len, ramp_error *err) {
+    const tokenizer *tok = s->tok;
+    if (level >= tok->n_pretokenizers || level >= MAX_PRETOKENIZERS)
+        return encode_gpt2_word(tok, text, len, s->sym, &s->heap, s->sink, err);
     int rc = 0;
-    if (match == NULL || sym == NULL) rc = ramp_fail(err, "tokenizer: out of memory for a %zu-byte text", len);
     for (size_t pos = 0; rc == 0 && pos < len;) {
-        int found = pcre2_match(tok->pretokenizer, (PCRE2_SPTR)text, len, pos, 0, match, NULL);
+        int found = pcre2_match(tok->pretokenizers[level], (PCRE2_SPTR)text, len, pos, 0, s->match[level], NULL);
         if (found < 0 && found != PCRE2_ERROR_NOMATCH) {
             PCRE2_UCHAR message[256];
             pcre2_get_error_message(found, message, sizeof message);
-            rc = ramp_fail(err, "tokenizer: GPT-2 pre-tokenizer failed at byte %zu: %s", pos, (char *)message);
-            break;
+            return ramp_fail(err, "tokenizer: pre-tokenizer %d failed at byte %zu: %s", level, pos, (char *)message);
         }
         size_t start = len, end = len;
         if (found >= 0) {
-            PCRE2_SIZE *ovector = pcre2_get_ovector_pointer(match);
+            PCRE2_SIZE *ovector = pcre2_get_ovector_pointer(s->match[level]);
             if (ovector[1] > ovector[0]) start = ovector[0], end = ovector[1];
         }
-        /* Bytes the pattern skipped over are invalid UTF-8: they form a word of their own. */
-        if (start > pos) rc = encode_gpt2_word(tok, text + pos, start - pos, sym, &heap, sink, err);
-        if (rc == 0 && end > start) rc = encode_gpt2_word(tok, text + start, end - start, sym, &heap, sink, err);
+        /* What the pattern skipped over (text it does not match, or invalid UTF-8) is a piece too. */
+        if (start > pos) rc = split_words(s, level + 1, text + pos, start - pos, err);
+        if (rc == 0 && end > start) rc = split_words(s, level + 1, text + start, end - start, err);
         pos = end;
     }
-    free(heap.items);
-    free(sym);
-    pcre2_match_data_free(match);
+    return rc;
+}
+
+static int encode_gpt2(const tokenizer *tok, const char *text, size_t len, token_sink *sink, ramp_error *err) {
+    if (len == 0) return 0;
+    gpt2_session s = {.tok = tok, .sink = sink, .sym = malloc(len * sizeof(symbol))};
+    bool ok = s.sym != NULL;
+    for (int i = 0; i < tok->n_pretokenizers; i++)
+        ok = ok && (s.match[i] = pcre2_match_data_create_from_pattern(tok->pretokenizers[i], NULL)) != NULL;
+    int rc = ok ? split_words(&s, 0, text, len, err) : ramp_fail(err, "tokenizer: out of memory for a %zu-byte text", len);
+    free(s.heap.items);
+    free(s.sym);
+    for (int i = 0; i < tok->n_pretokenizers; i++) pcre2_match_data_free(s.match[i]);
     return rc;
 }
 

@@ -4,8 +4,11 @@
  *  - TOKENIZER_SPM: SentencePiece-style BPE with scores and byte fallback (GGUF
  *    tokenizer.ggml.model = "llama", and llama2.c's tokenizer.bin). Spaces become U+2581 and a
  *    space is prefixed to the text, as llama.cpp and llama2.c do.
- *  - TOKENIZER_GPT2: GPT-2 byte-level BPE with merges and the GPT-2 pre-tokenizer
- *    (tokenizer.ggml.model = "gpt2").
+ *  - TOKENIZER_GPT2: GPT-2 byte-level BPE with merges (tokenizer.ggml.model = "gpt2"), after the
+ *    pre-tokenizer tokenizer.ggml.pre names, with llama.cpp's patterns: "default" (also when the
+ *    key is absent), "gpt-2", "llama-bpe"/"llama3" (Llama 3: digits in threes, and a word that is a
+ *    token as a whole stays whole), "qwen2" (single digits), "smollm"/"starcoder" (single digits,
+ *    then GPT-2's), "falcon", and llama.cpp's aliases of these. Other names are refused by name.
  * A tokenizer owns copies of everything it needs: the gguf_file may be closed afterwards.
  */
 #ifndef RAMP_TOKENIZER_H

@@ -7,6 +7,7 @@
 #    models (F32, Q8_0) and a Llama-7B layer shape with 2 layers (Q8_0).
 # 2. Pipeline: throughput and per-stage busy fraction for P = 1, 2, 3 stages, many requests at once.
 # 3. Early exit: the AdaInfer SVM on lite16 / SST-2 dev, in one process and as a 3-stage pipeline.
+# 4. Quantized GGUF files side by side with llama.cpp's llama-bench (scripts/bench-quant.sh).
 #
 # Every figure is the median of 3 runs, printed as "name  value unit  (min, max)". Synthetic models
 # are cached in build/bench-models (git-ignored) and reused; per-run files go to a temporary
@@ -363,6 +364,13 @@ else
         line "reference oracle pruning ceiling (MODEL.md)" "0.457" "" "(full SST-2 dev, exits 4..14)"
     fi
 fi
+
+# --- 4. quantized files side by side with llama.cpp -------------------------------------------
+# scripts/bench-quant.sh: F32 / Q8_0 / Q4_0 / Q4_K_M files on two shapes, ramp and llama-bench
+# interleaved, min / median / max, ratio, RSS, decode bandwidth (BENCH_QUANT_ROUNDS rounds).
+line "cores busy with other work (1 s sample)" "$(busy_cores)" "cores"
+RAMP_SHARED=$SHARED RAMP_BIN=$BIN BENCH_RUN_TIMEOUT=$RUN_TIMEOUT scripts/bench-quant.sh ||
+    fail "quantized files side by side (scripts/bench-quant.sh)"
 
 # --- summary ----------------------------------------------------------------------------------
 section "summary"

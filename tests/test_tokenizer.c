@@ -499,7 +499,8 @@ typedef struct {
     size_t n_types;
     const char *const *merges;
     size_t n_merges;
-    int64_t bos; /* < 0: no key */
+    int64_t bos;     /* < 0: no key */
+    const char *pre; /* tokenizer.ggml.pre, or NULL: no key */
 } vocab_spec;
 
 /* Writes spec as a GGUF to a temp file and tries to load it. */
@@ -524,6 +525,8 @@ static int load_spec(const vocab_spec *spec, tokenizer **tok, ramp_error *err) {
     if (spec->bos >= 0)
         cr_assert_eq(gguf_writer_add_u32(w, "tokenizer.ggml.bos_token_id", (uint32_t)spec->bos, &werr), 0, "%s",
                      werr.message);
+    if (spec->pre != NULL)
+        cr_assert_eq(gguf_writer_add_string(w, "tokenizer.ggml.pre", spec->pre, &werr), 0, "%s", werr.message);
     cr_assert_eq(gguf_writer_begin_data(w, &werr), 0, "%s", werr.message);
     cr_assert_eq(gguf_writer_finish(w, &werr), 0, "%s", werr.message);
     gguf_writer_free(w);
@@ -663,4 +666,71 @@ Test(tokenizer_handmade, gpt2_merges_by_rank) {
     spec.n_merges = 1;
     cr_assert_eq(load_spec(&spec, &tok, &err), -1);
     cr_assert_not_null(strstr(err.message, "merge rule 0"), "%s", err.message);
+}
+
+/* ---- pre-tokenizers (tokenizer.ggml.pre) ---------------------------------------------------------- */
+
+/* Digits and a few pieces, with merges that would join "12345" whole: what the pre-tokenizer cuts
+ * shows in the tokens. */
+static const char *const PRE_TOKENS[] = {"1", "2", "3", "4", "5", "12", "123", "1234", "12345", "x", "y", "z",
+                                         "xyz", "'", "S", "'S", "a", "\xc4\xa0", "\xc4\xa0" "a"};
+enum { T1, T2, T3, T4, T5, T12, T123, T1234, T12345, TX, TY, TZ, TXYZ, TQUOTE, TS, TQS, TA, TSPACE, TSPACE_A };
+static const char *const PRE_MERGES[] = {"1 2", "12 3", "123 4", "1234 5", "' S", "\xc4\xa0 a"};
+
+static tokenizer *pre_tokenizer(const char *pre) {
+    vocab_spec spec = {.model = "gpt2", .tokens = PRE_TOKENS, .n_tokens = sizeof PRE_TOKENS / sizeof PRE_TOKENS[0],
+                       .merges = PRE_MERGES, .n_merges = sizeof PRE_MERGES / sizeof PRE_MERGES[0], .bos = -1,
+                       .pre = pre};
+    tokenizer *tok = NULL;
+    ramp_error err = {0};
+    cr_assert_eq(load_spec(&spec, &tok, &err), 0, "pre %s: %s", pre ? pre : "(none)", err.message);
+    return tok;
+}
+
+static void expect_ids(const char *pre, const char *text, const int *expected, size_t n_expected) {
+    tokenizer *tok = pre_tokenizer(pre);
+    int ids[32];
+    size_t n = encode(tok, text, strlen(text), false, ids, 32);
+    char got[256], want[256];
+    format_ids(got, sizeof got, ids, n);
+    format_ids(want, sizeof want, expected, n_expected);
+    cr_assert(n == n_expected && memcmp(ids, expected, n * sizeof(int)) == 0, "pre %s, \"%s\": got %s, expected %s",
+              pre ? pre : "(none)", text, got, want);
+    tokenizer_free(tok);
+}
+
+#define EXPECT_IDS(pre, text, ...)                                                                          \
+    do {                                                                                                    \
+        const int expected[] = {__VA_ARGS__};                                                              \
+        expect_ids(pre, text, expected, sizeof expected / sizeof expected[0]);                              \
+    } while (0)
+
+Test(tokenizer_pre, digits_are_grouped_as_each_pre_tokenizer_says) {
+    EXPECT_IDS("gpt-2", "12345", T12345);          /* \p{N}+: one word */
+    EXPECT_IDS("llama-bpe", "12345", T123, T4, T5); /* \p{N}{1,3} */
+    EXPECT_IDS("llama3", "12345", T123, T4, T5);
+    EXPECT_IDS("qwen2", "12345", T1, T2, T3, T4, T5);  /* one digit per word */
+    EXPECT_IDS("smollm", "12345", T1, T2, T3, T4, T5); /* \p{N} first */
+    EXPECT_IDS("default", "12345", T123, T4, T5);      /* ..., \p{N}+, then [0-9]{3} */
+    EXPECT_IDS(NULL, "12345", T123, T4, T5);           /* no key: llama.cpp's default */
+}
+
+Test(tokenizer_pre, llama3_takes_whole_words_from_the_vocabulary_and_any_case_contractions) {
+    EXPECT_IDS("gpt-2", "xyz", TX, TY, TZ); /* no merge makes "xyz" */
+    EXPECT_IDS("llama-bpe", "xyz", TXYZ);   /* but the word is a token: Llama 3 ignores the merges */
+    EXPECT_IDS("qwen2", "xyz", TX, TY, TZ);
+    EXPECT_IDS("llama-bpe", "'S", TQS); /* (?i:'s): a contraction, merged */
+    EXPECT_IDS("gpt-2", "'S", TQUOTE, TS); /* GPT-2's contractions are lower case: "'" and "S" split */
+    EXPECT_IDS("gpt-2", " a", TSPACE_A);
+    EXPECT_IDS("llama-bpe", " a", TSPACE_A);
+}
+
+Test(tokenizer_pre, an_unknown_pre_tokenizer_is_refused_by_name) {
+    vocab_spec spec = {.model = "gpt2", .tokens = PRE_TOKENS, .n_tokens = sizeof PRE_TOKENS / sizeof PRE_TOKENS[0],
+                       .merges = PRE_MERGES, .n_merges = sizeof PRE_MERGES / sizeof PRE_MERGES[0], .bos = -1,
+                       .pre = "tekken-9"};
+    tokenizer *tok = NULL;
+    ramp_error err = {0};
+    cr_assert_eq(load_spec(&spec, &tok, &err), -1);
+    cr_assert_not_null(strstr(err.message, "tokenizer.ggml.pre is \"tekken-9\""), "%s", err.message);
 }

@@ -212,6 +212,10 @@ static int defer_row(stage *s, const stage_row *row, const float *hidden, int ex
                      ramp_error *err) {
     deferred_rows *d = &s->deferred[row->slot];
     const int dim = s->model.config.dim;
+    /* A RELEASE of the slot (from the previous stage) can overtake the Decision (from rank 0):
+     * states of a request other than the slot's current one are stale, never joined. */
+    if (d->count > 0 && d->request_id != row->request_id) d->count = 0;
+    d->request_id = row->request_id;
     if (!d->hidden) {
         d->hidden = malloc((size_t)STAGE_MAX_DEFERRED * dim * sizeof(float));
         if (!d->hidden) return ramp_fail(err, "out of memory keeping an exited token's state");
@@ -232,6 +236,7 @@ static void append_deferred(stage *s, stage_batch *b, int layer) {
     for (int r = 0; r < n_live; r++) {
         if (r > 0 && b->rows[r - 1].slot == b->rows[r].slot) continue; /* once per sequence */
         deferred_rows *d = &s->deferred[b->rows[r].slot];
+        if (d->request_id != b->rows[r].request_id) continue; /* another request's: stale */
         for (int i = 0; i < d->count;) {
             if (d->exit_layer[i] != layer || b->n_rows == s->row_capacity) {
                 i++;
@@ -508,6 +513,7 @@ static int stage_accept_work(stage *s, const Ramp__Work *work, const float *payl
                 return ramp_fail(err, "sequence asks for %u positions, the context is %d", row->slot_capacity,
                                  s->config.context);
             if (kv_slot_reserve(&s->kv, (int)row->slot, (int)row->slot_capacity, err)) return -1;
+            if (s->deferred[row->slot].request_id != row->request_id) s->deferred[row->slot].count = 0;
         }
         b->rows[r] = (stage_row){row->request_id, (int)row->slot, (int)row->position, row->token,
                                  (int)row->slot_capacity, row->wants_output, row->kv_only, (exit_mode)row->exit_mode};

@@ -89,6 +89,8 @@ typedef struct {
 
 typedef struct {
     int count;
+    uint64_t request_id; /* whose states these are: a slot may pass to another request before a late
+                          * Decision defers the old one's last token (see defer_row) */
     int exit_layer[STAGE_MAX_DEFERRED];
     int position[STAGE_MAX_DEFERRED];
     bool kv_only[STAGE_MAX_DEFERRED];

@@ -518,7 +518,7 @@ if sv_start "serve-1p" "$RAMP_BIN" serve -m "$LITE" "${SV_FLAGS[@]}"; then
         curl -s -m 60 -o "$sv_dir/busy.$i" -H 'Content-Type: application/json' -d "$long" "$B/v1/completions" &
         busy+=($!)
     done
-    curl -s -m 0.3 -o /dev/null -H 'Content-Type: application/json' -d "$long" "$B/v1/completions"
+    curl -s -m 0.3 -o "$sv_dir/cut.whole" -H 'Content-Type: application/json' -d "$long" "$B/v1/completions"
     cut_rc=$?
     busy_running=$(sv_metric "$B" ramp_running_requests)
     wait "${busy[@]}"
@@ -526,7 +526,8 @@ if sv_start "serve-1p" "$RAMP_BIN" serve -m "$LITE" "${SV_FLAGS[@]}"; then
         pass "a client that disconnects while waiting for a non-streamed answer: its request is cancelled (cancelled +1)"
     else
         fail "a client that disconnects while waiting for a non-streamed answer: its request is cancelled (cancelled +1)" \
-            "curl status $cut_rc (28 = gave up after 0.3 s as planned; $busy_running requests were still running then); cancelled $cancelled -> $(sv_metric "$B" 'ramp_requests_total{finish="cancelled"}') (+2 expected over both checks)"
+            "curl status $cut_rc (28 = gave up after 0.3 s as planned; $busy_running requests were still running then); cancelled $cancelled -> $(sv_metric "$B" 'ramp_requests_total{finish="cancelled"}') (+2 expected over both checks)" \
+            "what curl received: $(head -c 300 "$sv_dir/cut.whole" 2>/dev/null)"
     fi
     sv_wait_metric "$B" ramp_kv_bytes_in_use 0 10
     check $? "after the disconnects, ramp_kv_bytes_in_use returns to 0 (and running requests $(sv_metric "$B" ramp_running_requests))" \

@@ -1,0 +1,248 @@
+#!/bin/bash
+# Quantized GGUF files side by side with llama.cpp (part of `make bench`; also runs alone).
+#
+#   RAMP_SHARED=../shared RAMP_BIN=build/release/bin/ramp scripts/bench-quant.sh
+#
+# For each file (synthetic dim-768 / 12-layer model in F32, Q8_0, Q4_0, Q4_K_M; a Llama-7B layer
+# shape, dim 4096 / ffn 11008 / 2 layers, in Q4_0 and Q4_K_M) and each of BENCH_QUANT_ROUNDS
+# rounds (default 5): ramp's prompt processing (a 128-token prompt, -n 1) and decode (64 tokens),
+# then llama.cpp's llama-bench on the same file (pp128, tg64, one repetition), interleaved so that
+# both see the same machine load. Prints per file and engine min / median / max tokens/s, the
+# ratio of the medians (ramp / llama.cpp), peak RSS, and ramp's decode bandwidth: weight bytes
+# read per token x tokens/s / the measured read bandwidth (scripts/read-bandwidth.c).
+# Threads: BENCH_QUANT_THREADS (default 2) for both engines.
+#
+# Files are made once into build/bench-models (git-ignored): `ramp synth` writes F32/F16 models
+# with random weights and llama.cpp's llama-quantize makes the quantized ones. Without the peer
+# (../shared/peers/llama.cpp) the comparison is skipped with a message, and ramp's figures for the
+# files ramp can write itself (F32, Q8_0, Q4_0) are printed alone.
+set -u
+
+cd "$(dirname "$0")/.."
+SHARED=${RAMP_SHARED:-../shared}
+RAMP_BIN=${RAMP_BIN:-build/release/bin/ramp}
+ROUNDS=${BENCH_QUANT_ROUNDS:-5}
+THREADS=${BENCH_QUANT_THREADS:-2}
+PEER=${BENCH_PEER:-$SHARED/peers/llama.cpp}
+SHAPES=${BENCH_QUANT_SHAPES:-768 7b}
+CACHE=build/bench-models
+TIMEOUT=${BENCH_RUN_TIMEOUT:-600}
+FAILS=0
+mkdir -p "$CACHE"
+W=$(mktemp -d "$CACHE/quant.XXXXXX")
+trap 'rm -rf "$W"' EXIT
+BIN=$W/ramp
+cp "$RAMP_BIN" "$BIN" || { echo "FAILED: no ramp binary at $RAMP_BIN (run make first)"; exit 1; }
+
+have_peer=0
+if [ -x "$PEER/llama-bench" ] && [ -x "$PEER/llama-quantize" ] && "$PEER/llama-bench" --help >/dev/null 2>&1; then
+    have_peer=1
+fi
+
+fail() { echo "FAILED: $1"; FAILS=$((FAILS + 1)); [ $# -ge 2 ] && [ -s "$2" ] && tail -n 3 "$2" | sed 's/^/  | /'; return 0; }
+run() { local log=$1; shift; timeout -k 10 "$TIMEOUT" "$@" >"$log.out" 2>"$log.err"; }
+
+printf '\n== quantized GGUF files: ramp and llama.cpp side by side ==\n'
+printf '  %-46s %s\n' "threads (both engines)" "$THREADS" "rounds (interleaved)" "$ROUNDS"
+if [ $have_peer -eq 1 ]; then
+    printf '  %-46s %s\n' "peer" "$PEER/llama-bench"
+else
+    printf '  %-46s %s\n' "peer" "not found at $PEER: ramp's figures alone, files ramp can write only"
+fi
+
+# --- read bandwidth -----------------------------------------------------------------------------
+BW=
+if cc -O3 -march=native -fopenmp scripts/read-bandwidth.c -o "$W/read-bandwidth" 2>"$W/bw.err"; then
+    BW=$("$W/read-bandwidth" "$THREADS" 1024 2>/dev/null)
+fi
+if [ -n "$BW" ]; then
+    printf '  %-46s %s GB/s\n' "read bandwidth, $THREADS threads (best of 7)" "$BW"
+else
+    fail "measuring the read bandwidth" "$W/bw.err"
+fi
+
+# --- files ------------------------------------------------------------------------------------
+make_file() { # make_file OUT SOURCE TYPE: llama.cpp's llama-quantize SOURCE -> OUT as TYPE
+    local out=$1 src=$2 type=$3
+    [ -s "$out" ] && return 0
+    run "$W/quantize" "$PEER/llama-quantize" "$src" "$out.tmp" "$type" || { rm -f "$out.tmp"; return 1; }
+    mv "$out.tmp" "$out"
+}
+synth_file() { # synth_file OUT ARGS...
+    local out=$1
+    shift
+    [ -s "$out" ] && return 0
+    run "$W/synth" "$BIN" synth -o "$out.tmp" "$@" || { rm -f "$out.tmp"; return 1; }
+    mv "$out.tmp" "$out"
+}
+
+FILES=()
+S768=(--dim 768 --layers 12 --heads 12 --ffn 2048 --vocab 32000)
+S7B=(--dim 4096 --layers 2 --heads 32 --ffn 11008 --vocab 32000)
+for shape in $SHAPES; do
+    case $shape in
+    768)
+        base=$CACHE/synth-768x12-v32000
+        synth_file "$base-f32.gguf" "${S768[@]}" --type f32 || { fail "synth 768x12 f32" "$W/synth.err"; continue; }
+        FILES+=("$base-f32.gguf")
+        for t in Q8_0 Q4_0 Q4_K_M; do
+            f=$base-$(echo "$t" | tr 'A-Z' 'a-z').gguf
+            if [ $have_peer -eq 1 ]; then
+                make_file "$f" "$base-f32.gguf" "$t" && FILES+=("$f") || fail "llama-quantize $t" "$W/quantize.err"
+            elif [ "$t" != Q4_K_M ]; then
+                f=$base-$(echo "$t" | tr 'A-Z' 'a-z')-ramp.gguf
+                synth_file "$f" "${S768[@]}" --type "$(echo "$t" | tr 'A-Z' 'a-z')" && FILES+=("$f")
+            fi
+        done
+        ;;
+    7b)
+        base=$CACHE/synth-4096x2-ffn11008-v32000
+        avail=$(df -Pm "$CACHE" | awk 'NR==2 {print $4}')
+        if [ ! -s "$base-f16.gguf" ] && [ "${avail:-0}" -lt 4000 ]; then
+            printf '  %-46s %s\n' "7B-layer shape" "SKIPPED (only ${avail} MB free on disk, need 4000)"
+            continue
+        fi
+        synth_file "$base-f16.gguf" "${S7B[@]}" --type f16 || { fail "synth 7B-layer shape f16" "$W/synth.err"; continue; }
+        for t in Q4_0 Q4_K_M; do
+            f=$base-$(echo "$t" | tr 'A-Z' 'a-z').gguf
+            if [ $have_peer -eq 1 ]; then
+                make_file "$f" "$base-f16.gguf" "$t" && FILES+=("$f") || fail "llama-quantize $t (7B shape)" "$W/quantize.err"
+            elif [ "$t" = Q4_0 ]; then
+                f=$base-q4_0-ramp.gguf
+                synth_file "$f" "${S7B[@]}" --type q4_0 && FILES+=("$f")
+            fi
+        done
+        ;;
+    esac
+done
+
+# A prompt of 128 tokens for ramp (llama-bench makes its own 128 random tokens).
+SENTENCE="The little dog ran to the park and played with a ball in the warm sun."
+prompt_words() { python3 -c 'import sys; w=sys.argv[2].split(); n=int(sys.argv[1]); print(" ".join((w*(n//len(w)+1))[:n]))' "$1" "$SENTENCE"; }
+prompt_tokens() { # prompt_tokens FILE WORDS
+    run "$W/probe" "$BIN" generate -m "$1" -p "$(prompt_words "$2")" -n 1 --temp 0 --threads "$THREADS" \
+        --metrics-json "$W/probe.json" || return 1
+    python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["prompt_tokens"])' "$W/probe.json"
+}
+WORDS=
+if [ ${#FILES[@]} -gt 0 ]; then
+    t=$(prompt_tokens "${FILES[0]}" 96) && WORDS=$((96 * 128 / t))
+    for i in 1 2 3 4 5 6; do
+        t=$(prompt_tokens "${FILES[0]}" "$WORDS") || break
+        [ "$t" -eq 128 ] && break
+        WORDS=$((WORDS + 128 - t))
+    done
+fi
+
+# --- the rounds ---------------------------------------------------------------------------------
+# One line per measurement into $W/results: FILE ENGINE KIND VALUE (tok/s) RSS_KB
+record() { echo "$1 $2 $3 $4 $5" >>"$W/results"; }
+ramp_json() { python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(eval(sys.argv[2]))' "$@"; }
+llama_ts() { python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(d[0]["avg_ts"])' "$1"; }
+
+for round in $(seq "$ROUNDS"); do
+    for f in "${FILES[@]}"; do
+        tag=$W/$(basename "$f" .gguf)-$round
+        if run "$tag-pp" /usr/bin/time -f "rss %M" "$BIN" generate -m "$f" -p "$(prompt_words "$WORDS")" -n 1 --temp 0 \
+            --threads "$THREADS" --metrics-json "$tag-pp.json"; then
+            record "$f" ramp pp "$(ramp_json "$tag-pp.json" "d['prompt_tokens'] / d['time_to_first_token_seconds']")" \
+                "$(awk '/^rss/ {print $2}' "$tag-pp.err")"
+        else
+            fail "ramp prompt processing, $(basename "$f"), round $round" "$tag-pp.err"
+        fi
+        if [ $have_peer -eq 1 ]; then
+            if run "$tag-lpp" /usr/bin/time -f "rss %M" "$PEER/llama-bench" -m "$f" -t "$THREADS" -p 128 -n 0 -r 1 -o json; then
+                record "$f" llama pp "$(llama_ts "$tag-lpp.out")" "$(awk '/^rss/ {print $2}' "$tag-lpp.err")"
+            else
+                fail "llama-bench pp128, $(basename "$f"), round $round" "$tag-lpp.err"
+            fi
+        fi
+        if run "$tag-tg" /usr/bin/time -f "rss %M" "$BIN" generate -m "$f" -p "Once upon a time" -n 65 --temp 0 \
+            --threads "$THREADS" --metrics-json "$tag-tg.json"; then
+            record "$f" ramp tg "$(ramp_json "$tag-tg.json" \
+                "(d['generated_tokens'] - 1) / (d['seconds'] - d['time_to_first_token_seconds'])")" \
+                "$(awk '/^rss/ {print $2}' "$tag-tg.err")"
+        else
+            fail "ramp decode, $(basename "$f"), round $round" "$tag-tg.err"
+        fi
+        if [ $have_peer -eq 1 ]; then
+            if run "$tag-ltg" /usr/bin/time -f "rss %M" "$PEER/llama-bench" -m "$f" -t "$THREADS" -p 0 -n 64 -r 1 -o json; then
+                record "$f" llama tg "$(llama_ts "$tag-ltg.out")" "$(awk '/^rss/ {print $2}' "$tag-ltg.err")"
+            else
+                fail "llama-bench tg64, $(basename "$f"), round $round" "$tag-ltg.err"
+            fi
+        fi
+    done
+done
+
+# --- the table ----------------------------------------------------------------------------------
+[ -s "$W/results" ] && python3 - "$W/results" "${BW:-0}" "$have_peer" "${FILES[@]}" <<'PY'
+import os, statistics, struct, sys
+
+results, bandwidth, have_peer, files = sys.argv[1], float(sys.argv[2]), sys.argv[3] == "1", sys.argv[4:]
+
+def read_tensor_bytes(path):
+    """Bytes a decode step reads: every tensor but the token embedding (one row per token) --
+    unless the head shares it."""
+    blocks = {0: (1, 4), 1: (1, 2), 2: (32, 18), 3: (32, 20), 6: (32, 22), 7: (32, 24), 8: (32, 34),
+              10: (256, 84), 11: (256, 110), 12: (256, 144), 13: (256, 176), 14: (256, 210), 30: (1, 2)}
+    with open(path, "rb") as f:
+        data = f.read(1 << 24)
+    pos = 4
+    version, n_tensors, n_kv = struct.unpack_from("<IQQ", data, pos); pos += 20
+    def string():
+        nonlocal pos
+        (n,) = struct.unpack_from("<Q", data, pos); pos += 8
+        s = data[pos:pos + n]; pos += n
+        return s
+    scalar = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8}
+    def value(t):
+        nonlocal pos
+        if t == 8: string()
+        elif t == 9:
+            (et, n) = struct.unpack_from("<IQ", data, pos); pos += 12
+            for _ in range(n): value(et)
+        else: pos += scalar[t]
+    for _ in range(n_kv):
+        string(); (t,) = struct.unpack_from("<I", data, pos); pos += 4; value(t)
+    total, names = 0, {}
+    for _ in range(n_tensors):
+        name = string().decode()
+        (nd,) = struct.unpack_from("<I", data, pos); pos += 4
+        dims = struct.unpack_from("<%dQ" % nd, data, pos); pos += 8 * nd
+        (t, _off) = struct.unpack_from("<IQ", data, pos); pos += 12
+        n = 1
+        for d in dims: n *= d
+        be, bb = blocks.get(t, (1, 0))
+        names[name] = n // be * bb
+    skip = names.get("token_embd.weight", 0) if "output.weight" in names else 0
+    return sum(names.values()) - skip
+
+rows = [line.split() for line in open(results)]
+def values(f, engine, kind, col=3):
+    return [float(r[col]) for r in rows if r[0] == f and r[1] == engine and r[2] == kind and len(r) > col and r[col] != ""]
+def fmt(v):
+    if not v: return "-"
+    return f"{statistics.median(v):7.1f} ({min(v):.1f}..{max(v):.1f})"
+
+print()
+print("  %-34s %-5s %-26s %-26s %-7s %-9s %-9s %s" % ("file", "", "ramp tok/s med (min..max)", "llama.cpp tok/s",
+      "ratio", "ramp RSS", "llama RSS", "ramp decode / read bw"))
+for f in files:
+    name = os.path.basename(f).replace("synth-", "").replace(".gguf", "")
+    size = os.path.getsize(f) / 2**20
+    for kind, label in (("pp", "pp128"), ("tg", "tg64")):
+        r, l = values(f, "ramp", kind), values(f, "llama", kind)
+        ratio = f"{statistics.median(r) / statistics.median(l):.2f}" if r and l else "-"
+        rr, lr = values(f, "ramp", kind, 4), values(f, "llama", kind, 4)
+        rss = lambda v: f"{max(v) / 1024:.0f} MiB" if v else "-"
+        roof = ""
+        if kind == "tg" and r and bandwidth > 0:
+            roof = f"{read_tensor_bytes(f) * statistics.median(r) / 1e9 / bandwidth:.2f}"
+        print("  %-34s %-5s %-26s %-26s %-7s %-9s %-9s %s" % (f"{name} ({size:.0f} MiB)" if kind == "pp" else "",
+              label, fmt(r), fmt(l) if have_peer else "(no peer)", ratio, rss(rr), rss(lr), roof))
+print()
+print("  ratio = median ramp / median llama.cpp; RSS = peak resident set of the whole process (max over rounds);")
+print("  decode / read bw = weight bytes read per token (all tensors but the embedding) x median tok/s / bandwidth")
+PY
+[ "$FAILS" -eq 0 ]

@@ -1,0 +1,65 @@
+#!/bin/bash
+# Greedy text of ramp against llama.cpp's own (llama-simple) on the same files.
+#
+#   RAMP_SHARED=../shared RAMP_BIN=build/release/bin/ramp scripts/greedy-vs-llama.sh [FILE...]
+#
+# For each file (default: base16 in F32, Q8_0, Q4_0 and the Q4_K_M / Q6_K versions llama-quantize
+# makes of base16-f32 into build/bench-models, then synth256 in every type), PROMPTS prompts
+# (default 40: SST-2 reviews, TREC questions and stories openings, in the prompt formats base16 was
+# trained on) are continued greedily for N tokens (default 24) by both engines, and the share of
+# prompts whose continuations are identical is printed. Quantized math differs in the last bits
+# between the engines (ramp quantizes activations per block with fp32 scales, llama.cpp with fp16),
+# so near-ties can tip differently; most prompts should still match. Needs ../shared/peers/llama.cpp.
+set -u
+cd "$(dirname "$0")/.."
+SHARED=${RAMP_SHARED:-../shared}
+RAMP_BIN=${RAMP_BIN:-build/release/bin/ramp}
+PEER=${BENCH_PEER:-$SHARED/peers/llama.cpp}
+N=${GREEDY_TOKENS:-24}
+PROMPTS=${GREEDY_PROMPTS:-40}
+CACHE=build/bench-models
+if [ ! -x "$PEER/llama-simple" ]; then
+    echo "greedy-vs-llama: no llama-simple at $PEER: nothing to compare against"
+    exit 0
+fi
+mkdir -p "$CACHE"
+W=$(mktemp -d "$CACHE/greedy.XXXXXX")
+trap 'rm -rf "$W"' EXIT
+
+python3 - "$SHARED" "$PROMPTS" >"$W/prompts.txt" <<'PY'
+import sys
+shared, n = sys.argv[1], int(sys.argv[2])
+reviews = [l.split(" ", 1)[1].strip() for l in open(f"{shared}/data/sst2/stsa.binary.dev")][: n // 2]
+questions = [l.split(" ", 1)[1].strip() for l in open(f"{shared}/data/trec/test.txt", errors="replace")][: n // 4]
+stories = ["Once upon a time", "One day, a little girl", "The cat sat on the mat and", "Tom and Lily went to the park",
+           "There was a big red ball", "The sun was shining and", "A small dog named Max", "Mom said to Ben"]
+out = [f"Review: {r}" for r in reviews] + [f"Question: {q}" for q in questions] + stories
+for p in out[:n]:
+    print(p.replace("\n", " "))
+PY
+
+files=("$@")
+if [ ${#files[@]} -eq 0 ]; then
+    B=$SHARED/models/base16
+    files=("$B/model-f32.gguf" "$B/model-q8_0.gguf" "$B/model-q4_0.gguf")
+    for t in Q4_K_M Q6_K; do
+        f=$CACHE/base16-$(echo $t | tr 'A-Z' 'a-z').gguf
+        [ -s "$f" ] || "$PEER/llama-quantize" "$B/model-f32.gguf" "$f" "$t" >/dev/null 2>&1
+        [ -s "$f" ] && files+=("$f")
+    done
+    for f in "$SHARED"/models/synth256/synth256-*.gguf; do files+=("$f"); done
+fi
+
+printf '%-34s %s\n' "file" "prompts whose $N-token greedy continuation is identical"
+for f in "${files[@]}"; do
+    same=0 total=0
+    while IFS= read -r prompt; do
+        total=$((total + 1))
+        ramp_text=$("$RAMP_BIN" generate -m "$f" -p "$prompt" -n "$N" --temp 0 --threads 2 2>/dev/null)
+        # llama-simple prints the prompt's tokens (with <s> first for SentencePiece models), then the
+        # continuation; it stops at end of text as ramp does
+        llama_text=$("$PEER/llama-simple" -m "$f" -n "$N" "$prompt" 2>/dev/null | sed '1s/^<s> //; 1s/^<s>//')
+        [ "$ramp_text" = "$llama_text" ] && same=$((same + 1))
+    done <"$W/prompts.txt"
+    printf '%-34s %d / %d\n' "$(basename "$(dirname "$f")")/$(basename "$f")" "$same" "$total"
+done

@@ -1,0 +1,48 @@
+/* read-bandwidth.c: the machine's memory read bandwidth with T threads, for bench-quant.sh's
+ * decode roofline.
+ *
+ *   cc -O2 -fopenmp scripts/read-bandwidth.c -o read-bandwidth && ./read-bandwidth THREADS [MIB]
+ *
+ * Sums a buffer of MIB mebibytes (default 1024, far beyond any cache) with THREADS OpenMP threads,
+ * each reading its own contiguous share, and prints the best of 7 passes in GB/s (1e9 bytes/s). */
+#include <omp.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+
+static double now(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+int main(int argc, char **argv) {
+    int threads = argc > 1 ? atoi(argv[1]) : 1;
+    size_t mib = argc > 2 ? (size_t)atol(argv[2]) : 1024;
+    size_t n = mib * 1024 * 1024 / sizeof(uint64_t);
+    uint64_t *buffer = malloc(n * sizeof *buffer);
+    if (!buffer || threads < 1) {
+        fprintf(stderr, "read-bandwidth: cannot allocate %zu MiB or bad thread count\n", mib);
+        return 1;
+    }
+    omp_set_num_threads(threads);
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) buffer[i] = i; /* pages touched by the thread that reads them */
+    double best = 0.0;
+    uint64_t total = 0;
+    for (int pass = 0; pass < 7; pass++) {
+        double t0 = now();
+        uint64_t sum = 0;
+#pragma omp parallel for schedule(static) reduction(+ : sum)
+        for (size_t i = 0; i < n; i++) sum += buffer[i];
+        double seconds = now() - t0;
+        total += sum;
+        double gbs = (double)(n * sizeof *buffer) / seconds / 1e9;
+        if (gbs > best) best = gbs;
+    }
+    printf("%.1f\n", best);
+    fprintf(stderr, "(checksum %llu)\n", (unsigned long long)total);
+    free(buffer);
+    return 0;
+}
