@@ -27,8 +27,9 @@ const char pipeline_flags_help[] =
     "                         input and adds both layers' attention, then both MLPs (arXiv 2502.02790)\n"
     "      --pair-ranks on|off  with --parallel-layers under MPI: each stage gets a partner rank that\n"
     "                         computes the second layer of its pairs at the same time (1 + 2P ranks)\n"
-    "      --run-ahead on|off while an exit Decision is pending, a stage with nothing else to do runs the\n"
-    "                         parked micro-batch's next segment (default on; off: it waits idle)\n"
+    "      --run-ahead auto|on|off  while an exit Decision is pending, a stage with nothing else to do\n"
+    "                         runs the parked micro-batch's next segment (auto, the default: where the\n"
+    "                         node has more cores than computing ranks; off: it waits idle)\n"
     "      --split HOW        compute (default): stages balanced by compute; exit-aware[:FILE]: balanced by\n"
     "                         the work left once exits are taken, from the exit profile in FILE (eval --json,\n"
     "                         a classifier's sidecar, a thresholds file; default: the --exit policy's file)\n"
@@ -95,9 +96,10 @@ int pipeline_parse_flag(pipeline_options *o, const char *flag, const char *value
         return 1;
     }
     if (!strcmp(flag, "run-ahead")) {
-        if (strcmp(value, "on") && strcmp(value, "off"))
-            return ramp_fail(err, "--run-ahead expects on or off, got '%s'", value);
-        o->no_run_ahead = !strcmp(value, "off");
+        if (!strcmp(value, "auto")) o->run_ahead = STAGE_RUN_AHEAD_AUTO;
+        else if (!strcmp(value, "on")) o->run_ahead = STAGE_RUN_AHEAD_ON;
+        else if (!strcmp(value, "off")) o->run_ahead = STAGE_RUN_AHEAD_OFF;
+        else return ramp_fail(err, "--run-ahead expects auto, on or off, got '%s'", value);
         return 1;
     }
     if (!strcmp(flag, "split")) {
@@ -201,7 +203,7 @@ static stage_config stage_config_for(const pipeline *p, int stage_index, int con
         .n_exit_candidates = o->n_candidates,
         .kv_fill = o->kv_fill,
         .pairs = p->pairs,
-        .run_ahead = !o->no_run_ahead,
+        .run_ahead_mode = o->run_ahead,
     };
     /* a partner rank only where the stage holds a pair; the others' partners are released */
     for (int l = c.first_layer; o->pair_ranks && l < c.end_layer; l++)
@@ -404,7 +406,7 @@ static int send_setup(pipeline *p, int index, ramp_error *err) {
     m.shutdown_grace_seconds = p->options.grace_seconds + p->options.timeout_seconds;
     m.parallel_first = (uint32_t)c.pairs.first;
     m.parallel_end = (uint32_t)c.pairs.end;
-    m.no_run_ahead = !c.run_ahead;
+    m.run_ahead = (uint32_t)c.run_ahead_mode;
     m.partner_rank = (uint32_t)c.partner_rank;
     Ramp__Envelope e = RAMP__ENVELOPE__INIT;
     e.body_case = RAMP__ENVELOPE__BODY_SETUP;

@@ -39,7 +39,7 @@ typedef struct {
     const char *split;       /* NULL or "compute": balanced by compute; "exit-aware:FILE": balanced by
                               * the expected work once exits are taken (FILE's exit profile) */
     const char *parallel_layers; /* "A-B": layers A..B evaluated in parallel pairs (forward.h), or NULL */
-    bool no_run_ahead;       /* --run-ahead off: stages wait idle for exit Decisions (stage.h) */
+    int run_ahead;           /* --run-ahead: STAGE_RUN_AHEAD_AUTO, _ON or _OFF (stage.h) */
     bool pair_ranks;         /* --pair-ranks on: two ranks per stage, the second computing the second
                               * layer of each of its pairs (MPI: 1 + 2P ranks for P stages) */
     int local_stages;        /* stages when running in one process (default 1) */

@@ -45,6 +45,9 @@
 #define STAGE_MAX_DEFERRED 8
 
 typedef enum { KV_FILL_RECOMPUTE, KV_FILL_COPY, KV_FILL_OMIT } kv_fill_policy;
+/* --run-ahead: auto runs ahead where the node has more cores than computing ranks: there a stage's
+ * idle time is a core's idle time; where ranks share cores it is another rank's time. */
+enum { STAGE_RUN_AHEAD_AUTO = 0, STAGE_RUN_AHEAD_ON = 1, STAGE_RUN_AHEAD_OFF = 2 };
 /* Per micro-batch (Work.exit_mode): what happens at exit points. */
 typedef enum { EXIT_MODE_NONE = 0, EXIT_MODE_RECORD = 1, EXIT_MODE_DECIDE = 2 } exit_mode;
 
@@ -65,6 +68,7 @@ typedef struct {
     kv_fill_policy kv_fill;
     forward_pairs pairs;               /* layer-parallel pairs (none when first == end); none cut the slice */
     bool run_ahead;                    /* the worker calls stage_idle between frames */
+    int run_ahead_mode;                /* what --run-ahead asked (the worker decides run_ahead from it) */
     int partner_rank;                  /* --pair-ranks: computes the second layer of each pair here (0: none) */
 } stage_config;
 

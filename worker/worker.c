@@ -16,6 +16,16 @@
 /* Longest wait for rank 0's Setup: rank 0 loads its tokenizer and checks its options first. */
 #define SETUP_WAIT_SECONDS 600.0
 
+/* Ranks of this job on this node that compute (rank 0 mostly waits), and the node's cores. */
+static void node_load(int world_size, int *computing, long *cores) {
+    *cores = sysconf(_SC_NPROCESSORS_ONLN);
+    if (*cores < 1) *cores = 1;
+    const char *local_size_text = getenv("OMPI_COMM_WORLD_LOCAL_SIZE");
+    int local_size = local_size_text ? atoi(local_size_text) : world_size;
+    if (local_size < 1) local_size = 1;
+    *computing = local_size == world_size && local_size > 1 ? local_size - 1 : local_size;
+}
+
 int threads_per_rank(int requested, bool in_process, int world_size) {
     if (requested > 0) return requested;
     const char *slurm = getenv("SLURM_CPUS_PER_TASK");
@@ -23,12 +33,17 @@ int threads_per_rank(int requested, bool in_process, int world_size) {
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     if (cores < 1) cores = 1;
     if (in_process) return (int)cores;
-    const char *local_size_text = getenv("OMPI_COMM_WORLD_LOCAL_SIZE");
-    int local_size = local_size_text ? atoi(local_size_text) : world_size;
-    if (local_size < 1) local_size = 1;
-    int computing = local_size == world_size && local_size > 1 ? local_size - 1 : local_size;
+    int computing;
+    node_load(world_size, &computing, &cores);
     int threads = (int)(cores / computing);
     return threads < 1 ? 1 : threads;
+}
+
+bool run_ahead_pays(int world_size) {
+    int computing;
+    long cores;
+    node_load(world_size, &computing, &cores);
+    return cores > computing;
 }
 
 void threads_apply(int threads) {
@@ -59,7 +74,7 @@ static int receive_from_coordinator(transport *t, double seconds, Ramp__Envelope
     }
 }
 
-static int config_from_setup(const Ramp__Setup *m, int rank, stage_config *c, ramp_error *err) {
+static int config_from_setup(const Ramp__Setup *m, int rank, int world_size, stage_config *c, ramp_error *err) {
     if ((int)m->stage_index != rank || m->n_stages < 1 || m->first_layer >= m->end_layer ||
         m->n_exit_layers > EXIT_MAX_POINTS || m->kv_fill > KV_FILL_OMIT || !m->model_path || !*m->model_path)
         return ramp_fail(err, "Setup for stage %u of %u (layers %u-%u, %zu exit points) does not fit rank %d",
@@ -81,7 +96,9 @@ static int config_from_setup(const Ramp__Setup *m, int rank, stage_config *c, ra
     c->n_exit_candidates = (int)m->n_exit_candidates;
     c->kv_fill = (kv_fill_policy)m->kv_fill;
     c->pairs = (forward_pairs){.first = (int)m->parallel_first, .end = (int)m->parallel_end};
-    c->run_ahead = !m->no_run_ahead;
+    c->run_ahead_mode = (int)m->run_ahead;
+    c->run_ahead = c->run_ahead_mode == STAGE_RUN_AHEAD_ON ||
+                   (c->run_ahead_mode == STAGE_RUN_AHEAD_AUTO && run_ahead_pays(world_size));
     c->partner_rank = (int)m->partner_rank;
     return 0;
 }
@@ -185,7 +202,7 @@ int worker_main(transport *t) {
     }
     stage_config config;
     stage s;
-    if (config_from_setup(setup, rank, &config, &err) || stage_open(&s, &config, rank, t, &err)) {
+    if (config_from_setup(setup, rank, transport_size(t), &config, &err) || stage_open(&s, &config, rank, t, &err)) {
         wire_envelope_free(e);
         free(frame);
         return fail_and_abort(t, rank, &err, 10.0);

@@ -163,21 +163,22 @@ if have_mpi; then
         --kv-fill recompute
     [ "$RC" -eq 0 ] && cmp -s "$OUT" "$E2E_TMP/gen-recompute.txt"
     check $? "token-level exits on 3 stages give the same text as one process" "$(last_run_details)"
-    # Stages run parked micro-batches ahead of their Decisions (--run-ahead, default on): rows that
-    # leave give back what they wrote beyond their exit point; copy and omit show it if not.
+    # Stages run parked micro-batches ahead of their Decisions (--run-ahead on; auto, the default, only
+    # where cores are spare): rows that leave give back what they wrote beyond their exit point;
+    # copy and omit show it if not.
     for policy in copy omit; do
         mpi_run 120 4 generate -m "$M" --ctx 256 -f "$E2E_TMP/prompts.txt" -n 32 --exit "conf:$E2E_TMP/conf.json" \
-            --kv-fill $policy --metrics-json "$E2E_TMP/ahead-$policy.json"
+            --kv-fill $policy --run-ahead on --metrics-json "$E2E_TMP/ahead-$policy.json"
         [ "$RC" -eq 0 ] && cmp -s "$OUT" "$E2E_TMP/gen-$policy.txt"
         check $? "token-level exits with --kv-fill $policy on 3 stages (running ahead of decisions) give one process's text" \
             "ran ahead: $(json_get "$E2E_TMP/ahead-$policy.json" "[s['run_ahead_layer_rows'] for s in d['stages']]" 2>&1); $(last_run_details)"
     done
     mpi_run 120 4 eval -m "$M" "${EXITS[@]}" --data "$SST2/stsa.binary.dev" --limit 120 --exit "svm:$E2E_TMP/one.svm" \
-        --run-ahead off --json "$E2E_TMP/eval3-off.json"
+        --run-ahead on --json "$E2E_TMP/eval3-on.json"
     same=$(python3 -c "
 import json,sys
 a,b=json.load(open(sys.argv[1])),json.load(open(sys.argv[2]))
-print(all(a[k]==b[k] for k in ['labels_full','labels_exit','exit_histogram']))" "$E2E_TMP/eval3.json" "$E2E_TMP/eval3-off.json" 2>&1)
+print(all(a[k]==b[k] for k in ['labels_full','labels_exit','exit_histogram']))" "$E2E_TMP/eval3.json" "$E2E_TMP/eval3-on.json" 2>&1)
     [ "$RC" -eq 0 ] && [ "$same" = True ]
-    check $? "eval on 3 stages: the same answers with --run-ahead off as with stages running ahead" "$same; $(last_run_details)"
+    check $? "eval on 3 stages: the same answers with --run-ahead on as without" "$same; $(last_run_details)"
 fi
