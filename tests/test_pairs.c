@@ -398,6 +398,14 @@ Test(pairs, two_members_in_two_processes_give_the_fused_bits) {
     cr_assert_eq(point.begins, 1, "member 0 announced %d runs of pairs, expected 1", point.begins);
     cr_assert_eq(memcmp(runs[0].hidden, want, sizeof(float) * N * dim), 0, "member 0's states differ from the fused pair's");
     cr_assert_eq(memcmp(runs[1].hidden, want, sizeof(float) * N * dim), 0, "member 1's states differ from the fused pair's");
+    /* and both agree with the straightforward reference, pair by pair */
+    float reference[N * 128], keys_a[N * 64], keys_b[N * 64];
+    sequence(&fused.m, N, 6, reference);
+    for (int a = FIRST; a < END; a += 2) reference_pair(&fused.m, a, reference, N, keys_a, keys_b);
+    for (int i = 0; i < 2; i++) {
+        double d = relative_difference(runs[i].hidden, reference, (size_t)N * dim);
+        cr_assert_lt(d, 1e-4, "member %d's states differ from the reference pairs by %g (relative)", i, d);
+    }
     /* each process holds the keys of its own layers, the fused ones' bits */
     for (int layer = FIRST; layer < END; layer++)
         for (int t = 0; t < N; t++) {
