@@ -340,7 +340,7 @@ static int handle_exit_features(pipeline *p, const Ramp__Output *o, ramp_error *
      * (an svm reads its support vectors once for the whole report), then answer them in order. */
     const size_t n = o->n_features;
     request *asked_requests[n + 1];
-    const exit_observation *asked[n + 1];
+    exit_observation asked[n + 1];
     int asked_points[n + 1], asked_row[n + 1], n_asked = 0;
     bool leaves[n + 1];
     for (size_t i = 0; i < n; i++) {
@@ -348,10 +348,10 @@ static int handle_exit_features(pipeline *p, const Ramp__Output *o, ramp_error *
         int index = request_index(p, f->request_id, err);
         if (index < 0) return -1;
         request *r = &p->scheduler.requests[index];
-        const exit_observation *ask;
-        if (exit_run_record(&p->exits, r, index, exit_index, f, &ask, err)) return -1;
+        bool ask;
+        if (exit_run_record(&p->exits, r, index, exit_index, f, &ask, &asked[n_asked], err)) return -1;
         if (!ask) continue;
-        asked_requests[n_asked] = r, asked[n_asked] = ask, asked_points[n_asked] = exit_index;
+        asked_requests[n_asked] = r, asked_points[n_asked] = exit_index;
         asked_row[n_asked++] = (int)i;
     }
     exit_run_decide(&p->exits, n_asked, asked_requests, asked_points, asked, leaves);

@@ -75,9 +75,9 @@ static void fill_previous(exit_observation *o, const exit_observation *observati
     o->features[EXIT_FEATURE_PREVIOUS_GAP] = previous ? previous->features[EXIT_FEATURE_GAP] : 0.0f;
 }
 
-int exit_run_record(exit_run *run, request *r, int index, int exit_index, const Ramp__ExitFeatures *f,
-                    const exit_observation **ask, ramp_error *err) {
-    *ask = NULL;
+int exit_run_record(exit_run *run, request *r, int index, int exit_index, const Ramp__ExitFeatures *f, bool *ask,
+                    exit_observation *observed, ramp_error *err) {
+    *ask = false;
     exit_record *record;
     if (run->keep_records) {
         int record_index = current_record(run, r, index, err);
@@ -97,16 +97,17 @@ int exit_run_record(exit_run *run, request *r, int index, int exit_index, const 
     if (r->exit.mode != EXIT_MODE_DECIDE || !r->exit.policy) return 0;
     /* A sequence may keep only so many exited tokens waiting for their skipped layers. */
     if (r->exit.token_level && (r->consecutive_exits >= STAGE_MAX_DEFERRED - 1 || r->n_fed <= r->n_prompt)) return 0;
-    *ask = o;
+    *ask = true;
+    *observed = *o; /* a copy: the next row's record may move the records array */
     return 0;
 }
 
 void exit_run_decide(exit_run *run, int n, request *const *requests, const int *exit_index,
-                     const exit_observation *const *asked, bool *leaves) {
+                     const exit_observation *asked, bool *leaves) {
     double start = clock_seconds();
     const float *features[n > 0 ? n : 1];
     int tokens[n > 0 ? n : 1];
-    for (int i = 0; i < n; i++) features[i] = asked[i]->features, tokens[i] = asked[i]->top_token;
+    for (int i = 0; i < n; i++) features[i] = asked[i].features, tokens[i] = asked[i].top_token;
     /* rows of one policy at a time (requests may bring their own) */
     for (int first = 0, end; first < n; first = end) {
         const exit_policy *policy = requests[first]->exit.policy;
@@ -120,9 +121,10 @@ void exit_run_decide(exit_run *run, int n, request *const *requests, const int *
 int exit_run_observe(exit_run *run, request *r, int index, int exit_index, const Ramp__ExitFeatures *f, bool *leaves,
                      ramp_error *err) {
     *leaves = false;
-    const exit_observation *ask;
-    if (exit_run_record(run, r, index, exit_index, f, &ask, err)) return -1;
-    if (ask) exit_run_decide(run, 1, &r, &exit_index, &ask, leaves);
+    bool ask;
+    exit_observation observed;
+    if (exit_run_record(run, r, index, exit_index, f, &ask, &observed, err)) return -1;
+    if (ask) exit_run_decide(run, 1, &r, &exit_index, &observed, leaves);
     return 0;
 }
 

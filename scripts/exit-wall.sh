@@ -1,9 +1,10 @@
 #!/bin/bash
 # exit-wall.sh: do request-level exits save wall time in proportion to the layers they skip?
 #
-#   scripts/exit-wall.sh [REPEATS]     (RAMP_BIN=bin/ramp, RAMP_SHARED=../shared, WORK=build/exit-wall)
+#   scripts/exit-wall.sh [REPEATS]     (RAMP_BIN=bin/ramp, RAMP_SHARED=../shared, WORK=build/exit-wall,
+#                                       MODEL=lite16-tasks)
 #
-# lite16-tasks (the model that really classifies), exit points 4,6,...,14, an AdaInfer classifier
+# lite16-tasks (the model that really classifies; MODEL=lite16 for the untuned one), exit points 4,6,...,14, an AdaInfer classifier
 # trained with `exit-train --target-agreement 0.985` on the task's training file, judged on SST-2
 # dev and TREC test. Each `eval` invocation runs the set at full depth and then with exits; its
 # wall-time saving is 1 - seconds_exit / seconds_full, set against its pruning ratio. One process
@@ -18,7 +19,7 @@ repeats=${1:-3}
 bin=${RAMP_BIN:-bin/ramp}
 shared=${RAMP_SHARED:-../shared}
 work=${WORK:-build/exit-wall}
-model=$shared/models/lite16-tasks/model-f32.gguf
+model=$shared/models/${MODEL:-lite16-tasks}/model-f32.gguf
 mkdir -p "$work"
 mpirun=(mpirun --oversubscribe -np 4)
 [ "$(id -u)" -eq 0 ] && mpirun+=(--allow-run-as-root)
