@@ -2,7 +2,7 @@
 # exit-wall.sh: do request-level exits save wall time in proportion to the layers they skip?
 #
 #   scripts/exit-wall.sh [REPEATS]     (RAMP_BIN=bin/ramp, RAMP_SHARED=../shared, WORK=build/exit-wall,
-#                                       MODEL=lite16-tasks)
+#                                       MODEL=lite16-tasks, RUN_AHEAD=auto|on|off)
 #
 # lite16-tasks (the model that really classifies; MODEL=lite16 for the untuned one), exit points 4,6,...,14, an AdaInfer classifier
 # trained with `exit-train --target-agreement 0.985` on the task's training file, judged on SST-2
@@ -24,6 +24,7 @@ mkdir -p "$work"
 mpirun=(mpirun --oversubscribe -np 4)
 [ "$(id -u)" -eq 0 ] && mpirun+=(--allow-run-as-root)
 exits=(--ctx 256 --exit-layers 4,6,8,10,12,14)
+run_ahead=(); [ -n "${RUN_AHEAD:-}" ] && run_ahead=(--run-ahead "$RUN_AHEAD")
 train_file() { case $1 in sst2) echo "$shared/data/sst2/stsa.binary.train";; trec) echo "$shared/data/trec/train.txt";; esac; }
 judge_file() { case $1 in sst2) echo "$shared/data/sst2/glue_dev.tsv";; trec) echo "$shared/data/trec/test.txt";; esac; }
 for task in sst2 trec; do
@@ -38,11 +39,11 @@ for i in $(seq "$repeats"); do
         for stages in 1 3; do
             launch=("$bin")
             [ $stages -eq 3 ] && launch=("${mpirun[@]}" "$bin")
-            OMP_WAIT_POLICY=passive "${launch[@]}" eval -m "$model" "${exits[@]}" --task $task --data "$(judge_file $task)" \
+            OMP_WAIT_POLICY=passive "${launch[@]}" eval -m "$model" "${exits[@]}" "${run_ahead[@]}" --task $task --data "$(judge_file $task)" \
                 --exit "svm:$work/$task.svm" --json "$work/$task-$stages-$i.json" >/dev/null 2>"$work/$task-$stages-$i.err"
-            OMP_WAIT_POLICY=passive "${launch[@]}" eval -m "$model" "${exits[@]}" --task $task --data "$(judge_file $task)" \
+            OMP_WAIT_POLICY=passive "${launch[@]}" eval -m "$model" "${exits[@]}" "${run_ahead[@]}" --task $task --data "$(judge_file $task)" \
                 --exit none --metrics-json "$work/where-full-$task-$stages-$i.json" >/dev/null 2>&1
-            OMP_WAIT_POLICY=passive "${launch[@]}" eval -m "$model" "${exits[@]}" --task $task --data "$(judge_file $task)" \
+            OMP_WAIT_POLICY=passive "${launch[@]}" eval -m "$model" "${exits[@]}" "${run_ahead[@]}" --task $task --data "$(judge_file $task)" \
                 --exit "svm:$work/$task.svm" --no-full --metrics-json "$work/where-exit-$task-$stages-$i.json" >/dev/null 2>&1
         done
     done
