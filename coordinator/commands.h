@@ -13,5 +13,6 @@ int command_exit_train(int argc, char **argv, transport *mpi);
 int command_exit_calibrate(int argc, char **argv, transport *mpi);
 int command_serve(int argc, char **argv, transport *mpi);
 int command_batch(int argc, char **argv, transport *mpi);
+int command_nll(int argc, char **argv, transport *mpi);
 
 #endif

@@ -336,14 +336,30 @@ static int handle_exit_features(pipeline *p, const Ramp__Output *o, ramp_error *
     uint64_t leaving[o->n_features + 1];
     int n_leaving = 0;
     double now = clock_seconds();
-    for (size_t i = 0; i < o->n_features; i++) {
+    /* Record every row's features, then ask the policy about all the rows that may leave at once
+     * (an svm reads its support vectors once for the whole report), then answer them in order. */
+    const size_t n = o->n_features;
+    request *asked_requests[n + 1];
+    exit_observation asked[n + 1];
+    int asked_points[n + 1], asked_row[n + 1], n_asked = 0;
+    bool leaves[n + 1];
+    for (size_t i = 0; i < n; i++) {
         const Ramp__ExitFeatures *f = o->features[i];
         int index = request_index(p, f->request_id, err);
         if (index < 0) return -1;
         request *r = &p->scheduler.requests[index];
-        bool leaves;
-        if (exit_run_observe(&p->exits, r, index, exit_index, f, &leaves, err)) return -1;
-        if (!leaves) continue;
+        bool ask;
+        if (exit_run_record(&p->exits, r, index, exit_index, f, &ask, &asked[n_asked], err)) return -1;
+        if (!ask) continue;
+        asked_requests[n_asked] = r, asked_points[n_asked] = exit_index;
+        asked_row[n_asked++] = (int)i;
+    }
+    exit_run_decide(&p->exits, n_asked, asked_requests, asked_points, asked, leaves);
+    for (int k = 0; k < n_asked; k++) {
+        if (!leaves[k]) continue;
+        const Ramp__ExitFeatures *f = o->features[asked_row[k]];
+        request *r = asked_requests[k];
+        int index = (int)(r - p->scheduler.requests);
         leaving[n_leaving++] = f->request_id;
         exit_run_settle(&p->exits, r, f->top_token, exit_index);
         float logprob = f->top_prob > 0 ? logf(f->top_prob) : -INFINITY;

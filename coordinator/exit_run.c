@@ -75,9 +75,9 @@ static void fill_previous(exit_observation *o, const exit_observation *observati
     o->features[EXIT_FEATURE_PREVIOUS_GAP] = previous ? previous->features[EXIT_FEATURE_GAP] : 0.0f;
 }
 
-int exit_run_observe(exit_run *run, request *r, int index, int exit_index, const Ramp__ExitFeatures *f, bool *leaves,
-                     ramp_error *err) {
-    *leaves = false;
+int exit_run_record(exit_run *run, request *r, int index, int exit_index, const Ramp__ExitFeatures *f, bool *ask,
+                    exit_observation *observed, ramp_error *err) {
+    *ask = false;
     exit_record *record;
     if (run->keep_records) {
         int record_index = current_record(run, r, index, err);
@@ -97,9 +97,34 @@ int exit_run_observe(exit_run *run, request *r, int index, int exit_index, const
     if (r->exit.mode != EXIT_MODE_DECIDE || !r->exit.policy) return 0;
     /* A sequence may keep only so many exited tokens waiting for their skipped layers. */
     if (r->exit.token_level && (r->consecutive_exits >= STAGE_MAX_DEFERRED - 1 || r->n_fed <= r->n_prompt)) return 0;
+    *ask = true;
+    *observed = *o; /* a copy: the next row's record may move the records array */
+    return 0;
+}
+
+void exit_run_decide(exit_run *run, int n, request *const *requests, const int *exit_index,
+                     const exit_observation *asked, bool *leaves) {
     double start = clock_seconds();
-    *leaves = exit_policy_should_exit(r->exit.policy, exit_index, o->features, o->top_token);
+    const float *features[n > 0 ? n : 1];
+    int tokens[n > 0 ? n : 1];
+    for (int i = 0; i < n; i++) features[i] = asked[i].features, tokens[i] = asked[i].top_token;
+    /* rows of one policy at a time (requests may bring their own) */
+    for (int first = 0, end; first < n; first = end) {
+        const exit_policy *policy = requests[first]->exit.policy;
+        for (end = first + 1; end < n && requests[end]->exit.policy == policy; end++) {}
+        exit_policy_should_exit_many(policy, end - first, exit_index + first, features + first, tokens + first,
+                                     leaves + first);
+    }
     run->policy_seconds += clock_seconds() - start;
+}
+
+int exit_run_observe(exit_run *run, request *r, int index, int exit_index, const Ramp__ExitFeatures *f, bool *leaves,
+                     ramp_error *err) {
+    *leaves = false;
+    bool ask;
+    exit_observation observed;
+    if (exit_run_record(run, r, index, exit_index, f, &ask, &observed, err)) return -1;
+    if (ask) exit_run_decide(run, 1, &r, &exit_index, &observed, leaves);
     return 0;
 }
 

@@ -53,6 +53,14 @@ int exit_run_point(const exit_run *run, int layer);
  * when the row leaves here (only when the request's own setting is EXIT_MODE_DECIDE). */
 int exit_run_observe(exit_run *run, request *r, int index, int exit_index, const Ramp__ExitFeatures *f, bool *leaves,
                      ramp_error *err);
+/* The same in two steps, so that the rows of one report are decided together: records the
+ * features and sets *ask when the policy must judge the row (false when it cannot leave here),
+ * copying what it judges into *observed; then exit_run_decide judges n such rows (leaves[n]),
+ * each as it would be alone. */
+int exit_run_record(exit_run *run, request *r, int index, int exit_index, const Ramp__ExitFeatures *f, bool *ask,
+                    exit_observation *observed, ramp_error *err);
+void exit_run_decide(exit_run *run, int n, request *const *requests, const int *exit_index,
+                     const exit_observation *asked, bool *leaves);
 /* The request's current output token is settled at exit point exit_index (n_exits: full depth). */
 void exit_run_settle(exit_run *run, request *r, int token, int exit_index);
 

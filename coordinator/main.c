@@ -21,6 +21,7 @@ static const struct {
     {"eval", command_eval, "accuracy, agreement and layers saved on a labelled set, with and without exit"},
     {"exit-train", command_exit_train, "train the AdaInfer SVM exit classifier (libsvm) on a labelled set"},
     {"exit-calibrate", command_exit_calibrate, "set LITE confidence thresholds per exit point"},
+    {"nll", command_nll, "negative log-likelihood per token of held-out documents (layer-math changes)"},
     {"synth", command_synth, "write a synthetic GGUF model with random weights (for benchmarks)"},
 };
 

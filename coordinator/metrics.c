@@ -183,6 +183,11 @@ void metrics_print_summary(const pipeline *p, FILE *out) {
                 100.0 * stage_idle_fraction(r), (unsigned long long)r->batches, (unsigned long long)r->rows,
                 r->bytes_sent / 1e6, r->bytes_received / 1e6, r->kv_bytes_peak / 1e6, r->weight_bytes / 1e6,
                 r->exit_head_seconds);
+        fprintf(out, "ramp:     layers %.3f s for %llu row-layers (%.1f rows per micro-batch and layer), waiting for "
+                "exit decisions %.3f s, run ahead of them %llu row-layers (%llu for rows that left)\n",
+                r->compute_seconds, (unsigned long long)r->layer_rows,
+                r->layer_batches ? (double)r->layer_rows / (double)r->layer_batches : 0.0, r->decision_wait_seconds,
+                (unsigned long long)r->speculated_layer_rows, (unsigned long long)r->wasted_layer_rows);
     }
     if (p->exits.mode == EXIT_MODE_DECIDE && p->exits.outputs > 0) {
         double saved = 1.0 - (double)p->exits.layers_executed / ((double)p->exits.outputs * p->exits.total_layers);
@@ -215,6 +220,13 @@ int metrics_write_json(const pipeline *p, const char *path, ramp_error *err) {
                               "bytes_received", (json_int_t)r->bytes_received, "kv_bytes_peak",
                               (json_int_t)r->kv_bytes_peak, "weight_bytes", (json_int_t)r->weight_bytes,
                               "peak_resident_bytes", (json_int_t)r->peak_resident_bytes));
+        json_t *stage = json_array_get(stages, json_array_size(stages) - 1);
+        json_object_set_new(stage, "compute_seconds", json_real(r->compute_seconds));
+        json_object_set_new(stage, "layer_rows", json_integer((json_int_t)r->layer_rows));
+        json_object_set_new(stage, "layer_batches", json_integer((json_int_t)r->layer_batches));
+        json_object_set_new(stage, "decision_wait_seconds", json_real(r->decision_wait_seconds));
+        json_object_set_new(stage, "run_ahead_layer_rows", json_integer((json_int_t)r->speculated_layer_rows));
+        json_object_set_new(stage, "run_ahead_wasted_layer_rows", json_integer((json_int_t)r->wasted_layer_rows));
     }
     double seconds = run_seconds(p);
     int P = p->n_stages, M = p->options.lanes;

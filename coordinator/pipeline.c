@@ -23,6 +23,13 @@
 const char pipeline_flags_help[] =
     "pipeline (the same flags under mpirun; rank 0 coordinates, ranks 1..P are stages):\n"
     "      --layers SPLIT     layers per stage, e.g. 0-3,4-9,10-15 (default: balanced by compute)\n"
+    "      --parallel-layers A-B  layers A..B in parallel pairs (A,A+1), (A+2,A+3), ...: each pair reads one\n"
+    "                         input and adds both layers' attention, then both MLPs (arXiv 2502.02790)\n"
+    "      --pair-ranks on|off  with --parallel-layers under MPI: each stage gets a partner rank that\n"
+    "                         computes the second layer of its pairs at the same time (1 + 2P ranks)\n"
+    "      --run-ahead auto|on|off  while an exit Decision is pending, a stage with nothing else to do\n"
+    "                         runs the parked micro-batch's next segment (auto, the default: where the\n"
+    "                         node has more cores than computing ranks; off: it waits idle)\n"
     "      --split HOW        compute (default): stages balanced by compute; exit-aware[:FILE]: balanced by\n"
     "                         the work left once exits are taken, from the exit profile in FILE (eval --json,\n"
     "                         a classifier's sidecar, a thresholds file; default: the --exit policy's file)\n"
@@ -76,6 +83,25 @@ int pipeline_parse_flag(pipeline_options *o, const char *flag, const char *value
         o->layers = value;
         return 1;
     }
+    if (!strcmp(flag, "parallel-layers")) {
+        forward_pairs pairs;
+        if (pipeline_parse_pairs(value, 1 << 20, &pairs, err)) return -1;
+        o->parallel_layers = value;
+        return 1;
+    }
+    if (!strcmp(flag, "pair-ranks")) {
+        if (strcmp(value, "on") && strcmp(value, "off"))
+            return ramp_fail(err, "--pair-ranks expects on or off, got '%s'", value);
+        o->pair_ranks = !strcmp(value, "on");
+        return 1;
+    }
+    if (!strcmp(flag, "run-ahead")) {
+        if (!strcmp(value, "auto")) o->run_ahead = STAGE_RUN_AHEAD_AUTO;
+        else if (!strcmp(value, "on")) o->run_ahead = STAGE_RUN_AHEAD_ON;
+        else if (!strcmp(value, "off")) o->run_ahead = STAGE_RUN_AHEAD_OFF;
+        else return ramp_fail(err, "--run-ahead expects auto, on or off, got '%s'", value);
+        return 1;
+    }
     if (!strcmp(flag, "split")) {
         if (strcmp(value, "compute") && strcmp(value, "exit-aware") && strncmp(value, "exit-aware:", 11))
             return ramp_fail(err, "--split expects compute, exit-aware or exit-aware:FILE, got '%s'", value);
@@ -97,6 +123,18 @@ int pipeline_parse_flag(pipeline_options *o, const char *flag, const char *value
     return 0;
 }
 
+int pipeline_parse_pairs(const char *text, int n_layers, forward_pairs *pairs, ramp_error *err) {
+    int first, last, used = 0;
+    if (sscanf(text, "%d-%d%n", &first, &last, &used) != 2 || text[used] || first < 0 || last <= first ||
+        (last - first + 1) % 2)
+        return ramp_fail(err, "--parallel-layers expects A-B with an even number of layers from A to B (e.g. 4-11), "
+                              "got '%s'", text);
+    if (last >= n_layers)
+        return ramp_fail(err, "--parallel-layers %s: the model has layers 0-%d", text, n_layers - 1);
+    *pairs = (forward_pairs){.first = first, .end = last + 1};
+    return 0;
+}
+
 void pipeline_split_from_policy(pipeline_options *o, const char *exit_spec, char *buffer, size_t capacity) {
     if (!o->split || strcmp(o->split, "exit-aware") || !exit_spec) return;
     const char *colon = strchr(exit_spec, ':');
@@ -111,19 +149,24 @@ static int choose_split(pipeline *p, const model_config *config, ramp_error *err
     if (o->layers && o->split)
         return ramp_fail(err, "--layers %s and --split %s both choose the stages' layers: give one", o->layers,
                          o->split);
-    if (o->layers) return split_parse(o->layers, config->n_layers, p->n_stages, p->ranges, err);
-    if (!exit_aware) return split_balanced(config, p->n_stages, false, p->ranges, err);
+    const forward_pairs *pairs = p->pairs.first < p->pairs.end ? &p->pairs : NULL;
+    if (o->layers)
+        return split_parse(o->layers, config->n_layers, p->n_stages, p->ranges, err) ||
+                       split_check_pairs(p->ranges, p->n_stages, pairs, err)
+                   ? ramp_fail_prefix(err, "--layers: ")
+                   : 0;
+    if (!exit_aware) return split_balanced(config, p->n_stages, false, pairs, p->ranges, err);
     if (strncmp(o->split, "exit-aware:", 11))
         return ramp_fail(err, "--split exit-aware: expected a profile (exit-aware:FILE, or an --exit policy whose "
                               "file records one), found none");
     const char *path = o->split + 11;
     exit_profile profile;
     if (exit_profile_read(&profile, path, config->n_layers, err)) return ramp_fail_prefix(err, "--split: ");
-    int status = split_exit_aware(config, p->n_stages, profile.reach, profile.n_layers, p->ranges, err);
+    int status = split_exit_aware(config, p->n_stages, profile.reach, profile.n_layers, pairs, p->ranges, err);
     if (!status) {
         layer_range balanced[p->n_stages];
         double aware_costs[p->n_stages], balanced_costs[p->n_stages];
-        split_balanced(config, p->n_stages, false, balanced, err);
+        split_balanced(config, p->n_stages, false, pairs, balanced, err);
         split_stage_costs(config, p->ranges, p->n_stages, profile.reach, aware_costs);
         split_stage_costs(config, balanced, p->n_stages, profile.reach, balanced_costs);
         char aware_text[256], balanced_text[256];
@@ -159,7 +202,12 @@ static stage_config stage_config_for(const pipeline *p, int stage_index, int con
         .exit_candidates = o->candidates,
         .n_exit_candidates = o->n_candidates,
         .kv_fill = o->kv_fill,
+        .pairs = p->pairs,
+        .run_ahead_mode = o->run_ahead,
     };
+    /* a partner rank only where the stage holds a pair; the others' partners are released */
+    for (int l = c.first_layer; o->pair_ranks && l < c.end_layer; l++)
+        if (forward_pair_starts(&p->pairs, l)) c.partner_rank = p->n_stages + stage_index;
     memcpy(c.exit_layers, p->exit_layers, sizeof c.exit_layers);
     return c;
 }
@@ -181,6 +229,13 @@ static int send_control(pipeline *p, int rank, Ramp__Control__Kind kind, uint32_
     e.body_case = RAMP__ENVELOPE__BODY_CONTROL;
     e.control = &c;
     return send_envelope(p->transport, rank, &e, NULL, 0, err);
+}
+
+long long pipeline_layer_rows(const pipeline *p) {
+    if (!p->local) return -1;
+    long long total = 0;
+    for (int s = 0; s < p->n_stages; s++) total += (long long)p->local[s].layer_rows;
+    return total;
 }
 
 int pipeline_send_ping(pipeline *p, int rank, ramp_error *err) {
@@ -349,10 +404,26 @@ static int send_setup(pipeline *p, int index, ramp_error *err) {
     m.kv_fill = (uint32_t)c.kv_fill;
     m.threads = (uint32_t)p->options.threads;
     m.shutdown_grace_seconds = p->options.grace_seconds + p->options.timeout_seconds;
+    m.parallel_first = (uint32_t)c.pairs.first;
+    m.parallel_end = (uint32_t)c.pairs.end;
+    m.run_ahead = (uint32_t)c.run_ahead_mode;
+    m.partner_rank = (uint32_t)c.partner_rank;
     Ramp__Envelope e = RAMP__ENVELOPE__INIT;
     e.body_case = RAMP__ENVELOPE__BODY_SETUP;
     e.setup = &m;
-    return send_envelope(p->transport, index, &e, NULL, 0, err);
+    if (send_envelope(p->transport, index, &e, NULL, 0, err)) return -1;
+    if (!p->options.pair_ranks) return 0;
+    if (!c.partner_rank) { /* this stage holds no pair: its partner has nothing to do */
+        Ramp__Control stop = RAMP__CONTROL__INIT;
+        stop.kind = RAMP__CONTROL__KIND__SHUTDOWN;
+        Ramp__Envelope s = RAMP__ENVELOPE__INIT;
+        s.body_case = RAMP__ENVELOPE__BODY_CONTROL;
+        s.control = &stop;
+        return send_envelope(p->transport, p->n_stages + index, &s, NULL, 0, err);
+    }
+    m.partner_rank = 0;
+    m.partner_of = (uint32_t)index;
+    return send_envelope(p->transport, c.partner_rank, &e, NULL, 0, err);
 }
 
 void pipeline_release_workers(transport *mpi) {
@@ -382,6 +453,15 @@ int pipeline_open(pipeline *p, const pipeline_options *o, ramp_error *err) {
         return -1;
     }
     p->n_stages = transport_size(p->transport) - 1;
+    if (o->pair_ranks) { /* ranks 1..P are the stages, P+1..2P their partners */
+        if (!mpi) return ramp_fail(err, "--pair-ranks on needs an MPI job (mpirun -np 1+2P); in one process the "
+                                        "pairs' two layers run fused");
+        if (!o->parallel_layers) return ramp_fail(err, "--pair-ranks on needs --parallel-layers A-B");
+        if (p->n_stages % 2)
+            return ramp_fail(err, "--pair-ranks on needs 1 + 2P ranks (P stages and their partners), found %d ranks",
+                             p->n_stages + 1);
+        p->n_stages /= 2;
+    }
     p->threads = threads_per_rank(o->threads, !mpi, transport_size(p->transport));
     threads_apply(mpi ? 1 : p->threads);
 
@@ -393,6 +473,7 @@ int pipeline_open(pipeline *p, const pipeline_options *o, ramp_error *err) {
     if (config.context_length > 0 && context > config.context_length)
         fprintf(stderr, "ramp: warning: --ctx %d exceeds the context length %s declares (%d); positions beyond it "
                         "may decode poorly\n", context, o->model_path, config.context_length);
+    if (o->parallel_layers && pipeline_parse_pairs(o->parallel_layers, config.n_layers, &p->pairs, err)) return -1;
     p->ranges = calloc((size_t)p->n_stages, sizeof *p->ranges);
     p->stages = calloc((size_t)p->n_stages, sizeof *p->stages);
     if (!p->ranges || !p->stages) return ramp_fail(err, "out of memory");
@@ -403,6 +484,11 @@ int pipeline_open(pipeline *p, const pipeline_options *o, ramp_error *err) {
     } else if (o->exits) { /* exit heads cost memory and time: only when a job asks for exits */
         for (int s = 0; s + 1 < p->n_stages; s++) p->exit_layers[p->n_exits++] = p->ranges[s].end_layer;
     }
+    for (int i = 0; i < p->n_exits; i++) /* a pair computes its two layers at once: no state between them */
+        if (forward_pair_starts(&p->pairs, p->exit_layers[i] - 1))
+            return ramp_fail(err, "exit point after %d layers falls inside the parallel pair %d,%d: exit points must "
+                                  "fall on pair boundaries", p->exit_layers[i], p->exit_layers[i] - 1,
+                             p->exit_layers[i]);
     /* One stage computes one micro-batch at a time: one lane keeps every request's row in the same
      * product (measured: 16 streaming clients on lite16, 993 vs 419 tokens/s with 8 lanes). Several
      * stages need micro-batches in flight to keep each other busy. */

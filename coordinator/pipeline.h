@@ -38,6 +38,10 @@ typedef struct {
     const char *layers;      /* explicit split "0-3,4-9,..." or NULL for a balanced one */
     const char *split;       /* NULL or "compute": balanced by compute; "exit-aware:FILE": balanced by
                               * the expected work once exits are taken (FILE's exit profile) */
+    const char *parallel_layers; /* "A-B": layers A..B evaluated in parallel pairs (forward.h), or NULL */
+    int run_ahead;           /* --run-ahead: STAGE_RUN_AHEAD_AUTO, _ON or _OFF (stage.h) */
+    bool pair_ranks;         /* --pair-ranks on: two ranks per stage, the second computing the second
+                              * layer of each of its pairs (MPI: 1 + 2P ranks for P stages) */
     int local_stages;        /* stages when running in one process (default 1) */
     int threads;             /* per rank; 0 = cores / ranks on this node */
     int max_sequences;       /* concurrent sequences (KV slots) */
@@ -63,6 +67,8 @@ void pipeline_options_default(pipeline_options *o);
  * one, 0 if not, -1 on a bad value (message in err). */
 int pipeline_parse_flag(pipeline_options *o, const char *flag, const char *value, ramp_error *err);
 extern const char pipeline_flags_help[];
+/* "A-B" (--parallel-layers) into pairs, checked against a model of n_layers layers. */
+int pipeline_parse_pairs(const char *text, int n_layers, forward_pairs *pairs, ramp_error *err);
 /* --split exit-aware without a file takes the profile recorded with the run's exit policy (spec
  * "svm:FILE" or "conf:FILE"): writes "exit-aware:FILE" into buffer and points o->split at it. */
 void pipeline_split_from_policy(pipeline_options *o, const char *exit_spec, char *buffer, size_t capacity);
@@ -132,6 +138,7 @@ struct pipeline {
     uint64_t micro_batches;
     int n_exits;
     int exit_layers[EXIT_MAX_POINTS];
+    forward_pairs pairs; /* --parallel-layers, none when pairs.first == pairs.end */
     exit_run exits;
     request_exit default_exit; /* what pipeline_submit_text requests use (set by pipeline_set_exits) */
     /* the engine (engine.c) */
@@ -177,6 +184,9 @@ char *pipeline_continuation(const pipeline *p, int index, size_t *length);
 /* Shuts the stages down, collects their counters, prints the summary on stderr and writes
  * --metrics-json. */
 int pipeline_finish(pipeline *p, ramp_error *err);
+/* Rows x layers the stages have computed since they opened: the layer evaluations really run,
+ * recomputed rows included. In-process stages only (-1 under MPI, whose stages report at the end). */
+long long pipeline_layer_rows(const pipeline *p);
 /* Asks stage `rank` for its live counters (answered by a Hello). */
 int pipeline_send_ping(pipeline *p, int rank, ramp_error *err);
 /* The engine's bookkeeping of requests (engine.c), dropped when a job resets its requests. */

@@ -1,5 +1,7 @@
 #include "scheduler.h"
 
+#include "stage.h" /* exit_mode */
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -139,6 +141,11 @@ static int lane_free_slot(scheduler *s, int lane) {
     return -1;
 }
 
+/* A request that may leave at an exit point (request-level exit) leaves with the rows of its last
+ * prompt chunk only: a chunk sent in an earlier micro-batch, which asks for no output, runs every
+ * layer whatever the exit decides. So its prompt is not cut across micro-batches when it fits in one. */
+static bool leaves_whole(const request *r) { return r->exit.mode == EXIT_MODE_DECIDE && !r->exit.token_level; }
+
 static void add_rows(scheduler *s, micro_batch *b, int index, int count) {
     request *r = &s->requests[index];
     for (int k = 0; k < count; k++) {
@@ -184,6 +191,8 @@ static bool lane_form_batch(scheduler *s, int lane) {
             bool decoding = r->n_fed >= r->n_prompt;
             if (decoding != (pass == 0)) continue;
             int remaining = r->n_tokens - r->n_fed, room = s->config.batch_tokens - b->n_rows;
+            if (remaining > room && remaining <= s->config.batch_tokens && leaves_whole(r))
+                continue; /* the next micro-batch takes it whole */
             add_rows(s, b, i, remaining < room ? remaining : room);
         }
     }

@@ -58,7 +58,11 @@ typedef struct {
     double layer, head, head_weight;
     bool head_on_every_stage;
     const double *prefix; /* [L + 1]: sum of the weights of layers 0..l-1 */
+    const forward_pairs *pairs;
 } split_costs;
+
+/* A stage may start at layer j unless j is the second layer of a pair. */
+static bool may_start(const split_costs *k, int j) { return !forward_pair_starts(k->pairs, j - 1); }
 
 static double range_cost(const split_costs *k, int first, int end, bool last) {
     double cost = (k->prefix[end] - k->prefix[first]) * k->layer;
@@ -77,6 +81,7 @@ static void least_maximum(const split_costs *k, double *best, int *cut) {
         bool last = s == k->n_stages;
         for (int l = s; l <= k->L; l++) {
             for (int j = s - 1; j < l; j++) { /* this stage takes layers j..l-1 */
+                if (!may_start(k, j) || (l < k->L && !may_start(k, l))) continue;
                 double cost = range_cost(k, j, l, last);
                 double worst = AT(best, s - 1, j) > cost ? AT(best, s - 1, j) : cost;
                 if (worst < AT(best, s, l)) {
@@ -98,6 +103,7 @@ static void most_even_under(const split_costs *k, double cap, double *best, int 
         bool last = s == k->n_stages;
         for (int l = s; l <= k->L; l++) {
             for (int j = s - 1; j < l; j++) {
+                if (!may_start(k, j) || (l < k->L && !may_start(k, l))) continue;
                 double cost = range_cost(k, j, l, last);
                 if (cost > cap || AT(best, s - 1, j) >= 1e300) continue;
                 double total = AT(best, s - 1, j) + cost * cost;
@@ -111,7 +117,8 @@ static void most_even_under(const split_costs *k, double cap, double *best, int 
 }
 
 static int split_weighted(const model_config *c, int n_stages, const double *weight, double head_weight,
-                          bool head_on_every_stage, bool most_even, layer_range *ranges, ramp_error *err) {
+                          bool head_on_every_stage, bool most_even, const forward_pairs *pairs, layer_range *ranges,
+                          ramp_error *err) {
     const int L = c->n_layers;
     if (n_stages < 1 || n_stages > L)
         return ramp_fail(err, "cannot split %d layers into %d pipeline stages (need 1..%d stages)", L, n_stages, L);
@@ -126,9 +133,16 @@ static int split_weighted(const model_config *c, int n_stages, const double *wei
     }
     prefix[0] = 0.0;
     for (int l = 0; l < L; l++) prefix[l + 1] = prefix[l] + (weight ? weight[l] : 1.0);
-    split_costs costs = {L, n_stages, layer_cost(c), head_cost(c), head_weight, head_on_every_stage, prefix};
+    split_costs costs = {L, n_stages, layer_cost(c), head_cost(c), head_weight, head_on_every_stage, prefix, pairs};
     const split_costs *k = &costs;
     least_maximum(k, best, cut);
+    if (AT(best, n_stages, L) >= 1e300) { /* pairs leave too few places to cut */
+        free(best);
+        free(cut);
+        free(prefix);
+        return ramp_fail(err, "cannot split %d layers into %d pipeline stages without cutting a parallel pair "
+                              "(pairs in layers %d-%d)", L, n_stages, pairs->first, pairs->end - 1);
+    }
     if (most_even) {
         double cap = AT(best, n_stages, L);
         most_even_under(k, cap * (1.0 + 1e-12), best, cut); /* the cap itself is always feasible */
@@ -145,9 +159,18 @@ static int split_weighted(const model_config *c, int n_stages, const double *wei
 }
 #undef AT
 
-int split_balanced(const model_config *c, int n_stages, bool head_on_every_stage, layer_range *ranges,
-                   ramp_error *err) {
-    return split_weighted(c, n_stages, NULL, 1.0, head_on_every_stage, false, ranges, err);
+int split_balanced(const model_config *c, int n_stages, bool head_on_every_stage, const forward_pairs *pairs,
+                   layer_range *ranges, ramp_error *err) {
+    return split_weighted(c, n_stages, NULL, 1.0, head_on_every_stage, false, pairs, ranges, err);
+}
+
+int split_check_pairs(const layer_range *ranges, int n_stages, const forward_pairs *pairs, ramp_error *err) {
+    for (int s = 1; s < n_stages; s++)
+        if (forward_pair_starts(pairs, ranges[s].first_layer - 1))
+            return ramp_fail(err, "stage %d starts at layer %d, inside the parallel pair %d,%d (pairs in layers %d-%d)",
+                             s + 1, ranges[s].first_layer, ranges[s].first_layer - 1, ranges[s].first_layer,
+                             pairs->first, pairs->end - 1);
+    return 0;
 }
 
 int split_check_reach(const double *reach, int n_reach, int n_layers, ramp_error *err) {
@@ -166,11 +189,11 @@ int split_check_reach(const double *reach, int n_reach, int n_layers, ramp_error
     return 0;
 }
 
-int split_exit_aware(const model_config *c, int n_stages, const double *reach, int n_reach, layer_range *ranges,
-                     ramp_error *err) {
+int split_exit_aware(const model_config *c, int n_stages, const double *reach, int n_reach,
+                     const forward_pairs *pairs, layer_range *ranges, ramp_error *err) {
     if (split_check_reach(reach, n_reach, c->n_layers, err)) return -1;
     /* the LM head runs for the rows that reach the end */
-    return split_weighted(c, n_stages, reach, reach[c->n_layers - 1], false, true, ranges, err);
+    return split_weighted(c, n_stages, reach, reach[c->n_layers - 1], false, true, pairs, ranges, err);
 }
 
 void split_stage_costs(const model_config *c, const layer_range *ranges, int n_stages, const double *reach,

@@ -95,11 +95,21 @@ static int fill_nodes(const exit_policy *policy, int exit_index, const float *fe
     return k;
 }
 
-static double svm_score(const exit_policy *policy, int exit_index, const float *features, int top_token) {
+#define SVM_INPUTS (EXIT_FEATURE_COUNT + EXIT_MAX_POINTS + EXIT_MAX_LABELS)
+
+/* The dense classifier input of one row into input[dense.dim] (zeros included). */
+static void fill_input(const exit_policy *policy, int exit_index, const float *features, int top_token,
+                       double *input) {
     struct svm_node nodes[SVM_NODES];
     fill_nodes(policy, exit_index, features, top_token, nodes);
-    double input[EXIT_FEATURE_COUNT + EXIT_MAX_POINTS + EXIT_MAX_LABELS] = {0};
-    for (const struct svm_node *node = nodes; node->index != -1; node++) input[node->index - 1] = node->value;
+    for (int j = 0; j < policy->dense.dim; j++) input[j] = 0;
+    for (const struct svm_node *node = nodes; node->index != -1; node++)
+        if (node->index <= policy->dense.dim) input[node->index - 1] = node->value;
+}
+
+static double svm_score(const exit_policy *policy, int exit_index, const float *features, int top_token) {
+    double input[SVM_INPUTS] = {0};
+    fill_input(policy, exit_index, features, top_token, input);
     double decision = svm_dense_decision(&policy->dense, input);
     /* Positive decision values speak for libsvm's first label, which is whichever class came
      * first in the training data, so orient them explicitly. */
@@ -116,6 +126,38 @@ bool exit_policy_should_exit(const exit_policy *policy, int exit_index, const fl
     default:
         return false;
     }
+}
+
+int exit_policy_should_exit_many(const exit_policy *policy, int n, const int *exit_index, const float *const *features,
+                                 const int *top_token, bool *leaves) {
+    if (n <= 0) return 0;
+    if (!policy || policy->kind != EXIT_POLICY_SVM || !policy->svm || n == 1) {
+        for (int i = 0; i < n; i++) leaves[i] = exit_policy_should_exit(policy, exit_index[i], features[i], top_token[i]);
+        return 0;
+    }
+    const int dim = policy->dense.dim;
+    double *inputs = malloc((size_t)n * dim * sizeof *inputs), *decisions = malloc((size_t)n * sizeof *decisions);
+    int *asked = malloc((size_t)n * sizeof *asked);
+    int m = 0;
+    if (inputs && decisions && asked) {
+        for (int i = 0; i < n; i++) {
+            leaves[i] = false;
+            if (exit_index[i] < 0 || exit_index[i] >= policy->n_exits) continue;
+            fill_input(policy, exit_index[i], features[i], top_token[i], inputs + (size_t)m * dim);
+            asked[m++] = i;
+        }
+    }
+    if (!inputs || !decisions || !asked || svm_dense_decisions(&policy->dense, inputs, m, decisions)) {
+        free(inputs), free(decisions), free(asked);
+        for (int i = 0; i < n; i++) leaves[i] = exit_policy_should_exit(policy, exit_index[i], features[i], top_token[i]);
+        return 0; /* the same answers, one row at a time */
+    }
+    for (int k = 0; k < m; k++) {
+        double score = policy->svm->label[0] == 1 ? decisions[k] : -decisions[k];
+        leaves[asked[k]] = score >= policy->threshold;
+    }
+    free(inputs), free(decisions), free(asked);
+    return 0;
 }
 
 /* ---- simulation ---- */

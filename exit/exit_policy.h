@@ -91,6 +91,10 @@ int exit_policy_calibrate_confidence(exit_policy *policy, const exit_dataset *he
 
 /* True when a row with these features and this top-1 token leaves at exit point exit_index. */
 bool exit_policy_should_exit(const exit_policy *policy, int exit_index, const float *features, int top_token);
+/* The same for n rows at once (leaves[n]): an svm reads its support vectors once for all of them
+ * and shares the work between ramp's threads; every row gets the answer it would get alone. */
+int exit_policy_should_exit_many(const exit_policy *policy, int n, const int *exit_index, const float *const *features,
+                                 const int *top_token, bool *leaves);
 
 typedef struct {
     double agreement;     /* share of examples whose exit prediction equals the final one */

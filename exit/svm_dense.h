@@ -29,6 +29,11 @@ typedef struct {
 int svm_dense_build(svm_dense *dense, const struct svm_model *model, int dim, ramp_error *err);
 /* x[dim]; returns libsvm's decision value for its first label. Thread-safe. */
 double svm_dense_decision(const svm_dense *dense, const double *x);
+/* The decision values of `rows` inputs x[rows][dim] at once into out[rows]: each support vector
+ * block is read once for all of them, and the blocks are shared out between ramp's threads
+ * (parallel.h). Every row's value is the bits svm_dense_decision gives it alone, whatever the
+ * other rows and the threads. Returns -1 when out of memory (nothing written), else 0. */
+int svm_dense_decisions(const svm_dense *dense, const double *x, int rows, double *out);
 void svm_dense_free(svm_dense *dense);
 
 #endif

@@ -54,7 +54,37 @@ int forward_workspace_init(forward_workspace *ws, const model_config *c, int max
     return 0;
 }
 
+static void pair_buffers_free(forward_pair_buffers *b) {
+    if (!b) return;
+    float *buffers[] = {b->normed, b->q, b->k, b->v, b->attention, b->projection, b->gate, b->up};
+    for (size_t i = 0; i < sizeof buffers / sizeof buffers[0]; i++) free(buffers[i]);
+    act_buffer_free(&b->act);
+    free(b);
+}
+
+int forward_workspace_enable_pairs(forward_workspace *ws, const model_config *c, ramp_error *err) {
+    if (ws->pair) return 0;
+    forward_pair_buffers *b = calloc(1, sizeof *b);
+    if (!b) return ramp_fail(err, "workspace: out of memory for a layer pair");
+    size_t rows = (size_t)ws->max_rows;
+    float **buffers[] = {&b->normed, &b->q, &b->attention, &b->projection, &b->k, &b->v, &b->gate, &b->up};
+    size_t sizes[] = {rows * c->dim,    rows * c->dim,    rows * c->dim,     rows * c->dim,
+                      rows * c->kv_dim, rows * c->kv_dim, rows * c->ffn_dim, rows * c->ffn_dim};
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++)
+        if (!(*buffers[i] = malloc((sizes[i] ? sizes[i] : 1) * sizeof(float)))) {
+            pair_buffers_free(b);
+            return ramp_fail(err, "workspace: out of memory for a layer pair of %d rows", ws->max_rows);
+        }
+    if (act_buffer_init(&b->act, ws->max_rows, c->ffn_dim > c->dim ? c->ffn_dim : c->dim, err)) {
+        pair_buffers_free(b);
+        return -1;
+    }
+    ws->pair = b;
+    return 0;
+}
+
 void forward_workspace_free(forward_workspace *ws) {
+    pair_buffers_free(ws->pair);
     free(ws->normed);
     free(ws->q);
     free(ws->attention);
@@ -139,6 +169,8 @@ typedef struct {
     int local_layer;
     const forward_rows *rows;
     forward_workspace *ws;
+    const float *q; /* [rows][dim] queries */
+    float *out;     /* [rows][dim] attention output */
 } attention_job;
 
 /* One (row, head): computed whole by one thread, so the sums do not depend on the thread count. */
@@ -153,7 +185,7 @@ static void attention_task(void *ctx, int task, int worker) {
     const int slot = j->rows->slots[r], length = j->rows->positions[r] + 1;
     const unsigned char *filled = kv_filled(j->kv, slot, j->local_layer, 0);
     const int kv_offset = (h / heads_per_kv) * c->head_dim;
-    const float *query = ws->q + (size_t)r * c->dim + h * c->head_dim;
+    const float *query = j->q + (size_t)r * c->dim + h * c->head_dim;
     const float *keys = kv_keys(j->kv, slot, j->local_layer, 0) + kv_offset;
     const float *values = kv_values(j->kv, slot, j->local_layer, 0) + kv_offset;
     const size_t stride = (size_t)j->kv->kv_dim; /* floats from one position to the next */
@@ -162,7 +194,7 @@ static void attention_task(void *ctx, int task, int worker) {
         scores[t] = filled[t] ? dot_lanes(query, keys + (size_t)t * stride, c->head_dim) * scale : -INFINITY;
     softmax(scores, length);
     /* out[i] = sum over t (in order) of scores[t] * value_t[i], eight values at a time */
-    float *out = ws->attention + (size_t)r * c->dim + h * c->head_dim;
+    float *out = j->out + (size_t)r * c->dim + h * c->head_dim;
     int i0 = 0;
     for (; i0 + 8 <= c->head_dim; i0 += 8) {
         float8 sum = {0};
@@ -178,18 +210,28 @@ static void attention_task(void *ctx, int task, int worker) {
     }
 }
 
-static void attention(const model_config *c, const kv_cache *kv, int local_layer, const forward_rows *rows,
-                      forward_workspace *ws) {
-    attention_job j = {c, kv, local_layer, rows, ws};
-    const int tasks = rows->n_rows * c->n_heads;
-    /* parallel only when there is enough to share: a few long rows, or many rows */
+/* Attention work of a batch, counted up to the point where it is worth sharing out. */
+static long attention_work(const model_config *c, const forward_rows *rows) {
     long work = 0;
     for (int r = 0; r < rows->n_rows && work < (1L << 16); r++) work += (long)(rows->positions[r] + 1) * c->dim;
+    return work;
+}
+
+static void run_attention(attention_job *j, const model_config *c, const forward_rows *rows, forward_workspace *ws) {
+    const int tasks = rows->n_rows * c->n_heads;
+    /* parallel only when there is enough to share: a few long rows, or many rows */
+    long work = attention_work(c, rows);
     if (work >= (1L << 16)) {
-        parallel_run_capped(tasks, ws->score_buffers, attention_task, &j);
+        parallel_run_capped(tasks, ws->score_buffers, attention_task, j);
     } else {
-        for (int task = 0; task < tasks; task++) attention_task(&j, task, 0);
+        for (int task = 0; task < tasks; task++) attention_task(j, task, 0);
     }
+}
+
+static void attention(const model_config *c, const kv_cache *kv, int local_layer, const forward_rows *rows,
+                      forward_workspace *ws) {
+    attention_job j = {c, kv, local_layer, rows, ws, ws->q, ws->attention};
+    run_attention(&j, c, rows, ws);
 }
 
 /* hidden += update, except for rows that only fill keys/values (their state stays as it was). */
@@ -202,11 +244,27 @@ static void add_residual(float *hidden, const float *update, const forward_rows 
     }
 }
 
+/* RoPE on the rows' queries and keys, then their keys and values into the cache of local_layer. */
+static void rope_and_store(const model_config *c, kv_cache *kv, int local_layer, const forward_rows *rows, float *q,
+                           float *k, const float *v, const forward_workspace *ws) {
+    const int dim = c->dim, kv_dim = c->kv_dim, pairs = c->rope_dim / 2;
+    for (int r = 0; r < rows->n_rows; r++) {
+        const float *cos_row = ws->rope_cos + r * pairs, *sin_row = ws->rope_sin + r * pairs;
+        rope_apply(q + (size_t)r * dim, c->n_heads, c->head_dim, c->rope_dim, cos_row, sin_row);
+        rope_apply(k + (size_t)r * kv_dim, c->n_kv_heads, c->head_dim, c->rope_dim, cos_row, sin_row);
+        memcpy(kv_keys(kv, rows->slots[r], local_layer, rows->positions[r]), k + (size_t)r * kv_dim,
+               (size_t)kv_dim * sizeof(float));
+        memcpy(kv_values(kv, rows->slots[r], local_layer, rows->positions[r]), v + (size_t)r * kv_dim,
+               (size_t)kv_dim * sizeof(float));
+        *kv_filled(kv, rows->slots[r], local_layer, rows->positions[r]) = 1;
+    }
+}
+
 static void layer_forward(const model *m, int layer, kv_cache *kv, const forward_rows *rows, float *hidden,
                           forward_workspace *ws) {
     const model_config *c = &m->config;
     const layer_weights *w = &m->layers[layer];
-    const int n = rows->n_rows, dim = c->dim, kv_dim = c->kv_dim, ffn = c->ffn_dim, pairs = c->rope_dim / 2;
+    const int n = rows->n_rows, dim = c->dim, ffn = c->ffn_dim;
     const int local_layer = layer - m->slice.first_layer;
 
     for (int r = 0; r < n; r++) rmsnorm(ws->normed + (size_t)r * dim, hidden + (size_t)r * dim, w->attn_norm, dim, c->rms_eps);
@@ -214,16 +272,7 @@ static void layer_forward(const model *m, int layer, kv_cache *kv, const forward
     matmul_weights(ws->q, &ws->act, &w->wq);
     matmul_weights(ws->k, &ws->act, &w->wk);
     matmul_weights(ws->v, &ws->act, &w->wv);
-    for (int r = 0; r < n; r++) {
-        const float *cos_row = ws->rope_cos + r * pairs, *sin_row = ws->rope_sin + r * pairs;
-        rope_apply(ws->q + (size_t)r * dim, c->n_heads, c->head_dim, c->rope_dim, cos_row, sin_row);
-        rope_apply(ws->k + (size_t)r * kv_dim, c->n_kv_heads, c->head_dim, c->rope_dim, cos_row, sin_row);
-        memcpy(kv_keys(kv, rows->slots[r], local_layer, rows->positions[r]), ws->k + (size_t)r * kv_dim,
-               (size_t)kv_dim * sizeof(float));
-        memcpy(kv_values(kv, rows->slots[r], local_layer, rows->positions[r]), ws->v + (size_t)r * kv_dim,
-               (size_t)kv_dim * sizeof(float));
-        *kv_filled(kv, rows->slots[r], local_layer, rows->positions[r]) = 1;
-    }
+    rope_and_store(c, kv, local_layer, rows, ws->q, ws->k, ws->v, ws);
     attention(c, kv, local_layer, rows, ws);
     act_buffer_set(&ws->act, ws->attention, n, dim);
     matmul_weights(ws->projection, &ws->act, &w->wo);
@@ -243,8 +292,140 @@ static void layer_forward(const model *m, int layer, kv_cache *kv, const forward
     add_residual(hidden, ws->projection, rows, dim);
 }
 
+/* ---- layer-parallel pairs (forward.h) --------------------------------------------------------- */
+
+bool forward_pair_starts(const forward_pairs *pairs, int layer) {
+    return pairs && layer >= pairs->first && layer + 1 < pairs->end && (layer - pairs->first) % 2 == 0;
+}
+
+/* One member's buffers: the first member uses the workspace's own, the second the pair's. */
+typedef struct {
+    const layer_weights *w;
+    int local_layer;
+    float *normed, *q, *k, *v, *attention, *projection, *gate, *up;
+    act_buffer *act;
+} pair_member;
+
+static void silu_times(float *gate, const float *up, long elements) {
+    for (long i = 0; i < elements; i++) {
+        float g = gate[i];
+        gate[i] = g / (1.0f + expf(-g)) * up[i]; /* SwiGLU: silu(gate) * up */
+    }
+}
+
+typedef struct {
+    attention_job members[2];
+    int tasks; /* per member */
+} pair_attention_job;
+
+static void pair_attention_task(void *ctx, int task, int worker) {
+    const pair_attention_job *j = ctx;
+    int member = task >= j->tasks;
+    attention_task((void *)&j->members[member], task - member * j->tasks, worker);
+}
+
+/* Both members' attention, all (member, row, head) tasks shared out together. */
+static void pair_attention(const model_config *c, const kv_cache *kv, const forward_rows *rows, pair_member *x,
+                           forward_workspace *ws) {
+    pair_attention_job j = {{{c, kv, x[0].local_layer, rows, ws, x[0].q, x[0].attention},
+                             {c, kv, x[1].local_layer, rows, ws, x[1].q, x[1].attention}},
+                            rows->n_rows * c->n_heads};
+    if (2 * attention_work(c, rows) >= (1L << 16)) {
+        parallel_run_capped(2 * j.tasks, ws->score_buffers, pair_attention_task, &j);
+    } else {
+        for (int task = 0; task < 2 * j.tasks; task++) pair_attention_task(&j, task, 0);
+    }
+}
+
+/* Swaps the computed member's contribution (in x[mine].projection) for the other's, when the
+ * other member is computed by a partner process. */
+static int swap_contributions(const forward_partner *partner, pair_member *x, int n, int dim, ramp_error *err) {
+    if (!partner) return 0;
+    int mine = partner->member, theirs = 1 - mine;
+    return partner->exchange(partner->context, x[mine].projection, x[theirs].projection, (size_t)n * dim, err);
+}
+
+static int pair_forward(const model *m, int layer, kv_cache *kv, const forward_rows *rows, float *hidden,
+                        const forward_partner *partner, forward_workspace *ws, ramp_error *err) {
+    const model_config *c = &m->config;
+    const int n = rows->n_rows, dim = c->dim, ffn = c->ffn_dim;
+    forward_pair_buffers *b = ws->pair;
+    /* the members computed here: both (fused), or the partner's counterpart */
+    const int from = partner ? partner->member : 0, to = partner ? partner->member + 1 : 2;
+    pair_member x[2] = {
+        {&m->layers[layer], layer - m->slice.first_layer, ws->normed, ws->q, ws->k, ws->v, ws->attention,
+         ws->projection, ws->gate, ws->up, &ws->act},
+        {&m->layers[layer + 1], layer + 1 - m->slice.first_layer, b->normed, b->q, b->k, b->v, b->attention,
+         b->projection, b->gate, b->up, &b->act},
+    };
+    /* attention: both members read h */
+    matmul_product products[6] = {{0}};
+    int n_products = 0;
+    for (int i = from; i < to; i++) {
+        for (int r = 0; r < n; r++)
+            rmsnorm(x[i].normed + (size_t)r * dim, hidden + (size_t)r * dim, x[i].w->attn_norm, dim, c->rms_eps);
+        act_buffer_set(x[i].act, x[i].normed, n, dim);
+        products[n_products++] = (matmul_product){x[i].q, x[i].act, &x[i].w->wq};
+        products[n_products++] = (matmul_product){x[i].k, x[i].act, &x[i].w->wk};
+        products[n_products++] = (matmul_product){x[i].v, x[i].act, &x[i].w->wv};
+    }
+    matmul_weights_many(products, n_products);
+    for (int i = from; i < to; i++) rope_and_store(c, kv, x[i].local_layer, rows, x[i].q, x[i].k, x[i].v, ws);
+    if (partner) {
+        attention_job j = {c, kv, x[from].local_layer, rows, ws, x[from].q, x[from].attention};
+        run_attention(&j, c, rows, ws);
+    } else {
+        pair_attention(c, kv, rows, x, ws);
+    }
+    n_products = 0;
+    for (int i = from; i < to; i++) {
+        act_buffer_set(x[i].act, x[i].attention, n, dim);
+        products[n_products++] = (matmul_product){x[i].projection, x[i].act, &x[i].w->wo};
+    }
+    matmul_weights_many(products, n_products);
+    if (swap_contributions(partner, x, n, dim, err)) return -1;
+    for (int i = 0; i < 2; i++) add_residual(hidden, x[i].projection, rows, dim); /* h + a, then + b */
+
+    /* MLP: both members read h' */
+    n_products = 0;
+    for (int i = from; i < to; i++) {
+        for (int r = 0; r < n; r++)
+            rmsnorm(x[i].normed + (size_t)r * dim, hidden + (size_t)r * dim, x[i].w->ffn_norm, dim, c->rms_eps);
+        act_buffer_set(x[i].act, x[i].normed, n, dim);
+        products[n_products++] = (matmul_product){x[i].gate, x[i].act, &x[i].w->w_gate};
+        products[n_products++] = (matmul_product){x[i].up, x[i].act, &x[i].w->w_up};
+    }
+    matmul_weights_many(products, n_products);
+    n_products = 0;
+    for (int i = from; i < to; i++) {
+        silu_times(x[i].gate, x[i].up, (long)n * ffn);
+        act_buffer_set(x[i].act, x[i].gate, n, ffn);
+        products[n_products++] = (matmul_product){x[i].projection, x[i].act, &x[i].w->w_down};
+    }
+    matmul_weights_many(products, n_products);
+    if (swap_contributions(partner, x, n, dim, err)) return -1;
+    for (int i = 0; i < 2; i++) add_residual(hidden, x[i].projection, rows, dim);
+    return 0;
+}
+
 int forward_layers(const model *m, int first_layer, int end_layer, kv_cache *kv, const forward_rows *rows,
                    float *hidden, forward_workspace *ws, ramp_error *err) {
+    return forward_layers_paired(m, first_layer, end_layer, NULL, kv, rows, hidden, ws, err);
+}
+
+int forward_layers_paired(const model *m, int first_layer, int end_layer, const forward_pairs *pairs, kv_cache *kv,
+                          const forward_rows *rows, float *hidden, forward_workspace *ws, ramp_error *err) {
+    if (pairs && pairs->first < pairs->end) {
+        if ((pairs->end - pairs->first) % 2)
+            return ramp_fail(err, "parallel layers %d-%d: expected an even number of layers to pair, found %d",
+                             pairs->first, pairs->end - 1, pairs->end - pairs->first);
+        for (int layer = first_layer; layer < end_layer && !ws->pair; layer++)
+            if (forward_pair_starts(pairs, layer))
+                return ramp_fail(err, "parallel layers: the workspace has no buffers for pairs");
+        if (forward_pair_starts(pairs, first_layer - 1) || forward_pair_starts(pairs, end_layer - 1))
+            return ramp_fail(err, "layers %d-%d cut a parallel pair (pairs start at %d, every 2 layers to %d)",
+                             first_layer, end_layer - 1, pairs->first, pairs->end - 1);
+    }
     if (first_layer < m->slice.first_layer || end_layer > m->slice.end_layer || first_layer > end_layer)
         return ramp_fail(err, "layers %d-%d are not all loaded (this process holds %d-%d)", first_layer,
                          end_layer - 1, m->slice.first_layer, m->slice.end_layer - 1);
@@ -259,7 +440,23 @@ int forward_layers(const model *m, int first_layer, int end_layer, kv_cache *kv,
                              kv->slots[slot].capacity, slot);
     }
     rope_prepare(m, rows, ws);
-    for (int layer = first_layer; layer < end_layer; layer++) layer_forward(m, layer, kv, rows, hidden, ws);
+    const forward_partner *partner = pairs ? pairs->partner : NULL;
+    for (int layer = first_layer; layer < end_layer; layer++) {
+        if (!forward_pair_starts(pairs, layer)) {
+            if (partner && partner->member == 1)
+                return ramp_fail(err, "layer %d is no parallel pair's: the second member's process runs pairs only",
+                                 layer);
+            layer_forward(m, layer, kv, rows, hidden, ws);
+            continue;
+        }
+        if (partner && partner->member == 0 && (layer == first_layer || !forward_pair_starts(pairs, layer - 2))) {
+            /* a run of pairs starts (or this call starts inside one): the partner reads the states here */
+            int end = layer;
+            while (end < end_layer && forward_pair_starts(pairs, end)) end += 2;
+            if (partner->begin(partner->context, layer, end, rows, hidden, err)) return -1;
+        }
+        if (pair_forward(m, layer++, kv, rows, hidden, partner, ws, err)) return -1;
+    }
     return 0;
 }
 

@@ -85,6 +85,8 @@ static void tile(float *out, const weight_matrix *w, const unsigned char *act, s
     }
 }
 
+enum { MATMUL_MANY_MAX = 8 };
+
 typedef struct {
     float *out;
     const weight_matrix *w;
@@ -111,6 +113,40 @@ void matmul_weights(float *out, act_buffer *a, const weight_matrix *w) {
         parallel_run(tasks, product_task, &j);
     } else {
         for (int task = 0; task < tasks; task++) product_task(&j, task, 0);
+    }
+}
+
+/* The products of matmul_weights_many, their tasks numbered one after the other. */
+typedef struct {
+    product_job jobs[MATMUL_MANY_MAX];
+    int first_task[MATMUL_MANY_MAX + 1];
+    int n;
+} many_job;
+
+static void many_task(void *ctx, int task, int worker) {
+    const many_job *m = ctx;
+    int i = 0;
+    while (task >= m->first_task[i + 1]) i++;
+    product_task((void *)&m->jobs[i], task - m->first_task[i], worker);
+}
+
+void matmul_weights_many(const matmul_product *products, int n) {
+    for (int start = 0; start < n; start += MATMUL_MANY_MAX) { /* a few at a time: the job lives on the stack */
+        many_job m = {.n = n - start < MATMUL_MANY_MAX ? n - start : MATMUL_MANY_MAX};
+        double macs = 0;
+        for (int i = 0; i < m.n; i++) {
+            const matmul_product *p = &products[start + i];
+            const act_kind kind = act_kind_of(p->w->type);
+            m.jobs[i] = (product_job){p->out, p->w, converted(p->a, kind), p->a->stride[kind], p->a->n_rows,
+                                      p->a->n_cols, (p->w->rows + TILE_FEATURES - 1) / TILE_FEATURES};
+            m.first_task[i + 1] = m.first_task[i] + m.jobs[i].feature_tiles * ((p->a->n_rows + TILE_ROWS - 1) / TILE_ROWS);
+            macs += (double)p->a->n_rows * p->a->n_cols * p->w->rows;
+        }
+        if (macs >= PARALLEL_MIN_MACS) {
+            parallel_run(m.first_task[m.n], many_task, &m);
+        } else {
+            for (int task = 0; task < m.first_task[m.n]; task++) many_task(&m, task, 0);
+        }
     }
 }
 

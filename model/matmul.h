@@ -37,6 +37,17 @@ void act_buffer_set(act_buffer *a, const float *x, int rows, int cols);
  * cols and w->type be supported. out is [rows][w->rows], fp32. Uses the OpenMP threads. */
 void matmul_weights(float *out, act_buffer *a, const weight_matrix *w);
 
+/* Several products in one parallel pass: products[i].out = x_i . W_i^T, x_i the input of
+ * products[i].a, for i < n. The tiles of all of them are shared out together, so small products
+ * (the two layers of a layer-parallel pair: forward.h) keep every thread busy with one wait
+ * instead of one per product. Each value is the one matmul_weights gives. */
+typedef struct {
+    float *out;
+    act_buffer *a;
+    const weight_matrix *w;
+} matmul_product;
+void matmul_weights_many(const matmul_product *products, int n);
+
 /* out[r][c] = x[r] . W[rows_wanted[c]] for c < n_wanted: selected output features only, with the
  * same values matmul_weights gives for them. */
 void matmul_weight_rows(float *out, act_buffer *a, const weight_matrix *w, const int *rows_wanted, int n_wanted);

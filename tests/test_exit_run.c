@@ -75,3 +75,54 @@ Test(exit_run, previous_point_features_do_not_depend_on_arrival_order) {
     }
     free(expected);
 }
+
+/* A report of many rows (more requests than the records array first holds, so it grows while they
+ * are recorded): deciding them together gives each the answer it gets alone. */
+Test(exit_run, rows_of_one_report_decided_together_as_alone) {
+    enum { ROWS = 300 };
+    exit_policy policy;
+    memset(&policy, 0, sizeof policy);
+    policy.kind = EXIT_POLICY_CONFIDENCE;
+    policy.n_exits = N_EXITS;
+    for (int i = 0; i < N_EXITS; i++) policy.exit_layers[i] = exit_layers[i], policy.thresholds[i] = 0.55;
+    policy.total_layers = TOTAL_LAYERS;
+    exit_run together = {0}, alone = {0};
+    exit_run_init(&together, EXIT_MODE_DECIDE, false, &policy, N_EXITS, exit_layers, TOTAL_LAYERS);
+    exit_run_init(&alone, EXIT_MODE_DECIDE, false, &policy, N_EXITS, exit_layers, TOTAL_LAYERS);
+    together.keep_records = alone.keep_records = true;
+    static request a[ROWS], b[ROWS];
+    static unsigned char points_a[ROWS], points_b[ROWS];
+    static exit_observation asked[ROWS];
+    request *asked_requests[ROWS];
+    int asked_points[ROWS], n_asked = 0;
+    bool leaves[ROWS], leaves_alone[ROWS];
+    ramp_error err;
+    for (int i = 0; i < ROWS; i++) {
+        request *rs[2] = {&a[i], &b[i]};
+        unsigned char *ps[2] = {&points_a[i], &points_b[i]};
+        for (int k = 0; k < 2; k++) {
+            memset(rs[k], 0, sizeof *rs[k]);
+            rs[k]->record = -1, rs[k]->capacity = 1, rs[k]->exit_points = ps[k];
+            rs[k]->exit = (request_exit){.mode = EXIT_MODE_DECIDE, .policy = &policy};
+        }
+        Ramp__ExitFeatures f = report(1);
+        f.request_id = (uint64_t)i;
+        f.top_prob = (float)(i % 10) / 10.0f;
+        bool ask;
+        cr_assert_eq(exit_run_record(&together, &a[i], i, 1, &f, &ask, &asked[n_asked], &err), 0, "%s", err.message);
+        cr_assert(ask);
+        asked_requests[n_asked] = &a[i], asked_points[n_asked++] = 1;
+        cr_assert_eq(exit_run_observe(&alone, &b[i], i, 1, &f, &leaves_alone[i], &err), 0, "%s", err.message);
+    }
+    cr_assert_gt(together.records_capacity, 256, "the records array grew while the rows were recorded");
+    exit_run_decide(&together, n_asked, asked_requests, asked_points, asked, leaves);
+    int left = 0;
+    for (int i = 0; i < ROWS; i++) {
+        cr_assert_eq(leaves[i], leaves_alone[i], "row %d", i);
+        cr_assert_eq(leaves[i], (i % 10) >= 6, "row %d: top_prob %.1f against 0.55", i, (i % 10) / 10.0);
+        left += leaves[i];
+    }
+    cr_assert_eq(left, ROWS * 4 / 10);
+    exit_run_free(&together);
+    exit_run_free(&alone);
+}

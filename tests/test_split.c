@@ -47,9 +47,9 @@ Test(split, exit_aware_two_stages_cut_where_half_the_work_is_done) {
     stepped_profile(reach);
     layer_range ranges[2];
     ramp_error err;
-    cr_assert_eq(split_exit_aware(&c, 2, reach, 16, ranges, &err), 0, "%s", err.message);
+    cr_assert_eq(split_exit_aware(&c, 2, reach, 16, NULL, ranges, &err), 0, "%s", err.message);
     expect_split(ranges, (int[]){0, 4}, 2, "exit-aware, 2 stages"); /* 4 | 2 + 2 */
-    cr_assert_eq(split_balanced(&c, 2, false, ranges, &err), 0);
+    cr_assert_eq(split_balanced(&c, 2, false, NULL, ranges, &err), 0);
     expect_split(ranges, (int[]){0, 8}, 2, "compute-balanced, 2 stages");
 }
 
@@ -62,7 +62,7 @@ Test(split, exit_aware_three_stages_most_even_of_the_least_maximum) {
     stepped_profile(reach);
     layer_range ranges[3];
     ramp_error err;
-    cr_assert_eq(split_exit_aware(&c, 3, reach, 16, ranges, &err), 0, "%s", err.message);
+    cr_assert_eq(split_exit_aware(&c, 3, reach, 16, NULL, ranges, &err), 0, "%s", err.message);
     expect_split(ranges, (int[]){0, 3, 7}, 3, "exit-aware, 3 stages");
     double costs[3];
     split_stage_costs(&c, ranges, 3, reach, costs);
@@ -80,8 +80,8 @@ Test(split, exit_aware_without_exits_is_as_balanced_as_compute) {
         layer_range aware[8], balanced[8];
         double aware_costs[8], balanced_costs[8];
         ramp_error err;
-        cr_assert_eq(split_exit_aware(&c, stages, flat, 16, aware, &err), 0, "%s", err.message);
-        cr_assert_eq(split_balanced(&c, stages, false, balanced, &err), 0, "%s", err.message);
+        cr_assert_eq(split_exit_aware(&c, stages, flat, 16, NULL, aware, &err), 0, "%s", err.message);
+        cr_assert_eq(split_balanced(&c, stages, false, NULL, balanced, &err), 0, "%s", err.message);
         split_stage_costs(&c, aware, stages, flat, aware_costs);
         split_stage_costs(&c, balanced, stages, NULL, balanced_costs);
         double worst_aware = 0, worst_balanced = 0;
@@ -101,7 +101,7 @@ Test(split, exit_aware_puts_more_layers_on_later_stages_of_a_real_shape) {
     for (int l = 0; l < 16; l++) reach[l] = l < 4 ? 1.0 : 1.0 - 0.06 * (l - 3);
     layer_range ranges[3];
     ramp_error err;
-    cr_assert_eq(split_exit_aware(&c, 3, reach, 16, ranges, &err), 0, "%s", err.message);
+    cr_assert_eq(split_exit_aware(&c, 3, reach, 16, NULL, ranges, &err), 0, "%s", err.message);
     int first = ranges[0].end_layer - ranges[0].first_layer, last = ranges[2].end_layer - ranges[2].first_layer;
     cr_assert_lt(first, last, "first stage %d layers, last %d", first, last);
 }
@@ -110,7 +110,7 @@ static void expect_refused(const double *reach, int n, const char *needle) {
     model_config c = tiny_head_config();
     layer_range ranges[3];
     ramp_error err = {{0}};
-    cr_assert_eq(split_exit_aware(&c, 3, reach, n, ranges, &err), -1, "a bad profile was accepted (%s)", needle);
+    cr_assert_eq(split_exit_aware(&c, 3, reach, n, NULL, ranges, &err), -1, "a bad profile was accepted (%s)", needle);
     cr_assert(strstr(err.message, needle), "message '%s' lacks '%s'", err.message, needle);
 }
 
@@ -194,4 +194,28 @@ Test(exit_profile, read_back_from_json_and_from_a_classifier_sidecar) {
     unlink(classifier);
     unlink(sidecar);
     rmdir(dir);
+}
+
+Test(split, stages_never_start_inside_a_parallel_pair) {
+    model_config c = tiny_head_config();
+    forward_pairs pairs = {.first = 3, .end = 13}; /* (3,4), (5,6), ..., (11,12) */
+    double reach[16];
+    stepped_profile(reach);
+    for (int stages = 2; stages <= 8; stages++) {
+        layer_range ranges[8];
+        ramp_error err;
+        cr_assert_eq(split_balanced(&c, stages, false, &pairs, ranges, &err), 0, "%s", err.message);
+        cr_assert_eq(split_check_pairs(ranges, stages, &pairs, &err), 0, "balanced, %d stages: %s", stages, err.message);
+        cr_assert_eq(split_exit_aware(&c, stages, reach, 16, &pairs, ranges, &err), 0, "%s", err.message);
+        cr_assert_eq(split_check_pairs(ranges, stages, &pairs, &err), 0, "exit-aware, %d stages: %s", stages, err.message);
+    }
+    layer_range cut[2] = {{0, 6}, {6, 16}};
+    ramp_error err;
+    cr_assert_eq(split_check_pairs(cut, 2, &pairs, &err), -1);
+    cr_assert(strstr(err.message, "stage 2 starts at layer 6, inside the parallel pair 5,6"), "%s", err.message);
+    /* 16 layers with 7 pairs leave 9 places to start a stage: 10 stages cannot be had */
+    forward_pairs wide = {.first = 1, .end = 15};
+    layer_range ranges[10];
+    cr_assert_eq(split_balanced(&c, 10, false, &wide, ranges, &err), -1);
+    cr_assert(strstr(err.message, "without cutting a parallel pair"), "%s", err.message);
 }

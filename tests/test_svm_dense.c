@@ -68,9 +68,65 @@ Test(svm_dense, equals_libsvm_decision_values) {
         sign_differences += (found >= 0) != (expected >= 0) && fabs(expected) > 1e-3;
     }
     cr_assert_eq(sign_differences, 0);
+
+    /* Many rows at once: each gets the bits it gets alone, whichever rows share the call. */
+    enum { ROWS = 37 };
+    double inputs[ROWS][DIM], together[ROWS], reversed[ROWS][DIM], together_reversed[ROWS];
+    for (int r = 0; r < ROWS; r++) {
+        struct svm_node probe[DIM + 1];
+        point(&seed, probe);
+        dense_input(probe, inputs[r]);
+    }
+    for (int r = 0; r < ROWS; r++) memcpy(reversed[ROWS - 1 - r], inputs[r], sizeof inputs[r]);
+    cr_assert_eq(svm_dense_decisions(&dense, &inputs[0][0], ROWS, together), 0);
+    cr_assert_eq(svm_dense_decisions(&dense, &reversed[0][0], ROWS, together_reversed), 0);
+    for (int r = 0; r < ROWS; r++) {
+        double alone = svm_dense_decision(&dense, inputs[r]);
+        cr_assert(memcmp(&alone, &together[r], sizeof alone) == 0, "row %d: alone %.17g, with others %.17g", r, alone,
+                  together[r]);
+        cr_assert(memcmp(&alone, &together_reversed[ROWS - 1 - r], sizeof alone) == 0, "row %d in another order", r);
+    }
     svm_dense_free(&dense);
 
     cr_assert_neq(svm_dense_build(&dense, model, 3, &err), 0, "inputs beyond dim are an error");
     cr_assert(strstr(err.message, "expected 1..3") != NULL, "%s", err.message);
     svm_free_and_destroy_model(&model);
+}
+
+/* A made-up model of several support vector blocks, scored on ramp's threads: each row still gets
+ * the bits it gets alone. */
+Test(svm_dense, many_rows_on_threads_equal_each_row_alone) {
+    enum { VECTORS = 1500, ROWS = 40 };
+    unsigned seed = 11;
+    svm_dense dense = {.n_vectors = VECTORS, .dim = DIM, .gamma = 0.5f, .rho = 0.25};
+    dense.columns = calloc((size_t)VECTORS * DIM, sizeof(float));
+    dense.norms = calloc(VECTORS, sizeof(float));
+    dense.coefficients = calloc(VECTORS, sizeof(float));
+    for (int i = 0; i < VECTORS; i++) {
+        for (int j = 0; j < DIM; j++) {
+            float v = rand_r(&seed) / (float)RAND_MAX;
+            dense.columns[(size_t)j * VECTORS + i] = v;
+            dense.norms[i] += v * v;
+        }
+        dense.coefficients[i] = (rand_r(&seed) % 2 ? 1.0f : -1.0f) * (rand_r(&seed) / (float)RAND_MAX);
+    }
+    static double inputs[ROWS][DIM], together[ROWS];
+    for (int r = 0; r < ROWS; r++)
+        for (int j = 0; j < DIM; j++) inputs[r][j] = j == 4 && r % 3 == 0 ? 0 : rand_r(&seed) / (double)RAND_MAX;
+    cr_assert_eq(svm_dense_decisions(&dense, &inputs[0][0], ROWS, together), 0);
+    for (int r = 0; r < ROWS; r++) {
+        double alone = svm_dense_decision(&dense, inputs[r]), plain = -dense.rho;
+        for (int i = 0; i < VECTORS; i++) {
+            double distance = 0;
+            for (int j = 0; j < DIM; j++) {
+                double d = inputs[r][j] - dense.columns[(size_t)j * VECTORS + i];
+                distance += d * d;
+            }
+            plain += dense.coefficients[i] * exp(-dense.gamma * distance);
+        }
+        cr_assert(memcmp(&alone, &together[r], sizeof alone) == 0, "row %d: alone %.17g, with others %.17g", r, alone,
+                  together[r]);
+        cr_assert(fabs(alone - plain) <= 1e-4 * (1 + fabs(plain)), "row %d: dense %.9f, plain %.9f", r, alone, plain);
+    }
+    svm_dense_free(&dense);
 }

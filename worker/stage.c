@@ -27,6 +27,44 @@ static int head_width(const stage *s) {
     return s->exit_candidates ? s->config.n_exit_candidates : s->model.config.vocab_size;
 }
 
+int stage_row_capacity(int max_rows, int max_sequences) {
+    int sequences_per_batch = max_rows < max_sequences ? max_rows : max_sequences;
+    return max_rows + sequences_per_batch * STAGE_MAX_DEFERRED;
+}
+
+/* forward_partner.begin: the partner rank gets the rows and their states for a run of pairs. */
+static int send_pair_work(void *context, int first, int end, const forward_rows *rows, const float *hidden,
+                          ramp_error *err) {
+    stage *s = context;
+    const int n = rows->n_rows, dim = s->model.config.dim;
+    Ramp__Row row_values[n];
+    Ramp__Row *pointers[n];
+    for (int r = 0; r < n; r++) {
+        ramp__row__init(&row_values[r]);
+        row_values[r].slot = (uint32_t)rows->slots[r];
+        row_values[r].position = (uint32_t)rows->positions[r];
+        row_values[r].kv_only = rows->kv_only && rows->kv_only[r];
+        row_values[r].slot_capacity = (uint32_t)s->kv.slots[rows->slots[r]].capacity;
+        pointers[r] = &row_values[r];
+    }
+    Ramp__PairWork w = RAMP__PAIR_WORK__INIT;
+    w.n_rows = (size_t)n;
+    w.rows = pointers;
+    w.first_layer = (uint32_t)first;
+    w.end_layer = (uint32_t)end;
+    w.hidden_dim = (uint32_t)dim;
+    Ramp__Envelope e = RAMP__ENVELOPE__INIT;
+    e.body_case = RAMP__ENVELOPE__BODY_PAIR_WORK;
+    e.pair_work = &w;
+    return send_envelope(s->transport, s->config.partner_rank, &e, hidden, (size_t)n * dim, err);
+}
+
+/* forward_partner.exchange: this stage's member contribution for the partner's. */
+static int swap_with_partner(void *context, const float *mine, float *theirs, size_t n, ramp_error *err) {
+    stage *s = context;
+    return transport_exchange(s->transport, s->config.partner_rank, mine, theirs, n * sizeof(float), err);
+}
+
 int stage_open(stage *s, const stage_config *config, int rank, transport *t, ramp_error *err) {
     memset(s, 0, sizeof *s);
     s->config = *config;
@@ -53,8 +91,7 @@ int stage_open(stage *s, const stage_config *config, int rank, transport *t, ram
             s->exit_candidates[i] = config->exit_candidates[i];
         }
     }
-    int sequences_per_batch = config->max_rows < config->max_sequences ? config->max_rows : config->max_sequences;
-    s->row_capacity = config->max_rows + sequences_per_batch * STAGE_MAX_DEFERRED;
+    s->row_capacity = stage_row_capacity(config->max_rows, config->max_sequences);
     size_t rows = (size_t)s->row_capacity;
     /* A lane whose rows all left at an exit point sends its next micro-batch at once; that batch can
      * reach this stage (through the previous one) before the Decision that frees the old one (MPI
@@ -74,12 +111,29 @@ int stage_open(stage *s, const stage_config *config, int rank, transport *t, ram
     for (int b = 0; b < n_batches; b++) {
         s->batches[b].rows = malloc(rows * sizeof(stage_row));
         s->batches[b].hidden = malloc(rows * (size_t)c->dim * sizeof(float));
-        if (!s->batches[b].rows || !s->batches[b].hidden) goto out_of_memory;
+        s->batches[b].parked_hidden = malloc(rows * (size_t)c->dim * sizeof(float));
+        if (!s->batches[b].rows || !s->batches[b].hidden || !s->batches[b].parked_hidden) goto out_of_memory;
     }
+    const forward_pairs *pairs = &config->pairs;
+    if (pairs->first < pairs->end &&
+        ((pairs->end - pairs->first) % 2 || pairs->end > c->n_layers ||
+         forward_pair_starts(pairs, config->first_layer - 1) || forward_pair_starts(pairs, config->end_layer - 1))) {
+        stage_close(s);
+        return ramp_fail(err, "rank %d: parallel layers %d-%d: expected pairs inside the model and outside or inside "
+                              "this stage's layers %d-%d", rank, pairs->first, pairs->end - 1, config->first_layer,
+                         config->end_layer - 1);
+    }
+    bool paired = pairs->first < config->end_layer && pairs->end > config->first_layer && pairs->first < pairs->end;
     if (kv_cache_init(&s->kv, config->end_layer - config->first_layer, c->kv_dim, config->max_sequences, err) ||
-        forward_workspace_init(&s->workspace, c, s->row_capacity, config->context, err)) {
+        forward_workspace_init(&s->workspace, c, s->row_capacity, config->context, err) ||
+        (paired && forward_workspace_enable_pairs(&s->workspace, c, err))) {
         stage_close(s);
         return ramp_fail_prefix(err, "rank %d: ", rank);
+    }
+    s->pairs = config->pairs;
+    if (config->partner_rank > 0) {
+        s->partner = (forward_partner){.member = 0, .begin = send_pair_work, .exchange = swap_with_partner, .context = s};
+        s->pairs.partner = &s->partner;
     }
     s->opened_at = clock_seconds();
     return 0;
@@ -95,6 +149,7 @@ void stage_close(stage *s) {
         for (int b = 0; b < stage_batch_slots(&s->config); b++) {
             free(s->batches[b].rows);
             free(s->batches[b].hidden);
+            free(s->batches[b].parked_hidden);
         }
     free(s->batches);
     if (s->deferred)
@@ -214,7 +269,12 @@ static int run_layers(stage *s, stage_batch *b, int end_layer, ramp_error *err) 
         s->kv_only[r] = b->rows[r].kv_only;
     }
     forward_rows rows = {b->n_rows, s->slots, s->positions, s->kv_only};
-    int status = forward_layers(&s->model, b->layers_done, end_layer, &s->kv, &rows, b->hidden, &s->workspace, err);
+    double start = clock_seconds();
+    int status = forward_layers_paired(&s->model, b->layers_done, end_layer, &s->pairs, &s->kv, &rows, b->hidden,
+                                       &s->workspace, err);
+    s->compute_seconds += clock_seconds() - start;
+    s->layer_rows += (uint64_t)b->n_rows * (uint64_t)(end_layer - b->layers_done);
+    s->layer_batches += (uint64_t)(end_layer - b->layers_done);
     b->layers_done = end_layer;
     return status;
 }
@@ -237,24 +297,88 @@ static bool awaits_decision(const stage_batch *b) {
     return false;
 }
 
+/* Where the batch's next segment ends: the next exit point this stage owns, or its last layer. */
+static int segment_end_of(const stage *s, const stage_batch *b) {
+    for (int k = b->layers_done + 1; k < s->config.end_layer && b->mode != EXIT_MODE_NONE; k++)
+        if (owns_exit_point(s, k)) return k;
+    return s->config.end_layer;
+}
+
+/* The batch has run up to the end of a segment: at an exit point its features go to the
+ * coordinator; returns 1 when it parks there for a Decision, 0 when it goes on, -1 on error. */
+static int at_segment_end(stage *s, stage_batch *b, ramp_error *err) {
+    if (b->mode != EXIT_MODE_NONE && owns_exit_point(s, b->layers_done) && has_reporting_rows(b)) {
+        bool parks = awaits_decision(b);
+        if (send_exit_features(s, b, parks, err)) return -1;
+        if (parks) return 1;
+    }
+    append_deferred(s, b, b->layers_done);
+    return 0;
+}
+
 /* Runs a batch from where it stands until it parks at an exit point or leaves the stage. */
 static int advance_batch(stage *s, stage_batch *b, ramp_error *err) {
     while (b->layers_done < s->config.end_layer) {
-        int segment_end = s->config.end_layer;
-        for (int k = b->layers_done + 1; k < s->config.end_layer && b->mode != EXIT_MODE_NONE; k++)
-            if (owns_exit_point(s, k)) {
-                segment_end = k;
-                break;
-            }
-        if (run_layers(s, b, segment_end, err)) return -1;
-        if (b->mode != EXIT_MODE_NONE && owns_exit_point(s, segment_end) && has_reporting_rows(b)) {
-            bool parks = awaits_decision(b);
-            if (send_exit_features(s, b, parks, err)) return -1;
-            if (parks) return 0; /* parked until the decision */
-        }
-        append_deferred(s, b, segment_end);
+        if (run_layers(s, b, segment_end_of(s, b), err)) return -1;
+        int parked = at_segment_end(s, b, err);
+        if (parked) return parked < 0 ? -1 : 0; /* parked until the decision */
     }
     return finish_batch(s, b, err);
+}
+
+/* Index of the exit point after `layer` layers in the job's list, or -1. */
+static int exit_point_index(const stage *s, int layer) {
+    for (int i = 0; i < s->config.n_exits; i++)
+        if (s->config.exit_layers[i] == layer) return i;
+    return -1;
+}
+
+/* Running ahead costs the work of the rows that then leave: only from exit points where so far at
+ * most half of the rows left (a quarter assumed before any Decision). */
+#define RUN_AHEAD_MAX_LEAVING 0.5
+
+/* A parked batch may run ahead unless rows kept at this exit point would join it here once the
+ * Decision comes (append_deferred): they must start from this layer with the others. */
+static bool may_speculate(const stage *s, const stage_batch *b) {
+    if (!b->in_use || b->speculated_to > b->layers_done || b->layers_done >= s->config.end_layer) return false;
+    int point = exit_point_index(s, b->layers_done);
+    if (point < 0) return false;
+    double leaving = (s->rows_left[point] + 1.0) / (s->rows_decided[point] + 4.0);
+    if (leaving > RUN_AHEAD_MAX_LEAVING) return false;
+    for (int r = 0; r < b->n_rows; r++) {
+        const deferred_rows *d = &s->deferred[b->rows[r].slot];
+        for (int i = 0; i < d->count; i++)
+            if (d->exit_layer[i] == b->layers_done) return false;
+    }
+    return true;
+}
+
+int stage_idle(stage *s, ramp_error *err) {
+    for (int i = 0; i < stage_batch_slots(&s->config); i++) {
+        stage_batch *b = &s->batches[i];
+        if (!may_speculate(s, b)) continue;
+        double start = clock_seconds();
+        if (s->last_frame_done > 0) s->decision_wait_seconds += start - s->last_frame_done; /* it was parked */
+        const int parked_at = b->layers_done, end = segment_end_of(s, b);
+        memcpy(b->parked_hidden, b->hidden, (size_t)b->n_rows * s->model.config.dim * sizeof(float));
+        int status = run_layers(s, b, end, err);
+        s->speculated_layer_rows += (uint64_t)b->n_rows * (uint64_t)(end - parked_at);
+        b->speculated_to = end;
+        b->layers_done = parked_at; /* still parked at the exit point until its Decision */
+        s->last_frame_done = clock_seconds();
+        s->busy_seconds += s->last_frame_done - start;
+        return status ? ramp_fail_prefix(err, "rank %d (stage %d): ", s->rank, s->config.stage_index) : 1;
+    }
+    return 0;
+}
+
+/* Rows that left after their batch ran ahead: their keys/values beyond the exit point must read as
+ * they would without the speculation. recompute fills them later with the same values (the same
+ * inputs, row by row); copy and omit never had them. */
+static void unfill_speculated(stage *s, const stage_row *row, int from_layer, int to_layer) {
+    if (s->config.kv_fill == KV_FILL_RECOMPUTE) return;
+    for (int layer = from_layer; layer < to_layer; layer++)
+        *kv_filled(&s->kv, row->slot, layer - s->config.first_layer, row->position) = 0;
 }
 
 /* Features of the rows that want output, at the exit point the batch stands at. */
@@ -421,6 +545,9 @@ static int stage_accept_decision(stage *s, const Ramp__Decision *d, ramp_error *
     if (!b) return ramp_fail(err, "decision for micro-batch %llu, which is not parked here", (unsigned long long)d->batch_id);
     const int dim = s->model.config.dim;
     bool keep_states = d->token_level && s->config.kv_fill != KV_FILL_OMIT;
+    bool ahead = b->speculated_to > b->layers_done;
+    const float *exit_states = ahead ? b->parked_hidden : b->hidden; /* the states at the exit point */
+    const int point = exit_point_index(s, b->layers_done), decided = b->n_rows;
     int kept = 0;
     for (int r = 0; r < b->n_rows; r++) {
         bool exits = false;
@@ -429,7 +556,11 @@ static int stage_accept_decision(stage *s, const Ramp__Decision *d, ramp_error *
         if (exits) {
             if (keep_states) {
                 bool kv_only = b->rows[r].kv_only || s->config.kv_fill == KV_FILL_COPY;
-                if (defer_row(s, &b->rows[r], b->hidden + (size_t)r * dim, b->layers_done, kv_only, err)) return -1;
+                if (defer_row(s, &b->rows[r], exit_states + (size_t)r * dim, b->layers_done, kv_only, err)) return -1;
+            }
+            if (ahead) {
+                if (d->token_level) unfill_speculated(s, &b->rows[r], b->layers_done, b->speculated_to);
+                s->wasted_layer_rows += (uint64_t)(b->speculated_to - b->layers_done);
             }
             continue;
         }
@@ -440,9 +571,21 @@ static int stage_accept_decision(stage *s, const Ramp__Decision *d, ramp_error *
         kept++;
     }
     b->n_rows = kept;
+    if (point >= 0) {
+        s->rows_decided[point] += (uint64_t)decided;
+        s->rows_left[point] += (uint64_t)(decided - kept);
+    }
     if (kept == 0) {
         b->in_use = false; /* everything left: later ranks never see this micro-batch */
+        b->speculated_to = 0;
         return 0;
+    }
+    if (ahead) { /* the kept rows already stand at the end of the next segment */
+        b->layers_done = b->speculated_to;
+        b->speculated_to = 0;
+        int parked = at_segment_end(s, b, err);
+        if (parked) return parked < 0 ? -1 : 0;
+        return advance_batch(s, b, err);
     }
     append_deferred(s, b, b->layers_done);
     return advance_batch(s, b, err);
@@ -465,6 +608,12 @@ static int stage_send_report(stage *s, ramp_error *err) {
     r.kv_bytes_peak = s->kv_bytes_peak;
     r.weight_bytes = s->model.weight_bytes;
     r.exit_head_seconds = s->exit_head_seconds;
+    r.compute_seconds = s->compute_seconds;
+    r.layer_rows = s->layer_rows;
+    r.layer_batches = s->layer_batches;
+    r.decision_wait_seconds = s->decision_wait_seconds;
+    r.speculated_layer_rows = s->speculated_layer_rows;
+    r.wasted_layer_rows = s->wasted_layer_rows;
     r.peak_resident_bytes = (uint64_t)usage.ru_maxrss * 1024;
     e.body_case = RAMP__ENVELOPE__BODY_REPORT;
     e.report = &r;
@@ -484,6 +633,12 @@ static int stage_run_control(stage *s, Ramp__Control *control, ramp_error *err) 
         e.body_case = RAMP__ENVELOPE__BODY_CONTROL;
         e.control = control;
         if (send_envelope(s->transport, s->config.next_rank, &e, NULL, 0, err)) return -1;
+    }
+    if (s->config.partner_rank > 0 && control->kind != RAMP__CONTROL__KIND__PING) { /* its KV slots, its end */
+        Ramp__Envelope e = RAMP__ENVELOPE__INIT;
+        e.body_case = RAMP__ENVELOPE__BODY_CONTROL;
+        e.control = control;
+        if (send_envelope(s->transport, s->config.partner_rank, &e, NULL, 0, err)) return -1;
     }
     if (control->kind == RAMP__CONTROL__KIND__SHUTDOWN) {
         s->finished = true;
@@ -565,6 +720,14 @@ static int release_held(stage *s, ramp_error *err) {
 int stage_handle_frame(void *context, int source, const uint8_t *frame, size_t length, ramp_error *err) {
     stage *s = context;
     double start = clock_seconds();
+    /* A micro-batch still in use between frames is parked at an exit point: the time since the last
+     * frame was spent waiting for the coordinator's Decision (and for nothing else to do). */
+    if (s->last_frame_done > 0)
+        for (int i = 0; i < stage_batch_slots(&s->config); i++)
+            if (s->batches[i].in_use) {
+                s->decision_wait_seconds += start - s->last_frame_done;
+                break;
+            }
     Ramp__Envelope *e;
     const float *payload;
     size_t n_payload;
@@ -579,7 +742,8 @@ int stage_handle_frame(void *context, int source, const uint8_t *frame, size_t l
         if (!status && e->body_case == RAMP__ENVELOPE__BODY_DECISION) status = release_held(s, err);
     }
     wire_envelope_free(e);
-    s->busy_seconds += clock_seconds() - start;
+    s->last_frame_done = clock_seconds();
+    s->busy_seconds += s->last_frame_done - start;
     if (status) return ramp_fail_prefix(err, "rank %d (stage %d): ", s->rank, s->config.stage_index);
     return 0;
 }

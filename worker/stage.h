@@ -14,6 +14,15 @@
  * and sends it on, as a normal row, with the sequence's next token that goes deeper: exact),
  * copy (the same, but the row only fills keys/values from the exit state: CALM), omit (nothing;
  * attention skips the holes).
+ *
+ * A stage never sits idle while a Decision is pending: when no frame is waiting (stage_idle, called
+ * by the worker between frames), it runs a parked micro-batch's next segment for all its rows,
+ * keeping their states at the exit point. When the Decision comes, the rows that left are dropped
+ * (for token-level exits their kept state is the one at the exit point, and with --kv-fill copy or
+ * omit the keys/values they wrote beyond it are marked unfilled again), and the others go on from
+ * where the speculation got them. Each row's numbers do not depend on the other rows of its batch,
+ * so the result is the same bits; only rows that leave cost work that was not needed, so a batch
+ * runs ahead only from exit points where so far at most half of the rows left.
  * The stage owns its model slice, KV cache, workspace, micro-batch buffers and kept states.
  */
 #ifndef RAMP_STAGE_H
@@ -36,6 +45,9 @@
 #define STAGE_MAX_DEFERRED 8
 
 typedef enum { KV_FILL_RECOMPUTE, KV_FILL_COPY, KV_FILL_OMIT } kv_fill_policy;
+/* --run-ahead: auto runs ahead where the node has more cores than computing ranks: there a stage's
+ * idle time is a core's idle time; where ranks share cores it is another rank's time. */
+enum { STAGE_RUN_AHEAD_AUTO = 0, STAGE_RUN_AHEAD_ON = 1, STAGE_RUN_AHEAD_OFF = 2 };
 /* Per micro-batch (Work.exit_mode): what happens at exit points. */
 typedef enum { EXIT_MODE_NONE = 0, EXIT_MODE_RECORD = 1, EXIT_MODE_DECIDE = 2 } exit_mode;
 
@@ -54,6 +66,10 @@ typedef struct {
     const int *exit_candidates;        /* candidate tokens of the exit head, or NULL = vocabulary */
     int n_exit_candidates;
     kv_fill_policy kv_fill;
+    forward_pairs pairs;               /* layer-parallel pairs (none when first == end); none cut the slice */
+    bool run_ahead;                    /* the worker calls stage_idle between frames */
+    int run_ahead_mode;                /* what --run-ahead asked (the worker decides run_ahead from it) */
+    int partner_rank;                  /* --pair-ranks: computes the second layer of each pair here (0: none) */
 } stage_config;
 
 typedef struct {
@@ -69,8 +85,10 @@ typedef struct {
     exit_mode mode; /* the deepest setting among its rows: NONE runs straight through */
     int n_rows;
     int layers_done; /* global index of the next layer to run */
+    int speculated_to; /* > layers_done: parked, and its rows already ran up to this layer */
     stage_row *rows; /* [row_capacity] */
     float *hidden;   /* [row_capacity][dim] */
+    float *parked_hidden; /* [row_capacity][dim]: the states at the exit point, kept while speculating */
 } stage_batch;
 
 typedef struct {
@@ -98,6 +116,8 @@ typedef struct {
     file_identity identity; /* of the model file, reported in Hello */
     kv_cache kv;
     forward_workspace workspace;
+    forward_partner partner; /* the partner rank's side of the pairs, when there is one */
+    forward_pairs pairs;     /* config.pairs, with the partner when there is one */
     int row_capacity;       /* max_rows plus room for deferred rows joining */
     stage_batch *batches;   /* [max_parked + 1] */
     deferred_rows *deferred; /* [max_sequences] */
@@ -112,14 +132,26 @@ typedef struct {
     bool finished;
     /* counters */
     double opened_at, busy_seconds, exit_head_seconds;
+    double compute_seconds;       /* in forward_layers */
+    double decision_wait_seconds; /* idle with a micro-batch parked here, waiting for its Decision */
+    double last_frame_done;       /* clock_seconds when the last frame was handled */
     uint64_t batches_run, rows;
+    uint64_t layer_rows, layer_batches; /* rows x layers and micro-batches x layers computed */
+    uint64_t speculated_layer_rows, wasted_layer_rows; /* run while a Decision was pending; of which
+                                                          for rows that then left */
+    uint64_t rows_decided[EXIT_MAX_POINTS], rows_left[EXIT_MAX_POINTS]; /* per exit point, so far */
     size_t kv_bytes_peak;
 } stage;
 
+/* Rows a stage's micro-batch may hold: max_rows plus room for kept rows of exited tokens joining. */
+int stage_row_capacity(int max_rows, int max_sequences);
 int stage_open(stage *s, const stage_config *config, int rank, transport *t, ramp_error *err);
 void stage_close(stage *s);
 /* transport_handler: context is the stage. */
 int stage_handle_frame(void *context, int source, const uint8_t *frame, size_t length, ramp_error *err);
+/* Nothing arrived: advances a parked micro-batch speculatively (see above). Returns 1 when it did
+ * some work, 0 when there was none to do, -1 on error. */
+int stage_idle(stage *s, ramp_error *err);
 /* Tells the coordinator this stage is ready (Hello) or that it failed (Failure). */
 int stage_send_hello(stage *s, ramp_error *err);
 int send_failure(transport *t, int rank, const char *message);

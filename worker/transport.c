@@ -7,7 +7,7 @@
 
 #include "clock.h"
 
-enum { FRAME_TAG = 7 };
+enum { FRAME_TAG = 7, EXCHANGE_TAG = 8 };
 
 typedef struct {
     int source, destination;
@@ -180,6 +180,17 @@ int transport_send(transport *t, int destination, uint8_t *frame, size_t length,
     }
     p->frame = frame;
     t->n_pending++;
+    return 0;
+}
+
+int transport_exchange(transport *t, int peer, const void *send, void *receive, size_t bytes, ramp_error *err) {
+    if (t->local) return ramp_fail(err, "transport: swapping with rank %d needs an MPI job", peer);
+    if (bytes > INT32_MAX) return ramp_fail(err, "transport: %zu bytes exceed MPI's count limit", bytes);
+    if (MPI_Sendrecv(send, (int)bytes, MPI_BYTE, peer, EXCHANGE_TAG, receive, (int)bytes, MPI_BYTE, peer, EXCHANGE_TAG,
+                     MPI_COMM_WORLD, MPI_STATUS_IGNORE) != MPI_SUCCESS)
+        return ramp_fail(err, "transport: rank %d could not swap %zu bytes with rank %d", t->rank, bytes, peer);
+    t->bytes_sent += bytes;
+    t->bytes_received += bytes;
     return 0;
 }
 

@@ -46,6 +46,9 @@ uint64_t transport_bytes_sent(const transport *t);
 uint64_t transport_bytes_received(const transport *t);
 
 int transport_send(transport *t, int destination, uint8_t *frame, size_t length, ramp_error *err);
+/* Sends `bytes` bytes to peer and receives as many from it, at once, apart from the frames (MPI
+ * only: the two processes of a layer-parallel pair swap their contributions; both call it). */
+int transport_exchange(transport *t, int peer, const void *send, void *receive, size_t bytes, ramp_error *err);
 /* Waits up to timeout_seconds (< 0: forever) for the next frame to this rank. Returns 1 with a
  * frame (caller frees), 0 on timeout, -1 on error. stop, when not NULL, is polled: a non-zero
  * value ends the wait early (returns 0). */

@@ -22,5 +22,7 @@ int threads_per_rank(int requested, bool in_process, int world_size);
 /* ramp's OpenMP threads share each product's tiles; OpenBLAS itself runs single-threaded
  * (model/forward.c explains why: results independent of the thread count). */
 void threads_apply(int threads);
+/* --run-ahead auto: true where this node has more cores than the job's computing ranks on it. */
+bool run_ahead_pays(int world_size);
 
 #endif

@@ -413,7 +413,7 @@ fi
 # run is one process with --stages 3 (three stages, per-stage busy/idle): token-level exits under
 # mpirun fail at random (see the check after this one).
 run 120 "$RAMP_BIN" exit-calibrate -m "$BT_MODEL" --ctx 256 --task sst2 --exit-layers 4,6,8,10,12,14 \
-    --data "$RAMP_SHARED/data/sst2/stsa.binary.train" --limit 40 -o "$bt_dir/conf.json" "${BT_FLAGS[@]}"
+    --data "$RAMP_SHARED/data/sst2/stsa.binary.train" --limit 40 --target-agreement 0.9 -o "$bt_dir/conf.json" "${BT_FLAGS[@]}"
 if [ "$RC" -ne 0 ]; then
     fail "batch: exit-calibrate for the metrics check" "$(last_run_details)"
 else

@@ -148,6 +148,11 @@ cut -f1 "$REF/lite16.greedy48.tsv" "$REF/stories260K.greedy64.tsv" >"$E2E_TMP/pr
 ramp exit-calibrate -m "$M" --ctx 256 -f "$E2E_TMP/prompts.txt" -n 32 --exit-layers 4,6,8,10,12,14 \
     --target-agreement 0.9 -o "$E2E_TMP/conf.json"
 check $RC "exit-calibrate writes confidence thresholds" "$(last_run_details)"
+# The default target is the operating point scripts/token-curve.sh chose (README: token level).
+ramp exit-calibrate -m "$M" --ctx 256 -f "$E2E_TMP/prompts.txt" -n 8 --exit-layers 4,8,12 -o "$E2E_TMP/conf-default.json"
+target=$(json_get "$E2E_TMP/conf-default.json" "round(d['target_agreement'], 4)" 2>/dev/null)
+[ "$RC" -eq 0 ] && [ "$target" = 0.99 ]
+check $? "exit-calibrate's default --target-agreement is 0.99 ($target)" "$(last_run_details)"
 for policy in recompute copy omit; do
     ramp generate -m "$M" --ctx 256 --threads 2 -f "$E2E_TMP/prompts.txt" -n 32 --exit "conf:$E2E_TMP/conf.json" --kv-fill $policy
     cp "$OUT" "$E2E_TMP/gen-$policy.txt"
@@ -156,6 +161,10 @@ for policy in recompute copy omit; do
     if [ $policy = recompute ]; then
         grep -q "first differences at full-depth tokens: 0$" "$ERR"
         check $? "recompute fills skipped layers exactly: a full-depth token never differs first" "$(grep 'early exit' "$ERR")"
+        computed=$(grep "row-layers not computed" "$ERR")
+        ramp generate -m "$M" --ctx 256 --threads 2 -f "$E2E_TMP/prompts.txt" -n 32 --exit "conf:$E2E_TMP/conf.json"
+        [ "$RC" -eq 0 ] && cmp -s "$OUT" "$E2E_TMP/gen-recompute.txt" && [ "$(grep "row-layers not computed" "$ERR")" = "$computed" ]
+        check $? "--kv-fill's default is recompute: the same text and the same row-layers computed" "$(last_run_details)"
     fi
 done
 if have_mpi; then
@@ -163,4 +172,22 @@ if have_mpi; then
         --kv-fill recompute
     [ "$RC" -eq 0 ] && cmp -s "$OUT" "$E2E_TMP/gen-recompute.txt"
     check $? "token-level exits on 3 stages give the same text as one process" "$(last_run_details)"
+    # Stages run parked micro-batches ahead of their Decisions (--run-ahead on; auto, the default, only
+    # where cores are spare): rows that leave give back what they wrote beyond their exit point;
+    # copy and omit show it if not.
+    for policy in copy omit; do
+        mpi_run 120 4 generate -m "$M" --ctx 256 -f "$E2E_TMP/prompts.txt" -n 32 --exit "conf:$E2E_TMP/conf.json" \
+            --kv-fill $policy --run-ahead on --metrics-json "$E2E_TMP/ahead-$policy.json"
+        [ "$RC" -eq 0 ] && cmp -s "$OUT" "$E2E_TMP/gen-$policy.txt"
+        check $? "token-level exits with --kv-fill $policy on 3 stages (running ahead of decisions) give one process's text" \
+            "ran ahead: $(json_get "$E2E_TMP/ahead-$policy.json" "[s['run_ahead_layer_rows'] for s in d['stages']]" 2>&1); $(last_run_details)"
+    done
+    mpi_run 120 4 eval -m "$M" "${EXITS[@]}" --data "$SST2/stsa.binary.dev" --limit 120 --exit "svm:$E2E_TMP/one.svm" \
+        --run-ahead on --json "$E2E_TMP/eval3-on.json"
+    same=$(python3 -c "
+import json,sys
+a,b=json.load(open(sys.argv[1])),json.load(open(sys.argv[2]))
+print(all(a[k]==b[k] for k in ['labels_full','labels_exit','exit_histogram']))" "$E2E_TMP/eval3.json" "$E2E_TMP/eval3-on.json" 2>&1)
+    [ "$RC" -eq 0 ] && [ "$same" = True ]
+    check $? "eval on 3 stages: the same answers with --run-ahead on as without" "$same; $(last_run_details)"
 fi

@@ -73,7 +73,7 @@ if have_mpi; then
 fi
 
 # 3. conf (LITE thresholds used request-level): the factor 1 point equals a real exit run.
-ramp exit-calibrate -m "$M" "${EXITS[@]}" --data "$SST2/stsa.binary.train" --limit 160 -o "$T/conf.json"
+ramp exit-calibrate -m "$M" "${EXITS[@]}" --data "$SST2/stsa.binary.train" --limit 160 --target-agreement 0.9 -o "$T/conf.json"
 check $RC "exit-calibrate writes confidence thresholds for the sweep" "$(last_run_details)"
 ramp eval -m "$M" "${EXITS[@]}" --data "$SST2/stsa.binary.dev" --limit 80 --exit "conf:$T/conf.json" \
     --json "$T/plain-conf.json"

@@ -1,0 +1,88 @@
+#!/bin/bash
+# exit-wall.sh: do request-level exits save wall time in proportion to the layers they skip?
+#
+#   scripts/exit-wall.sh [REPEATS]     (RAMP_BIN=bin/ramp, RAMP_SHARED=../shared, WORK=build/exit-wall,
+#                                       MODEL=lite16-tasks, RUN_AHEAD=auto|on|off)
+#
+# lite16-tasks (the model that really classifies; MODEL=lite16 for the untuned one), exit points 4,6,...,14, an AdaInfer classifier
+# trained with `exit-train --target-agreement 0.985` on the task's training file, judged on SST-2
+# dev and TREC test. Each `eval` invocation runs the set at full depth and then with exits; its
+# wall-time saving is 1 - seconds_exit / seconds_full, set against its pruning ratio. One process
+# and 3 stages (mpirun -np 4), REPEATS invocations each (default 3, interleaved), medians.
+# The goal (issue 11): median saving >= 0.8 x pruning. Prints a markdown table, then where the time
+# goes: per repeat, one full-depth run (--exit none) and one exit run alone (--no-full), each with
+# --metrics-json: compute time per row-layer, rows per micro-batch and layer (exits shrink the
+# batches), the exit heads' time on the stages, rank 0's time in the exit policy, and each stage's
+# time idle with a micro-batch parked for its Decision (medians over the repeats).
+set -eu
+repeats=${1:-3}
+bin=${RAMP_BIN:-bin/ramp}
+shared=${RAMP_SHARED:-../shared}
+work=${WORK:-build/exit-wall}
+model=$shared/models/${MODEL:-lite16-tasks}/model-f32.gguf
+mkdir -p "$work"
+mpirun=(mpirun --oversubscribe -np 4)
+[ "$(id -u)" -eq 0 ] && mpirun+=(--allow-run-as-root)
+exits=(--ctx 256 --exit-layers 4,6,8,10,12,14)
+run_ahead=(); [ -n "${RUN_AHEAD:-}" ] && run_ahead=(--run-ahead "$RUN_AHEAD")
+train_file() { case $1 in sst2) echo "$shared/data/sst2/stsa.binary.train";; trec) echo "$shared/data/trec/train.txt";; esac; }
+judge_file() { case $1 in sst2) echo "$shared/data/sst2/glue_dev.tsv";; trec) echo "$shared/data/trec/test.txt";; esac; }
+for task in sst2 trec; do
+    svm=$work/$task.svm
+    [ -f "$svm" ] && [ -f "$svm.json" ] && continue
+    echo "training $svm ..." >&2
+    "$bin" exit-train -m "$model" "${exits[@]}" --task $task --data "$(train_file $task)" --target-agreement 0.985 \
+        -o "$svm" 2>&1 | grep '^ramp exit-train' >&2
+done
+for i in $(seq "$repeats"); do
+    for task in sst2 trec; do
+        for stages in 1 3; do
+            launch=("$bin")
+            [ $stages -eq 3 ] && launch=("${mpirun[@]}" "$bin")
+            OMP_WAIT_POLICY=passive "${launch[@]}" eval -m "$model" "${exits[@]}" "${run_ahead[@]}" --task $task --data "$(judge_file $task)" \
+                --exit "svm:$work/$task.svm" --json "$work/$task-$stages-$i.json" >/dev/null 2>"$work/$task-$stages-$i.err"
+            OMP_WAIT_POLICY=passive "${launch[@]}" eval -m "$model" "${exits[@]}" "${run_ahead[@]}" --task $task --data "$(judge_file $task)" \
+                --exit none --metrics-json "$work/where-full-$task-$stages-$i.json" >/dev/null 2>&1
+            OMP_WAIT_POLICY=passive "${launch[@]}" eval -m "$model" "${exits[@]}" "${run_ahead[@]}" --task $task --data "$(judge_file $task)" \
+                --exit "svm:$work/$task.svm" --no-full --metrics-json "$work/where-exit-$task-$stages-$i.json" >/dev/null 2>&1
+        done
+    done
+done
+python3 - "$work" "$repeats" <<'PY'
+import json, statistics, sys
+work, repeats = sys.argv[1], int(sys.argv[2])
+print("| task | stages | pruning | wall-time saving per invocation | median saving | median saving / pruning |")
+print("|---|---|---|---|---|---|")
+for task in ["sst2", "trec"]:
+    for stages in [1, 3]:
+        runs = [json.load(open(f"{work}/{task}-{stages}-{i}.json")) for i in range(1, repeats + 1)]
+        s = [1 - r["seconds_exit"] / r["seconds_full"] for r in runs]
+        p = runs[0]["pruning_ratio"]
+        print(f"| {task} | {stages} | {100*p:.1f}% | {', '.join(f'{100*x:.1f}%' for x in s)} | "
+              f"{100*statistics.median(s):.1f}% | {statistics.median(s)/p:.2f} |")
+print()
+print("Where the time goes (separate runs, medians): full = --exit none, exit = --no-full with the classifier.")
+print()
+print("| task | stages | seconds full / exit | saving | row-layers saved | us per row-layer full / exit | "
+      "rows per micro-batch and layer full / exit | exit heads (s, all stages) | exit policy on rank 0 (s) | "
+      "idle waiting for a Decision per stage (s) | idle fraction per stage, exit run |")
+print("|---|---|---|---|---|---|---|---|---|---|---|")
+med = statistics.median
+for task in ["sst2", "trec"]:
+    for stages in [1, 3]:
+        f = [json.load(open(f"{work}/where-full-{task}-{stages}-{i}.json")) for i in range(1, repeats + 1)]
+        e = [json.load(open(f"{work}/where-exit-{task}-{stages}-{i}.json")) for i in range(1, repeats + 1)]
+        def total(m, key): return sum(st[key] for st in m["stages"])
+        sf, se = med([m["seconds"] for m in f]), med([m["seconds"] for m in e])
+        saved = 1 - total(e[0], "layer_rows") / total(f[0], "layer_rows")
+        us_f = med([1e6 * total(m, "compute_seconds") / total(m, "layer_rows") for m in f])
+        us_e = med([1e6 * total(m, "compute_seconds") / total(m, "layer_rows") for m in e])
+        rb_f = total(f[0], "layer_rows") / total(f[0], "layer_batches")
+        rb_e = total(e[0], "layer_rows") / total(e[0], "layer_batches")
+        heads = med([total(m, "exit_head_seconds") for m in e])
+        policy = med([m["exit_policy_seconds"] for m in e])
+        waits = " ".join(f"{med([m['stages'][k]['decision_wait_seconds'] for m in e]):.2f}" for k in range(stages))
+        idle = " ".join(f"{med([m['stages'][k]['idle_fraction'] for m in e]):.2f}" for k in range(stages))
+        print(f"| {task} | {stages} | {sf:.2f} / {se:.2f} | {100*(1-se/sf):.1f}% | {100*saved:.1f}% | {us_f:.2f} / {us_e:.2f} | "
+              f"{rb_f:.0f} / {rb_e:.0f} | {heads:.3f} | {policy:.3f} | {waits} | {idle} |")
+PY
