@@ -289,7 +289,12 @@ sv_term_in_flight() {
     done
     kill -TERM "$victim"
     t_kill=$(now)
-    sleep 0.2
+    # The late request goes in once the server says it is stopping (/health 503) or is gone: a fixed
+    # pause raced the signal's delivery on a loaded machine.
+    for i in $(seq 1 100); do
+        [ "$(curl -s -m 2 -o /dev/null -w '%{http_code}' "$url/health")" = 200 ] || break
+        sleep 0.05
+    done
     late=$(curl -s -m 10 -o "$sv_dir/late.json" -w '%{http_code}' -H 'Content-Type: application/json' -d "$long" "$url/v1/completions")
     sv_wait "$SV_PID" $((SV_GRACE + 15))
     took=$(elapsed_since "$t_kill")
