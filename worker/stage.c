@@ -10,6 +10,9 @@
 #include "file_identity.h"
 #include "wire.h"
 
+/* slot_owner of a slot that holds no request's keys/values */
+#define SLOT_FREE UINT64_MAX
+
 static int stage_batch_slots(const stage_config *c) { return 2 * c->max_parked + 1; }
 
 static bool is_last(const stage *s) { return s->config.stage_index == s->config.n_stages; }
@@ -99,13 +102,16 @@ int stage_open(stage *s, const stage_config *config, int rank, transport *t, ram
     int n_batches = stage_batch_slots(config);
     s->batches = calloc((size_t)n_batches, sizeof *s->batches);
     s->deferred = calloc((size_t)config->max_sequences, sizeof *s->deferred);
+    s->slot_owner = malloc((size_t)config->max_sequences * sizeof *s->slot_owner);
+    if (s->slot_owner)
+        for (int i = 0; i < config->max_sequences; i++) s->slot_owner[i] = SLOT_FREE;
     int widest_head = c->vocab_size > head_width(s) ? c->vocab_size : head_width(s);
     s->head_logits = malloc(rows * (size_t)widest_head * sizeof(float));
     s->slots = malloc(rows * sizeof(int));
     s->positions = malloc(rows * sizeof(int));
     s->kv_only = malloc(rows * sizeof(bool));
     s->request_ids = malloc(rows * sizeof(uint64_t));
-    if (!s->batches || !s->deferred || !s->head_logits || !s->slots || !s->positions || !s->kv_only ||
+    if (!s->batches || !s->deferred || !s->slot_owner || !s->head_logits || !s->slots || !s->positions || !s->kv_only ||
         !s->request_ids)
         goto out_of_memory;
     for (int b = 0; b < n_batches; b++) {
@@ -155,6 +161,7 @@ void stage_close(stage *s) {
     if (s->deferred)
         for (int i = 0; i < s->config.max_sequences; i++) free(s->deferred[i].hidden);
     free(s->deferred);
+    free(s->slot_owner);
     for (int i = 0; i < s->n_held; i++) free(s->held[i].frame);
     free(s->held);
     free(s->exit_candidates);
@@ -377,6 +384,9 @@ int stage_idle(stage *s, ramp_error *err) {
  * inputs, row by row); copy and omit never had them. */
 static void unfill_speculated(stage *s, const stage_row *row, int from_layer, int to_layer) {
     if (s->config.kv_fill == KV_FILL_RECOMPUTE) return;
+    /* The Decision comes from rank 0, the slot's RELEASE through the previous stage: the release
+     * may be here first, and then the slot has no keys/values of this request left to unfill. */
+    if (s->slot_owner[row->slot] != row->request_id) return;
     for (int layer = from_layer; layer < to_layer; layer++)
         *kv_filled(&s->kv, row->slot, layer - s->config.first_layer, row->position) = 0;
 }
@@ -513,6 +523,7 @@ static int stage_accept_work(stage *s, const Ramp__Work *work, const float *payl
                 return ramp_fail(err, "sequence asks for %u positions, the context is %d", row->slot_capacity,
                                  s->config.context);
             if (kv_slot_reserve(&s->kv, (int)row->slot, (int)row->slot_capacity, err)) return -1;
+            s->slot_owner[row->slot] = row->request_id;
             if (s->deferred[row->slot].request_id != row->request_id) s->deferred[row->slot].count = 0;
         }
         b->rows[r] = (stage_row){row->request_id, (int)row->slot, (int)row->position, row->token,
@@ -626,7 +637,10 @@ static int stage_run_control(stage *s, Ramp__Control *control, ramp_error *err) 
         for (size_t i = 0; i < control->n_slots; i++) {
             int slot = (int)control->slots[i];
             kv_slot_release(&s->kv, slot);
-            if (slot >= 0 && slot < s->config.max_sequences) s->deferred[slot].count = 0;
+            if (slot >= 0 && slot < s->config.max_sequences) {
+                s->deferred[slot].count = 0;
+                s->slot_owner[slot] = SLOT_FREE;
+            }
         }
     if (!is_last(s)) { /* pass it down the chain */
         Ramp__Envelope e = RAMP__ENVELOPE__INIT;

@@ -121,6 +121,7 @@ typedef struct {
     int row_capacity;       /* max_rows plus room for deferred rows joining */
     stage_batch *batches;   /* [max_parked + 1] */
     deferred_rows *deferred; /* [max_sequences] */
+    uint64_t *slot_owner;    /* [max_sequences]: the request whose KV the slot holds; SLOT_FREE once released */
     int *exit_candidates;   /* owned copy */
     /* per-batch scratch */
     float *head_logits;     /* [row_capacity][vocab or candidates] */
