@@ -119,8 +119,8 @@ const char *kernel_level_name(kernel_level level) {
 }
 
 /* What the CPU offers. The AVX-512 kernels use 512-bit integer and float instructions (F, BW, VL,
- * DQ) with VNNI (vpdpbusd); the AVX2 ones need FMA and F16C too. A build for another architecture has only the
- * portable kernels. */
+ * DQ) with VNNI (vpdpbusd); the AVX2 ones need FMA and F16C too. A build for another architecture
+ * has only the portable kernels. */
 #if defined(__x86_64__) && defined(__GNUC__)
 /* F16C from CPUID leaf 1 (ECX bit 29): clang 14's __builtin_cpu_supports does not know "f16c". */
 static bool cpu_has_f16c(void) {
@@ -129,7 +129,7 @@ static bool cpu_has_f16c(void) {
 }
 #endif
 
-bool kernel_level_available(kernel_level level) {
+static bool cpu_offers(kernel_level level) {
     switch (level) {
     case KERNELS_PORTABLE: return true;
 #if defined(__x86_64__) && defined(__GNUC__)
@@ -138,7 +138,7 @@ bool kernel_level_available(kernel_level level) {
         return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && cpu_has_f16c();
     case KERNELS_AVX512:
         __builtin_cpu_init();
-        return kernel_level_available(KERNELS_AVX2) && __builtin_cpu_supports("avx512f") &&
+        return cpu_offers(KERNELS_AVX2) && __builtin_cpu_supports("avx512f") &&
                __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
                __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vnni");
 #endif
@@ -146,14 +146,17 @@ bool kernel_level_available(kernel_level level) {
     }
 }
 
-/* Process configuration, set once: the chosen level. */
+/* Process configuration, set once: what the CPU offers (CPUID traps to the hypervisor in a
+ * virtual machine, microseconds a call) and the chosen level. */
+static bool offered[KERNEL_LEVELS];
 static kernel_level chosen_level;
 static pthread_once_t choose_once = PTHREAD_ONCE_INIT;
 
 static void choose_level(void) {
+    for (int level = 0; level < KERNEL_LEVELS; level++) offered[level] = cpu_offers((kernel_level)level);
     kernel_level best = KERNELS_PORTABLE;
     for (int level = KERNEL_LEVELS - 1; level > 0; level--)
-        if (kernel_level_available((kernel_level)level)) {
+        if (offered[level]) {
             best = (kernel_level)level;
             break;
         }
@@ -167,6 +170,11 @@ static void choose_level(void) {
 kernel_level kernels_level(void) {
     pthread_once(&choose_once, choose_level);
     return chosen_level;
+}
+
+bool kernel_level_available(kernel_level level) {
+    pthread_once(&choose_once, choose_level);
+    return level >= 0 && level < KERNEL_LEVELS && offered[level];
 }
 
 static dot_fn kernel_for(kernel_level level, ggml_type type) {
