@@ -27,6 +27,14 @@
 
 static const int ROW16[16] = {0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15};
 
+/* acc + the four-byte products of w with the four bytes at p broadcast to every lane, the
+ * broadcast folded into vpdpbusd's memory operand (GCC 12 emits a separate vpbroadcastd, and the
+ * extra registers made the K kernels spill). */
+INLINE __m512i dpbusd_bcast(__m512i acc, __m512i w, const void *p) {
+    __asm__("vpdpbusd %2%{1to16%}, %1, %0" : "+v"(acc) : "v"(w), "m"(*(const int32_t *)p));
+    return acc;
+}
+
 /* The 16 rows of a tile are read block by block, sixteen streams at once, which the hardware
  * prefetchers follow poorly when the weights come from memory (decode). So while a tile works,
  * it prefetches the next tile's rows (which follow in memory; prefetches never fault), a slice
@@ -130,7 +138,7 @@ INLINE void small_lanes16(ggml_type type, int NA, int n, const unsigned char *w,
             __m512i sums = _mm512_setzero_si512();
             UNROLL
             for (int k = 0; k < 8; k++)
-                sums = _mm512_dpbusd_epi32(sums, W[k], _mm512_set1_epi32((int)quant_load_u32(x + 4 * k)));
+                sums = dpbusd_bcast(sums, W[k], x + 4 * k);
             if (bias) sums = _mm512_sub_epi32(sums, _mm512_set1_epi32(bias * a[r].sum[b]));
             acc[r] = _mm512_fmadd_ps(_mm512_mul_ps(wd, _mm512_set1_ps(a[r].d[b])), _mm512_cvtepi32_ps(sums), acc[r]);
             if (has_min) acc[r] = _mm512_fmadd_ps(wm, _mm512_set1_ps(a[r].dsum[b]), acc[r]);
@@ -249,8 +257,8 @@ INLINE void k45_lanes16(bool five, int NA, int n, const unsigned char *w, size_t
                 __m512i slo = _mm512_setzero_si512(), shi = _mm512_setzero_si512();
                 UNROLL
                 for (int m = 0; m < 8; m++) {
-                    slo = _mm512_dpbusd_epi32(slo, lo[m], _mm512_set1_epi32((int)quant_load_u32(x + 4 * m)));
-                    shi = _mm512_dpbusd_epi32(shi, hi[m], _mm512_set1_epi32((int)quant_load_u32(x + 32 + 4 * m)));
+                    slo = dpbusd_bcast(slo, lo[m], x + 4 * m);
+                    shi = dpbusd_bcast(shi, hi[m], x + 32 + 4 * m);
                 }
                 A[r] = _mm512_add_epi32(A[r], _mm512_add_epi32(_mm512_mullo_epi32(slo, sc_a), _mm512_mullo_epi32(shi, sc_b)));
             }
@@ -376,8 +384,8 @@ INLINE void q6k_lanes16(int NA, int n, const unsigned char *w, size_t w_stride, 
                         __m512i sa = _mm512_set1_epi32(-32 * bs[j]), sb = _mm512_set1_epi32(-32 * bs[j + 1]);
                         UNROLL
                         for (int m = 0; m < 4; m++) {
-                            sa = _mm512_dpbusd_epi32(sa, u[m], _mm512_set1_epi32((int)quant_load_u32(x + 4 * m)));
-                            sb = _mm512_dpbusd_epi32(sb, u[m + 4], _mm512_set1_epi32((int)quant_load_u32(x + 16 + 4 * m)));
+                            sa = dpbusd_bcast(sa, u[m], x + 4 * m);
+                            sb = dpbusd_bcast(sb, u[m + 4], x + 16 + 4 * m);
                         }
                         A[r] = _mm512_add_epi32(A[r], _mm512_add_epi32(_mm512_mullo_epi32(sa, sc_a), _mm512_mullo_epi32(sb, sc_b)));
                     }
