@@ -161,9 +161,21 @@ static void attention_task(void *ctx, int task, int worker) {
     for (int t = 0; t < length; t++)
         scores[t] = filled[t] ? dot_lanes(query, keys + (size_t)t * stride, c->head_dim) * scale : -INFINITY;
     softmax(scores, length);
-    /* out[i] = sum over t (in order) of scores[t] * value_t[i], eight values at a time */
+    /* out[i] = sum over t (in order) of scores[t] * value_t[i]. Positions are the outer loop and
+     * up to 64 values (eight vectors) are summed at once, so each position's check and score are
+     * read once per 64 values; every value's sum is the same sequence of operations. */
     float *out = ws->attention + (size_t)r * c->dim + h * c->head_dim;
     int i0 = 0;
+    for (; i0 + 64 <= c->head_dim; i0 += 64) {
+        float8 sum[8] = {{0}};
+        for (int t = 0; t < length; t++) {
+            if (!filled[t]) continue;
+            const float s = scores[t];
+            const float *v = values + (size_t)t * stride + i0;
+            for (int k = 0; k < 8; k++) sum[k] += s * load8(v + 8 * k);
+        }
+        memcpy(out + i0, sum, sizeof sum);
+    }
     for (; i0 + 8 <= c->head_dim; i0 += 8) {
         float8 sum = {0};
         for (int t = 0; t < length; t++)
