@@ -1,6 +1,5 @@
 #include "worker.h"
 
-#include <cblas.h>
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,10 +29,7 @@ int threads_per_rank(int requested, bool in_process, int world_size) {
     return threads < 1 ? 1 : threads;
 }
 
-void threads_apply(int threads) {
-    openblas_set_num_threads(1);
-    omp_set_num_threads(threads);
-}
+void threads_apply(int threads) { omp_set_num_threads(threads); }
 
 /* Waits for one frame from rank 0 and unpacks it (caller frees both). */
 static int receive_from_coordinator(transport *t, double seconds, Ramp__Envelope **e, uint8_t **frame,
