@@ -76,6 +76,14 @@ INLINE __m512i fifth_bits16(__m512i bits, int shift) {
     return _mm512_permutexvar_epi32(_mm512_srli_epi32(bits, (unsigned)shift), _mm512_loadu_si512(table));
 }
 
+/* Byte offset of lane L's row, min(ROW16[L], nw - 1) * w_stride, computed in registers (built
+ * in an array on the stack, it was two 256-bit stores read back as one 512-bit load: a failed
+ * store forwarding at the start of every tile). */
+INLINE __m512i lane_offsets16(int nw, size_t w_stride) {
+    const __m512i rows = _mm512_min_epi32(_mm512_loadu_si512(ROW16), _mm512_set1_epi32(nw - 1));
+    return _mm512_mullo_epi32(rows, _mm512_set1_epi32((int)w_stride));
+}
+
 INLINE __m512 lane_scales16(const unsigned char *w, size_t block_offset, int at, __m512i index) {
     const __m512i g = _mm512_i32gather_epi32(index, (const void *)(w + block_offset + at), 1);
     return _mm512_cvtph_ps(_mm512_cvtepi32_epi16(g)); /* the low 16 bits of each lane */
@@ -93,13 +101,10 @@ INLINE void small_lanes16(ggml_type type, int NA, int n, const unsigned char *w,
     /* With fewer than 16 rows the missing lanes repeat the last row (read, computed, never
      * stored) through a table of row pointers; 16 rows are addressed as w + i * stride. */
     const unsigned char *row_table[16];
-    int offsets[16];
     UNROLL
     for (int i = 0; i < 16; i++) row_table[i] = w + (size_t)(i < nw ? i : nw - 1) * w_stride;
-    UNROLL
-    for (int L = 0; L < 16; L++) offsets[L] = (ROW16[L] < nw ? ROW16[L] : nw - 1) * (int)w_stride;
     const bool full = nw == 16;
-    const __m512i index = _mm512_loadu_si512(offsets);
+    const __m512i index = lane_offsets16(nw, w_stride);
     const __m512i mask = _mm512_set1_epi8(0x0f);
     __m512 acc[KERNEL_MAX_A];
     UNROLL
@@ -194,13 +199,10 @@ INLINE void k45_lanes16(bool five, int NA, int n, const unsigned char *w, size_t
                         const act_q8_256_view *a, float *out, size_t out_stride) {
     const size_t block_bytes = five ? 176 : 144;
     const unsigned char *row_table[16];
-    int offsets[16];
     UNROLL
     for (int i = 0; i < 16; i++) row_table[i] = w + (size_t)(i < nw ? i : nw - 1) * w_stride;
-    UNROLL
-    for (int L = 0; L < 16; L++) offsets[L] = (ROW16[L] < nw ? ROW16[L] : nw - 1) * (int)w_stride;
     const unsigned char *const *rows = nw == 16 ? NULL : row_table;
-    const __m512i index = _mm512_loadu_si512(offsets);
+    const __m512i index = lane_offsets16(nw, w_stride);
     const __m512i nibble = _mm512_set1_epi8(0x0f), low6 = _mm512_set1_epi32(0x3f3f3f3f);
     const __m512i top2 = _mm512_set1_epi32(0x30303030), low4 = _mm512_set1_epi32(0x0f0f0f0f);
     const __m512i bytes02 = _mm512_set1_epi32(0x00ff00ff), one_bits = _mm512_set1_epi32(0x01010101);
@@ -326,13 +328,10 @@ INLINE void q6k_lanes16(int NA, int n, const unsigned char *w, size_t w_stride, 
                         float *out, size_t out_stride) {
     const size_t block_bytes = 210;
     const unsigned char *row_table[16];
-    int offsets[16];
     UNROLL
     for (int i = 0; i < 16; i++) row_table[i] = w + (size_t)(i < nw ? i : nw - 1) * w_stride;
-    UNROLL
-    for (int L = 0; L < 16; L++) offsets[L] = (ROW16[L] < nw ? ROW16[L] : nw - 1) * (int)w_stride;
     const unsigned char *const *rows = nw == 16 ? NULL : row_table;
-    const __m512i index = _mm512_loadu_si512(offsets);
+    const __m512i index = lane_offsets16(nw, w_stride);
     const __m512i nibble = _mm512_set1_epi8(0x0f), bits45 = _mm512_set1_epi8(0x30);
     __m512 acc[KERNEL_MAX_A];
     UNROLL

@@ -17,7 +17,7 @@ RAMP_BIN=${RAMP_BIN:-build/release/bin/ramp}
 PEER=${BENCH_PEER:-$SHARED/peers/llama.cpp}
 N=${GREEDY_TOKENS:-24}
 PROMPTS=${GREEDY_PROMPTS:-40}
-CACHE=build/bench-models
+CACHE=${BENCH_QUANT_CACHE:-build/bench-models} # e.g. /tmp/ramp-bench-models: out of the tree
 if [ ! -x "$PEER/llama-simple" ]; then
     echo "greedy-vs-llama: no llama-simple at $PEER: nothing to compare against"
     exit 0
