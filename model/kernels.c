@@ -185,17 +185,33 @@ static dot_fn kernel_for(kernel_level level, ggml_type type) {
     return fn;
 }
 
+/* One tile at a level: a wide kernel takes more than KERNEL_NARROW_A activation rows at once, the
+ * others get them KERNEL_NARROW_A at a time (the numbers are the same either way). */
+static void dot_at(kernel_level level, dot_fn fn, ggml_type type, int n, const void *w_rows, size_t w_stride, int nw,
+                   const void *act, size_t act_stride, int na, float *out, size_t out_stride) {
+    if (na > KERNEL_NARROW_A && level == KERNELS_AVX512) {
+        dot_fn wide = kernels_avx512_wide_for(type);
+        if (wide) {
+            wide(n, w_rows, w_stride, nw, act, act_stride, na, out, out_stride);
+            return;
+        }
+    }
+    for (int a = 0; a < na; a += KERNEL_NARROW_A)
+        fn(n, w_rows, w_stride, nw, (const char *)act + (size_t)a * act_stride, act_stride,
+           na - a < KERNEL_NARROW_A ? na - a : KERNEL_NARROW_A, out + (size_t)a * out_stride, out_stride);
+}
+
 bool kernel_dot_at(kernel_level level, ggml_type type, int n, const void *w_rows, size_t w_stride, int nw,
                    const void *act, size_t act_stride, int na, float *out, size_t out_stride) {
     if (!kernel_level_available(level)) return false;
     dot_fn fn = kernel_for(level, type);
     if (!fn) return false;
-    fn(n, w_rows, w_stride, nw, act, act_stride, na, out, out_stride);
+    dot_at(level, fn, type, n, w_rows, w_stride, nw, act, act_stride, na, out, out_stride);
     return true;
 }
 
 void kernel_dot(ggml_type type, int n, const void *w_rows, size_t w_stride, int nw, const void *act,
                 size_t act_stride, int na, float *out, size_t out_stride) {
-    dot_fn fn = kernel_for(kernels_level(), type);
-    fn(n, w_rows, w_stride, nw, act, act_stride, na, out, out_stride);
+    const kernel_level level = kernels_level();
+    dot_at(level, kernel_for(level, type), type, n, w_rows, w_stride, nw, act, act_stride, na, out, out_stride);
 }

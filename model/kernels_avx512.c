@@ -189,6 +189,35 @@ SMALL_TILE16(tile16_q4_1, GGML_TYPE_Q4_1)
 SMALL_TILE16(tile16_q5_0, GGML_TYPE_Q5_0)
 SMALL_TILE16(tile16_q5_1, GGML_TYPE_Q5_1)
 
+/* 9 to 16 activation rows: sixteen at once when there are sixteen (each weight block transposed
+ * once for all of them: the transposes and scale gathers are a third of the work at eight rows),
+ * otherwise eight and the rest. Every row's arithmetic is the same as alone. */
+INLINE void small_tile16_wide(ggml_type type, int n, const void *w, size_t ws, int nw, const void *act, size_t as,
+                              int na, float *o, size_t os) {
+    if (na < 16) {
+        small_tile16(type, n, w, ws, nw, act, as, 8, o, os);
+        small_tile16(type, n, w, ws, nw, (const char *)act + 8 * as, as, na - 8, o + 8 * os, os);
+        return;
+    }
+    act_q8_32_view a[16];
+    for (int r = 0; r < 16; r++) a[r] = act_q8_32_at((const char *)act + (size_t)r * as, n);
+    for (int f = 0; f < nw; f += 16)
+        small_lanes16(type, 16, n, (const unsigned char *)w + (size_t)f * ws, ws, nw - f < 16 ? nw - f : 16, a, o + f,
+                      os);
+}
+
+#define SMALL_TILE16_WIDE(name, type)                                                                          \
+    static NO_ASAN void name(int n, const void *w, size_t ws, int nw, const void *act, size_t as, int na,       \
+                             float *o, size_t os) {                                                            \
+        small_tile16_wide(type, n, w, ws, nw, act, as, na, o, os);                                             \
+    }
+
+SMALL_TILE16_WIDE(wide16_q8_0, GGML_TYPE_Q8_0)
+SMALL_TILE16_WIDE(wide16_q4_0, GGML_TYPE_Q4_0)
+SMALL_TILE16_WIDE(wide16_q4_1, GGML_TYPE_Q4_1)
+SMALL_TILE16_WIDE(wide16_q5_0, GGML_TYPE_Q5_0)
+SMALL_TILE16_WIDE(wide16_q5_1, GGML_TYPE_Q5_1)
+
 /* ---- K blocks, sixteen weight rows per 512-bit vector -----------------------------------------------
  * As for 32-value blocks: each K block of 16 rows is transposed so that a lane holds one row's
  * four quants of a value group, vpdpbusd takes every row's sub-block sum at once, and the scales
@@ -544,8 +573,23 @@ dot_fn kernels_avx512_for(ggml_type type) {
     default: return kernel_table_avx512(type);
     }
 }
+
+dot_fn kernels_avx512_wide_for(ggml_type type) {
+    switch (type) {
+    case GGML_TYPE_Q8_0: return wide16_q8_0;
+    case GGML_TYPE_Q4_0: return wide16_q4_0;
+    case GGML_TYPE_Q4_1: return wide16_q4_1;
+    case GGML_TYPE_Q5_0: return wide16_q5_0;
+    case GGML_TYPE_Q5_1: return wide16_q5_1;
+    default: return NULL;
+    }
+}
 #else
 dot_fn kernels_avx512_for(ggml_type type) {
+    (void)type;
+    return NULL;
+}
+dot_fn kernels_avx512_wide_for(ggml_type type) {
     (void)type;
     return NULL;
 }
