@@ -223,9 +223,11 @@ static void layer_forward(const model *m, int layer, kv_cache *kv, const forward
 
     for (int r = 0; r < n; r++) rmsnorm(ws->normed + (size_t)r * dim, hidden + (size_t)r * dim, w->attn_norm, dim, c->rms_eps);
     act_buffer_set(&ws->act, ws->normed, n, dim);
-    matmul_weights(ws->q, &ws->act, &w->wq);
-    matmul_weights(ws->k, &ws->act, &w->wk);
-    matmul_weights(ws->v, &ws->act, &w->wv);
+    {
+        float *const outs[] = {ws->q, ws->k, ws->v};
+        const weight_matrix *const ms[] = {&w->wq, &w->wk, &w->wv};
+        matmul_weights_many(outs, &ws->act, ms, 3);
+    }
     for (int r = 0; r < n; r++) {
         const float *cos_row = ws->rope_cos + r * pairs, *sin_row = ws->rope_sin + r * pairs;
         rope_apply(ws->q + (size_t)r * dim, c->n_heads, c->head_dim, c->rope_dim, cos_row, sin_row);
@@ -243,8 +245,11 @@ static void layer_forward(const model *m, int layer, kv_cache *kv, const forward
 
     for (int r = 0; r < n; r++) rmsnorm(ws->normed + (size_t)r * dim, hidden + (size_t)r * dim, w->ffn_norm, dim, c->rms_eps);
     act_buffer_set(&ws->act, ws->normed, n, dim);
-    matmul_weights(ws->gate, &ws->act, &w->w_gate);
-    matmul_weights(ws->up, &ws->act, &w->w_up);
+    {
+        float *const outs[] = {ws->gate, ws->up};
+        const weight_matrix *const ms[] = {&w->w_gate, &w->w_up};
+        matmul_weights_many(outs, &ws->act, ms, 2);
+    }
     const long elements = (long)n * ffn;
     for (long i = 0; i < elements; i++) {
         float g = ws->gate[i];

@@ -102,17 +102,42 @@ static void product_task(void *ctx, int task, int worker) {
     tile(j->out, j->w, j->act, j->act_stride, j->cols, f0, f1, r0, r1);
 }
 
-void matmul_weights(float *out, act_buffer *a, const weight_matrix *w) {
-    const act_kind kind = act_kind_of(w->type);
-    product_job j = {out, w, converted(a, kind), a->stride[kind], a->n_rows, a->n_cols,
-                     (w->rows + TILE_FEATURES - 1) / TILE_FEATURES};
-    const int tasks = j.feature_tiles * ((a->n_rows + TILE_ROWS - 1) / TILE_ROWS);
-    if ((double)a->n_rows * a->n_cols * w->rows >= PARALLEL_MIN_MACS) {
-        parallel_run(tasks, product_task, &j);
+/* Several products of one input, as one job: task t belongs to the first matrix whose tasks
+ * reach past it. */
+typedef struct {
+    product_job jobs[MATMUL_MANY_MAX];
+    int first_task[MATMUL_MANY_MAX + 1];
+    int count;
+} many_job;
+
+static void many_task(void *ctx, int task, int worker) {
+    const many_job *m = ctx;
+    int i = 0;
+    while (task >= m->first_task[i + 1]) i++;
+    product_task((void *)&m->jobs[i], task - m->first_task[i], worker);
+}
+
+void matmul_weights_many(float *const *outs, act_buffer *a, const weight_matrix *const *ws, int count) {
+    many_job m = {.count = count};
+    double macs = 0.0;
+    for (int i = 0; i < count; i++) {
+        const weight_matrix *w = ws[i];
+        const act_kind kind = act_kind_of(w->type);
+        product_job j = {outs[i], w, converted(a, kind), a->stride[kind], a->n_rows, a->n_cols,
+                         (w->rows + TILE_FEATURES - 1) / TILE_FEATURES};
+        m.jobs[i] = j;
+        m.first_task[i + 1] = m.first_task[i] + j.feature_tiles * ((a->n_rows + TILE_ROWS - 1) / TILE_ROWS);
+        macs += (double)a->n_rows * a->n_cols * w->rows;
+    }
+    const int tasks = m.first_task[count];
+    if (macs >= PARALLEL_MIN_MACS) {
+        parallel_run(tasks, many_task, &m);
     } else {
-        for (int task = 0; task < tasks; task++) product_task(&j, task, 0);
+        for (int task = 0; task < tasks; task++) many_task(&m, task, 0);
     }
 }
+
+void matmul_weights(float *out, act_buffer *a, const weight_matrix *w) { matmul_weights_many(&out, a, &w, 1); }
 
 void matmul_weight_rows(float *out, act_buffer *a, const weight_matrix *w, const int *rows_wanted, int n_wanted) {
     const act_kind kind = act_kind_of(w->type);

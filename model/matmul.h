@@ -36,6 +36,10 @@ void act_buffer_set(act_buffer *a, const float *x, int rows, int cols);
 /* out[r][o] = sum_i x[r][i] * W[o][i] for r < rows, o < w->rows; w->cols must equal the input's
  * cols and w->type be supported. out is [rows][w->rows], fp32. Uses the OpenMP threads. */
 void matmul_weights(float *out, act_buffer *a, const weight_matrix *w);
+/* matmul_weights for count (<= MATMUL_MANY_MAX) matrices of the same input (q, k and v; gate and
+ * up) as one parallel job: one wake-up and one wait instead of count. The values are the same. */
+enum { MATMUL_MANY_MAX = 4 };
+void matmul_weights_many(float *const *outs, act_buffer *a, const weight_matrix *const *ws, int count);
 
 /* out[r][c] = x[r] . W[rows_wanted[c]] for c < n_wanted: selected output features only, with the
  * same values matmul_weights gives for them. */
