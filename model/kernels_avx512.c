@@ -451,6 +451,47 @@ static NO_ASAN void tile16_q6_k(int n, const void *w, size_t ws, int nw, const v
     }
 }
 
+/* K blocks, 9 to 16 activation rows: sixteen at once when there are sixteen (each super-block
+ * transposed once for all of them), otherwise eight and the rest. */
+static NO_ASAN void wide16_q4_k(int n, const void *w, size_t ws, int nw, const void *act, size_t as, int na, float *o,
+                                size_t os) {
+    if (na < 16) {
+        tile16_q4_k(n, w, ws, nw, act, as, 8, o, os);
+        tile16_q4_k(n, w, ws, nw, (const char *)act + 8 * as, as, na - 8, o + 8 * os, os);
+        return;
+    }
+    act_q8_256_view a[16];
+    for (int r = 0; r < 16; r++) a[r] = act_q8_256_at((const char *)act + (size_t)r * as, n);
+    for (int f = 0; f < nw; f += 16)
+        k45_lanes16(false, 16, n, (const unsigned char *)w + (size_t)f * ws, ws, nw - f < 16 ? nw - f : 16, a, o + f, os);
+}
+
+static NO_ASAN void wide16_q5_k(int n, const void *w, size_t ws, int nw, const void *act, size_t as, int na, float *o,
+                                size_t os) {
+    if (na < 16) {
+        tile16_q5_k(n, w, ws, nw, act, as, 8, o, os);
+        tile16_q5_k(n, w, ws, nw, (const char *)act + 8 * as, as, na - 8, o + 8 * os, os);
+        return;
+    }
+    act_q8_256_view a[16];
+    for (int r = 0; r < 16; r++) a[r] = act_q8_256_at((const char *)act + (size_t)r * as, n);
+    for (int f = 0; f < nw; f += 16)
+        k45_lanes16(true, 16, n, (const unsigned char *)w + (size_t)f * ws, ws, nw - f < 16 ? nw - f : 16, a, o + f, os);
+}
+
+static NO_ASAN void wide16_q6_k(int n, const void *w, size_t ws, int nw, const void *act, size_t as, int na, float *o,
+                                size_t os) {
+    if (na < 16) {
+        tile16_q6_k(n, w, ws, nw, act, as, 8, o, os);
+        tile16_q6_k(n, w, ws, nw, (const char *)act + 8 * as, as, na - 8, o + 8 * os, os);
+        return;
+    }
+    act_q8_256_view a[16];
+    for (int r = 0; r < 16; r++) a[r] = act_q8_256_at((const char *)act + (size_t)r * as, n);
+    for (int f = 0; f < nw; f += 16)
+        q6k_lanes16(16, n, (const unsigned char *)w + (size_t)f * ws, ws, nw - f < 16 ? nw - f : 16, a, o + f, os);
+}
+
 /* ---- float weights on 512-bit vectors --------------------------------------------------------------
  * kernels.h's 16 lanes are one register: NW weight rows by NA activation rows, NW * NA <= 16
  * accumulators. */
@@ -581,6 +622,9 @@ dot_fn kernels_avx512_wide_for(ggml_type type) {
     case GGML_TYPE_Q4_1: return wide16_q4_1;
     case GGML_TYPE_Q5_0: return wide16_q5_0;
     case GGML_TYPE_Q5_1: return wide16_q5_1;
+    case GGML_TYPE_Q4_K: return wide16_q4_k;
+    case GGML_TYPE_Q5_K: return wide16_q5_k;
+    case GGML_TYPE_Q6_K: return wide16_q6_k;
     default: return NULL;
     }
 }
