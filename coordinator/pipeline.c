@@ -1,6 +1,5 @@
 #include "pipeline.h"
 
-#include <cblas.h>
 #include <jansson.h>
 #include <omp.h>
 #include <stdio.h>

@@ -193,9 +193,21 @@ static void attention_task(void *ctx, int task, int worker) {
     for (int t = 0; t < length; t++)
         scores[t] = filled[t] ? dot_lanes(query, keys + (size_t)t * stride, c->head_dim) * scale : -INFINITY;
     softmax(scores, length);
-    /* out[i] = sum over t (in order) of scores[t] * value_t[i], eight values at a time */
+    /* out[i] = sum over t (in order) of scores[t] * value_t[i]. Positions are the outer loop and
+     * up to 64 values (eight vectors) are summed at once, so each position's check and score are
+     * read once per 64 values; every value's sum is the same sequence of operations. */
     float *out = j->out + (size_t)r * c->dim + h * c->head_dim;
     int i0 = 0;
+    for (; i0 + 64 <= c->head_dim; i0 += 64) {
+        float8 sum[8] = {{0}};
+        for (int t = 0; t < length; t++) {
+            if (!filled[t]) continue;
+            const float s = scores[t];
+            const float *v = values + (size_t)t * stride + i0;
+            for (int k = 0; k < 8; k++) sum[k] += s * load8(v + 8 * k);
+        }
+        memcpy(out + i0, sum, sizeof sum);
+    }
     for (; i0 + 8 <= c->head_dim; i0 += 8) {
         float8 sum = {0};
         for (int t = 0; t < length; t++)
@@ -269,9 +281,10 @@ static void layer_forward(const model *m, int layer, kv_cache *kv, const forward
 
     for (int r = 0; r < n; r++) rmsnorm(ws->normed + (size_t)r * dim, hidden + (size_t)r * dim, w->attn_norm, dim, c->rms_eps);
     act_buffer_set(&ws->act, ws->normed, n, dim);
-    matmul_weights(ws->q, &ws->act, &w->wq);
-    matmul_weights(ws->k, &ws->act, &w->wk);
-    matmul_weights(ws->v, &ws->act, &w->wv);
+    {
+        const matmul_product qkv[] = {{ws->q, &ws->act, &w->wq}, {ws->k, &ws->act, &w->wk}, {ws->v, &ws->act, &w->wv}};
+        matmul_weights_many(qkv, 3);
+    }
     rope_and_store(c, kv, local_layer, rows, ws->q, ws->k, ws->v, ws);
     attention(c, kv, local_layer, rows, ws);
     act_buffer_set(&ws->act, ws->attention, n, dim);
@@ -280,8 +293,10 @@ static void layer_forward(const model *m, int layer, kv_cache *kv, const forward
 
     for (int r = 0; r < n; r++) rmsnorm(ws->normed + (size_t)r * dim, hidden + (size_t)r * dim, w->ffn_norm, dim, c->rms_eps);
     act_buffer_set(&ws->act, ws->normed, n, dim);
-    matmul_weights(ws->gate, &ws->act, &w->w_gate);
-    matmul_weights(ws->up, &ws->act, &w->w_up);
+    {
+        const matmul_product gate_up[] = {{ws->gate, &ws->act, &w->w_gate}, {ws->up, &ws->act, &w->w_up}};
+        matmul_weights_many(gate_up, 2);
+    }
     const long elements = (long)n * ffn;
     for (long i = 0; i < elements; i++) {
         float g = ws->gate[i];

@@ -119,8 +119,8 @@ const char *kernel_level_name(kernel_level level) {
 }
 
 /* What the CPU offers. The AVX-512 kernels use 512-bit integer and float instructions (F, BW, VL,
- * DQ) with VNNI (vpdpbusd); the AVX2 ones need FMA and F16C too. A build for another architecture has only the
- * portable kernels. */
+ * DQ) with VNNI (vpdpbusd); the AVX2 ones need FMA and F16C too. A build for another architecture
+ * has only the portable kernels. */
 #if defined(__x86_64__) && defined(__GNUC__)
 /* F16C from CPUID leaf 1 (ECX bit 29): clang 14's __builtin_cpu_supports does not know "f16c". */
 static bool cpu_has_f16c(void) {
@@ -129,7 +129,7 @@ static bool cpu_has_f16c(void) {
 }
 #endif
 
-bool kernel_level_available(kernel_level level) {
+static bool cpu_offers(kernel_level level) {
     switch (level) {
     case KERNELS_PORTABLE: return true;
 #if defined(__x86_64__) && defined(__GNUC__)
@@ -138,7 +138,7 @@ bool kernel_level_available(kernel_level level) {
         return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && cpu_has_f16c();
     case KERNELS_AVX512:
         __builtin_cpu_init();
-        return kernel_level_available(KERNELS_AVX2) && __builtin_cpu_supports("avx512f") &&
+        return cpu_offers(KERNELS_AVX2) && __builtin_cpu_supports("avx512f") &&
                __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
                __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vnni");
 #endif
@@ -146,14 +146,17 @@ bool kernel_level_available(kernel_level level) {
     }
 }
 
-/* Process configuration, set once: the chosen level. */
+/* Process configuration, set once: what the CPU offers (CPUID traps to the hypervisor in a
+ * virtual machine, microseconds a call) and the chosen level. */
+static bool offered[KERNEL_LEVELS];
 static kernel_level chosen_level;
 static pthread_once_t choose_once = PTHREAD_ONCE_INIT;
 
 static void choose_level(void) {
+    for (int level = 0; level < KERNEL_LEVELS; level++) offered[level] = cpu_offers((kernel_level)level);
     kernel_level best = KERNELS_PORTABLE;
     for (int level = KERNEL_LEVELS - 1; level > 0; level--)
-        if (kernel_level_available((kernel_level)level)) {
+        if (offered[level]) {
             best = (kernel_level)level;
             break;
         }
@@ -169,6 +172,11 @@ kernel_level kernels_level(void) {
     return chosen_level;
 }
 
+bool kernel_level_available(kernel_level level) {
+    pthread_once(&choose_once, choose_level);
+    return level >= 0 && level < KERNEL_LEVELS && offered[level];
+}
+
 static dot_fn kernel_for(kernel_level level, ggml_type type) {
     dot_fn fn = NULL;
     if (level == KERNELS_AVX512) fn = kernels_avx512_for(type);
@@ -177,17 +185,33 @@ static dot_fn kernel_for(kernel_level level, ggml_type type) {
     return fn;
 }
 
+/* One tile at a level: a wide kernel takes more than KERNEL_NARROW_A activation rows at once, the
+ * others get them KERNEL_NARROW_A at a time (the numbers are the same either way). */
+static void dot_at(kernel_level level, dot_fn fn, ggml_type type, int n, const void *w_rows, size_t w_stride, int nw,
+                   const void *act, size_t act_stride, int na, float *out, size_t out_stride) {
+    if (na > KERNEL_NARROW_A && level == KERNELS_AVX512) {
+        dot_fn wide = kernels_avx512_wide_for(type);
+        if (wide) {
+            wide(n, w_rows, w_stride, nw, act, act_stride, na, out, out_stride);
+            return;
+        }
+    }
+    for (int a = 0; a < na; a += KERNEL_NARROW_A)
+        fn(n, w_rows, w_stride, nw, (const char *)act + (size_t)a * act_stride, act_stride,
+           na - a < KERNEL_NARROW_A ? na - a : KERNEL_NARROW_A, out + (size_t)a * out_stride, out_stride);
+}
+
 bool kernel_dot_at(kernel_level level, ggml_type type, int n, const void *w_rows, size_t w_stride, int nw,
                    const void *act, size_t act_stride, int na, float *out, size_t out_stride) {
     if (!kernel_level_available(level)) return false;
     dot_fn fn = kernel_for(level, type);
     if (!fn) return false;
-    fn(n, w_rows, w_stride, nw, act, act_stride, na, out, out_stride);
+    dot_at(level, fn, type, n, w_rows, w_stride, nw, act, act_stride, na, out, out_stride);
     return true;
 }
 
 void kernel_dot(ggml_type type, int n, const void *w_rows, size_t w_stride, int nw, const void *act,
                 size_t act_stride, int na, float *out, size_t out_stride) {
-    dot_fn fn = kernel_for(kernels_level(), type);
-    fn(n, w_rows, w_stride, nw, act, act_stride, na, out, out_stride);
+    const kernel_level level = kernels_level();
+    dot_at(level, kernel_for(level, type), type, n, w_rows, w_stride, nw, act, act_stride, na, out, out_stride);
 }

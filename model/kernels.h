@@ -68,7 +68,7 @@ void act_quantize(act_kind kind, const float *x, int n, void *dst);
 
 /* The widest tile one kernel call computes: KERNEL_MAX_W weight rows by KERNEL_MAX_A activation
  * rows. */
-enum { KERNEL_MAX_W = 16, KERNEL_MAX_A = 8 };
+enum { KERNEL_MAX_W = 16, KERNEL_MAX_A = 16 };
 
 /* out[a * out_stride + w] = dot(weight row w, activation row a) for w < nw, a < na, with the
  * arithmetic above. w_rows points at weight row 0 (w_stride bytes apart), act at activation row 0

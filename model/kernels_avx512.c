@@ -27,6 +27,14 @@
 
 static const int ROW16[16] = {0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15};
 
+/* acc + the four-byte products of w with the four bytes at p broadcast to every lane, the
+ * broadcast folded into vpdpbusd's memory operand (GCC 12 emits a separate vpbroadcastd, and the
+ * extra registers made the K kernels spill). */
+INLINE __m512i dpbusd_bcast(__m512i acc, __m512i w, const void *p) {
+    __asm__("vpdpbusd %2%{1to16%}, %1, %0" : "+v"(acc) : "v"(w), "m"(*(const int32_t *)p));
+    return acc;
+}
+
 /* The 16 rows of a tile are read block by block, sixteen streams at once, which the hardware
  * prefetchers follow poorly when the weights come from memory (decode). So while a tile works,
  * it prefetches the next tile's rows (which follow in memory; prefetches never fault), a slice
@@ -68,6 +76,14 @@ INLINE __m512i fifth_bits16(__m512i bits, int shift) {
     return _mm512_permutexvar_epi32(_mm512_srli_epi32(bits, (unsigned)shift), _mm512_loadu_si512(table));
 }
 
+/* Byte offset of lane L's row, min(ROW16[L], nw - 1) * w_stride, computed in registers (built
+ * in an array on the stack, it was two 256-bit stores read back as one 512-bit load: a failed
+ * store forwarding at the start of every tile). */
+INLINE __m512i lane_offsets16(int nw, size_t w_stride) {
+    const __m512i rows = _mm512_min_epi32(_mm512_loadu_si512(ROW16), _mm512_set1_epi32(nw - 1));
+    return _mm512_mullo_epi32(rows, _mm512_set1_epi32((int)w_stride));
+}
+
 INLINE __m512 lane_scales16(const unsigned char *w, size_t block_offset, int at, __m512i index) {
     const __m512i g = _mm512_i32gather_epi32(index, (const void *)(w + block_offset + at), 1);
     return _mm512_cvtph_ps(_mm512_cvtepi32_epi16(g)); /* the low 16 bits of each lane */
@@ -85,13 +101,10 @@ INLINE void small_lanes16(ggml_type type, int NA, int n, const unsigned char *w,
     /* With fewer than 16 rows the missing lanes repeat the last row (read, computed, never
      * stored) through a table of row pointers; 16 rows are addressed as w + i * stride. */
     const unsigned char *row_table[16];
-    int offsets[16];
     UNROLL
     for (int i = 0; i < 16; i++) row_table[i] = w + (size_t)(i < nw ? i : nw - 1) * w_stride;
-    UNROLL
-    for (int L = 0; L < 16; L++) offsets[L] = (ROW16[L] < nw ? ROW16[L] : nw - 1) * (int)w_stride;
     const bool full = nw == 16;
-    const __m512i index = _mm512_loadu_si512(offsets);
+    const __m512i index = lane_offsets16(nw, w_stride);
     const __m512i mask = _mm512_set1_epi8(0x0f);
     __m512 acc[KERNEL_MAX_A];
     UNROLL
@@ -130,7 +143,7 @@ INLINE void small_lanes16(ggml_type type, int NA, int n, const unsigned char *w,
             __m512i sums = _mm512_setzero_si512();
             UNROLL
             for (int k = 0; k < 8; k++)
-                sums = _mm512_dpbusd_epi32(sums, W[k], _mm512_set1_epi32((int)quant_load_u32(x + 4 * k)));
+                sums = dpbusd_bcast(sums, W[k], x + 4 * k);
             if (bias) sums = _mm512_sub_epi32(sums, _mm512_set1_epi32(bias * a[r].sum[b]));
             acc[r] = _mm512_fmadd_ps(_mm512_mul_ps(wd, _mm512_set1_ps(a[r].d[b])), _mm512_cvtepi32_ps(sums), acc[r]);
             if (has_min) acc[r] = _mm512_fmadd_ps(wm, _mm512_set1_ps(a[r].dsum[b]), acc[r]);
@@ -176,6 +189,35 @@ SMALL_TILE16(tile16_q4_1, GGML_TYPE_Q4_1)
 SMALL_TILE16(tile16_q5_0, GGML_TYPE_Q5_0)
 SMALL_TILE16(tile16_q5_1, GGML_TYPE_Q5_1)
 
+/* 9 to 16 activation rows: sixteen at once when there are sixteen (each weight block transposed
+ * once for all of them: the transposes and scale gathers are a third of the work at eight rows),
+ * otherwise eight and the rest. Every row's arithmetic is the same as alone. */
+INLINE void small_tile16_wide(ggml_type type, int n, const void *w, size_t ws, int nw, const void *act, size_t as,
+                              int na, float *o, size_t os) {
+    if (na < 16) {
+        small_tile16(type, n, w, ws, nw, act, as, 8, o, os);
+        small_tile16(type, n, w, ws, nw, (const char *)act + 8 * as, as, na - 8, o + 8 * os, os);
+        return;
+    }
+    act_q8_32_view a[16];
+    for (int r = 0; r < 16; r++) a[r] = act_q8_32_at((const char *)act + (size_t)r * as, n);
+    for (int f = 0; f < nw; f += 16)
+        small_lanes16(type, 16, n, (const unsigned char *)w + (size_t)f * ws, ws, nw - f < 16 ? nw - f : 16, a, o + f,
+                      os);
+}
+
+#define SMALL_TILE16_WIDE(name, type)                                                                          \
+    static NO_ASAN void name(int n, const void *w, size_t ws, int nw, const void *act, size_t as, int na,       \
+                             float *o, size_t os) {                                                            \
+        small_tile16_wide(type, n, w, ws, nw, act, as, na, o, os);                                             \
+    }
+
+SMALL_TILE16_WIDE(wide16_q8_0, GGML_TYPE_Q8_0)
+SMALL_TILE16_WIDE(wide16_q4_0, GGML_TYPE_Q4_0)
+SMALL_TILE16_WIDE(wide16_q4_1, GGML_TYPE_Q4_1)
+SMALL_TILE16_WIDE(wide16_q5_0, GGML_TYPE_Q5_0)
+SMALL_TILE16_WIDE(wide16_q5_1, GGML_TYPE_Q5_1)
+
 /* ---- K blocks, sixteen weight rows per 512-bit vector -----------------------------------------------
  * As for 32-value blocks: each K block of 16 rows is transposed so that a lane holds one row's
  * four quants of a value group, vpdpbusd takes every row's sub-block sum at once, and the scales
@@ -186,13 +228,10 @@ INLINE void k45_lanes16(bool five, int NA, int n, const unsigned char *w, size_t
                         const act_q8_256_view *a, float *out, size_t out_stride) {
     const size_t block_bytes = five ? 176 : 144;
     const unsigned char *row_table[16];
-    int offsets[16];
     UNROLL
     for (int i = 0; i < 16; i++) row_table[i] = w + (size_t)(i < nw ? i : nw - 1) * w_stride;
-    UNROLL
-    for (int L = 0; L < 16; L++) offsets[L] = (ROW16[L] < nw ? ROW16[L] : nw - 1) * (int)w_stride;
     const unsigned char *const *rows = nw == 16 ? NULL : row_table;
-    const __m512i index = _mm512_loadu_si512(offsets);
+    const __m512i index = lane_offsets16(nw, w_stride);
     const __m512i nibble = _mm512_set1_epi8(0x0f), low6 = _mm512_set1_epi32(0x3f3f3f3f);
     const __m512i top2 = _mm512_set1_epi32(0x30303030), low4 = _mm512_set1_epi32(0x0f0f0f0f);
     const __m512i bytes02 = _mm512_set1_epi32(0x00ff00ff), one_bits = _mm512_set1_epi32(0x01010101);
@@ -249,8 +288,8 @@ INLINE void k45_lanes16(bool five, int NA, int n, const unsigned char *w, size_t
                 __m512i slo = _mm512_setzero_si512(), shi = _mm512_setzero_si512();
                 UNROLL
                 for (int m = 0; m < 8; m++) {
-                    slo = _mm512_dpbusd_epi32(slo, lo[m], _mm512_set1_epi32((int)quant_load_u32(x + 4 * m)));
-                    shi = _mm512_dpbusd_epi32(shi, hi[m], _mm512_set1_epi32((int)quant_load_u32(x + 32 + 4 * m)));
+                    slo = dpbusd_bcast(slo, lo[m], x + 4 * m);
+                    shi = dpbusd_bcast(shi, hi[m], x + 32 + 4 * m);
                 }
                 A[r] = _mm512_add_epi32(A[r], _mm512_add_epi32(_mm512_mullo_epi32(slo, sc_a), _mm512_mullo_epi32(shi, sc_b)));
             }
@@ -318,13 +357,10 @@ INLINE void q6k_lanes16(int NA, int n, const unsigned char *w, size_t w_stride, 
                         float *out, size_t out_stride) {
     const size_t block_bytes = 210;
     const unsigned char *row_table[16];
-    int offsets[16];
     UNROLL
     for (int i = 0; i < 16; i++) row_table[i] = w + (size_t)(i < nw ? i : nw - 1) * w_stride;
-    UNROLL
-    for (int L = 0; L < 16; L++) offsets[L] = (ROW16[L] < nw ? ROW16[L] : nw - 1) * (int)w_stride;
     const unsigned char *const *rows = nw == 16 ? NULL : row_table;
-    const __m512i index = _mm512_loadu_si512(offsets);
+    const __m512i index = lane_offsets16(nw, w_stride);
     const __m512i nibble = _mm512_set1_epi8(0x0f), bits45 = _mm512_set1_epi8(0x30);
     __m512 acc[KERNEL_MAX_A];
     UNROLL
@@ -376,8 +412,8 @@ INLINE void q6k_lanes16(int NA, int n, const unsigned char *w, size_t w_stride, 
                         __m512i sa = _mm512_set1_epi32(-32 * bs[j]), sb = _mm512_set1_epi32(-32 * bs[j + 1]);
                         UNROLL
                         for (int m = 0; m < 4; m++) {
-                            sa = _mm512_dpbusd_epi32(sa, u[m], _mm512_set1_epi32((int)quant_load_u32(x + 4 * m)));
-                            sb = _mm512_dpbusd_epi32(sb, u[m + 4], _mm512_set1_epi32((int)quant_load_u32(x + 16 + 4 * m)));
+                            sa = dpbusd_bcast(sa, u[m], x + 4 * m);
+                            sb = dpbusd_bcast(sb, u[m + 4], x + 16 + 4 * m);
                         }
                         A[r] = _mm512_add_epi32(A[r], _mm512_add_epi32(_mm512_mullo_epi32(sa, sc_a), _mm512_mullo_epi32(sb, sc_b)));
                     }
@@ -413,6 +449,47 @@ static NO_ASAN void tile16_q6_k(int n, const void *w, size_t ws, int nw, const v
         default: q6k_lanes16(8, n, rows, ws, count, a, o + f, os); break;
         }
     }
+}
+
+/* K blocks, 9 to 16 activation rows: sixteen at once when there are sixteen (each super-block
+ * transposed once for all of them), otherwise eight and the rest. */
+static NO_ASAN void wide16_q4_k(int n, const void *w, size_t ws, int nw, const void *act, size_t as, int na, float *o,
+                                size_t os) {
+    if (na < 16) {
+        tile16_q4_k(n, w, ws, nw, act, as, 8, o, os);
+        tile16_q4_k(n, w, ws, nw, (const char *)act + 8 * as, as, na - 8, o + 8 * os, os);
+        return;
+    }
+    act_q8_256_view a[16];
+    for (int r = 0; r < 16; r++) a[r] = act_q8_256_at((const char *)act + (size_t)r * as, n);
+    for (int f = 0; f < nw; f += 16)
+        k45_lanes16(false, 16, n, (const unsigned char *)w + (size_t)f * ws, ws, nw - f < 16 ? nw - f : 16, a, o + f, os);
+}
+
+static NO_ASAN void wide16_q5_k(int n, const void *w, size_t ws, int nw, const void *act, size_t as, int na, float *o,
+                                size_t os) {
+    if (na < 16) {
+        tile16_q5_k(n, w, ws, nw, act, as, 8, o, os);
+        tile16_q5_k(n, w, ws, nw, (const char *)act + 8 * as, as, na - 8, o + 8 * os, os);
+        return;
+    }
+    act_q8_256_view a[16];
+    for (int r = 0; r < 16; r++) a[r] = act_q8_256_at((const char *)act + (size_t)r * as, n);
+    for (int f = 0; f < nw; f += 16)
+        k45_lanes16(true, 16, n, (const unsigned char *)w + (size_t)f * ws, ws, nw - f < 16 ? nw - f : 16, a, o + f, os);
+}
+
+static NO_ASAN void wide16_q6_k(int n, const void *w, size_t ws, int nw, const void *act, size_t as, int na, float *o,
+                                size_t os) {
+    if (na < 16) {
+        tile16_q6_k(n, w, ws, nw, act, as, 8, o, os);
+        tile16_q6_k(n, w, ws, nw, (const char *)act + 8 * as, as, na - 8, o + 8 * os, os);
+        return;
+    }
+    act_q8_256_view a[16];
+    for (int r = 0; r < 16; r++) a[r] = act_q8_256_at((const char *)act + (size_t)r * as, n);
+    for (int f = 0; f < nw; f += 16)
+        q6k_lanes16(16, n, (const unsigned char *)w + (size_t)f * ws, ws, nw - f < 16 ? nw - f : 16, a, o + f, os);
 }
 
 /* ---- float weights on 512-bit vectors --------------------------------------------------------------
@@ -537,8 +614,26 @@ dot_fn kernels_avx512_for(ggml_type type) {
     default: return kernel_table_avx512(type);
     }
 }
+
+dot_fn kernels_avx512_wide_for(ggml_type type) {
+    switch (type) {
+    case GGML_TYPE_Q8_0: return wide16_q8_0;
+    case GGML_TYPE_Q4_0: return wide16_q4_0;
+    case GGML_TYPE_Q4_1: return wide16_q4_1;
+    case GGML_TYPE_Q5_0: return wide16_q5_0;
+    case GGML_TYPE_Q5_1: return wide16_q5_1;
+    case GGML_TYPE_Q4_K: return wide16_q4_k;
+    case GGML_TYPE_Q5_K: return wide16_q5_k;
+    case GGML_TYPE_Q6_K: return wide16_q6_k;
+    default: return NULL;
+    }
+}
 #else
 dot_fn kernels_avx512_for(ggml_type type) {
+    (void)type;
+    return NULL;
+}
+dot_fn kernels_avx512_wide_for(ggml_type type) {
     (void)type;
     return NULL;
 }

@@ -104,18 +104,6 @@ static void product_task(void *ctx, int task, int worker) {
     tile(j->out, j->w, j->act, j->act_stride, j->cols, f0, f1, r0, r1);
 }
 
-void matmul_weights(float *out, act_buffer *a, const weight_matrix *w) {
-    const act_kind kind = act_kind_of(w->type);
-    product_job j = {out, w, converted(a, kind), a->stride[kind], a->n_rows, a->n_cols,
-                     (w->rows + TILE_FEATURES - 1) / TILE_FEATURES};
-    const int tasks = j.feature_tiles * ((a->n_rows + TILE_ROWS - 1) / TILE_ROWS);
-    if ((double)a->n_rows * a->n_cols * w->rows >= PARALLEL_MIN_MACS) {
-        parallel_run(tasks, product_task, &j);
-    } else {
-        for (int task = 0; task < tasks; task++) product_task(&j, task, 0);
-    }
-}
-
 /* The products of matmul_weights_many, their tasks numbered one after the other. */
 typedef struct {
     product_job jobs[MATMUL_MANY_MAX];
@@ -148,6 +136,10 @@ void matmul_weights_many(const matmul_product *products, int n) {
             for (int task = 0; task < m.first_task[m.n]; task++) many_task(&m, task, 0);
         }
     }
+}
+void matmul_weights(float *out, act_buffer *a, const weight_matrix *w) {
+    const matmul_product one = {out, a, w};
+    matmul_weights_many(&one, 1);
 }
 
 void matmul_weight_rows(float *out, act_buffer *a, const weight_matrix *w, const int *rows_wanted, int n_wanted) {

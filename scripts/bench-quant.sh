@@ -8,11 +8,13 @@
 # rounds (default 5): ramp's prompt processing (a 128-token prompt, -n 1) and decode (64 tokens),
 # then llama.cpp's llama-bench on the same file (pp128, tg64, one repetition), interleaved so that
 # both see the same machine load. Prints per file and engine min / median / max tokens/s, the
-# ratio of the medians (ramp / llama.cpp), peak RSS, and ramp's decode bandwidth: weight bytes
-# read per token x tokens/s / the measured read bandwidth (scripts/read-bandwidth.c).
+# ratio ramp / llama.cpp of each round (median, min, max), peak RSS, and both engines' decode
+# bandwidth share: weight bytes read per token x tokens/s / the best read bandwidth measured
+# (scripts/read-bandwidth.c, once before the rounds and once at the start of each).
 # Threads: BENCH_QUANT_THREADS (default 2) for both engines.
 #
-# Files are made once into build/bench-models (git-ignored): `ramp synth` writes F32/F16 models
+# Files are made once into BENCH_QUANT_CACHE (default build/bench-models, git-ignored; e.g.
+# BENCH_QUANT_CACHE=/tmp/ramp-bench-models keeps them out of the tree): `ramp synth` writes F32/F16 models
 # with random weights and llama.cpp's llama-quantize makes the quantized ones. Without the peer
 # (../shared/peers/llama.cpp) the comparison is skipped with a message, and ramp's figures for the
 # files ramp can write itself (F32, Q8_0, Q4_0) are printed alone.
@@ -25,7 +27,7 @@ ROUNDS=${BENCH_QUANT_ROUNDS:-5}
 THREADS=${BENCH_QUANT_THREADS:-2}
 PEER=${BENCH_PEER:-$SHARED/peers/llama.cpp}
 SHAPES=${BENCH_QUANT_SHAPES:-768 7b}
-CACHE=build/bench-models
+CACHE=${BENCH_QUANT_CACHE:-build/bench-models}
 TIMEOUT=${BENCH_RUN_TIMEOUT:-600}
 FAILS=0
 mkdir -p "$CACHE"
@@ -55,11 +57,7 @@ BW=
 if cc -O3 -march=native -fopenmp scripts/read-bandwidth.c -o "$W/read-bandwidth" 2>"$W/bw.err"; then
     BW=$("$W/read-bandwidth" "$THREADS" 1024 2>/dev/null)
 fi
-if [ -n "$BW" ]; then
-    printf '  %-46s %s GB/s\n' "read bandwidth, $THREADS threads (best of 7)" "$BW"
-else
-    fail "measuring the read bandwidth" "$W/bw.err"
-fi
+[ -n "$BW" ] || fail "measuring the read bandwidth" "$W/bw.err"
 
 # --- files ------------------------------------------------------------------------------------
 make_file() { # make_file OUT SOURCE TYPE: llama.cpp's llama-quantize SOURCE -> OUT as TYPE
@@ -135,12 +133,19 @@ if [ ${#FILES[@]} -gt 0 ]; then
 fi
 
 # --- the rounds ---------------------------------------------------------------------------------
-# One line per measurement into $W/results: FILE ENGINE KIND VALUE (tok/s) RSS_KB
-record() { echo "$1 $2 $3 $4 $5" >>"$W/results"; }
+# One line per measurement into $W/results: FILE ENGINE KIND VALUE (tok/s) RSS_KB ROUND
+record() { echo "$1 $2 $3 $4 $5 $round" >>"$W/results"; }
 ramp_json() { python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(eval(sys.argv[2]))' "$@"; }
 llama_ts() { python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(d[0]["avg_ts"])' "$1"; }
 
 for round in $(seq "$ROUNDS"); do
+    # The bandwidth is measured again every round (the best is kept: another job on the machine
+    # only lowers it), and the load average is recorded to show how busy the machine was.
+    if [ -n "$BW" ]; then
+        bw=$("$W/read-bandwidth" "$THREADS" 1024 2>/dev/null)
+        [ -n "$bw" ] && BW=$(python3 -c 'import sys; print(max(float(sys.argv[1]), float(sys.argv[2])))' "$BW" "$bw")
+    fi
+    cut -d' ' -f1 /proc/loadavg >>"$W/load"
     for f in "${FILES[@]}"; do
         tag=$W/$(basename "$f" .gguf)-$round
         if run "$tag-pp" /usr/bin/time -f "rss %M" "$BIN" generate -m "$f" -p "$(prompt_words "$WORDS")" -n 1 --temp 0 \
@@ -176,6 +181,10 @@ for round in $(seq "$ROUNDS"); do
 done
 
 # --- the table ----------------------------------------------------------------------------------
+if [ -n "$BW" ]; then
+    printf '  %-46s %s GB/s\n' "read bandwidth, $THREADS threads (best of 7 x $((ROUNDS + 1)))" "$BW"
+fi
+[ -s "$W/load" ] && printf '  %-46s %s\n' "load average (1 min) at each round's start" "$(tr '\n' ' ' <"$W/load")"
 [ -s "$W/results" ] && python3 - "$W/results" "${BW:-0}" "$have_peer" "${FILES[@]}" <<'PY'
 import os, statistics, struct, sys
 
@@ -221,28 +230,38 @@ def read_tensor_bytes(path):
 rows = [line.split() for line in open(results)]
 def values(f, engine, kind, col=3):
     return [float(r[col]) for r in rows if r[0] == f and r[1] == engine and r[2] == kind and len(r) > col and r[col] != ""]
+def ratios(f, kind):
+    """ramp / llama.cpp within each round (the two ran back to back, under the same load)."""
+    by_round = {}
+    for r in rows:
+        if r[0] == f and r[2] == kind and len(r) > 5 and r[3] != "":
+            by_round.setdefault(r[5], {})[r[1]] = float(r[3])
+    return [v["ramp"] / v["llama"] for v in by_round.values() if "ramp" in v and "llama" in v and v["llama"] > 0]
 def fmt(v):
     if not v: return "-"
     return f"{statistics.median(v):7.1f} ({min(v):.1f}..{max(v):.1f})"
 
 print()
-print("  %-34s %-5s %-26s %-26s %-7s %-9s %-9s %s" % ("file", "", "ramp tok/s med (min..max)", "llama.cpp tok/s",
-      "ratio", "ramp RSS", "llama RSS", "ramp decode / read bw"))
+print("  %-34s %-5s %-26s %-26s %-22s %-9s %-9s %s" % ("file", "", "ramp tok/s med (min..max)", "llama.cpp tok/s",
+      "ratio med (min..max)", "ramp RSS", "llama RSS", "decode / read bw"))
 for f in files:
     name = os.path.basename(f).replace("synth-", "").replace(".gguf", "")
     size = os.path.getsize(f) / 2**20
     for kind, label in (("pp", "pp128"), ("tg", "tg64")):
         r, l = values(f, "ramp", kind), values(f, "llama", kind)
-        ratio = f"{statistics.median(r) / statistics.median(l):.2f}" if r and l else "-"
+        q = ratios(f, kind)
+        ratio = f"{statistics.median(q):.2f} ({min(q):.2f}..{max(q):.2f})" if q else "-"
         rr, lr = values(f, "ramp", kind, 4), values(f, "llama", kind, 4)
         rss = lambda v: f"{max(v) / 1024:.0f} MiB" if v else "-"
         roof = ""
         if kind == "tg" and r and bandwidth > 0:
-            roof = f"{read_tensor_bytes(f) * statistics.median(r) / 1e9 / bandwidth:.2f}"
-        print("  %-34s %-5s %-26s %-26s %-7s %-9s %-9s %s" % (f"{name} ({size:.0f} MiB)" if kind == "pp" else "",
+            share = lambda v: f"{read_tensor_bytes(f) * statistics.median(v) / 1e9 / bandwidth:.2f}" if v else "-"
+            roof = f"ramp {share(r)}, llama {share(l)}" if have_peer else f"ramp {share(r)}"
+        print("  %-34s %-5s %-26s %-26s %-22s %-9s %-9s %s" % (f"{name} ({size:.0f} MiB)" if kind == "pp" else "",
               label, fmt(r), fmt(l) if have_peer else "(no peer)", ratio, rss(rr), rss(lr), roof))
 print()
-print("  ratio = median ramp / median llama.cpp; RSS = peak resident set of the whole process (max over rounds);")
-print("  decode / read bw = weight bytes read per token (all tensors but the embedding) x median tok/s / bandwidth")
+print("  ratio = ramp / llama.cpp within each round (run back to back), median (min..max) over rounds;")
+print("  RSS = peak resident set of the whole process (max over rounds);")
+print("  decode / read bw = weight bytes read per token (all tensors but the embedding) x median tok/s / best read bandwidth")
 PY
 [ "$FAILS" -eq 0 ]

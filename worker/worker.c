@@ -1,6 +1,5 @@
 #include "worker.h"
 
-#include <cblas.h>
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -46,10 +45,7 @@ bool run_ahead_pays(int world_size) {
     return cores > computing;
 }
 
-void threads_apply(int threads) {
-    openblas_set_num_threads(1);
-    omp_set_num_threads(threads);
-}
+void threads_apply(int threads) { omp_set_num_threads(threads); }
 
 /* Waits for one frame from rank 0 and unpacks it (caller frees both). A partner rank's Hello
  * (--pair-ranks) may come first: it is noted in *partner_ready and the wait goes on. */

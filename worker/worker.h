@@ -19,8 +19,8 @@ int worker_main(transport *t);
 /* Threads for one rank: `requested` if > 0, else SLURM_CPUS_PER_TASK when set, else the node's
  * cores shared by the ranks that compute on it (rank 0 mostly waits). */
 int threads_per_rank(int requested, bool in_process, int world_size);
-/* ramp's OpenMP threads share each product's tiles; OpenBLAS itself runs single-threaded
- * (model/forward.c explains why: results independent of the thread count). */
+/* The number of threads that share each product's tiles (model/parallel.c; results do not
+ * depend on it). */
 void threads_apply(int threads);
 /* --run-ahead auto: true where this node has more cores than the job's computing ranks on it. */
 bool run_ahead_pays(int world_size);

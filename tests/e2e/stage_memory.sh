@@ -1,4 +1,5 @@
-# stage_memory.sh: each pipeline stage holds only its own layers (--metrics-json).
+# stage_memory.sh: each pipeline stage holds only its own layers (--metrics-json); for quantized
+# files the weights figure is the stored bytes of the tensors (they stay in file form).
 #
 # A stage's weight_bytes must be (layers in the stage) x (bytes per layer), plus the token
 # embedding on the first stage and the output head (final norm + LM head) on the last one; the
@@ -28,6 +29,41 @@ json_top() {
     fi
 }
 
+
+# gguf_tensor_bytes FILE: the stored bytes of every tensor in a GGUF file (from its header).
+gguf_tensor_bytes() {
+    python3 - "$1" <<'PY'
+import struct, sys
+blocks = {0: (1, 4), 1: (1, 2), 2: (32, 18), 3: (32, 20), 6: (32, 22), 7: (32, 24), 8: (32, 34), 10: (256, 84),
+          11: (256, 110), 12: (256, 144), 13: (256, 176), 14: (256, 210), 30: (1, 2)}
+data = open(sys.argv[1], "rb").read(1 << 24)
+pos = 4
+_, n_tensors, n_kv = struct.unpack_from("<IQQ", data, pos); pos += 20
+def string():
+    global pos
+    (n,) = struct.unpack_from("<Q", data, pos); pos += 8 + n
+scalar = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8}
+def value(t):
+    global pos
+    if t == 8: string()
+    elif t == 9:
+        et, n = struct.unpack_from("<IQ", data, pos); pos += 12
+        for _ in range(n): value(et)
+    else: pos += scalar[t]
+for _ in range(n_kv):
+    string(); (t,) = struct.unpack_from("<I", data, pos); pos += 4; value(t)
+total = 0
+for _ in range(n_tensors):
+    string(); (nd,) = struct.unpack_from("<I", data, pos); pos += 4
+    dims = struct.unpack_from("<%dQ" % nd, data, pos); pos += 8 * nd
+    (t, _) = struct.unpack_from("<IQ", data, pos); pos += 12
+    n = 1
+    for d in dims: n *= d
+    per, size = blocks[t]
+    total += n // per * size
+print(total)
+PY
+}
 
 # Model shapes (see the MODEL.md files): bytes of one layer's fp32 weights, the embedding and the
 # head. Per layer: 2 norms (2 dim) + wq, wo (2 dim^2) + wk, wv (2 kv_dim dim) + 3 FFN (3 ffn dim).
@@ -113,6 +149,23 @@ stage_memory_checks() {
         --metrics-json "$sm_dir/m.json"
     sm_check "stories260K --stages 5" "0-0,1-1,2-2,3-3,4-4" 5 "$STORIES_LAYER" "$STORIES_EMBED" "$STORIES_HEAD" \
         $((5 * STORIES_LAYER + STORIES_EMBED + STORIES_HEAD))
+
+    # Quantized files: a stage's weight_bytes is the stored bytes of its tensors (weights stay in
+    # file form), the one-stage figure is every tensor of the file, and stages add up to it.
+    for f in "$BASE16/model-q4_0.gguf" "$RAMP_SHARED/models/synth256/synth256-q4_k_m.gguf"; do
+        [ -s "$f" ] || { skip "stage memory of $(basename "$f")" "file missing"; continue; }
+        tensor_total=$(gguf_tensor_bytes "$f")
+        rm -f "$sm_dir/m.json"
+        ramp generate -m "$f" -f "$sm_dir/prompts.txt" -n 4 --temp 0 --metrics-json "$sm_dir/m.json"
+        one=$( [ -s "$sm_dir/m.json" ] && stage_table "$sm_dir/m.json" | awk 'NR == 1 { print $5 }')
+        check "$([ "$RC" -eq 0 ] && [ -n "$one" ] && [ "$one" = "$tensor_total" ]; echo $?)" \
+            "$(basename "$f"): one stage holds the file's $tensor_total tensor bytes (weight_bytes $one)" "$(last_run_details)"
+        rm -f "$sm_dir/m.json"
+        ramp generate -m "$f" -f "$sm_dir/prompts.txt" -n 4 --temp 0 --stages 2 --metrics-json "$sm_dir/m.json"
+        sum=$( [ -s "$sm_dir/m.json" ] && stage_table "$sm_dir/m.json" | awk '{ s += $5 } END { print s }')
+        check "$([ "$RC" -eq 0 ] && [ "$sum" = "$tensor_total" ]; echo $?)" \
+            "$(basename "$f") --stages 2: the stages hold $sum bytes, the file's tensors $tensor_total" "$(last_run_details)"
+    done
 
     # The same under MPI: each rank loads only its slice.
     if have_mpi; then
