@@ -84,7 +84,7 @@ sb_submit() {
     shift 2
     while [ $# -gt 0 ] && [ "$1" != -- ]; do args+=("$1"); shift; done
     [ $# -gt 0 ] && shift
-    answer=$(cd "$sb_root" && slurm_client env "${sb_env[@]}" RAMP_PROGRESS_SECONDS=1 \
+    answer=$(cd "$sb_root" && slurm_client env "${sb_env[@]}" RAMP_PROGRESS_SECONDS=0.2 \
         "ASAN_OPTIONS=${ASAN_OPTIONS:-}:detect_leaks=0" sbatch --parsable -D "$sb_dir" "${args[@]}" \
         cluster/ramp-batch.sbatch "$sb_model" "$sb_in_job" "$out" "$@" 2>&1)
     if [[ $answer =~ ^[0-9]+$ ]]; then
@@ -175,7 +175,7 @@ sb_one_node() {
         check "$([ -z "$p" ] && echo 0 || echo 1)" \
             "slurm batch: sbatch -O -n 4 cluster/ramp-batch.sbatch MODEL in.jsonl out.jsonl: $SB_N requests through 3 stages, each custom_id once, bodies equal to one process [$(elapsed_since "$started") s]" "$p"
         local progress
-        progress=$(grep -E '^ramp batch: \[[#.]{20}\] ' "$(sb_log "$job")" | sed -n 2p)
+        progress=$(grep -E '^ramp batch: \[[#.]{20}\] ' "$(sb_log "$job")" | head -n 1)
         if [ -n "$progress" ]; then
             pass "slurm batch: the job's log has progress lines, e.g. '$progress'"
         else
