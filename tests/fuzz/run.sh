@@ -71,6 +71,13 @@ run_one() {
     echo "$name ${execs:-?} ${rate:-?} ${cov:-?} ${ft:-?} ${corp:-?} $seconds $verdict" >"$build/logs/$name.result"
 }
 
+# The instrumented library every harness links, built once with every core before the harnesses
+# start (each harness's own make then only links; two makes building it at once would race).
+mkdir -p "$build/logs"
+if ! make --no-print-directory -s -j"$(nproc)" -f tests/fuzz/fuzz.mk "$build/libramp-fuzz.a" >"$build/logs/library.log" 2>&1; then
+    echo "run.sh: the instrumented library did not build (see $build/logs/library.log)" >&2
+fi
+
 running=0
 for name in "${names[@]}"; do
     if [ ! -f "tests/fuzz/fuzz_$name.c" ]; then
