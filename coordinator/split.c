@@ -71,9 +71,13 @@ static double range_cost(const split_costs *k, int first, int end, bool last) {
 
 #define AT(a, s, l) a[(size_t)(s) * (k->L + 1) + (l)]
 
-/* best[s][l]: least possible maximum stage cost placing layers 0..l-1 on stages 0..s-1; cut[s][l]
- * where its last stage starts. Among equal maxima the first cut found wins. */
-static void least_maximum(const split_costs *k, double *best, int *cut) {
+/* What a split minimises: the cost of its most expensive stage, or (with no stage above a cap) the
+ * sum of squared stage costs, i.e. the most even of the splits whose most expensive stage costs cap. */
+typedef enum { LEAST_MAXIMUM, MOST_EVEN_UNDER_CAP } split_goal;
+
+/* best[s][l]: the goal's least value placing layers 0..l-1 on stages 0..s-1; cut[s][l] where its
+ * last stage starts. Among equal values the first cut found wins. cap is read for MOST_EVEN_UNDER_CAP. */
+static void best_splits(const split_costs *k, split_goal goal, double cap, double *best, int *cut) {
     for (int s = 0; s <= k->n_stages; s++)
         for (int l = 0; l <= k->L; l++) AT(best, s, l) = 1e300;
     AT(best, 0, 0) = 0.0;
@@ -82,33 +86,17 @@ static void least_maximum(const split_costs *k, double *best, int *cut) {
         for (int l = s; l <= k->L; l++) {
             for (int j = s - 1; j < l; j++) { /* this stage takes layers j..l-1 */
                 if (!may_start(k, j) || (l < k->L && !may_start(k, l))) continue;
-                double cost = range_cost(k, j, l, last);
-                double worst = AT(best, s - 1, j) > cost ? AT(best, s - 1, j) : cost;
-                if (worst < AT(best, s, l)) {
-                    AT(best, s, l) = worst;
-                    AT(cut, s, l) = j;
+                const double before = AT(best, s - 1, j), cost = range_cost(k, j, l, last);
+                if (before >= 1e300) continue; /* layers 0..j-1 cannot be placed on s-1 stages */
+                double value;
+                if (goal == LEAST_MAXIMUM) {
+                    value = before > cost ? before : cost;
+                } else {
+                    if (cost > cap) continue;
+                    value = before + cost * cost;
                 }
-            }
-        }
-    }
-}
-
-/* Least sum of squared stage costs with no stage above cap: the most even of the splits whose
- * most expensive stage costs cap (the least maximum found first). */
-static void most_even_under(const split_costs *k, double cap, double *best, int *cut) {
-    for (int s = 0; s <= k->n_stages; s++)
-        for (int l = 0; l <= k->L; l++) AT(best, s, l) = 1e300;
-    AT(best, 0, 0) = 0.0;
-    for (int s = 1; s <= k->n_stages; s++) {
-        bool last = s == k->n_stages;
-        for (int l = s; l <= k->L; l++) {
-            for (int j = s - 1; j < l; j++) {
-                if (!may_start(k, j) || (l < k->L && !may_start(k, l))) continue;
-                double cost = range_cost(k, j, l, last);
-                if (cost > cap || AT(best, s - 1, j) >= 1e300) continue;
-                double total = AT(best, s - 1, j) + cost * cost;
-                if (total < AT(best, s, l)) {
-                    AT(best, s, l) = total;
+                if (value < AT(best, s, l)) {
+                    AT(best, s, l) = value;
                     AT(cut, s, l) = j;
                 }
             }
@@ -135,7 +123,7 @@ static int split_weighted(const model_config *c, int n_stages, const double *wei
     for (int l = 0; l < L; l++) prefix[l + 1] = prefix[l] + (weight ? weight[l] : 1.0);
     split_costs costs = {L, n_stages, layer_cost(c), head_cost(c), head_weight, head_on_every_stage, prefix, pairs};
     const split_costs *k = &costs;
-    least_maximum(k, best, cut);
+    best_splits(k, LEAST_MAXIMUM, 0.0, best, cut);
     if (AT(best, n_stages, L) >= 1e300) { /* pairs leave too few places to cut */
         free(best);
         free(cut);
@@ -145,7 +133,7 @@ static int split_weighted(const model_config *c, int n_stages, const double *wei
     }
     if (most_even) {
         double cap = AT(best, n_stages, L);
-        most_even_under(k, cap * (1.0 + 1e-12), best, cut); /* the cap itself is always feasible */
+        best_splits(k, MOST_EVEN_UNDER_CAP, cap * (1.0 + 1e-12), best, cut); /* the cap itself is always feasible */
     }
     for (int s = n_stages, l = L; s >= 1; s--) {
         int j = AT(cut, s, l);

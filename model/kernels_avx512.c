@@ -452,44 +452,41 @@ static NO_ASAN void tile16_q6_k(int n, const void *w, size_t ws, int nw, const v
 }
 
 /* K blocks, 9 to 16 activation rows: sixteen at once when there are sixteen (each super-block
- * transposed once for all of them), otherwise eight and the rest. */
+ * transposed once for all of them), otherwise eight and the rest with the type's 8-row tile. */
+INLINE void wide16_k(ggml_type type, int n, const void *w, size_t ws, int nw, const void *act, size_t as, int na,
+                     float *o, size_t os) {
+    if (na < 16) {
+        for (int first = 0; first < na; first += 8) {
+            const void *rows = (const char *)act + (size_t)first * as;
+            const int count = na - first < 8 ? na - first : 8;
+            float *out = o + (size_t)first * os;
+            if (type == GGML_TYPE_Q4_K) tile16_q4_k(n, w, ws, nw, rows, as, count, out, os);
+            else if (type == GGML_TYPE_Q5_K) tile16_q5_k(n, w, ws, nw, rows, as, count, out, os);
+            else tile16_q6_k(n, w, ws, nw, rows, as, count, out, os);
+        }
+        return;
+    }
+    act_q8_256_view a[16];
+    for (int r = 0; r < 16; r++) a[r] = act_q8_256_at((const char *)act + (size_t)r * as, n);
+    for (int f = 0; f < nw; f += 16) {
+        const unsigned char *rows = (const unsigned char *)w + (size_t)f * ws;
+        const int count = nw - f < 16 ? nw - f : 16;
+        if (type == GGML_TYPE_Q6_K) q6k_lanes16(16, n, rows, ws, count, a, o + f, os);
+        else k45_lanes16(type == GGML_TYPE_Q5_K, 16, n, rows, ws, count, a, o + f, os);
+    }
+}
+
 static NO_ASAN void wide16_q4_k(int n, const void *w, size_t ws, int nw, const void *act, size_t as, int na, float *o,
                                 size_t os) {
-    if (na < 16) {
-        tile16_q4_k(n, w, ws, nw, act, as, 8, o, os);
-        tile16_q4_k(n, w, ws, nw, (const char *)act + 8 * as, as, na - 8, o + 8 * os, os);
-        return;
-    }
-    act_q8_256_view a[16];
-    for (int r = 0; r < 16; r++) a[r] = act_q8_256_at((const char *)act + (size_t)r * as, n);
-    for (int f = 0; f < nw; f += 16)
-        k45_lanes16(false, 16, n, (const unsigned char *)w + (size_t)f * ws, ws, nw - f < 16 ? nw - f : 16, a, o + f, os);
+    wide16_k(GGML_TYPE_Q4_K, n, w, ws, nw, act, as, na, o, os);
 }
-
 static NO_ASAN void wide16_q5_k(int n, const void *w, size_t ws, int nw, const void *act, size_t as, int na, float *o,
                                 size_t os) {
-    if (na < 16) {
-        tile16_q5_k(n, w, ws, nw, act, as, 8, o, os);
-        tile16_q5_k(n, w, ws, nw, (const char *)act + 8 * as, as, na - 8, o + 8 * os, os);
-        return;
-    }
-    act_q8_256_view a[16];
-    for (int r = 0; r < 16; r++) a[r] = act_q8_256_at((const char *)act + (size_t)r * as, n);
-    for (int f = 0; f < nw; f += 16)
-        k45_lanes16(true, 16, n, (const unsigned char *)w + (size_t)f * ws, ws, nw - f < 16 ? nw - f : 16, a, o + f, os);
+    wide16_k(GGML_TYPE_Q5_K, n, w, ws, nw, act, as, na, o, os);
 }
-
 static NO_ASAN void wide16_q6_k(int n, const void *w, size_t ws, int nw, const void *act, size_t as, int na, float *o,
                                 size_t os) {
-    if (na < 16) {
-        tile16_q6_k(n, w, ws, nw, act, as, 8, o, os);
-        tile16_q6_k(n, w, ws, nw, (const char *)act + 8 * as, as, na - 8, o + 8 * os, os);
-        return;
-    }
-    act_q8_256_view a[16];
-    for (int r = 0; r < 16; r++) a[r] = act_q8_256_at((const char *)act + (size_t)r * as, n);
-    for (int f = 0; f < nw; f += 16)
-        q6k_lanes16(16, n, (const unsigned char *)w + (size_t)f * ws, ws, nw - f < 16 ? nw - f : 16, a, o + f, os);
+    wide16_k(GGML_TYPE_Q6_K, n, w, ws, nw, act, as, na, o, os);
 }
 
 /* ---- float weights on 512-bit vectors --------------------------------------------------------------

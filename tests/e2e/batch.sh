@@ -72,23 +72,7 @@ bt_wait_lines() {
         sleep 0.02
     done
 }
-# bt_norm FILE: the output lines, keys sorted, without the "created" time, sorted.
-bt_norm() { jq -S -c 'del(.response.body.created)' "$1" | LC_ALL=C sort; }
-# bt_problems FILE REF: why FILE is not a final output equal to REF (nothing if it is).
-bt_problems() {
-    local file=$1 ref=$2 lines valid dups
-    [ -s "$file" ] || { echo "$file is empty or missing"; return; }
-    [ "$(tail -c 1 "$file" | od -An -c | tr -d ' ')" = '\n' ] || echo "the last line has no newline"
-    lines=$(wc -l <"$file")
-    valid=$(jq -R 'fromjson? | objects | 1' "$file" 2>/dev/null | wc -l)
-    [ "$valid" -eq "$lines" ] || echo "$((lines - valid)) of $lines lines are not JSON objects"
-    dups=$(jq -r '.custom_id // empty' "$file" 2>/dev/null | sort | uniq -d | head -n 5 | paste -sd' ')
-    [ -z "$dups" ] || echo "custom_id written twice: $dups"
-    if ! cmp -s <(bt_norm "$file") <(bt_norm "$ref"); then
-        echo "differs from the reference run ($lines vs $(wc -l <"$ref") lines):"
-        diff <(bt_norm "$ref") <(bt_norm "$file") | head -n 4 | cut -c1-240
-    fi
-}
+bt_problems() { batch_problems "$1" "$2" "reference run"; }
 # bt_summary ERR: ramp batch's summary line.
 bt_summary() { grep -m 1 '^ramp batch: [0-9]* lines:' "$1"; }
 

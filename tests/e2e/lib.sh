@@ -141,3 +141,22 @@ section() {
     E2E_SECTION_START=$(now)
     echo "# --- $1"
 }
+
+# batch_norm FILE: a ramp batch output's lines, keys sorted, without the "created" time, sorted.
+batch_norm() { jq -S -c 'del(.response.body.created)' "$1" | LC_ALL=C sort; }
+# batch_problems FILE REF REF_NAME: why FILE is not a final batch output equal to REF (nothing if it
+# is): a missing or torn last line, lines that are not JSON, a custom_id twice, other answers.
+batch_problems() {
+    local file=$1 ref=$2 ref_name=$3 lines valid dups
+    [ -s "$file" ] || { echo "$file is empty or missing"; return; }
+    [ "$(tail -c 1 "$file" | od -An -c | tr -d ' ')" = '\n' ] || echo "the last line has no newline"
+    lines=$(wc -l <"$file")
+    valid=$(jq -R 'fromjson? | objects | 1' "$file" 2>/dev/null | wc -l)
+    [ "$valid" -eq "$lines" ] || echo "$((lines - valid)) of $lines lines are not JSON objects"
+    dups=$(jq -r '.custom_id // empty' "$file" 2>/dev/null | sort | uniq -d | head -n 5 | paste -sd' ')
+    [ -z "$dups" ] || echo "custom_id written twice: $dups"
+    if ! cmp -s <(batch_norm "$file") <(batch_norm "$ref"); then
+        echo "differs from the $ref_name ($lines vs $(wc -l <"$ref") lines):"
+        diff <(batch_norm "$ref") <(batch_norm "$file") | head -n 4 | cut -c1-240
+    fi
+}

@@ -58,22 +58,7 @@ sb_requests() {
                 body: {prompt: "Question: \($q)\nType:", max_tokens: $n, temperature: 0}} end'
 }
 sb_lines() { if [ -f "$1" ]; then wc -l <"$1"; else echo 0; fi; }
-sb_norm() { jq -S -c 'del(.response.body.created)' "$1" | LC_ALL=C sort; }
-# sb_problems FILE REF: why FILE is not a final output equal to REF (nothing if it is).
-sb_problems() {
-    local file=$1 ref=$2 lines valid dups
-    [ -s "$file" ] || { echo "$file is empty or missing"; return; }
-    [ "$(tail -c 1 "$file" | od -An -c | tr -d ' ')" = '\n' ] || echo "the last line has no newline"
-    lines=$(wc -l <"$file")
-    valid=$(jq -R 'fromjson? | objects | 1' "$file" 2>/dev/null | wc -l)
-    [ "$valid" -eq "$lines" ] || echo "$((lines - valid)) of $lines lines are not JSON objects"
-    dups=$(jq -r '.custom_id // empty' "$file" 2>/dev/null | sort | uniq -d | head -n 5 | paste -sd' ')
-    [ -z "$dups" ] || echo "custom_id written twice: $dups"
-    if ! cmp -s <(sb_norm "$file") <(sb_norm "$ref"); then
-        echo "differs from the one-process run ($lines vs $(wc -l <"$ref") lines):"
-        diff <(sb_norm "$ref") <(sb_norm "$file") | head -n 4 | cut -c1-240
-    fi
-}
+sb_problems() { batch_problems "$1" "$2" "one-process run"; }
 
 # sb_submit WHAT OUT SBATCH_ARGS... -- BATCH_FLAGS...: submits cluster/ramp-batch.sbatch from the
 # checkout (as documented) with the job's directory $sb_dir (its log: ramp-batch-JOB.log) -> $sb_job.
