@@ -492,6 +492,15 @@ static void wait_for_work(pipeline *p) {
     pthread_mutex_unlock(&p->inbox.lock);
 }
 
+/* When each request's prompt started through the pipeline (queueing excluded from its prompt time). */
+static void note_started(pipeline *p, const micro_batch *b) {
+    const double now = clock_seconds();
+    for (int i = 0; i < b->n_rows; i++) {
+        request *r = &p->scheduler.requests[b->rows[i].request_id];
+        if (b->rows[i].position == 0 && r->started_at == 0) r->started_at = now;
+    }
+}
+
 static int run_loop(pipeline *p, engine_run_mode mode, ramp_error *err) {
     p->last_heard = clock_seconds();
     double next_poll = clock_seconds() + STAGE_POLL_SECONDS;
@@ -510,8 +519,10 @@ static int run_loop(pipeline *p, engine_run_mode mode, ramp_error *err) {
         }
         if (pipeline_send_released(p, err)) return -1;
         const micro_batch *b;
-        while ((b = scheduler_next_batch(&p->scheduler)))
+        while ((b = scheduler_next_batch(&p->scheduler))) {
+            note_started(p, b);
             if (pipeline_send_batch(p, b, err)) return -1;
+        }
         emit_finished(p, NULL);
         publish_load(p);
         double now = clock_seconds();

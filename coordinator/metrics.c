@@ -157,6 +157,26 @@ static double mean_time_to_first_token(const pipeline *p) {
     return n ? total / n : 0.0;
 }
 
+/* The first METRICS_REQUEST_DETAILS requests one by one (seconds from submission; prompt seconds
+ * from the first prompt row sent to the first token, queueing excluded), for latency studies and
+ * for benchmarks that time a warm request. */
+enum { METRICS_REQUEST_DETAILS = 1000 };
+
+static json_t *request_details(const pipeline *p) {
+    json_t *list = json_array();
+    const int n = p->scheduler.n_requests < METRICS_REQUEST_DETAILS ? p->scheduler.n_requests : METRICS_REQUEST_DETAILS;
+    for (int i = 0; list && i < n; i++) {
+        const request *r = &p->scheduler.requests[i];
+        const bool answered = r->first_token_at > 0 && r->started_at > 0;
+        json_array_append_new(list, json_pack("{s:i, s:i, s:f, s:f, s:f}", "prompt_tokens", r->n_prompt,
+                                              "generated_tokens", r->generated, "queued_seconds",
+                                              r->started_at > 0 ? r->started_at - r->submitted_at : 0.0,
+                                              "prompt_seconds", answered ? r->first_token_at - r->started_at : 0.0,
+                                              "seconds", r->finished_at > 0 ? r->finished_at - r->submitted_at : 0.0));
+    }
+    return list;
+}
+
 static double stage_idle_fraction(const Ramp__StageReport *r) {
     double total = r->busy_seconds + r->idle_seconds;
     return total > 0 ? r->idle_seconds / total : 0.0;
@@ -246,6 +266,7 @@ int metrics_write_json(const pipeline *p, const char *path, ramp_error *err) {
                                                                                     : p->exits.total_layers,
                                         "outputs", (json_int_t)p->exits.histogram[i]));
     json_object_set_new(root, "exit_histogram", exit_histogram);
+    json_object_set_new(root, "request_details", request_details(p));
     json_object_set_new(root, "layer_evaluations", json_integer(p->exits.layers_executed));
     json_object_set_new(root, "layer_evaluations_possible",
                         json_integer((json_int_t)p->exits.outputs * p->exits.total_layers));

@@ -53,6 +53,7 @@ typedef struct {
     void *exit_scratch;     /* the current token's exit observations when runs keep no records */
     sampler sampler;
     double submitted_at, first_token_at, finished_at;
+    double started_at; /* its first prompt row left for the stages (0 before) */
     /* early exit */
     int exit_token;         /* the token it was answered with (request-level exit) */
     int consecutive_exits;  /* tokens in a row that left early (token-level exit) */

@@ -249,6 +249,35 @@ static int gguf_load_weights(model *m, ramp_error *err) {
     return 0;
 }
 
+/* ---- mapping the slice in ----------------------------------------------------------------------
+ * Every matrix of the slice is read whole by the first forward pass. Left to page faults, that pass
+ * pays one fault per few pages (measured: 17,790 faults, a quarter of a 128-token prompt's time on a
+ * 390 MiB file already in the page cache); asking the kernel to map the ranges now costs a fraction
+ * of that and moves it out of the first request. The token embedding is left alone (a stage reads
+ * only the rows of the tokens it sees). Best effort: a kernel without MADV_POPULATE_READ, or a file
+ * not in the page cache, just falls back to faulting (or reading) on first use. */
+#ifndef MADV_POPULATE_READ
+#define MADV_POPULATE_READ 22
+#endif
+
+static void map_in(const weight_matrix *w) {
+    if (!w->data || w->rows <= 0) return;
+    const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    const uintptr_t from = (uintptr_t)w->data & ~(page - 1);
+    const uintptr_t to = (uintptr_t)w->data + (uintptr_t)w->rows * w->row_bytes;
+    if (madvise((void *)from, to - from, MADV_POPULATE_READ) != 0)
+        (void)madvise((void *)from, to - from, MADV_WILLNEED);
+}
+
+static void model_map_in_slice(const model *m) {
+    for (int l = m->slice.first_layer; l < m->slice.end_layer; l++) {
+        const layer_weights *w = &m->layers[l];
+        const weight_matrix *matrices[] = {&w->wq, &w->wk, &w->wv, &w->wo, &w->w_gate, &w->w_up, &w->w_down};
+        for (size_t i = 0; i < sizeof matrices / sizeof matrices[0]; i++) map_in(matrices[i]);
+    }
+    if (m->slice.head) map_in(&m->output);
+}
+
 /* ---- llama2.c checkpoints ------------------------------------------------------------------- */
 
 enum { LLAMA2C_HEADER_INTS = 7 };
@@ -421,6 +450,7 @@ int model_load(model *m, const char *path, const model_slice *slice, bool want_t
                   tokenizer_vocab_size(m->tokenizer), m->config.vocab_size);
         goto done;
     }
+    if (getenv("RAMP_NO_MAP_IN") == NULL) model_map_in_slice(m);
     status = 0;
 done:
     if (status) model_free(m);

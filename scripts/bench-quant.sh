@@ -5,8 +5,9 @@
 #
 # For each file (synthetic dim-768 / 12-layer model in F32, Q8_0, Q4_0, Q4_K_M; a Llama-7B layer
 # shape, dim 4096 / ffn 11008 / 2 layers, in Q4_0 and Q4_K_M) and each of BENCH_QUANT_ROUNDS
-# rounds (default 5): ramp's prompt processing (a 128-token prompt, -n 1) and decode (64 tokens),
-# then llama.cpp's llama-bench on the same file (pp128, tg64, one repetition), interleaved so that
+# rounds (default 5): ramp's prompt processing (a 128-token prompt timed after a warm-up copy of it, as
+# llama-bench warms up too; -n 1) and decode (64 tokens), then llama.cpp's llama-bench on the same file
+# (pp128, tg64, one repetition), interleaved so that
 # both see the same machine load. Prints per file and engine min / median / max tokens/s, the
 # ratio ramp / llama.cpp of each round (median, min, max), peak RSS, and both engines' decode
 # bandwidth share: weight bytes read per token x tokens/s / the best read bandwidth measured
@@ -148,9 +149,15 @@ for round in $(seq "$ROUNDS"); do
     cut -d' ' -f1 /proc/loadavg >>"$W/load"
     for f in "${FILES[@]}"; do
         tag=$W/$(basename "$f" .gguf)-$round
-        if run "$tag-pp" /usr/bin/time -f "rss %M" "$BIN" generate -m "$f" -p "$(prompt_words "$WORDS")" -n 1 --temp 0 \
-            --threads "$THREADS" --metrics-json "$tag-pp.json"; then
-            record "$f" ramp pp "$(ramp_json "$tag-pp.json" "d['prompt_tokens'] / d['time_to_first_token_seconds']")" \
+        # Two copies of the prompt, one after the other (--max-sequences 1): the first is the warm-up
+        # (llama-bench also runs one before it measures), the second is timed from its first row sent
+        # to its first token.
+        prompt_words "$WORDS" >"$W/pp-prompts"
+        prompt_words "$WORDS" >>"$W/pp-prompts"
+        if run "$tag-pp" /usr/bin/time -f "rss %M" "$BIN" generate -m "$f" -f "$W/pp-prompts" -n 1 --temp 0 \
+            --max-sequences 1 --threads "$THREADS" --metrics-json "$tag-pp.json"; then
+            record "$f" ramp pp "$(ramp_json "$tag-pp.json" \
+                "d['request_details'][1]['prompt_tokens'] / d['request_details'][1]['prompt_seconds']")" \
                 "$(awk '/^rss/ {print $2}' "$tag-pp.err")"
         else
             fail "ramp prompt processing, $(basename "$f"), round $round" "$tag-pp.err"
