@@ -27,6 +27,12 @@ enum {
 #define LATE_FACTOR 0.5
 #define BACKOFF_MIN_NS 2000000LL
 #define BACKOFF_MAX_NS 500000000LL
+/* Only a wait a woken helper cannot explain counts as late: waking a sleeping helper takes tens of
+ * microseconds, while a helper whose core another job holds is descheduled for a time slice
+ * (milliseconds). With a floor of 20 us, wake-ups alone set off the back-off on an idle node, and
+ * sitting out let the helpers fall asleep, so the next job was late again (measured: 192-247 back-offs in one
+ * SST-2 eval on one process with the old floor of 20 us, 19-21 with 1 ms). */
+#define LATE_FLOOR_NS 1000000LL
 
 typedef struct {
     parallel_fn fn;
@@ -148,7 +154,7 @@ void parallel_run_capped(int n_tasks, int max_threads, parallel_fn fn, void *ctx
     const int64_t end = now_ns();
 
     /* Did waiting for the helpers cost more than they can have saved? */
-    if ((double)(end - worked) > LATE_FACTOR * (double)(worked - start) && end - worked > 20000) {
+    if ((double)(end - worked) > LATE_FACTOR * (double)(worked - start) && end - worked > LATE_FLOOR_NS) {
         pool.backoff_ns = pool.backoff_ns ? pool.backoff_ns * 2 : BACKOFF_MIN_NS;
         if (pool.backoff_ns > BACKOFF_MAX_NS) pool.backoff_ns = BACKOFF_MAX_NS;
         pool.sit_out_until_ns = end + pool.backoff_ns;
