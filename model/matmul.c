@@ -93,11 +93,31 @@ typedef struct {
     const unsigned char *act;
     size_t act_stride;
     int rows, cols, feature_tiles;
+    int tasks, threads; /* for spread_task */
 } product_job;
+
+/* Task k as the threads claim them (one after the other from a shared counter, so with T threads
+ * a thread takes about every T-th) -> the task computed: chunk k % T of T contiguous chunks, item
+ * k / T of it (the last items of the longer chunks come last). A thread then walks its own rows in
+ * memory order, and the kernels' prefetch of the next 16 weight rows fetches rows it computes next
+ * rather than rows another thread has already done (measured, one thread taking every other
+ * 64-row task from DRAM: 16-19 GB/s against 25-28 in memory order). A bijection on [0, n): only
+ * who computes what changes, never a value. */
+static int spread_task(int k, int n, int threads) {
+    if (threads <= 1 || n <= threads) return k;
+    const int q = n / threads, r = n % threads;
+    if (k >= q * threads) { /* the extra item of chunk i < r */
+        const int i = k - q * threads;
+        return i * (q + 1) + q;
+    }
+    const int i = k % threads, j = k / threads;
+    return i * q + (i < r ? i : r) + j;
+}
 
 static void product_task(void *ctx, int task, int worker) {
     (void)worker;
     const product_job *j = ctx;
+    task = spread_task(task, j->tasks, j->threads);
     const int f0 = task % j->feature_tiles * TILE_FEATURES, r0 = task / j->feature_tiles * TILE_ROWS;
     const int f1 = f0 + TILE_FEATURES < j->w->rows ? f0 + TILE_FEATURES : j->w->rows;
     const int r1 = r0 + TILE_ROWS < j->rows ? r0 + TILE_ROWS : j->rows;
@@ -125,9 +145,11 @@ void matmul_weights_many(const matmul_product *products, int n) {
         for (int i = 0; i < m.n; i++) {
             const matmul_product *p = &products[start + i];
             const act_kind kind = act_kind_of(p->w->type);
+            const int feature_tiles = (p->w->rows + TILE_FEATURES - 1) / TILE_FEATURES;
             m.jobs[i] = (product_job){p->out, p->w, converted(p->a, kind), p->a->stride[kind], p->a->n_rows,
-                                      p->a->n_cols, (p->w->rows + TILE_FEATURES - 1) / TILE_FEATURES};
-            m.first_task[i + 1] = m.first_task[i] + m.jobs[i].feature_tiles * ((p->a->n_rows + TILE_ROWS - 1) / TILE_ROWS);
+                                      p->a->n_cols, feature_tiles,
+                                      feature_tiles * ((p->a->n_rows + TILE_ROWS - 1) / TILE_ROWS), parallel_threads()};
+            m.first_task[i + 1] = m.first_task[i] + m.jobs[i].tasks;
             macs += (double)p->a->n_rows * p->a->n_cols * p->w->rows;
         }
         if (macs >= PARALLEL_MIN_MACS) {
