@@ -52,6 +52,16 @@ if have_mpi; then
     last=$(json_get "$E2E_TMP/none.json" "d['stages'][2]['rows']" 2>/dev/null)
     [ "$RC" -eq 0 ] && [ -n "$first" ] && [ "$first" = "$last" ]
     check $? "without exits every stage receives every row ($first vs $last)" "$(last_run_details)"
+    details=$(python3 -c "
+import json, sys
+d = json.load(open(sys.argv[1]))
+r = d['request_details']
+ok = (len(r) == d['requests'] == 120 and sum(x['prompt_tokens'] for x in r) == d['prompt_tokens'] and
+      all(x['prompt_tokens'] > 0 and x['queued_seconds'] >= 0 and 0 < x['prompt_seconds'] and
+          x['queued_seconds'] + x['prompt_seconds'] <= x['seconds'] + 1e-6 <= d['seconds'] + 1e-6 for x in r))
+print('ok' if ok else json.dumps(r[:3]))" "$E2E_TMP/none.json" 2>&1)
+    [ "$details" = ok ]
+    check $? "--metrics-json request_details: one entry per request, queued + prompt seconds within its seconds" "$details"
     mpi_run 120 4 eval -m "$M" "${EXITS[@]}" --data "$SST2/stsa.binary.dev" --limit 120 --exit "svm:$E2E_TMP/one.svm" \
         --metrics-json "$E2E_TMP/exit.json" --json "$E2E_TMP/eval3.json"
     first=$(json_get "$E2E_TMP/exit.json" "d['stages'][0]['rows']" 2>/dev/null)
