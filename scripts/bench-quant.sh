@@ -57,6 +57,7 @@ fi
 BW=
 if cc -O3 -march=native -fopenmp scripts/read-bandwidth.c -o "$W/read-bandwidth" 2>"$W/bw.err"; then
     BW=$("$W/read-bandwidth" "$THREADS" 1024 2>/dev/null)
+    COPY_BW=$("$W/read-bandwidth" "$THREADS" 1024 copy 2>/dev/null)
 fi
 [ -n "$BW" ] || fail "measuring the read bandwidth" "$W/bw.err"
 
@@ -145,6 +146,9 @@ for round in $(seq "$ROUNDS"); do
     if [ -n "$BW" ]; then
         bw=$("$W/read-bandwidth" "$THREADS" 1024 2>/dev/null)
         [ -n "$bw" ] && BW=$(python3 -c 'import sys; print(max(float(sys.argv[1]), float(sys.argv[2])))' "$BW" "$bw")
+        bw=$("$W/read-bandwidth" "$THREADS" 1024 copy 2>/dev/null)
+        [ -n "$bw" ] && [ -n "$COPY_BW" ] &&
+            COPY_BW=$(python3 -c 'import sys; print(max(float(sys.argv[1]), float(sys.argv[2])))' "$COPY_BW" "$bw")
     fi
     cut -d' ' -f1 /proc/loadavg >>"$W/load"
     for f in "${FILES[@]}"; do
@@ -190,12 +194,14 @@ done
 # --- the table ----------------------------------------------------------------------------------
 if [ -n "$BW" ]; then
     printf '  %-46s %s GB/s\n' "read bandwidth, $THREADS threads (best of 7 x $((ROUNDS + 1)))" "$BW"
+    [ -n "$COPY_BW" ] && printf '  %-46s %s GB/s\n' "copy bandwidth (STREAM: read + written bytes)" "$COPY_BW"
 fi
 [ -s "$W/load" ] && printf '  %-46s %s\n' "load average (1 min) at each round's start" "$(tr '\n' ' ' <"$W/load")"
-[ -s "$W/results" ] && python3 - "$W/results" "${BW:-0}" "$have_peer" "${FILES[@]}" <<'PY'
+[ -s "$W/results" ] && python3 - "$W/results" "${BW:-0}" "${COPY_BW:-0}" "$have_peer" "${FILES[@]}" <<'PY'
 import os, statistics, struct, sys
 
-results, bandwidth, have_peer, files = sys.argv[1], float(sys.argv[2]), sys.argv[3] == "1", sys.argv[4:]
+results, bandwidth, copy_bandwidth = sys.argv[1], float(sys.argv[2]), float(sys.argv[3])
+have_peer, files = sys.argv[4] == "1", sys.argv[5:]
 
 def read_tensor_bytes(path):
     """Bytes a decode step reads: every tensor but the token embedding (one row per token) --
@@ -262,13 +268,16 @@ for f in files:
         rss = lambda v: f"{max(v) / 1024:.0f} MiB" if v else "-"
         roof = ""
         if kind == "tg" and r and bandwidth > 0:
-            share = lambda v: f"{read_tensor_bytes(f) * statistics.median(v) / 1e9 / bandwidth:.2f}" if v else "-"
-            roof = f"ramp {share(r)}, llama {share(l)}" if have_peer else f"ramp {share(r)}"
+            share = lambda v, bw: f"{read_tensor_bytes(f) * statistics.median(v) / 1e9 / bw:.2f}" if v and bw > 0 else "-"
+            roof = f"ramp {share(r, bandwidth)}, llama {share(l, bandwidth)}" if have_peer else f"ramp {share(r, bandwidth)}"
+            if copy_bandwidth > 0:
+                roof += f" (copy bw: ramp {share(r, copy_bandwidth)}" + (f", llama {share(l, copy_bandwidth)})" if have_peer else ")")
         print("  %-34s %-5s %-26s %-26s %-22s %-9s %-9s %s" % (f"{name} ({size:.0f} MiB)" if kind == "pp" else "",
               label, fmt(r), fmt(l) if have_peer else "(no peer)", ratio, rss(rr), rss(lr), roof))
 print()
 print("  ratio = ramp / llama.cpp within each round (run back to back), median (min..max) over rounds;")
 print("  RSS = peak resident set of the whole process (max over rounds);")
-print("  decode / read bw = weight bytes read per token (all tensors but the embedding) x median tok/s / best read bandwidth")
+print("  decode / read bw = weight bytes read per token (all tensors but the embedding) x median tok/s / best read bandwidth;")
+print("  (copy bw: the same against the best STREAM-style copy bandwidth, bytes read + written: the measure issue 10 names)")
 PY
 [ "$FAILS" -eq 0 ]
