@@ -35,11 +35,11 @@ int forward_workspace_init(forward_workspace *ws, const model_config *c, int max
     ws->max_context = max_context;
     size_t rows = (size_t)max_rows;
     float **buffers[] = {&ws->normed, &ws->q, &ws->attention, &ws->projection, &ws->k, &ws->v,
-                         &ws->gate, &ws->up, &ws->rope_cos, &ws->rope_sin, &ws->scores};
+                         &ws->gate, &ws->up, &ws->rope_cos, &ws->rope_sin, &ws->scores, &ws->rope_frequency};
     ws->score_buffers = parallel_threads();
     size_t sizes[] = {rows * c->dim, rows * c->dim, rows * c->dim, rows * c->dim, rows * c->kv_dim,
                       rows * c->kv_dim, rows * c->ffn_dim, rows * c->ffn_dim, rows * (c->rope_dim / 2),
-                      rows * (c->rope_dim / 2), (size_t)ws->score_buffers * max_context};
+                      rows * (c->rope_dim / 2), (size_t)ws->score_buffers * max_context, (size_t)(c->rope_dim / 2)};
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
         *buffers[i] = malloc((sizes[i] ? sizes[i] : 1) * sizeof(float));
         if (!*buffers[i]) {
@@ -47,6 +47,8 @@ int forward_workspace_init(forward_workspace *ws, const model_config *c, int max
             return ramp_fail(err, "workspace: out of memory for %d rows", max_rows);
         }
     }
+    for (int i = 0; i < c->rope_dim / 2; i++) /* once, not for every row of every batch */
+        ws->rope_frequency[i] = 1.0f / powf(c->rope_base, (float)(2 * i) / (float)c->rope_dim);
     if (act_buffer_init(&ws->act, max_rows, c->ffn_dim > c->dim ? c->ffn_dim : c->dim, err)) {
         forward_workspace_free(ws);
         return -1;
@@ -95,6 +97,7 @@ void forward_workspace_free(forward_workspace *ws) {
     free(ws->up);
     free(ws->rope_cos);
     free(ws->rope_sin);
+    free(ws->rope_frequency);
     free(ws->scores);
     act_buffer_free(&ws->act);
     memset(ws, 0, sizeof *ws);
@@ -120,7 +123,7 @@ static void rope_prepare(const model *m, const forward_rows *rows, forward_works
     const int pairs = c->rope_dim / 2;
     for (int r = 0; r < rows->n_rows; r++) {
         for (int i = 0; i < pairs; i++) {
-            float frequency = 1.0f / powf(c->rope_base, (float)(2 * i) / (float)c->rope_dim);
+            float frequency = ws->rope_frequency[i];
             if (m->rope_freqs) frequency /= m->rope_freqs[i];
             float angle = (float)rows->positions[r] * c->rope_freq_scale * frequency;
             ws->rope_cos[r * pairs + i] = cosf(angle);

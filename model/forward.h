@@ -43,6 +43,7 @@ typedef struct {
     float *normed, *q, *k, *v, *attention, *projection; /* [max_rows][dim or kv_dim] */
     float *gate, *up;                                   /* [max_rows][ffn_dim] */
     float *rope_cos, *rope_sin;                         /* [max_rows][rope_dim / 2] */
+    float *rope_frequency;                              /* [rope_dim / 2]: 1 / base^(2i / rope_dim) */
     int score_buffers;                                  /* threads that may attend at once */
     float *scores;                                      /* [score_buffers][max_context] attention weights */
     act_buffer act;                                     /* converted inputs of the products */
