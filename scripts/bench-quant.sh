@@ -173,6 +173,11 @@ for round in $(seq "$ROUNDS"); do
                 fail "llama-bench pp128, $(basename "$f"), round $round" "$tag-lpp.err"
             fi
         fi
+        # The bandwidth right before the decode runs too: this machine's swings by 2x from one
+        # minute to the next, so each round's decode is also compared with its own measurement.
+        if [ -n "$BW" ]; then
+            bw=$("$W/read-bandwidth" "$THREADS" 512 2>/dev/null) && record "$f" bandwidth tg "$bw" 0
+        fi
         if run "$tag-tg" /usr/bin/time -f "rss %M" "$BIN" generate -m "$f" -p "Once upon a time" -n 65 --temp 0 \
             --threads "$THREADS" --metrics-json "$tag-tg.json"; then
             record "$f" ramp tg "$(ramp_json "$tag-tg.json" \
@@ -272,12 +277,23 @@ for f in files:
             roof = f"ramp {share(r, bandwidth)}, llama {share(l, bandwidth)}" if have_peer else f"ramp {share(r, bandwidth)}"
             if copy_bandwidth > 0:
                 roof += f" (copy bw: ramp {share(r, copy_bandwidth)}" + (f", llama {share(l, copy_bandwidth)})" if have_peer else ")")
+            per_round = {}
+            for row in rows:
+                if row[0] == f and row[2] == "tg" and len(row) > 5 and row[3] != "":
+                    per_round.setdefault(row[5], {})[row[1]] = float(row[3])
+            def round_share(engine):
+                v = [x[engine] * read_tensor_bytes(f) / 1e9 / x["bandwidth"] for x in per_round.values()
+                     if engine in x and x.get("bandwidth", 0) > 0]
+                return f"{statistics.median(v):.2f}" if v else "-"
+            if any("bandwidth" in x for x in per_round.values()):
+                roof += f"; next to each run: ramp {round_share('ramp')}" + (f", llama {round_share('llama')}" if have_peer else "")
         print("  %-34s %-5s %-26s %-26s %-22s %-9s %-9s %s" % (f"{name} ({size:.0f} MiB)" if kind == "pp" else "",
               label, fmt(r), fmt(l) if have_peer else "(no peer)", ratio, rss(rr), rss(lr), roof))
 print()
 print("  ratio = ramp / llama.cpp within each round (run back to back), median (min..max) over rounds;")
 print("  RSS = peak resident set of the whole process (max over rounds);")
 print("  decode / read bw = weight bytes read per token (all tensors but the embedding) x median tok/s / best read bandwidth;")
-print("  (copy bw: the same against the best STREAM-style copy bandwidth, bytes read + written: the measure issue 10 names)")
+print("  (copy bw: the same against the best STREAM-style copy bandwidth, bytes read + written: the measure issue 10 names;")
+print("  next to each run: each round's decode against the read bandwidth measured just before it, median over rounds)")
 PY
 [ "$FAILS" -eq 0 ]
