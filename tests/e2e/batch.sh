@@ -394,8 +394,8 @@ fi
 
 # --- (5) --metrics-json: the time series and the exit histogram -----------------------------------
 # LITE token-level exits (thresholds from exit-calibrate) make the histogram more than one bar. The
-# run is one process with --stages 3 (three stages, per-stage busy/idle): token-level exits under
-# mpirun fail at random (see the check after this one).
+# run is one process with --stages 3 (three stages, per-stage busy/idle); the check after it runs
+# the same exits under mpirun.
 run 120 "$RAMP_BIN" exit-calibrate -m "$BT_MODEL" --ctx 256 --task sst2 --exit-layers 4,6,8,10,12,14 \
     --data "$RAMP_SHARED/data/sst2/stsa.binary.train" --limit 40 --target-agreement 0.9 -o "$bt_dir/conf.json" "${BT_FLAGS[@]}"
 if [ "$RC" -ne 0 ]; then
@@ -435,9 +435,9 @@ else
         "${problems[@]}"
 
     if have_mpi; then
-        # The same exits on a 3-rank pipeline. Known to fail at random (about 2 runs in 3 here) with
-        # "rank 2 (stage 2): row N: position P outside the K positions reserved for slot S" once
-        # there are more sequences than KV slots (ramp generate --exit conf fails the same way).
+        # The same exits on a 3-rank pipeline, with more sequences than KV slots. This once failed at
+        # random ("position P outside the K positions reserved for slot S": a Decision arriving
+        # after its slot's RELEASE unfilled the reused slot); stages now record each slot's owner.
         mpi_run 240 4 batch -m "$BT_MODEL" -i "$bt_in" -o "$bt_dir/exit-mpi.out" "${BT_FLAGS[@]}" \
             --exit "conf:$bt_dir/conf.json" --exit-default conf
         p=$(bt_problems "$bt_dir/exit-mpi.out" "$bt_ex")
