@@ -38,7 +38,7 @@ size_t act_row_bytes(act_kind kind, int n) {
 /* Scale and quants of one block of count values: d = amax / 127 and q = round(x * 127 / amax),
  * ties to even. A block too small for 127 / amax to be finite is computed in double; a value
  * that is not finite becomes 0 (the conversion to int would otherwise be undefined). */
-static float quantize_block(const float *x, int count, int8_t *q) {
+float quantize_block_portable(const float *x, int count, int8_t *q) {
     float amax = 0.0f;
     for (int i = 0; i < count; i++) { /* a comparison, not fmaxf: inlined (fmaxf was a libm call) */
         const float a = fabsf(x[i]);
@@ -65,7 +65,7 @@ static float quantize_block(const float *x, int count, int8_t *q) {
     return amax / 127.0f;
 }
 
-void act_quantize(act_kind kind, const float *x, int n, void *dst) {
+static void act_quantize_with(block_quantizer quantize_block, act_kind kind, const float *x, int n, void *dst) {
     char *p = dst;
     switch (kind) {
     case ACT_Q8_32: {
@@ -73,15 +73,12 @@ void act_quantize(act_kind kind, const float *x, int n, void *dst) {
         int8_t *q = (int8_t *)p;
         float *d = (float *)(p + 32 * nb16), *dsum = (float *)(p + 36 * nb16);
         int32_t *sum = (int32_t *)(p + 40 * nb16);
-        memset(q, 0, (size_t)(32 * nb16));
+        memset(q + 32 * nb, 0, (size_t)(32 * (nb16 - nb))); /* the padding blocks */
         for (int b = 0; b < nb; b++) {
-            int8_t block[32];
+            int8_t *block = q + act_q8_32_index(b, 0); /* natural order: the block's 32 bytes in a row */
             d[b] = quantize_block(x + 32 * b, 32, block);
             int s = 0;
-            for (int i = 0; i < 32; i++) {
-                q[act_q8_32_index(b, i)] = block[i];
-                s += block[i];
-            }
+            for (int i = 0; i < 32; i++) s += block[i];
             sum[b] = s;
             dsum[b] = d[b] * (float)s;
         }
@@ -111,6 +108,21 @@ void act_quantize(act_kind kind, const float *x, int n, void *dst) {
 }
 
 /* ---- dispatch ------------------------------------------------------------------------------------ */
+
+static block_quantizer quantizer_for(kernel_level level) {
+    block_quantizer fast = level == KERNELS_AVX512 ? kernels_avx512_quantizer() : NULL;
+    return fast ? fast : quantize_block_portable;
+}
+
+void act_quantize(act_kind kind, const float *x, int n, void *dst) {
+    act_quantize_with(quantizer_for(kernels_level()), kind, x, n, dst);
+}
+
+bool act_quantize_at(kernel_level level, act_kind kind, const float *x, int n, void *dst) {
+    if (!kernel_level_available(level)) return false;
+    act_quantize_with(quantizer_for(level), kind, x, n, dst);
+    return true;
+}
 
 static const char *const LEVEL_NAMES[KERNEL_LEVELS] = {"portable", "avx2", "avx512"};
 

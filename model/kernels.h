@@ -65,6 +65,9 @@ act_kind act_kind_of(ggml_type type);
 size_t act_row_bytes(act_kind kind, int n);
 /* Converts x[n] into dst (act_row_bytes(kind, n) bytes, 64-byte aligned). For ACT_F32 it copies. */
 void act_quantize(act_kind kind, const float *x, int n, void *dst);
+/* The same with an explicit implementation (the same bytes at every level), for tests; false when
+ * this CPU or build lacks that level. */
+bool act_quantize_at(kernel_level level, act_kind kind, const float *x, int n, void *dst);
 
 /* The widest tile one kernel call computes: KERNEL_MAX_W weight rows by KERNEL_MAX_A activation
  * rows. */

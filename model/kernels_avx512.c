@@ -5,6 +5,7 @@
 #include "kernels_internal.h"
 
 #if defined(__x86_64__) && defined(__GNUC__)
+#include <float.h>
 #include <immintrin.h>
 #include <math.h>
 #include <stdbool.h>
@@ -591,7 +592,31 @@ static NO_ASAN void tile16_f16(int n, const void *w, size_t ws, int nw, const vo
 static NO_ASAN void tile16_bf16(int n, const void *w, size_t ws, int nw, const void *a, size_t as, int na, float *o, size_t os) {
     float_kernel16(GGML_TYPE_BF16, n, w, ws, nw, a, as, na, o, os);
 }
+/* quantize_block_portable's rules, sixteen values at a time: the same IEEE operations (one
+ * multiply by the same 127 / amax, the same clamp, rounding to nearest even), so the same bytes.
+ * max_ps returns its second operand when either is NaN, so a NaN value never becomes amax, as in
+ * the scalar comparison; NaN products become 0 through the ordered mask. */
+static NO_ASAN float quantize_block16(const float *x, int count, int8_t *q) {
+    const __m512 magnitude = _mm512_castsi512_ps(_mm512_set1_epi32(0x7fffffff));
+    __m512 top = _mm512_setzero_ps();
+    for (int i = 0; i < count; i += 16) top = _mm512_max_ps(_mm512_and_ps(_mm512_loadu_ps(x + i), magnitude), top);
+    const float amax = _mm512_reduce_max_ps(top);
+    if (!(amax > 0.0f) || !(amax <= FLT_MAX) || !(127.0f / amax <= FLT_MAX))
+        return quantize_block_portable(x, count, q); /* zero, infinite or tiny blocks: rare */
+    const __m512 inverse = _mm512_set1_ps(127.0f / amax), high = _mm512_set1_ps(127.0f), low = _mm512_set1_ps(-127.0f);
+    for (int i = 0; i < count; i += 16) {
+        const __m512 v = _mm512_mul_ps(_mm512_loadu_ps(x + i), inverse);
+        const __mmask16 number = _mm512_cmp_ps_mask(v, v, _CMP_ORD_Q);
+        const __m512 clamped = _mm512_min_ps(_mm512_max_ps(v, low), high);
+        const __m512i rounded = _mm512_maskz_cvt_roundps_epi32(number, clamped, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        _mm_storeu_si128((__m128i *)(q + i), _mm512_cvtepi32_epi8(rounded));
+    }
+    return amax / 127.0f;
+}
+
 #pragma GCC pop_options
+
+block_quantizer kernels_avx512_quantizer(void) { return quantize_block16; }
 
 dot_fn kernels_avx512_for(ggml_type type) {
     switch (type) {
@@ -624,6 +649,7 @@ dot_fn kernels_avx512_wide_for(ggml_type type) {
     }
 }
 #else
+block_quantizer kernels_avx512_quantizer(void) { return NULL; }
 dot_fn kernels_avx512_for(ggml_type type) {
     (void)type;
     return NULL;

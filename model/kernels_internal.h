@@ -64,4 +64,11 @@ dot_fn kernels_avx512_for(ggml_type type);
 enum { KERNEL_NARROW_A = 8 };
 dot_fn kernels_avx512_wide_for(ggml_type type);
 
+/* One block of an activation row: q[i] = round(x[i] * 127 / amax), ties to even, and the scale
+ * amax / 127 returned (kernels.c states the rules). The portable one takes any count; the AVX-512
+ * one (NULL where the build has none) takes a multiple of 16 and gives the same bytes. */
+typedef float (*block_quantizer)(const float *x, int count, int8_t *q);
+float quantize_block_portable(const float *x, int count, int8_t *q);
+block_quantizer kernels_avx512_quantizer(void);
+
 #endif

@@ -222,6 +222,50 @@ Test(kernels, simd_levels_match_portable_bit_for_bit) {
             for (int trial = 0; trial < 10; trial++) check_levels_agree(TYPES[t], row_length(TYPES[t], which));
 }
 
+/* Activation rows come out byte for byte the same at every level: random blocks of every
+ * magnitude (random_activations), plus blocks with NaN and infinite values, exact ties (x * 127 /
+ * amax landing on k + 0.5), and magnitudes so small that 127 / amax overflows. */
+Test(kernels, activation_rows_are_the_same_bytes_at_every_level) {
+    rng_state = 5;
+    static const int lengths[] = {256, 768, 1024, 4096};
+    for (int kind = ACT_Q8_32; kind <= ACT_Q8_256; kind++)
+        for (size_t l = 0; l < sizeof lengths / sizeof lengths[0]; l++)
+            for (int trial = 0; trial < 20; trial++) {
+                const int n = lengths[l];
+                float *x = random_activations(1, n);
+                for (int b = 0; b < n / 32; b++) {
+                    float *block = x + 32 * b;
+                    switch (rng() % 6) {
+                    case 0: block[rng() % 32] = NAN; break;
+                    case 1: block[rng() % 32] = (rng() % 2 ? 1 : -1) * INFINITY; break;
+                    case 2: /* amax 127: every product exact, halves are ties */
+                        for (int i = 0; i < 32; i++) block[i] = (float)((int)(rng() % 254) - 127) + (rng() % 2 ? 0.5f : 0.0f);
+                        block[0] = 127.0f;
+                        break;
+                    case 3: for (int i = 0; i < 32; i++) block[i] = 1e-40f * uniform(); break;
+                    default: break;
+                    }
+                }
+                const size_t bytes = act_row_bytes((act_kind)kind, n);
+                unsigned char *expected = aligned_alloc(64, bytes), *got = aligned_alloc(64, bytes);
+                cr_assert(expected && got);
+                memset(expected, 0xab, bytes);
+                cr_assert(act_quantize_at(KERNELS_PORTABLE, (act_kind)kind, x, n, expected));
+                for (int level = KERNELS_AVX2; level < KERNEL_LEVELS; level++) {
+                    memset(got, 0xab, bytes); /* bytes past the layout (alignment) are never written */
+                    if (!act_quantize_at((kernel_level)level, (act_kind)kind, x, n, got)) continue;
+                    size_t at = 0;
+                    while (at < bytes && got[at] == expected[at]) at++;
+                    cr_assert(at == bytes, "%s n=%d level %s: byte %zu of %zu differs (%d, portable %d)",
+                              kind == ACT_Q8_32 ? "q8_32" : "q8_256", n, kernel_level_name((kernel_level)level), at,
+                              bytes, at < bytes ? got[at] : 0, at < bytes ? expected[at] : 0);
+                }
+                free(expected);
+                free(got);
+                free(x);
+            }
+}
+
 /* ---- batch and thread invariance ------------------------------------------------------------------ */
 
 Test(kernels, a_row_gets_the_same_bits_alone_or_in_a_batch_and_with_any_thread_count) {
