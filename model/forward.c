@@ -14,6 +14,14 @@ void rmsnorm(float *out, const float *x, const float *weight, int size, float ep
     for (int i = 0; i < size; i++) out[i] = weight[i] * (scale * x[i]);
 }
 
+/* Each of the n rows of hidden RMS-normalized with weight into normed, and act set to read them:
+ * the input of a layer's (or the head's) products. */
+static void norm_rows(act_buffer *act, float *normed, const float *hidden, const float *weight, int n, int dim,
+                      float eps) {
+    for (int r = 0; r < n; r++) rmsnorm(normed + (size_t)r * dim, hidden + (size_t)r * dim, weight, dim, eps);
+    act_buffer_set(act, normed, n, dim);
+}
+
 void softmax(float *x, int size) {
     float max = x[0];
     for (int i = 1; i < size; i++)
@@ -282,8 +290,7 @@ static void layer_forward(const model *m, int layer, kv_cache *kv, const forward
     const int n = rows->n_rows, dim = c->dim, ffn = c->ffn_dim;
     const int local_layer = layer - m->slice.first_layer;
 
-    for (int r = 0; r < n; r++) rmsnorm(ws->normed + (size_t)r * dim, hidden + (size_t)r * dim, w->attn_norm, dim, c->rms_eps);
-    act_buffer_set(&ws->act, ws->normed, n, dim);
+    norm_rows(&ws->act, ws->normed, hidden, w->attn_norm, n, dim, c->rms_eps);
     {
         const matmul_product qkv[] = {{ws->q, &ws->act, &w->wq}, {ws->k, &ws->act, &w->wk}, {ws->v, &ws->act, &w->wv}};
         matmul_weights_many(qkv, 3);
@@ -294,8 +301,7 @@ static void layer_forward(const model *m, int layer, kv_cache *kv, const forward
     matmul_weights(ws->projection, &ws->act, &w->wo);
     add_residual(hidden, ws->projection, rows, dim);
 
-    for (int r = 0; r < n; r++) rmsnorm(ws->normed + (size_t)r * dim, hidden + (size_t)r * dim, w->ffn_norm, dim, c->rms_eps);
-    act_buffer_set(&ws->act, ws->normed, n, dim);
+    norm_rows(&ws->act, ws->normed, hidden, w->ffn_norm, n, dim, c->rms_eps);
     {
         const matmul_product gate_up[] = {{ws->gate, &ws->act, &w->w_gate}, {ws->up, &ws->act, &w->w_up}};
         matmul_weights_many(gate_up, 2);
@@ -380,9 +386,7 @@ static int pair_forward(const model *m, int layer, kv_cache *kv, const forward_r
     matmul_product products[6] = {{0}};
     int n_products = 0;
     for (int i = from; i < to; i++) {
-        for (int r = 0; r < n; r++)
-            rmsnorm(x[i].normed + (size_t)r * dim, hidden + (size_t)r * dim, x[i].w->attn_norm, dim, c->rms_eps);
-        act_buffer_set(x[i].act, x[i].normed, n, dim);
+        norm_rows(x[i].act, x[i].normed, hidden, x[i].w->attn_norm, n, dim, c->rms_eps);
         products[n_products++] = (matmul_product){x[i].q, x[i].act, &x[i].w->wq};
         products[n_products++] = (matmul_product){x[i].k, x[i].act, &x[i].w->wk};
         products[n_products++] = (matmul_product){x[i].v, x[i].act, &x[i].w->wv};
@@ -407,9 +411,7 @@ static int pair_forward(const model *m, int layer, kv_cache *kv, const forward_r
     /* MLP: both members read h' */
     n_products = 0;
     for (int i = from; i < to; i++) {
-        for (int r = 0; r < n; r++)
-            rmsnorm(x[i].normed + (size_t)r * dim, hidden + (size_t)r * dim, x[i].w->ffn_norm, dim, c->rms_eps);
-        act_buffer_set(x[i].act, x[i].normed, n, dim);
+        norm_rows(x[i].act, x[i].normed, hidden, x[i].w->ffn_norm, n, dim, c->rms_eps);
         products[n_products++] = (matmul_product){x[i].gate, x[i].act, &x[i].w->w_gate};
         products[n_products++] = (matmul_product){x[i].up, x[i].act, &x[i].w->w_up};
     }
@@ -479,18 +481,12 @@ int forward_layers_paired(const model *m, int first_layer, int end_layer, const 
 }
 
 void forward_logits(const model *m, const float *hidden, int n, float *logits, forward_workspace *ws) {
-    const int dim = m->config.dim;
-    for (int r = 0; r < n; r++)
-        rmsnorm(ws->normed + (size_t)r * dim, hidden + (size_t)r * dim, m->output_norm, dim, m->config.rms_eps);
-    act_buffer_set(&ws->act, ws->normed, n, dim);
+    norm_rows(&ws->act, ws->normed, hidden, m->output_norm, n, m->config.dim, m->config.rms_eps);
     matmul_weights(logits, &ws->act, &m->output);
 }
 
 void forward_logits_of(const model *m, const float *hidden, int n, const int *tokens, int n_tokens, float *out,
                        forward_workspace *ws) {
-    const int dim = m->config.dim;
-    for (int r = 0; r < n; r++)
-        rmsnorm(ws->normed + (size_t)r * dim, hidden + (size_t)r * dim, m->output_norm, dim, m->config.rms_eps);
-    act_buffer_set(&ws->act, ws->normed, n, dim);
+    norm_rows(&ws->act, ws->normed, hidden, m->output_norm, n, m->config.dim, m->config.rms_eps);
     matmul_weight_rows(out, &ws->act, &m->output, tokens, n_tokens);
 }

@@ -141,6 +141,7 @@ static void many_task(void *ctx, int task, int worker) {
 void matmul_weights_many(const matmul_product *products, int n) {
     for (int start = 0; start < n; start += MATMUL_MANY_MAX) { /* a few at a time: the job lives on the stack */
         many_job m = {.n = n - start < MATMUL_MANY_MAX ? n - start : MATMUL_MANY_MAX};
+        const int threads = parallel_threads();
         double macs = 0;
         for (int i = 0; i < m.n; i++) {
             const matmul_product *p = &products[start + i];
@@ -148,7 +149,7 @@ void matmul_weights_many(const matmul_product *products, int n) {
             const int feature_tiles = (p->w->rows + TILE_FEATURES - 1) / TILE_FEATURES;
             m.jobs[i] = (product_job){p->out, p->w, converted(p->a, kind), p->a->stride[kind], p->a->n_rows,
                                       p->a->n_cols, feature_tiles,
-                                      feature_tiles * ((p->a->n_rows + TILE_ROWS - 1) / TILE_ROWS), parallel_threads()};
+                                      feature_tiles * ((p->a->n_rows + TILE_ROWS - 1) / TILE_ROWS), threads};
             m.first_task[i + 1] = m.first_task[i] + m.jobs[i].tasks;
             macs += (double)p->a->n_rows * p->a->n_cols * p->w->rows;
         }

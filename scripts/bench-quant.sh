@@ -140,15 +140,13 @@ record() { echo "$1 $2 $3 $4 $5 $round" >>"$W/results"; }
 ramp_json() { python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(eval(sys.argv[2]))' "$@"; }
 llama_ts() { python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(d[0]["avg_ts"])' "$1"; }
 
+larger() { python3 -c 'import sys; print(max(float(sys.argv[1]), float(sys.argv[2])))' "$1" "$2"; }
 for round in $(seq "$ROUNDS"); do
     # The bandwidth is measured again every round (the best is kept: another job on the machine
     # only lowers it), and the load average is recorded to show how busy the machine was.
     if [ -n "$BW" ]; then
-        bw=$("$W/read-bandwidth" "$THREADS" 1024 2>/dev/null)
-        [ -n "$bw" ] && BW=$(python3 -c 'import sys; print(max(float(sys.argv[1]), float(sys.argv[2])))' "$BW" "$bw")
-        bw=$("$W/read-bandwidth" "$THREADS" 1024 copy 2>/dev/null)
-        [ -n "$bw" ] && [ -n "$COPY_BW" ] &&
-            COPY_BW=$(python3 -c 'import sys; print(max(float(sys.argv[1]), float(sys.argv[2])))' "$COPY_BW" "$bw")
+        bw=$("$W/read-bandwidth" "$THREADS" 1024 2>/dev/null) && BW=$(larger "$BW" "$bw")
+        bw=$("$W/read-bandwidth" "$THREADS" 1024 copy 2>/dev/null) && [ -n "$COPY_BW" ] && COPY_BW=$(larger "$COPY_BW" "$bw")
     fi
     cut -d' ' -f1 /proc/loadavg >>"$W/load"
     for f in "${FILES[@]}"; do
