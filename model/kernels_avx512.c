@@ -36,15 +36,8 @@ INLINE __m512i dpbusd_bcast(__m512i acc, __m512i w, const void *p) {
     return acc;
 }
 
-/* The 16 rows of a tile are read block by block, sixteen streams at once, which the hardware
- * prefetchers follow poorly when the weights come from memory (decode). So while a tile works,
- * it prefetches the next tile's rows (which follow in memory; prefetches never fault), a slice
- * per block: `step` of `steps`. */
 INLINE void prefetch_next(const unsigned char *w, size_t w_stride, int step, int steps) {
-    const size_t span = 16 * w_stride;
-    const unsigned char *next = w + span;
-    const size_t from = span * (size_t)step / (size_t)steps, to = span * (size_t)(step + 1) / (size_t)steps;
-    for (size_t at = from & ~(size_t)63; at < to; at += 64) _mm_prefetch((const char *)(next + at), _MM_HINT_T0);
+    prefetch_next_rows(w, w_stride, 16, step, steps);
 }
 
 /* [dword k of row ROW16[L]] for k = 0..3, from 16 bytes at byte `at` of the 16 rows p + i * stride
