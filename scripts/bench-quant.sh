@@ -37,10 +37,9 @@ trap 'rm -rf "$W"' EXIT
 BIN=$W/ramp
 cp "$RAMP_BIN" "$BIN" || { echo "FAILED: no ramp binary at $RAMP_BIN (run make first)"; exit 1; }
 
+. scripts/llama-peer.sh
 have_peer=0
-if [ -x "$PEER/llama-bench" ] && [ -x "$PEER/llama-quantize" ] && "$PEER/llama-bench" --help >/dev/null 2>&1; then
-    have_peer=1
-fi
+peer_usable "$PEER" llama-bench llama-quantize && have_peer=1
 
 fail() { echo "FAILED: $1"; FAILS=$((FAILS + 1)); [ $# -ge 2 ] && [ -s "$2" ] && tail -n 3 "$2" | sed 's/^/  | /'; return 0; }
 run() { local log=$1; shift; timeout -k 10 "$TIMEOUT" "$@" >"$log.out" 2>"$log.err"; }
@@ -50,7 +49,7 @@ printf '  %-46s %s\n' "threads (both engines)" "$THREADS" "rounds (interleaved)"
 if [ $have_peer -eq 1 ]; then
     printf '  %-46s %s\n' "peer" "$PEER/llama-bench"
 else
-    printf '  %-46s %s\n' "peer" "not found at $PEER: ramp's figures alone, files ramp can write only"
+    printf '  %-46s %s\n' "peer" "$PEER_PROBLEM: ramp's figures alone, files ramp can write only"
 fi
 
 # --- read bandwidth -----------------------------------------------------------------------------

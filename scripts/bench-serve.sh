@@ -17,7 +17,9 @@ RAMP_BIN=${RAMP_BIN:-bin/ramp}
 ROUNDS=${BENCH_ROUNDS:-3}
 MAX_TOKENS=${BENCH_SERVE_TOKENS:-32}
 LEVELS=${BENCH_SERVE_LEVELS:-"1 4 16"}
-PEER=$SHARED/peers/llama.cpp/llama-server
+PEER_DIR=${BENCH_PEER:-$SHARED/peers/llama.cpp} # a llama.cpp build/bin (scripts/llama-peer.sh)
+. scripts/llama-peer.sh
+PEER=$PEER_DIR/llama-server
 CACHE=build/bench-models
 export OMP_WAIT_POLICY=passive
 
@@ -112,11 +114,11 @@ bench_model() { # bench_model LABEL GGUF PROMPTS CONTEXT
     PORT=$(free_port); start ramp1 "$RAMP_BIN" serve -m "$model" --port "$PORT" --threads 2 --max-sequences 16
     PORT=$(free_port); start ramp3 "${MPI[@]}" "$RAMP_BIN" serve -m "$model" --port "$PORT" --threads 1 --max-sequences 16
     URL_peer=
-    if [ -x "$PEER" ]; then
+    if peer_usable "$PEER_DIR" llama-server; then
         PORT=$(free_port); start peer "$PEER" -m "$model" --host 127.0.0.1 --port "$PORT" -t 2 -np 16 \
             -c $((context * 16)) --no-webui
     else
-        echo "  # llama-server not found at $PEER: ramp's figures alone"
+        echo "  # $PEER_PROBLEM: ramp's figures alone"
     fi
     local level round engine url
     for level in $LEVELS; do

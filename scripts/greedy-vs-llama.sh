@@ -18,8 +18,9 @@ PEER=${BENCH_PEER:-$SHARED/peers/llama.cpp}
 N=${GREEDY_TOKENS:-24}
 PROMPTS=${GREEDY_PROMPTS:-40}
 CACHE=${BENCH_QUANT_CACHE:-build/bench-models} # e.g. /tmp/ramp-bench-models: out of the tree
-if [ ! -x "$PEER/llama-simple" ]; then
-    echo "greedy-vs-llama: no llama-simple at $PEER: nothing to compare against"
+. scripts/llama-peer.sh
+if ! peer_usable "$PEER" llama-simple llama-quantize; then
+    echo "greedy-vs-llama: $PEER_PROBLEM: nothing to compare against"
     exit 0
 fi
 mkdir -p "$CACHE"
