@@ -16,9 +16,15 @@
  * the stack, and the kernels run several times slower (the end-to-end tests then time out). */
 #pragma GCC optimize("O3")
 #pragma GCC target("avx2,fma,f16c")
+#ifdef __clang__ /* clang ignores GCC's target pragma (the fuzz build uses clang) */
+#pragma clang attribute push(__attribute__((target("avx2,fma,f16c"))), apply_to = function)
+#endif
 #define KX(name) name##_avx2
 #define KX_VNNI 0
 #include "kernels_x86.inc"
+#ifdef __clang__
+#pragma clang attribute pop
+#endif
 #pragma GCC pop_options
 
 dot_fn kernels_avx2_for(ggml_type type) { return kernel_table_avx2(type); }

@@ -18,6 +18,9 @@
  * the stack, and the kernels run several times slower (the end-to-end tests then time out). */
 #pragma GCC optimize("O3")
 #pragma GCC target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512dq,avx512vnni")
+#ifdef __clang__ /* clang ignores GCC's target pragma (the fuzz build uses clang) */
+#pragma clang attribute push(__attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512dq,avx512vnni"))), apply_to = function)
+#endif
 #define KX(name) name##_avx512
 #define KX_VNNI 1
 #include "kernels_x86.inc"
@@ -607,6 +610,9 @@ static NO_ASAN float quantize_block16(const float *x, int count, int8_t *q) {
     return amax / 127.0f;
 }
 
+#ifdef __clang__
+#pragma clang attribute pop
+#endif
 #pragma GCC pop_options
 
 block_quantizer kernels_avx512_quantizer(void) { return quantize_block16; }
