@@ -20,6 +20,8 @@ LEVELS=${BENCH_SERVE_LEVELS:-"1 4 16"}
 PEER_DIR=${BENCH_PEER:-$SHARED/peers/llama.cpp} # a llama.cpp build/bin (scripts/llama-peer.sh)
 . scripts/llama-peer.sh
 PEER=$PEER_DIR/llama-server
+have_peer=0
+peer_usable "$PEER_DIR" llama-server && have_peer=1 # checked once: PEER_PROBLEM says why not
 CACHE=build/bench-models
 export OMP_WAIT_POLICY=passive
 
@@ -114,7 +116,7 @@ bench_model() { # bench_model LABEL GGUF PROMPTS CONTEXT
     PORT=$(free_port); start ramp1 "$RAMP_BIN" serve -m "$model" --port "$PORT" --threads 2 --max-sequences 16
     PORT=$(free_port); start ramp3 "${MPI[@]}" "$RAMP_BIN" serve -m "$model" --port "$PORT" --threads 1 --max-sequences 16
     URL_peer=
-    if peer_usable "$PEER_DIR" llama-server; then
+    if [ $have_peer -eq 1 ]; then
         PORT=$(free_port); start peer "$PEER" -m "$model" --host 127.0.0.1 --port "$PORT" -t 2 -np 16 \
             -c $((context * 16)) --no-webui
     else
