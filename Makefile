@@ -4,6 +4,7 @@
 #   make run        the main job on the default model (MODEL=path to override)
 #   make test       unit tests (Criterion) + end-to-end and multi-rank tests
 #   make test SANITIZE=1   the same under ASan + UBSan (separate build directory)
+#   make test-programs     only build the unit test programs (CI builds them with -j2)
 #   make bench      throughput figures (engine, pipeline, early exit; serving side by side with llama-server)
 #   make deps       only install the missing Debian packages (scripts/install-deps.sh)
 #   make clean      remove build/ and bin/
