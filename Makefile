@@ -52,6 +52,11 @@ help:
 endif
 
 ifeq ($(RAMP_DEPS_READY),1) # ----- pass 2: the build ------------------------------------------
+# The generated protobuf files come from one rule with two targets (&:, GNU make 4.3 and later;
+# Debian 12 has 4.3): an older make would read '&' as a file name and build wrongly.
+ifeq ($(filter grouped-target,$(.FEATURES)),)
+$(error GNU make $(MAKE_VERSION) is too old: ramp's Makefile needs GNU make 4.3 or later (Debian 12 and later have it))
+endif
 .DEFAULT_GOAL := all
 
 ifeq ($(SANITIZE),1)
