@@ -67,11 +67,6 @@ E2E_SECTIONS ?= reference corrupt untrusted multirank stage_memory failure exit 
 BUILD    := build/sanitize
 SANFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 OPT      := -O1 -g
-# The SIMD kernel files without UBSan: its checks in their unrolled tiles take GCC four to eight
-# minutes per file (about half a minute without). Their values are compared bit for bit with the
-# portable kernels, which stay under UBSan, in tests/test_kernels.c; ASan stays on.
-SIMD_SANFLAGS_kernels_avx2   := -fno-sanitize=undefined
-SIMD_SANFLAGS_kernels_avx512 := -fno-sanitize=undefined
 else
 BUILD    := build/release
 SANFLAGS :=
@@ -111,6 +106,12 @@ CFLAGS   := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wno-unused-parameter -fopenmp 
             -Imodel -Icoordinator -Iworker -Iexit -I$(BUILD)/proto -I/usr/include/libsvm \
             $(MPI_CFLAGS) $(PKG_CFLAGS)
 LDLIBS   := $(PKG_LIBS) $(MPI_LIBS) -lsvm -lm -lpthread
+ifeq ($(SANITIZE),1)
+# The SIMD kernel files without UBSan: its checks in their unrolled tiles take GCC four to more
+# than eight minutes per file (37-71 s without). Their values are compared bit for bit with the
+# portable kernels, which stay under UBSan, in tests/test_kernels.c; ASan stays on.
+$(BUILD)/obj/model/kernels_avx2.o $(BUILD)/obj/model/kernels_avx512.o: CFLAGS += -fno-sanitize=undefined
+endif
 # --as-needed: libraries nothing calls are not loaded. ramp's own kernels do every product, and a
 # loaded OpenBLAS starts a thread that spins ~0.1 s of a core at every process start.
 LDFLAGS  := -fopenmp $(SANFLAGS) -Wl,--as-needed
@@ -142,7 +143,7 @@ $(PROTO_SRC) $(PROTO_HDR) &: proto/ramp.proto
 # proto/ramp.proto recompiles the files that include ramp.pb-c.h and not, say, the kernels.
 $(BUILD)/obj/%.o: %.c | $(PROTO_SRC) $(PROTO_HDR)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(SIMD_SANFLAGS_$(notdir $*)) -MMD -MP -c $< -o $@
+	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
 
 $(BUILD)/obj/proto/ramp.pb-c.o: $(PROTO_SRC)
 	@mkdir -p $(dir $@)

@@ -25,10 +25,8 @@ $(FUZZ_BUILD)/obj/%.o: %.c
 # The SIMD kernels without UBSan: clang's UBSan takes minutes on each of those files at -O1
 # (seconds without). No harness feeds them outside input (they see numbers, after the parsers), and
 # tests/test_kernels.c compares them bit for bit with the portable kernels, which stay under UBSan.
-FUZZ_SIMD_OBJ := $(FUZZ_BUILD)/obj/model/kernels_avx2.o $(FUZZ_BUILD)/obj/model/kernels_avx512.o
-$(FUZZ_SIMD_OBJ): $(FUZZ_BUILD)/obj/%.o: %.c
-	@mkdir -p $(dir $@)
-	$(FUZZ_CC) $(FUZZ_BASE_CFLAGS) -fsanitize=address -fno-omit-frame-pointer -fsanitize=fuzzer-no-link -MMD -MP -c $< -o $@
+$(FUZZ_BUILD)/obj/model/kernels_avx2.o $(FUZZ_BUILD)/obj/model/kernels_avx512.o: \
+    FUZZ_CFLAGS := $(FUZZ_BASE_CFLAGS) -fsanitize=address -fno-omit-frame-pointer
 
 $(FUZZ_BUILD)/libramp-fuzz.a: $(FUZZ_LIB_OBJ)
 	@rm -f $@
