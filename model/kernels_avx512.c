@@ -150,10 +150,15 @@ INLINE void small_lanes16(ggml_type type, int NA, int n, const unsigned char *w,
         UNROLL
         for (int r = 0; r < NA; r++) {
             const int8_t *x = a[r].q + 32 * b;
-            __m512i sums = _mm512_setzero_si512();
+            /* two chains of four vpdpbusd instead of one of eight (integer sums: the same value),
+             * so that more of them run at once: Q4_0 4096x4096, 16 rows, one thread 2.52 -> 2.36 ms */
+            __m512i even = _mm512_setzero_si512(), odd = _mm512_setzero_si512();
             UNROLL
-            for (int k = 0; k < 8; k++)
-                sums = dpbusd_bcast(sums, W[k], x + 4 * k);
+            for (int k = 0; k < 8; k += 2) {
+                even = dpbusd_bcast(even, W[k], x + 4 * k);
+                odd = dpbusd_bcast(odd, W[k + 1], x + 4 * k + 4);
+            }
+            __m512i sums = _mm512_add_epi32(even, odd);
             if (bias) sums = _mm512_sub_epi32(sums, _mm512_set1_epi32(bias * a[r].sum[b]));
             acc[r] = _mm512_fmadd_ps(_mm512_mul_ps(wd, _mm512_set1_ps(a[r].d[b])), _mm512_cvtepi32_ps(sums), acc[r]);
             if (has_min) acc[r] = _mm512_fmadd_ps(wm, _mm512_set1_ps(a[r].dsum[b]), acc[r]);
