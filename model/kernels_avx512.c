@@ -205,7 +205,7 @@ SMALL_TILE16(tile16_q5_0, GGML_TYPE_Q5_0)
 SMALL_TILE16(tile16_q5_1, GGML_TYPE_Q5_1)
 
 /* 9 to 16 activation rows: sixteen at once when there are sixteen (each weight block transposed
- * once for all of them: the transposes and scale gathers are a third of the work at eight rows),
+ * once for all of them: the transposes and scale loads are a third of the work at eight rows),
  * otherwise eight and the rest. Every row's arithmetic is the same as alone. */
 INLINE void small_tile16_wide(ggml_type type, int n, const void *w, size_t ws, int nw, const void *act, size_t as,
                               int na, float *o, size_t os) {
