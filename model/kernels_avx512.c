@@ -73,26 +73,19 @@ INLINE __m512i fifth_bits16(__m512i bits, int shift) {
     return _mm512_permutexvar_epi32(_mm512_srli_epi32(bits, (unsigned)shift), _mm512_loadu_si512(table));
 }
 
-/* Each lane's row (lane L: row ROW16[L], the last row nw - 1 standing in for missing ones), for
- * the per-lane loads below. */
-INLINE void lane_rows16(const unsigned char *w, size_t w_stride, int nw, const unsigned char *lane_row[16]) {
-    UNROLL
-    for (int L = 0; L < 16; L++) lane_row[L] = w + (size_t)(ROW16[L] < nw ? ROW16[L] : nw - 1) * w_stride;
-}
-
 /* The 32-bit word (lane_words16) or the fp16 scale as fp32 (lane_scales16) at byte `at` of each
- * lane's row, by sixteen scalar loads: vpgatherdd took a third of the Q4_0 one-row kernel's time
- * on the AMD EPYC with AVX-512 here, and sixteen 16-bit loads and inserts measured 13% faster
- * overall. */
-INLINE __m512i lane_words16(const unsigned char *const lane_row[16], size_t at) {
-#define WORD(L) (int)quant_load_u32(lane_row[L] + at)
+ * lane's row (lane L: row_table[ROW16[L]]), by sixteen scalar loads: vpgatherdd took a third of
+ * the Q4_0 one-row kernel's time on the AMD EPYC with AVX-512 here, and sixteen 16-bit loads and
+ * inserts measured 12% faster overall. */
+INLINE __m512i lane_words16(const unsigned char *const row_table[16], size_t at) {
+#define WORD(L) (int)quant_load_u32(row_table[ROW16[L]] + at)
     return _mm512_set_epi32(WORD(15), WORD(14), WORD(13), WORD(12), WORD(11), WORD(10), WORD(9), WORD(8), WORD(7),
                             WORD(6), WORD(5), WORD(4), WORD(3), WORD(2), WORD(1), WORD(0));
 #undef WORD
 }
 
-INLINE __m512 lane_scales16(const unsigned char *const lane_row[16], size_t at) {
-#define HALF(L) (short)quant_load_u16(lane_row[L] + at)
+INLINE __m512 lane_scales16(const unsigned char *const row_table[16], size_t at) {
+#define HALF(L) (short)quant_load_u16(row_table[ROW16[L]] + at)
     return _mm512_cvtph_ps(_mm256_set_epi16(HALF(15), HALF(14), HALF(13), HALF(12), HALF(11), HALF(10), HALF(9), HALF(8),
                                             HALF(7), HALF(6), HALF(5), HALF(4), HALF(3), HALF(2), HALF(1), HALF(0)));
 #undef HALF
@@ -113,8 +106,6 @@ INLINE void small_lanes16(ggml_type type, int NA, int n, const unsigned char *w,
     UNROLL
     for (int i = 0; i < 16; i++) row_table[i] = w + (size_t)(i < nw ? i : nw - 1) * w_stride;
     const bool full = nw == 16;
-    const unsigned char *lane_row[16];
-    lane_rows16(w, w_stride, nw, lane_row);
     const __m512i mask = _mm512_set1_epi8(0x0f);
     __m512 acc[KERNEL_MAX_A];
     UNROLL
@@ -140,13 +131,13 @@ INLINE void small_lanes16(ggml_type type, int NA, int n, const unsigned char *w,
                 W[k + 4] = _mm512_and_si512(_mm512_srli_epi16(t[k], 4), mask);
             }
             if (five) {
-                const __m512i qh = lane_words16(lane_row, off + at - 4);
+                const __m512i qh = lane_words16(row_table, off + at - 4);
                 UNROLL
                 for (int k = 0; k < 8; k++) W[k] = _mm512_or_si512(W[k], fifth_bits16(qh, 4 * k));
             }
         }
-        const __m512 wd = lane_scales16(lane_row, off);
-        const __m512 wm = has_min ? lane_scales16(lane_row, off + 2) : _mm512_setzero_ps();
+        const __m512 wd = lane_scales16(row_table, off);
+        const __m512 wm = has_min ? lane_scales16(row_table, off + 2) : _mm512_setzero_ps();
         UNROLL
         for (int r = 0; r < NA; r++) {
             const int8_t *x = a[r].q + 32 * b;
@@ -374,8 +365,6 @@ INLINE void q6k_lanes16(int NA, int n, const unsigned char *w, size_t w_stride, 
     UNROLL
     for (int i = 0; i < 16; i++) row_table[i] = w + (size_t)(i < nw ? i : nw - 1) * w_stride;
     const unsigned char *const *rows = nw == 16 ? NULL : row_table;
-    const unsigned char *lane_row[16];
-    lane_rows16(w, w_stride, nw, lane_row);
     const __m512i nibble = _mm512_set1_epi8(0x0f), bits45 = _mm512_set1_epi8(0x30);
     __m512 acc[KERNEL_MAX_A];
     UNROLL
@@ -385,7 +374,7 @@ INLINE void q6k_lanes16(int NA, int n, const unsigned char *w, size_t w_stride, 
         const size_t off = (size_t)s * block_bytes;
         __m512i scales[4]; /* signed bytes: scale j in byte j % 4 of scales[j / 4] (one transpose, not four gathers) */
         transpose16x(w, w_stride, rows, off + 192, scales);
-        const __m512 wd = lane_scales16(lane_row, off + 208);
+        const __m512 wd = lane_scales16(row_table, off + 208);
         __m512i A[KERNEL_MAX_A];
         UNROLL
         for (int r = 0; r < NA; r++) A[r] = _mm512_setzero_si512();
