@@ -431,6 +431,89 @@ INLINE void q6k_lanes16(int NA, int n, const unsigned char *w, size_t w_stride, 
         _mm512_mask_storeu_ps(out + (size_t)r * out_stride, live, _mm512_permutexvar_ps(order, acc[r]));
 }
 
+/* Four row vectors' lane sums, combined a level at a time so that the last level leaves lane L
+ * holding row L's total (levels: 32-bit pairs, 64-bit pairs, 128-bit lanes, 256-bit halves). */
+INLINE __m512i fold_pairs32(__m512i a, __m512i b) {
+    return _mm512_add_epi32(_mm512_unpacklo_epi32(a, b), _mm512_unpackhi_epi32(a, b));
+}
+INLINE __m512i fold_pairs64(__m512i a, __m512i b) {
+    return _mm512_add_epi32(_mm512_unpacklo_epi64(a, b), _mm512_unpackhi_epi64(a, b));
+}
+INLINE __m512i fold_lanes128(__m512i a, __m512i b) {
+    return _mm512_add_epi32(_mm512_shuffle_i32x4(a, b, 0x88), _mm512_shuffle_i32x4(a, b, 0xdd));
+}
+
+/* Q6_K against one activation row, each weight row read in its natural byte order: a row's
+ * super-block is three wide loads unpacked in place, where the sixteen-lane tile needed thirteen
+ * 16x4 transposes (a third of its instructions on the shuffle units). Lane k of a product vector
+ * holds values 4k .. 4k + 3 of a 64-value chunk, so sub-block 4c + k / 4; the -32 offset of the
+ * stored quants enters as a starting value shared by all rows. The super-block sums are the same
+ * integers as q6k_lanes16's, accumulated in the same float order. */
+INLINE __m512i q6k_row_sum(const unsigned char *block, const __m512i x[4], const __m512i offset[4]) {
+    static const int scale_lane[4][16] = {{0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3},
+                                          {4, 4, 4, 4, 5, 5, 5, 5, 6, 6, 6, 6, 7, 7, 7, 7},
+                                          {8, 8, 8, 8, 9, 9, 9, 9, 10, 10, 10, 10, 11, 11, 11, 11},
+                                          {12, 12, 12, 12, 13, 13, 13, 13, 14, 14, 14, 14, 15, 15, 15, 15}};
+    const __m512i nibble = _mm512_set1_epi8(0x0f), bits45 = _mm512_set1_epi8(0x30);
+    const __m512i scales = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(block + 192)));
+    __m512i sum = _mm512_setzero_si512();
+    UNROLL
+    for (int h = 0; h < 2; h++) {
+        /* values 128h + 0..63 take the low nibbles of ql (64 bytes) with qh bits 0-1 (first 32)
+         * and 2-3 (next 32); values 128h + 64..127 the high nibbles with bits 4-5 and 6-7 */
+        const __m512i ql = _mm512_loadu_si512(block + 64 * h);
+        const __m256i qh = _mm256_loadu_si256((const __m256i *)(block + 128 + 32 * h));
+        const __m512i qh2 = _mm512_inserti64x4(_mm512_castsi256_si512(qh), _mm256_srli_epi16(qh, 2), 1);
+        const __m512i low = _mm512_or_si512(_mm512_and_si512(ql, nibble), _mm512_and_si512(_mm512_slli_epi16(qh2, 4), bits45));
+        const __m512i high =
+            _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(ql, 4), nibble), _mm512_and_si512(qh2, bits45));
+        const __m512i d_low = _mm512_dpbusd_epi32(offset[2 * h], low, x[2 * h]);
+        const __m512i d_high = _mm512_dpbusd_epi32(offset[2 * h + 1], high, x[2 * h + 1]);
+        const __m512i s_low = _mm512_permutexvar_epi32(_mm512_loadu_si512(scale_lane[2 * h]), scales);
+        const __m512i s_high = _mm512_permutexvar_epi32(_mm512_loadu_si512(scale_lane[2 * h + 1]), scales);
+        sum = _mm512_add_epi32(sum, _mm512_add_epi32(_mm512_mullo_epi32(d_low, s_low), _mm512_mullo_epi32(d_high, s_high)));
+    }
+    return sum;
+}
+
+INLINE void q6k_one_row16(int n, const unsigned char *w, size_t w_stride, int nw, const act_q8_256_view *a, float *out) {
+    const size_t block_bytes = 210;
+    const unsigned char *row_table[16];
+    UNROLL
+    for (int i = 0; i < 16; i++) row_table[i] = w + (size_t)(i < nw ? i : nw - 1) * w_stride;
+    const __m512i thirty_two = _mm512_set1_epi8(32);
+    __m512 acc = _mm512_setzero_ps();
+    for (int s = 0; s < n / 256; s++) {
+        prefetch_next(w, w_stride, s, n / 256);
+        const size_t off = (size_t)s * block_bytes;
+        __m512i x[4], offset[4];
+        UNROLL
+        for (int c = 0; c < 4; c++) {
+            x[c] = _mm512_loadu_si512(a->q + 256 * s + 64 * c);
+            offset[c] = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_dpbusd_epi32(_mm512_setzero_si512(), thirty_two, x[c]));
+        }
+#define ROW_SUM(i) q6k_row_sum(row_table[i] + off, x, offset)
+#define PAIR(i) fold_pairs32(ROW_SUM(i), ROW_SUM(i + 1))
+#define QUAD(i) fold_pairs64(PAIR(i), PAIR(i + 2))
+#define OCTET(i) fold_lanes128(QUAD(i), QUAD(i + 4))
+        const __m512i sums = fold_lanes128(OCTET(0), OCTET(8));
+#undef OCTET
+#undef QUAD
+#undef PAIR
+#undef ROW_SUM
+        __m256i halves;
+        {
+#define HALF(L) (short)quant_load_u16(row_table[L] + off + 208)
+            halves = _mm256_set_epi16(HALF(15), HALF(14), HALF(13), HALF(12), HALF(11), HALF(10), HALF(9), HALF(8), HALF(7),
+                                      HALF(6), HALF(5), HALF(4), HALF(3), HALF(2), HALF(1), HALF(0));
+#undef HALF
+        }
+        const __m512 wd = _mm512_cvtph_ps(halves);
+        acc = _mm512_fmadd_ps(_mm512_mul_ps(wd, _mm512_set1_ps(a->d[s])), _mm512_cvtepi32_ps(sums), acc);
+    }
+    _mm512_mask_storeu_ps(out, (__mmask16)((1u << nw) - 1), acc);
+}
+
 static NO_ASAN void tile16_q6_k(int n, const void *w, size_t ws, int nw, const void *act, size_t as, int na, float *o,
                                 size_t os) {
     act_q8_256_view a[KERNEL_MAX_A];
@@ -439,7 +522,7 @@ static NO_ASAN void tile16_q6_k(int n, const void *w, size_t ws, int nw, const v
         const unsigned char *rows = (const unsigned char *)w + (size_t)f * ws;
         const int count = nw - f < 16 ? nw - f : 16;
         switch (na) {
-        case 1: q6k_lanes16(1, n, rows, ws, count, a, o + f, os); break;
+        case 1: q6k_one_row16(n, rows, ws, count, a, o + f); break;
         case 2: q6k_lanes16(2, n, rows, ws, count, a, o + f, os); break;
         case 3: q6k_lanes16(3, n, rows, ws, count, a, o + f, os); break;
         case 4: q6k_lanes16(4, n, rows, ws, count, a, o + f, os); break;
