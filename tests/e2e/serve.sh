@@ -518,13 +518,21 @@ if sv_start "serve-1p" "$RAMP_BIN" serve -m "$LITE" "${SV_FLAGS[@]}"; then
             "cancelled $cancelled -> $(sv_metric "$B" 'ramp_requests_total{finish="cancelled"}')" \
             "stream head: $(sv_show "$sv_dir/cut.sse" 200)"
     fi
-    # fresh busy requests: the first ones may be done already on a fast machine
-    for i in $(seq 16 30); do
-        curl -s -m 60 -o "$sv_dir/busy.$i" -H 'Content-Type: application/json' -d "$long" "$B/v1/completions" &
-        busy+=($!)
+    # Fresh busy requests (the first ones may be done already on a fast machine), then a client that
+    # gives up after 0.3 s. A machine fast enough to answer it within 0.3 s anyway (a Zen 5 here did,
+    # with 15 busy) gets a second and third try with more busy requests than KV slots (32), so
+    # that it waits in the queue as well.
+    cut_rc=0
+    for more in 15 40 60; do
+        for i in $(seq 1 "$more"); do
+            curl -s -m 60 -o /dev/null -H 'Content-Type: application/json' -d "$long" "$B/v1/completions" &
+            busy+=($!)
+        done
+        curl -s -m 0.3 -o "$sv_dir/cut.whole" -H 'Content-Type: application/json' -d "$long" "$B/v1/completions"
+        cut_rc=$?
+        [ "$cut_rc" -ne 0 ] && break
+        echo "# the non-streamed request was answered within 0.3 s beside $more busy ones: again with more"
     done
-    curl -s -m 0.3 -o "$sv_dir/cut.whole" -H 'Content-Type: application/json' -d "$long" "$B/v1/completions"
-    cut_rc=$?
     busy_running=$(sv_metric "$B" ramp_running_requests)
     wait "${busy[@]}"
     if [ "$cut_rc" -eq 28 ] && sv_wait_metric "$B" 'ramp_requests_total{finish="cancelled"}' $((cancelled + 2)) 10; then
