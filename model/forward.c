@@ -174,6 +174,51 @@ static float dot_lanes(const float *a, const float *b, int n) {
     return ((lane[0] + lane[4]) + (lane[2] + lane[6])) + ((lane[1] + lane[5]) + (lane[3] + lane[7]));
 }
 
+/* dot_lanes of a with eight rows b, b + stride, ..., b + 7 * stride (n a multiple of 8): the same
+ * eight partial sums per row, then the same tree of additions, done for all eight rows at once on
+ * the transposed partial sums (lane j of row p becomes lane p of part[j]). */
+static void dot_lanes8(const float *a, const float *b, size_t stride, int n, float out[8]) {
+    float8 acc[8] = {{0}};
+    for (int i = 0; i < n; i += 8) {
+        const float8 x = load8(a + i);
+        for (int p = 0; p < 8; p++) acc[p] += x * load8(b + (size_t)p * stride + i);
+    }
+    typedef int int8v __attribute__((vector_size(32)));
+    const int8v pairs_lo = {0, 8, 1, 9, 4, 12, 5, 13}, pairs_hi = {2, 10, 3, 11, 6, 14, 7, 15};
+    const int8v quads_lo = {0, 1, 8, 9, 4, 5, 12, 13}, quads_hi = {2, 3, 10, 11, 6, 7, 14, 15};
+    const int8v halves_lo = {0, 1, 2, 3, 8, 9, 10, 11}, halves_hi = {4, 5, 6, 7, 12, 13, 14, 15};
+    float8 t[8], u[8], part[8];
+    for (int p = 0; p < 8; p += 2) {
+        t[p] = __builtin_shuffle(acc[p], acc[p + 1], pairs_lo);
+        t[p + 1] = __builtin_shuffle(acc[p], acc[p + 1], pairs_hi);
+    }
+    for (int p = 0; p < 8; p += 4)
+        for (int k = 0; k < 2; k++) {
+            u[p + 2 * k] = __builtin_shuffle(t[p + k], t[p + 2 + k], quads_lo);
+            u[p + 2 * k + 1] = __builtin_shuffle(t[p + k], t[p + 2 + k], quads_hi);
+        }
+    for (int j = 0; j < 4; j++) {
+        part[j] = __builtin_shuffle(u[j], u[j + 4], halves_lo);
+        part[j + 4] = __builtin_shuffle(u[j], u[j + 4], halves_hi);
+    }
+    const float8 sum = ((part[0] + part[4]) + (part[2] + part[6])) + ((part[1] + part[5]) + (part[3] + part[7]));
+    memcpy(out, &sum, sizeof sum);
+}
+
+/* out[i] = sum over filled positions t (in order) of scores[t] * values[t][i], for VECTORS * 8
+ * values: one pass over the positions for all of them. */
+static inline __attribute__((always_inline)) void weighted_values(int vectors, const float *scores, const unsigned char *filled,
+                                                                  int length, const float *values, size_t stride, float *out) {
+    float8 sum[8] = {{0}};
+    for (int t = 0; t < length; t++) {
+        if (!filled[t]) continue;
+        const float s = scores[t];
+        const float *v = values + (size_t)t * stride;
+        for (int k = 0; k < vectors; k++) sum[k] += s * load8(v + 8 * k);
+    }
+    memcpy(out, sum, (size_t)vectors * sizeof sum[0]);
+}
+
 typedef struct {
     const model_config *c;
     const kv_cache *kv;
@@ -201,30 +246,30 @@ static void attention_task(void *ctx, int task, int worker) {
     const float *values = kv_values(j->kv, slot, j->local_layer, 0) + kv_offset;
     const size_t stride = (size_t)j->kv->kv_dim; /* floats from one position to the next */
     float *scores = ws->scores + (size_t)worker * ws->max_context;
-    for (int t = 0; t < length; t++)
-        scores[t] = filled[t] ? dot_lanes(query, keys + (size_t)t * stride, c->head_dim) * scale : -INFINITY;
+    int t = 0;
+    if (c->head_dim % 8 == 0)
+        for (; t + 8 <= length; t += 8) dot_lanes8(query, keys + (size_t)t * stride, stride, c->head_dim, scores + t);
+    for (; t < length; t++) scores[t] = dot_lanes(query, keys + (size_t)t * stride, c->head_dim);
+    for (t = 0; t < length; t++) scores[t] = filled[t] ? scores[t] * scale : -INFINITY;
     softmax(scores, length);
-    /* out[i] = sum over t (in order) of scores[t] * value_t[i]. Positions are the outer loop and
-     * up to 64 values (eight vectors) are summed at once, so each position's check and score are
-     * read once per 64 values; every value's sum is the same sequence of operations. */
+    /* out[i] = sum over t (in order) of scores[t] * value_t[i]: positions are the outer loop and up
+     * to 64 values (eight vectors) are summed at once, so each position's check and score are read
+     * once per 64 values; every value's sum is the same sequence of operations. */
     float *out = j->out + (size_t)r * c->dim + h * c->head_dim;
     int i0 = 0;
-    for (; i0 + 64 <= c->head_dim; i0 += 64) {
-        float8 sum[8] = {{0}};
-        for (int t = 0; t < length; t++) {
-            if (!filled[t]) continue;
-            const float s = scores[t];
-            const float *v = values + (size_t)t * stride + i0;
-            for (int k = 0; k < 8; k++) sum[k] += s * load8(v + 8 * k);
+    for (; i0 + 8 <= c->head_dim; i0 += 64) {
+        const int vectors = (c->head_dim - i0) / 8 < 8 ? (c->head_dim - i0) / 8 : 8;
+        const float *v = values + i0;
+        switch (vectors) { /* constant counts keep the sums in registers */
+        case 8: weighted_values(8, scores, filled, length, v, stride, out + i0); break;
+        case 4: weighted_values(4, scores, filled, length, v, stride, out + i0); break;
+        case 2: weighted_values(2, scores, filled, length, v, stride, out + i0); break;
+        default:
+            for (int k = 0; k < vectors; k++) weighted_values(1, scores, filled, length, v + 8 * k, stride, out + i0 + 8 * k);
+            break;
         }
-        memcpy(out + i0, sum, sizeof sum);
     }
-    for (; i0 + 8 <= c->head_dim; i0 += 8) {
-        float8 sum = {0};
-        for (int t = 0; t < length; t++)
-            if (filled[t]) sum += scores[t] * load8(values + (size_t)t * stride + i0);
-        memcpy(out + i0, &sum, sizeof sum);
-    }
+    i0 = c->head_dim / 8 * 8;
     for (; i0 < c->head_dim; i0++) {
         float sum = 0.0f;
         for (int t = 0; t < length; t++)
