@@ -183,23 +183,20 @@ static void dot_lanes8(const float *a, const float *b, size_t stride, int n, flo
         const float8 x = load8(a + i);
         for (int p = 0; p < 8; p++) acc[p] += x * load8(b + (size_t)p * stride + i);
     }
-    typedef int int8v __attribute__((vector_size(32)));
-    const int8v pairs_lo = {0, 8, 1, 9, 4, 12, 5, 13}, pairs_hi = {2, 10, 3, 11, 6, 14, 7, 15};
-    const int8v quads_lo = {0, 1, 8, 9, 4, 5, 12, 13}, quads_hi = {2, 3, 10, 11, 6, 7, 14, 15};
-    const int8v halves_lo = {0, 1, 2, 3, 8, 9, 10, 11}, halves_hi = {4, 5, 6, 7, 12, 13, 14, 15};
+    /* __builtin_shufflevector: GCC 12 and clang both have it (GCC's __builtin_shuffle is GCC's own) */
     float8 t[8], u[8], part[8];
     for (int p = 0; p < 8; p += 2) {
-        t[p] = __builtin_shuffle(acc[p], acc[p + 1], pairs_lo);
-        t[p + 1] = __builtin_shuffle(acc[p], acc[p + 1], pairs_hi);
+        t[p] = __builtin_shufflevector(acc[p], acc[p + 1], 0, 8, 1, 9, 4, 12, 5, 13);
+        t[p + 1] = __builtin_shufflevector(acc[p], acc[p + 1], 2, 10, 3, 11, 6, 14, 7, 15);
     }
     for (int p = 0; p < 8; p += 4)
         for (int k = 0; k < 2; k++) {
-            u[p + 2 * k] = __builtin_shuffle(t[p + k], t[p + 2 + k], quads_lo);
-            u[p + 2 * k + 1] = __builtin_shuffle(t[p + k], t[p + 2 + k], quads_hi);
+            u[p + 2 * k] = __builtin_shufflevector(t[p + k], t[p + 2 + k], 0, 1, 8, 9, 4, 5, 12, 13);
+            u[p + 2 * k + 1] = __builtin_shufflevector(t[p + k], t[p + 2 + k], 2, 3, 10, 11, 6, 7, 14, 15);
         }
     for (int j = 0; j < 4; j++) {
-        part[j] = __builtin_shuffle(u[j], u[j + 4], halves_lo);
-        part[j + 4] = __builtin_shuffle(u[j], u[j + 4], halves_hi);
+        part[j] = __builtin_shufflevector(u[j], u[j + 4], 0, 1, 2, 3, 8, 9, 10, 11);
+        part[j + 4] = __builtin_shufflevector(u[j], u[j + 4], 4, 5, 6, 7, 12, 13, 14, 15);
     }
     const float8 sum = ((part[0] + part[4]) + (part[2] + part[6])) + ((part[1] + part[5]) + (part[3] + part[7]));
     memcpy(out, &sum, sizeof sum);
