@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "exp8.h"
 #include "parallel.h"
 #include "quant.h"
 
@@ -27,11 +28,24 @@ void softmax(float *x, int size) {
     for (int i = 1; i < size; i++)
         if (x[i] > max) max = x[i];
     float sum = 0.0f;
-    for (int i = 0; i < size; i++) {
-        x[i] = expf(x[i] - max);
-        sum += x[i];
+    for (int i = 0; i < size; i += 8) {
+        const int count = size - i < 8 ? size - i : 8;
+        float e[8];
+        const float8 v = exp8(float8_load_partial(x + i, count, max) - float8_splat(max));
+        memcpy(e, &v, sizeof e);
+        for (int k = 0; k < count; k++) sum += x[i + k] = e[k]; /* in order: the same sum at any size */
     }
     for (int i = 0; i < size; i++) x[i] /= sum;
+}
+
+/* SwiGLU: gate[i] = silu(gate[i]) * up[i] = gate[i] / (1 + e^-gate[i]) * up[i]. */
+static void silu_times(float *gate, const float *up, long elements) {
+    for (long i = 0; i < elements; i += 8) {
+        const int count = elements - i < 8 ? (int)(elements - i) : 8;
+        const float8 g = float8_load_partial(gate + i, count, 0.0f), u = float8_load_partial(up + i, count, 0.0f);
+        const float8 out = g / (float8_splat(1.0f) + exp8(-g)) * u;
+        memcpy(gate + i, &out, (size_t)count * sizeof(float));
+    }
 }
 
 int forward_workspace_init(forward_workspace *ws, const model_config *c, int max_rows, int max_context,
@@ -153,10 +167,8 @@ static void rope_apply(float *vector, int n_heads, int head_dim, int rope_dim, c
     }
 }
 
-/* Eight floats as one value: GCC/Clang compile its arithmetic to SIMD where the target has it,
- * lane by lane, without reassociating anything. */
-typedef float float8 __attribute__((vector_size(32)));
-
+/* float8 (exp8.h): eight floats as one value; GCC/Clang compile its arithmetic to SIMD where the
+ * target has it, lane by lane, without reassociating anything. */
 static float8 load8(const float *p) {
     float8 v;
     memcpy(&v, p, sizeof v);
@@ -348,11 +360,7 @@ static void layer_forward(const model *m, int layer, kv_cache *kv, const forward
         const matmul_product gate_up[] = {{ws->gate, &ws->act, &w->w_gate}, {ws->up, &ws->act, &w->w_up}};
         matmul_weights_many(gate_up, 2);
     }
-    const long elements = (long)n * ffn;
-    for (long i = 0; i < elements; i++) {
-        float g = ws->gate[i];
-        ws->gate[i] = g / (1.0f + expf(-g)) * ws->up[i]; /* SwiGLU: silu(gate) * up */
-    }
+    silu_times(ws->gate, ws->up, (long)n * ffn);
     act_buffer_set(&ws->act, ws->gate, n, ffn);
     matmul_weights(ws->projection, &ws->act, &w->w_down);
     add_residual(hidden, ws->projection, rows, dim);
@@ -372,12 +380,6 @@ typedef struct {
     act_buffer *act;
 } pair_member;
 
-static void silu_times(float *gate, const float *up, long elements) {
-    for (long i = 0; i < elements; i++) {
-        float g = gate[i];
-        gate[i] = g / (1.0f + expf(-g)) * up[i]; /* SwiGLU: silu(gate) * up */
-    }
-}
 
 typedef struct {
     attention_job members[2];
