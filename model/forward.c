@@ -33,7 +33,10 @@ void softmax(float *x, int size) {
         float e[8];
         const float8 v = exp8(float8_load_partial(x + i, count, max) - float8_splat(max));
         memcpy(e, &v, sizeof e);
-        for (int k = 0; k < count; k++) sum += x[i + k] = e[k]; /* in order: the same sum at any size */
+        for (int k = 0; k < count; k++) { /* summed in order: the same sum at any size */
+            x[i + k] = e[k];
+            sum += e[k];
+        }
     }
     for (int i = 0; i < size; i++) x[i] /= sum;
 }
@@ -265,9 +268,9 @@ static void attention_task(void *ctx, int task, int worker) {
      * to 64 values (eight vectors) are summed at once, so each position's check and score are read
      * once per 64 values; every value's sum is the same sequence of operations. */
     float *out = j->out + (size_t)r * c->dim + h * c->head_dim;
-    int i0 = 0;
-    for (; i0 + 8 <= c->head_dim; i0 += 64) {
-        const int vectors = (c->head_dim - i0) / 8 < 8 ? (c->head_dim - i0) / 8 : 8;
+    const int whole = c->head_dim / 8 * 8; /* values in whole vectors; the rest one at a time below */
+    for (int i0 = 0; i0 < whole; i0 += 64) {
+        const int vectors = (whole - i0) / 8 < 8 ? (whole - i0) / 8 : 8;
         const float *v = values + i0;
         switch (vectors) { /* constant counts keep the sums in registers */
         case 8: weighted_values(8, scores, filled, length, v, stride, out + i0); break;
@@ -278,8 +281,7 @@ static void attention_task(void *ctx, int task, int worker) {
             break;
         }
     }
-    i0 = c->head_dim / 8 * 8;
-    for (; i0 < c->head_dim; i0++) {
+    for (int i0 = whole; i0 < c->head_dim; i0++) {
         float sum = 0.0f;
         for (int t = 0; t < length; t++)
             if (filled[t]) sum += scores[t] * values[(size_t)t * stride + i0];

@@ -436,8 +436,9 @@ INLINE void q6k_lanes16(int NA, int n, const unsigned char *w, size_t w_stride, 
         _mm512_mask_storeu_ps(out + (size_t)r * out_stride, live, _mm512_permutexvar_ps(order, acc[r]));
 }
 
-/* Four row vectors' lane sums, combined a level at a time so that the last level leaves lane L
- * holding row L's total (levels: 32-bit pairs, 64-bit pairs, 128-bit lanes, 256-bit halves). */
+/* Sixteen vectors (one per weight row) folded into one whose lane L is the sum of row L's lanes:
+ * pairs of vectors are combined a level at a time (32-bit pairs, 64-bit pairs, 128-bit lanes,
+ * then 256-bit halves), in the order q6k_one_row16 applies them. */
 INLINE __m512i fold_pairs32(__m512i a, __m512i b) {
     return _mm512_add_epi32(_mm512_unpacklo_epi32(a, b), _mm512_unpackhi_epi32(a, b));
 }
@@ -483,9 +484,11 @@ INLINE __m512i q6k_row_sum(const unsigned char *block, const __m512i x[4], const
 
 INLINE void q6k_one_row16(int n, const unsigned char *w, size_t w_stride, int nw, const act_q8_256_view *a, float *out) {
     const size_t block_bytes = 210;
-    const unsigned char *row_table[16];
+    const unsigned char *row_table[16], *lane_table[16];
     UNROLL
     for (int i = 0; i < 16; i++) row_table[i] = w + (size_t)(i < nw ? i : nw - 1) * w_stride;
+    UNROLL
+    for (int i = 0; i < 16; i++) lane_table[i] = row_table[ROW16[i]]; /* lane_scales16 then reads row L into lane L */
     const __m512i thirty_two = _mm512_set1_epi8(32);
     __m512 acc = _mm512_setzero_ps();
     for (int s = 0; s < n / 256; s++) {
@@ -506,14 +509,7 @@ INLINE void q6k_one_row16(int n, const unsigned char *w, size_t w_stride, int nw
 #undef QUAD
 #undef PAIR
 #undef ROW_SUM
-        __m256i halves;
-        {
-#define HALF(L) (short)quant_load_u16(row_table[L] + off + 208)
-            halves = _mm256_set_epi16(HALF(15), HALF(14), HALF(13), HALF(12), HALF(11), HALF(10), HALF(9), HALF(8), HALF(7),
-                                      HALF(6), HALF(5), HALF(4), HALF(3), HALF(2), HALF(1), HALF(0));
-#undef HALF
-        }
-        const __m512 wd = _mm512_cvtph_ps(halves);
+        const __m512 wd = lane_scales16(lane_table, off + 208);
         acc = _mm512_fmadd_ps(_mm512_mul_ps(wd, _mm512_set1_ps(a->d[s])), _mm512_cvtepi32_ps(sums), acc);
     }
     _mm512_mask_storeu_ps(out, (__mmask16)((1u << nw) - 1), acc);
