@@ -77,7 +77,13 @@ int pipeline_parse_flag(pipeline_options *o, const char *flag, const char *value
         {"batch-tokens", &o->batch_tokens}, {"micro-batches", &o->lanes}, {"ctx", &o->context},
     };
     for (size_t i = 0; i < sizeof integers / sizeof integers[0]; i++)
-        if (!strcmp(flag, integers[i].name)) return parse_positive(flag, value, integers[i].field, err) ? -1 : 1;
+        if (!strcmp(flag, integers[i].name)) {
+            if (parse_positive(flag, value, integers[i].field, err)) return -1;
+            if (integers[i].field == &o->context && o->context < 2)
+                return ramp_fail(err, "--ctx expects at least 2 positions (a prompt token and a generated one), got '%s'",
+                                 value);
+            return 1;
+        }
     if (!strcmp(flag, "layers")) {
         o->layers = value;
         return 1;
@@ -150,10 +156,9 @@ static int choose_split(pipeline *p, const model_config *config, ramp_error *err
                          o->split);
     const forward_pairs *pairs = p->pairs.first < p->pairs.end ? &p->pairs : NULL;
     if (o->layers)
-        return split_parse(o->layers, config->n_layers, p->n_stages, p->ranges, err) ||
-                       split_check_pairs(p->ranges, p->n_stages, pairs, err)
-                   ? ramp_fail_prefix(err, "--layers: ")
-                   : 0;
+        return split_parse(o->layers, config->n_layers, p->n_stages, p->ranges, err) ? -1 /* names --layers */
+               : split_check_pairs(p->ranges, p->n_stages, pairs, err) ? ramp_fail_prefix(err, "--layers %s: ", o->layers)
+                                                                        : 0;
     if (!exit_aware) return split_balanced(config, p->n_stages, false, pairs, p->ranges, err);
     if (strncmp(o->split, "exit-aware:", 11))
         return ramp_fail(err, "--split exit-aware: expected a profile (exit-aware:FILE, or an --exit policy whose "

@@ -24,6 +24,7 @@ static int hash_range(FILE *f, long offset, size_t n, unsigned char *buffer, uin
 int file_identity_read(const char *path, file_identity *out, ramp_error *err) {
     struct stat st;
     if (stat(path, &st)) return ramp_fail(err, "%s: %s", path, strerror(errno));
+    if (S_ISDIR(st.st_mode)) return ramp_fail(err, "%s: is a directory, expected a model file", path);
     FILE *f = fopen(path, "rb");
     if (!f) return ramp_fail(err, "%s: %s", path, strerror(errno));
     unsigned char *buffer = malloc(SAMPLE_BYTES);

@@ -5,10 +5,10 @@
 #
 # For each file (synthetic dim-768 / 12-layer model in F32, Q8_0, Q4_0, Q4_K_M; a Llama-7B layer
 # shape, dim 4096 / ffn 11008 / 2 layers, in Q4_0 and Q4_K_M) and each of BENCH_QUANT_ROUNDS
-# rounds (default 5): ramp's prompt processing (a 128-token prompt timed after a warm-up copy of it, as
-# llama-bench warms up too; -n 1) and decode (64 tokens), then llama.cpp's llama-bench on the same file
-# (pp128, tg64, one repetition), interleaved so that
-# both see the same machine load. Prints per file and engine min / median / max tokens/s, the
+# rounds (default 8: a shared machine's speed swings from one minute to the next): ramp's prompt
+# processing (a 128-token prompt timed after a warm-up copy of it, as llama-bench warms up too; -n 1)
+# and decode (64 tokens), then llama.cpp's llama-bench on the same file (pp128, tg64, one
+# repetition), interleaved so that both see the same machine load. Prints per file and engine min / median / max tokens/s, the
 # ratio ramp / llama.cpp of each round (median, min, max), peak RSS, and both engines' decode
 # bandwidth share: weight bytes read per token x tokens/s / the best read bandwidth measured
 # (scripts/read-bandwidth.c, once before the rounds and once at the start of each).
@@ -24,7 +24,7 @@ set -u
 cd "$(dirname "$0")/.."
 SHARED=${RAMP_SHARED:-../shared}
 RAMP_BIN=${RAMP_BIN:-build/release/bin/ramp}
-ROUNDS=${BENCH_QUANT_ROUNDS:-5}
+ROUNDS=${BENCH_QUANT_ROUNDS:-8}
 THREADS=${BENCH_QUANT_THREADS:-2}
 PEER=${BENCH_PEER:-$SHARED/peers/llama.cpp}
 SHAPES=${BENCH_QUANT_SHAPES:-768 7b}

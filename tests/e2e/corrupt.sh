@@ -133,7 +133,7 @@ wrong_file() {
 }
 wrong_file "missing model file" "$corrupt_dir/no-such-model.gguf" -m "$corrupt_dir/no-such-model.gguf"
 mkdir -p "$corrupt_dir/a-directory.gguf"
-wrong_file "a directory as the model" "a-directory.gguf" -m "$corrupt_dir/a-directory.gguf"
+wrong_file "a directory as the model" "a-directory.gguf: is a directory" -m "$corrupt_dir/a-directory.gguf"
 : >"$corrupt_dir/empty.gguf"
 wrong_file "an empty model file" "empty.gguf" -m "$corrupt_dir/empty.gguf"
 : >"$corrupt_dir/empty.bin"
@@ -179,6 +179,7 @@ usage_error "missing -m" generate -p hi -n 4
 usage_error "missing prompt" generate -m "$gguf_src" -n 4
 usage_error "--temp abc" generate -m "$gguf_src" -p hi --temp abc
 usage_error "--stages 0" generate -m "$gguf_src" -p hi --stages 0
+usage_error "--ctx 1 (no room to generate)" generate -m "$gguf_src" -p hi --ctx 1
 usage_error "--timeout -5" generate -m "$gguf_src" -p hi --timeout -5
 usage_error "--max-sequences x" generate -m "$gguf_src" -p hi --max-sequences x
 usage_error "stray argument" generate -m "$gguf_src" -p hi extra
