@@ -127,7 +127,7 @@ static float *random_activations(int rows, int n) {
 static int row_length(ggml_type type, int which) {
     static const int small[] = {32, 64, 96, 288, 512, 768};
     static const int k[] = {256, 512, 768, 1024, 2816, 256};
-    static const int flt[] = {5, 16, 40, 64, 288, 1000};
+    static const int flt[] = {5, 16, 40, 288, 1000, 2100}; /* 1000, 2100: spans of many-row products */
     size_t block = (size_t)ggml_type_block_elements(type);
     return block == 256 ? k[which] : block == 32 ? small[which] : flt[which];
 }
