@@ -647,13 +647,10 @@ INLINE void float_tile16x(ggml_type type, int NW, int NA, int from, int to, int 
         }
 }
 
-/* Many activation rows take the weight rows in spans of FLOAT_SPAN values. A tile of four by four
- * rows loads each value once from wherever it is; with rows of 2048 values (8 KB) its 64 KB no
- * longer fit in the 48 KB L1 data cache, so the four activation rows that the next tile reuses were
- * gone and every load came from L2 (768x2048, 16 x 16 rows, one thread: 68 GMAC/s, against 107-110
- * when either side is one row that stays in L1). Within a span the activation rows stay in L1
- * while the weight rows stream past; the accumulators wait in memory between spans. */
-enum { FLOAT_SPAN = 512 };
+/* Many activation rows take the weight rows in spans (float_span, kernels_x86.inc). A tile of four by
+ * four rows of 2048 values (8 KB each) reads 64 KB, more than the 48 KB L1 data cache here, so the
+ * four activation rows that the next tile reuses were gone and every load came from L2 (768x2048,
+ * 16 x 16 rows, one thread: 68 GMAC/s, against 107-110 when either side is one row that stays in L1). */
 
 INLINE void float_kernel16(ggml_type type, int n, const void *w, size_t w_stride, int nw, const void *act,
                            size_t act_stride, int na, float *out, size_t out_stride) {
@@ -670,13 +667,13 @@ INLINE void float_kernel16(ggml_type type, int n, const void *w, size_t w_stride
         for (; f < nw; f++) float_tile16x(type, 1, 1, 0, n, n, wb + f * w_stride, w_stride, x, xs, NULL, out + f, out_stride);
         return;
     }
-    const int span = n > FLOAT_SPAN + FLOAT_SPAN / 2 ? FLOAT_SPAN : n;
+    const int span = float_span(n);
     __m512 carry[KERNEL_MAX_W][16]; /* [first weight row of a group of four][its 4 x 4 accumulators] */
     for (int r = 0; r < na; r += 4) {
         const int rows = na - r < 4 ? na - r : 4;
         const float *xr = x + r * xs;
-        for (int from = 0; from < n; from += span) {
-            const int to = n - from < span + span / 2 ? n : from + span; /* no short last span */
+        for (int from = 0, to = 0; to < n; from = to) {
+            to = float_span_end(from, span, n);
             for (int f = 0; f < nw; f += 4) {
                 const int cols = nw - f < 4 ? nw - f : 4;
                 const unsigned char *wf = wb + f * w_stride;
@@ -688,7 +685,6 @@ INLINE void float_kernel16(ggml_type type, int n, const void *w, size_t w_stride
                             float_tile16x(type, 1, 1, from, to, n, wf + ff * w_stride, w_stride, xr + rr * xs, xs,
                                           &carry[f + ff][rr], o + rr * out_stride + ff, out_stride);
             }
-            if (to == n) break;
         }
     }
 }
