@@ -6,7 +6,8 @@
  * on one sequence, with causal attention over its own keys and values. ramp's fused pair must
  * agree with it (to float rounding), fill each member's own KV cache with that member's keys, give a
  * decode row the same state as the same position inside a prompt, give a row the same bits alone as
- * inside a batch, and refuse ranges that cut a pair. Uses lite16 (trained norms that differ from
+ * inside a batch, and refuse ranges that cut a pair. Plain layers give a prompt row the same bits
+ * whatever block of rows it attends in. Uses lite16 (trained norms that differ from
  * layer to layer, so a member reading the other's norm would show) from $RAMP_SHARED.
  */
 #include <criterion/criterion.h>
@@ -290,6 +291,57 @@ Test(pairs, decode_row_and_batch_neighbours_change_no_bit) {
     fixture_close(&h);
     fixture_close(&g);
     fixture_close(&f);
+}
+
+/* Plain layers too: prompt rows attend in blocks of consecutive rows (forward.c), and a row's bits
+ * must not depend on the block it fell in. Forty-one prompt rows in one batch (ten blocks of 4, one of 1)
+ * give the bits of the same rows fed one at a time and of the same rows in batches of 3 beside
+ * another sequence's rows (other block boundaries). */
+Test(pairs, plain_layers_give_prompt_rows_the_same_bits_in_any_block) {
+    enum { N = 41, L = 16 }; /* more positions than a block sums at once (VALUE_CHUNK) */
+    ramp_error err;
+    int slots[2 * N], positions[2 * N];
+    fixture whole, single, mixed;
+    fixture_open(&whole, 2, 2 * N);
+    fixture_open(&single, 2, 2 * N);
+    fixture_open(&mixed, 2, 2 * N);
+    const int dim = whole.m.config.dim;
+    float inputs[N * 128], other[N * 128], expected[N * 128], got[2 * N * 128];
+    sequence(&whole.m, N, 5, inputs);
+    sequence(&whole.m, N, 9, other);
+    memcpy(expected, inputs, sizeof expected);
+    for (int t = 0; t < N; t++) slots[t] = 0, positions[t] = t;
+    forward_rows rows = {N, slots, positions, NULL};
+    cr_assert_eq(forward_layers(&whole.m, 0, L, &whole.kv, &rows, expected, &whole.ws, &err), 0, "%s", err.message);
+    memcpy(got, inputs, sizeof inputs);
+    for (int t = 0; t < N; t++) {
+        int slot = 0, position = t;
+        forward_rows one = {1, &slot, &position, NULL};
+        cr_assert_eq(forward_layers(&single.m, 0, L, &single.kv, &one, got + (size_t)t * dim, &single.ws, &err), 0, "%s",
+                     err.message);
+    }
+    cr_assert_eq(memcmp(got, expected, sizeof expected), 0, "rows fed one at a time differ from one batch");
+    /* batches of up to three rows of the sequence (slot 1), each after two rows of another one (slot 0) */
+    for (int start = 0, other_at = 0; start < N; start += 3) {
+        const int take = N - start < 3 ? N - start : 3;
+        int n = 0;
+        for (int k = 0; k < 2 && other_at < N; k++, other_at++, n++) {
+            slots[n] = 0, positions[n] = other_at;
+            memcpy(got + (size_t)n * dim, other + (size_t)other_at * dim, sizeof(float) * dim);
+        }
+        const int first = n;
+        for (int k = 0; k < take; k++, n++) {
+            slots[n] = 1, positions[n] = start + k;
+            memcpy(got + (size_t)n * dim, inputs + (size_t)(start + k) * dim, sizeof(float) * dim);
+        }
+        forward_rows batch = {n, slots, positions, NULL};
+        cr_assert_eq(forward_layers(&mixed.m, 0, L, &mixed.kv, &batch, got, &mixed.ws, &err), 0, "%s", err.message);
+        cr_assert_eq(memcmp(got + (size_t)first * dim, expected + (size_t)start * dim, sizeof(float) * take * dim), 0,
+                     "rows %d-%d differ in a batch beside another sequence", start, start + take - 1);
+    }
+    fixture_close(&mixed);
+    fixture_close(&single);
+    fixture_close(&whole);
 }
 
 Test(pairs, ranges_that_cut_a_pair_are_refused) {
