@@ -52,11 +52,14 @@ void pipeline_options_default(pipeline_options *o) {
     o->grace_seconds = 30.0;
 }
 
-static int parse_positive(const char *flag, const char *value, int *out, ramp_error *err) {
+/* An integer flag of at least `least`; why_least (or NULL) says why a value below it cannot work. */
+static int parse_integer(const char *flag, const char *value, int least, const char *why_least, int *out,
+                         ramp_error *err) {
     char *end;
     long v = strtol(value, &end, 10);
     if (!*value || *end || v < 1 || v > 1 << 24)
         return ramp_fail(err, "--%s expects a positive integer, got '%s'", flag, value);
+    if (v < least) return ramp_fail(err, "--%s expects at least %d %s, got '%s'", flag, least, why_least, value);
     *out = (int)v;
     return 0;
 }
@@ -72,18 +75,20 @@ int pipeline_parse_kv_fill(const char *text, kv_fill_policy *out, ramp_error *er
 }
 
 int pipeline_parse_flag(pipeline_options *o, const char *flag, const char *value, ramp_error *err) {
-    struct { const char *name; int *field; } integers[] = {
-        {"stages", &o->local_stages},       {"threads", &o->threads},       {"max-sequences", &o->max_sequences},
-        {"batch-tokens", &o->batch_tokens}, {"micro-batches", &o->lanes}, {"ctx", &o->context},
+    struct {
+        const char *name;
+        int *field;
+        int least;
+        const char *why_least;
+    } integers[] = {
+        {"stages", &o->local_stages, 1, NULL},       {"threads", &o->threads, 1, NULL},
+        {"max-sequences", &o->max_sequences, 1, NULL}, {"batch-tokens", &o->batch_tokens, 1, NULL},
+        {"micro-batches", &o->lanes, 1, NULL},
+        {"ctx", &o->context, 2, "positions (a prompt token and a generated one)"},
     };
     for (size_t i = 0; i < sizeof integers / sizeof integers[0]; i++)
-        if (!strcmp(flag, integers[i].name)) {
-            if (parse_positive(flag, value, integers[i].field, err)) return -1;
-            if (integers[i].field == &o->context && o->context < 2)
-                return ramp_fail(err, "--ctx expects at least 2 positions (a prompt token and a generated one), got '%s'",
-                                 value);
-            return 1;
-        }
+        if (!strcmp(flag, integers[i].name))
+            return parse_integer(flag, value, integers[i].least, integers[i].why_least, integers[i].field, err) ? -1 : 1;
     if (!strcmp(flag, "layers")) {
         o->layers = value;
         return 1;
@@ -155,10 +160,11 @@ static int choose_split(pipeline *p, const model_config *config, ramp_error *err
         return ramp_fail(err, "--layers %s and --split %s both choose the stages' layers: give one", o->layers,
                          o->split);
     const forward_pairs *pairs = p->pairs.first < p->pairs.end ? &p->pairs : NULL;
-    if (o->layers)
-        return split_parse(o->layers, config->n_layers, p->n_stages, p->ranges, err) ? -1 /* names --layers */
-               : split_check_pairs(p->ranges, p->n_stages, pairs, err) ? ramp_fail_prefix(err, "--layers %s: ", o->layers)
-                                                                        : 0;
+    if (o->layers) {
+        if (split_parse(o->layers, config->n_layers, p->n_stages, p->ranges, err)) return -1; /* its message names --layers */
+        if (split_check_pairs(p->ranges, p->n_stages, pairs, err)) return ramp_fail_prefix(err, "--layers %s: ", o->layers);
+        return 0;
+    }
     if (!exit_aware) return split_balanced(config, p->n_stages, false, pairs, p->ranges, err);
     if (strncmp(o->split, "exit-aware:", 11))
         return ramp_fail(err, "--split exit-aware: expected a profile (exit-aware:FILE, or an --exit policy whose "

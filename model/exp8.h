@@ -78,4 +78,11 @@ static inline float8 float8_load_partial(const float *p, int count, float fill) 
     return v;
 }
 
+/* The first count lanes of v (1..8) to p: eight is one vector store (a variable length was copied
+ * float by float). */
+static inline void float8_store_partial(float *p, float8 v, int count) {
+    if (count == 8) memcpy(p, &v, sizeof v);
+    else memcpy(p, &v, (size_t)count * sizeof(float));
+}
+
 #endif

@@ -45,8 +45,7 @@ void softmax(float *x, int size) {
         const int count = size - i < 8 ? size - i : 8;
         float8 e = exp8(float8_load_partial(x + i, count, max) - float8_splat(max));
         if (count < 8) e = float8_select(lane_index < float8_splat((float)count), e, float8_splat(0.0f));
-        if (count == 8) memcpy(x + i, &e, sizeof e); /* one vector store (a variable length copied floats one by one) */
-        else memcpy(x + i, &e, (size_t)count * sizeof(float));
+        float8_store_partial(x + i, e, count);
         sums += e;
     }
     memcpy(lane, &sums, sizeof lane);
@@ -60,8 +59,7 @@ static void silu_times(float *gate, const float *up, long elements) {
         const int count = elements - i < 8 ? (int)(elements - i) : 8;
         const float8 g = float8_load_partial(gate + i, count, 0.0f), u = float8_load_partial(up + i, count, 0.0f);
         const float8 out = g / (float8_splat(1.0f) + exp8(-g)) * u;
-        if (count == 8) memcpy(gate + i, &out, sizeof out); /* one vector store, as in softmax */
-        else memcpy(gate + i, &out, (size_t)count * sizeof(float));
+        float8_store_partial(gate + i, out, count);
     }
 }
 
@@ -376,11 +374,12 @@ static void run_attention(attention_job *j, int tasks, const model_config *c, co
     }
 }
 
+/* out = attention of queries q ([rows][dim]) over layer local_layer's keys and values. */
 static void attention(const model_config *c, const kv_cache *kv, int local_layer, const forward_rows *rows,
-                      forward_workspace *ws) {
+                      const float *q, float *out, forward_workspace *ws) {
     int blocks[rows->n_rows + 1];
     const int n_blocks = query_blocks(rows, blocks);
-    attention_job j = {c, kv, local_layer, rows, ws, ws->q, ws->attention, blocks};
+    attention_job j = {c, kv, local_layer, rows, ws, q, out, blocks};
     run_attention(&j, n_blocks * c->n_heads, c, rows, ws);
 }
 
@@ -423,7 +422,7 @@ static void layer_forward(const model *m, int layer, kv_cache *kv, const forward
         matmul_weights_many(qkv, 3);
     }
     rope_and_store(c, kv, local_layer, rows, ws->q, ws->k, ws->v, ws);
-    attention(c, kv, local_layer, rows, ws);
+    attention(c, kv, local_layer, rows, ws->q, ws->attention, ws);
     act_buffer_set(&ws->act, ws->attention, n, dim);
     matmul_weights(ws->projection, &ws->act, &w->wo);
     add_residual(hidden, ws->projection, rows, dim);
@@ -513,10 +512,7 @@ static int pair_forward(const model *m, int layer, kv_cache *kv, const forward_r
     matmul_weights_many(products, n_products);
     for (int i = from; i < to; i++) rope_and_store(c, kv, x[i].local_layer, rows, x[i].q, x[i].k, x[i].v, ws);
     if (partner) {
-        int blocks[rows->n_rows + 1];
-        const int n_blocks = query_blocks(rows, blocks);
-        attention_job j = {c, kv, x[from].local_layer, rows, ws, x[from].q, x[from].attention, blocks};
-        run_attention(&j, n_blocks * c->n_heads, c, rows, ws);
+        attention(c, kv, x[from].local_layer, rows, x[from].q, x[from].attention, ws);
     } else {
         pair_attention(c, kv, rows, x, ws);
     }

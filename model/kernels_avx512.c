@@ -647,7 +647,7 @@ INLINE void float_tile16x(ggml_type type, int NW, int NA, int from, int to, int 
         }
 }
 
-/* Many activation rows take the weight rows in spans (float_span, kernels_x86.inc). A tile of four by
+/* Many activation rows take the weight rows in spans (float_span_end, kernels_x86.inc). A tile of four by
  * four rows of 2048 values (8 KB each) reads 64 KB, more than the 48 KB L1 data cache here, so the
  * four activation rows that the next tile reuses were gone and every load came from L2 (768x2048,
  * 16 x 16 rows, one thread: 68 GMAC/s, against 107-110 when either side is one row that stays in L1). */
@@ -667,13 +667,12 @@ INLINE void float_kernel16(ggml_type type, int n, const void *w, size_t w_stride
         for (; f < nw; f++) float_tile16x(type, 1, 1, 0, n, n, wb + f * w_stride, w_stride, x, xs, NULL, out + f, out_stride);
         return;
     }
-    const int span = float_span(n);
     __m512 carry[KERNEL_MAX_W][16]; /* [first weight row of a group of four][its 4 x 4 accumulators] */
     for (int r = 0; r < na; r += 4) {
         const int rows = na - r < 4 ? na - r : 4;
         const float *xr = x + r * xs;
         for (int from = 0, to = 0; to < n; from = to) {
-            to = float_span_end(from, span, n);
+            to = float_span_end(from, n);
             for (int f = 0; f < nw; f += 4) {
                 const int cols = nw - f < 4 ? nw - f : 4;
                 const unsigned char *wf = wb + f * w_stride;
