@@ -81,9 +81,11 @@ static int copy_submission(const pipeline *p, const engine_request *r, engine_ha
     return 0;
 }
 
-static void wake_locked(engine_inbox *in) {
-    in->wake = 1;
-    pthread_cond_broadcast(&in->changed);
+/* The loop sleeps either on the condition (idle) or in transport_receive (work in flight). */
+static void wake_locked(pipeline *p) {
+    p->inbox.wake = 1;
+    pthread_cond_broadcast(&p->inbox.changed);
+    if (p->transport) transport_wake(p->transport);
 }
 
 int engine_submit(pipeline *p, const engine_request *request, engine_handler handler, void *context, uint64_t *id,
@@ -110,7 +112,7 @@ int engine_submit(pipeline *p, const engine_request *request, engine_handler han
         *id = s.id;
         in->items[in->n_items++] = s;
         in->load.queued++;
-        wake_locked(in);
+        wake_locked(p);
     }
     pthread_mutex_unlock(&in->lock);
     if (status) submission_free(&s);
@@ -129,7 +131,7 @@ void engine_cancel(pipeline *p, uint64_t id) {
         }
     }
     if (in->n_cancels < in->cancels_capacity) in->cancels[in->n_cancels++] = id;
-    wake_locked(in);
+    wake_locked(p);
     pthread_mutex_unlock(&in->lock);
 }
 
@@ -141,7 +143,7 @@ void engine_stop(pipeline *p, double grace_seconds) {
         in->stop_deadline = clock_seconds() + grace_seconds;
         in->load.stopping = true;
     }
-    wake_locked(in);
+    wake_locked(p);
     pthread_mutex_unlock(&in->lock);
 }
 

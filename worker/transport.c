@@ -6,8 +6,12 @@
 #include <time.h>
 
 #include "clock.h"
+#include "doorbell.h"
 
 enum { FRAME_TAG = 7, EXCHANGE_TAG = 8 };
+
+/* Empty polls before an idle receiver sleeps. */
+enum { SPIN_POLLS = 200 };
 
 typedef struct {
     int source, destination;
@@ -18,6 +22,7 @@ typedef struct {
 typedef struct {
     MPI_Request request;
     uint8_t *frame;
+    int destination;
 } pending_send;
 
 struct transport {
@@ -26,6 +31,7 @@ struct transport {
     bool pipeline_started; /* rank 0 sent the stages their Setup */
     uint64_t bytes_sent, bytes_received;
     /* MPI */
+    doorbells *doorbells; /* NULL: no shared memory, receivers poll */
     pending_send *pending;
     int n_pending, pending_capacity;
     /* in-process */
@@ -54,6 +60,8 @@ int transport_open_mpi(transport **out, int *argc, char ***argv, ramp_error *err
     MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
     MPI_Comm_rank(MPI_COMM_WORLD, &t->rank);
     MPI_Comm_size(MPI_COMM_WORLD, &t->size);
+    const char *doorbells_setting = getenv("RAMP_DOORBELLS"); /* 0: poll, as across nodes */
+    if (!(doorbells_setting && strcmp(doorbells_setting, "0") == 0)) doorbells_open(&t->doorbells);
     *out = t;
     return 0;
 }
@@ -96,6 +104,8 @@ static void reap_sends(transport *t, bool wait) {
             MPI_Test(&t->pending[i].request, &done, MPI_STATUS_IGNORE);
         }
         if (done) {
+            /* A send MPI could not post at once was posted since: ring again (spurious otherwise). */
+            if (!wait) doorbells_ring(t->doorbells, t->pending[i].destination);
             free(t->pending[i].frame);
             t->pending[i] = t->pending[--t->n_pending];
         } else {
@@ -114,6 +124,7 @@ void transport_close(transport *t) {
     } else {
         reap_sends(t, true);
         free(t->pending);
+        doorbells_close(t->doorbells);
         MPI_Finalize();
     }
     free(t);
@@ -179,7 +190,9 @@ int transport_send(transport *t, int destination, uint8_t *frame, size_t length,
         return ramp_fail(err, "transport: rank %d could not send %zu bytes to rank %d", t->rank, length, destination);
     }
     p->frame = frame;
+    p->destination = destination;
     t->n_pending++;
+    doorbells_ring(t->doorbells, destination);
     return 0;
 }
 
@@ -219,6 +232,38 @@ static int local_receive(transport *t, int *source, uint8_t **frame, size_t *len
     return 0; /* nothing left anywhere: nothing will ever arrive */
 }
 
+/* How long an idle receiver sleeps before it looks again. When every rank of the job is on this
+ * node, every frame rings this rank's doorbell, so the sleep only bounds the wait; a frame from
+ * another node rings nothing, and a send of ours may need MPI's progress here to finish, so then
+ * the sleeps stay short. */
+static double idle_pause(const transport *t, long idle_polls) {
+    if (doorbells_cover_job(t->doorbells) && t->n_pending == 0) return 0.05;
+    return idle_polls > 5000 ? 200e-6 : 20e-6;
+}
+
+/* One look for a frame: 1 with it received, 0 without, -1 on error. */
+static int probe_once(transport *t, int *source, uint8_t **frame, size_t *length, ramp_error *err) {
+    int flag = 0;
+    MPI_Status status;
+    if (MPI_Iprobe(MPI_ANY_SOURCE, FRAME_TAG, MPI_COMM_WORLD, &flag, &status) != MPI_SUCCESS)
+        return ramp_fail(err, "transport: rank %d: MPI_Iprobe failed", t->rank);
+    if (!flag) return 0;
+    int count;
+    MPI_Get_count(&status, MPI_BYTE, &count);
+    uint8_t *buffer = malloc(count > 0 ? (size_t)count : 1);
+    if (!buffer) return ramp_fail(err, "transport: out of memory receiving %d bytes", count);
+    if (MPI_Recv(buffer, count, MPI_BYTE, status.MPI_SOURCE, FRAME_TAG, MPI_COMM_WORLD, MPI_STATUS_IGNORE) !=
+        MPI_SUCCESS) {
+        free(buffer);
+        return ramp_fail(err, "transport: rank %d: receive from rank %d failed", t->rank, status.MPI_SOURCE);
+    }
+    *source = status.MPI_SOURCE;
+    *frame = buffer;
+    *length = (size_t)count;
+    t->bytes_received += (size_t)count;
+    return 1;
+}
+
 int transport_receive(transport *t, double timeout_seconds, const volatile int *stop, int *source, uint8_t **frame,
                       size_t *length, ramp_error *err) {
     if (t->local) return local_receive(t, source, frame, length, err);
@@ -226,32 +271,27 @@ int transport_receive(transport *t, double timeout_seconds, const volatile int *
     long idle_polls = 0;
     for (;;) {
         reap_sends(t, false);
-        int flag = 0;
-        MPI_Status status;
-        if (MPI_Iprobe(MPI_ANY_SOURCE, FRAME_TAG, MPI_COMM_WORLD, &flag, &status) != MPI_SUCCESS)
-            return ramp_fail(err, "transport: rank %d: MPI_Iprobe failed", t->rank);
-        if (flag) {
-            int count;
-            MPI_Get_count(&status, MPI_BYTE, &count);
-            uint8_t *buffer = malloc(count > 0 ? (size_t)count : 1);
-            if (!buffer) return ramp_fail(err, "transport: out of memory receiving %d bytes", count);
-            if (MPI_Recv(buffer, count, MPI_BYTE, status.MPI_SOURCE, FRAME_TAG, MPI_COMM_WORLD, MPI_STATUS_IGNORE) !=
-                MPI_SUCCESS) {
-                free(buffer);
-                return ramp_fail(err, "transport: rank %d: receive from rank %d failed", t->rank, status.MPI_SOURCE);
-            }
-            *source = status.MPI_SOURCE;
-            *frame = buffer;
-            *length = (size_t)count;
-            t->bytes_received += (size_t)count;
-            return 1;
-        }
+        uint32_t rings = t->doorbells ? doorbells_count(t->doorbells) : 0; /* before looking: no ring is missed */
+        int got = probe_once(t, source, frame, length, err);
+        if (got) return got;
         if (stop && *stop) return 0;
-        if (deadline >= 0 && clock_seconds() >= deadline) return 0;
-        /* Spin briefly (latency), then back off to sleeping (share the cores). */
-        if (++idle_polls > 200) {
-            struct timespec pause = {0, idle_polls > 5000 ? 200000 : 20000};
-            nanosleep(&pause, NULL);
+        double now = clock_seconds();
+        if (deadline >= 0 && now >= deadline) return 0;
+        if (++idle_polls <= SPIN_POLLS) continue;
+        /* MPI_Iprobe looks for a match before it moves arrived fragments into MPI's queue: a frame
+         * that rang before `rings` was read may have been queued only by the look just made. */
+        if ((got = probe_once(t, source, frame, length, err))) return got;
+        double pause = idle_pause(t, idle_polls);
+        if (deadline >= 0 && deadline - now < pause) pause = deadline - now;
+        if (t->doorbells) {
+            doorbells_wait(t->doorbells, rings, pause);
+        } else {
+            struct timespec sleep_for = {0, (long)(pause * 1e9)};
+            nanosleep(&sleep_for, NULL);
         }
     }
+}
+
+void transport_wake(transport *t) {
+    if (!t->local) doorbells_ring(t->doorbells, t->rank);
 }

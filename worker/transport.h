@@ -3,8 +3,9 @@
  * Two implementations behind one interface:
  *  - MPI: one rank per process. Sends are non-blocking (MPI_Isend; the transport owns the frame
  *    until the send completes) so that a ring of ranks that all send at once cannot deadlock.
- *    Receives poll with MPI_Iprobe and sleep briefly when idle, so an idle rank does not steal a
- *    core from a busy one when ranks outnumber cores.
+ *    Receives poll with MPI_Iprobe, then sleep when idle, so an idle rank does not steal a core
+ *    from a busy one when ranks outnumber cores; when the whole job is on one node, a sender's
+ *    doorbell (doorbell.h) wakes the receiver as its frame is sent, so the sleeps can be long.
  *  - in-process: every rank lives in this process. Rank 0 (the coordinator) calls
  *    transport_receive; frames addressed to other ranks are handed to their registered handler
  *    (a pipeline stage) one at a time, in send order, until a frame for rank 0 turns up.
@@ -54,5 +55,7 @@ int transport_exchange(transport *t, int peer, const void *send, void *receive, 
  * value ends the wait early (returns 0). */
 int transport_receive(transport *t, double timeout_seconds, const volatile int *stop, int *source, uint8_t **frame,
                       size_t *length, ramp_error *err);
+/* Ends this rank's wait in transport_receive early (another thread changed its stop flag). */
+void transport_wake(transport *t);
 
 #endif

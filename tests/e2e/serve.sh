@@ -588,6 +588,24 @@ else
             skip "load test, mpirun -np 4" "node (>= 18, with fetch) not found"
         fi
 
+        # An idle pipeline sleeps: its ranks wait in the kernel for a doorbell instead of polling
+        # (polling, they took 1.1 s of CPU per 2 s between them here; sleeping, 0.06 s).
+        sleep 1
+        idle_ticks() {
+            local r total=0
+            for r in 0 1 2 3; do
+                local p; p=$(sv_rank_pid "$SV_PID" "$r")
+                [ -n "$p" ] && total=$((total + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0)))
+            done
+            echo "$total"
+        }
+        ticks0=$(idle_ticks)
+        sleep 2
+        idle_cpu=$(awk -v a="$ticks0" -v b="$(idle_ticks)" -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.2f", (b - a) / hz }')
+        check "$(awk -v c="$idle_cpu" 'BEGIN { print (c < 0.3) ? 0 : 1 }')" \
+            "mpirun -np 4: an idle server's four ranks take under 0.3 s of CPU in 2 s (took $idle_cpu s)" \
+            "the ranks poll instead of sleeping"
+
         # kill -9 of a worker rank while requests run.
         victim=$(sv_rank_pid "$SV_PID" 2)
         what="mpirun -np 4: kill -9 of rank 2 while requests run"
