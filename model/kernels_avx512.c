@@ -482,13 +482,47 @@ INLINE __m512i q6k_row_sum(const unsigned char *block, const __m512i x[4], const
     return sum;
 }
 
+INLINE void q6k_one_row16(int n, const unsigned char *w, size_t w_stride, int nw, const act_q8_256_view *a, float *out) {
+    const size_t block_bytes = 210;
+    const unsigned char *row_table[16], *lane_table[16];
+    UNROLL
+    for (int i = 0; i < 16; i++) row_table[i] = w + (size_t)(i < nw ? i : nw - 1) * w_stride;
+    UNROLL
+    for (int i = 0; i < 16; i++) lane_table[i] = row_table[ROW16[i]]; /* lane_scales16 then reads row L into lane L */
+    const __m512i thirty_two = _mm512_set1_epi8(32);
+    __m512 acc = _mm512_setzero_ps();
+    for (int s = 0; s < n / 256; s++) {
+        prefetch_next(w, w_stride, s, n / 256);
+        const size_t off = (size_t)s * block_bytes;
+        __m512i x[4], offset[4];
+        UNROLL
+        for (int c = 0; c < 4; c++) {
+            x[c] = _mm512_loadu_si512(a->q + 256 * s + 64 * c);
+            offset[c] = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_dpbusd_epi32(_mm512_setzero_si512(), thirty_two, x[c]));
+        }
+#define ROW_SUM(i) q6k_row_sum(row_table[i] + off, x, offset)
+#define PAIR(i) fold_pairs32(ROW_SUM(i), ROW_SUM(i + 1))
+#define QUAD(i) fold_pairs64(PAIR(i), PAIR(i + 2))
+#define OCTET(i) fold_lanes128(QUAD(i), QUAD(i + 4))
+        const __m512i sums = fold_lanes128(OCTET(0), OCTET(8));
+#undef OCTET
+#undef QUAD
+#undef PAIR
+#undef ROW_SUM
+        const __m512 wd = lane_scales16(lane_table, off + 208);
+        acc = _mm512_fmadd_ps(_mm512_mul_ps(wd, _mm512_set1_ps(a->d[s])), _mm512_cvtepi32_ps(sums), acc);
+    }
+    _mm512_mask_storeu_ps(out, (__mmask16)((1u << nw) - 1), acc);
+}
+
 /* Q6_K, one weight row against one activation row, the row read front to back: one memory stream
  * per thread. Sixteen super-blocks
  * of the row take the sixteen lanes (q6k_lanes16 gives them sixteen rows), and the row's float sum
  * then runs over them in order: the same integers, products and order as that row's lane in a
  * sixteen-row tile, so the same bits. offsets: each super-block's four starting values (the stored
- * quants' -32). Sixteen rows at once, read a super-block of each in turn (sixteen memory streams),
- * measured 7-20% slower from memory on two threads (Q6_K 32000x4096 and 4096x11008). */
+ * quants' -32). q6k_one_row16, a super-block of each of sixteen rows in turn (sixteen memory
+ * streams), measured 7-20% slower from memory on two threads (32000x4096 and 4096x11008); it stays
+ * for rows of fewer than sixteen super-blocks. */
 INLINE float q6k_row_stream(int n, const unsigned char *row, const act_q8_256_view *a, const __m512i *offsets) {
     const size_t block_bytes = 210;
     const int blocks = n / 256;
@@ -527,9 +561,11 @@ static NO_ASAN void tile16_q6_k(int n, const void *w, size_t ws, int nw, const v
                                 size_t os) {
     act_q8_256_view a[KERNEL_MAX_A];
     for (int r = 0; r < na; r++) a[r] = act_q8_256_at((const char *)act + (size_t)r * as, n);
-    /* One activation row: every super-block's starting values once, for all the rows of the call
-     * (on the stack: rows of up to 65,536 values; longer ones take the sixteen-row tile). */
-    const int blocks = na == 1 && n <= 65536 ? n / 256 : 0;
+    /* One activation row, rows of 4,096 to 65,536 values: the row-stream kernel, with every
+     * super-block's starting values computed once for all the rows of the call (on the stack).
+     * Shorter rows fill too few of its sixteen lanes (768 values: three), longer ones would take
+     * too much stack: they read sixteen rows at once. */
+    const int blocks = na == 1 && n >= 16 * 256 && n <= 65536 ? n / 256 : 0;
     __m512i offsets[blocks > 0 ? 4 * blocks : 1];
     const __m512i thirty_two = _mm512_set1_epi8(32);
     for (int s = 0; s < blocks; s++)
@@ -542,7 +578,7 @@ static NO_ASAN void tile16_q6_k(int n, const void *w, size_t ws, int nw, const v
         const int count = nw - f < 16 ? nw - f : 16;
         switch (na) {
         case 1:
-            if (blocks == 0) q6k_lanes16(1, n, rows, ws, count, a, o + f, os);
+            if (blocks == 0) q6k_one_row16(n, rows, ws, count, a, o + f);
             for (int r = 0; blocks > 0 && r < count; r++) o[f + r] = q6k_row_stream(n, rows + (size_t)r * ws, a, offsets);
             break;
         case 2: q6k_lanes16(2, n, rows, ws, count, a, o + f, os); break;
