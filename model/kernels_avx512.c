@@ -438,7 +438,7 @@ INLINE void q6k_lanes16(int NA, int n, const unsigned char *w, size_t w_stride, 
 
 /* Sixteen vectors folded into one whose lane L is the sum of vector L's lanes: pairs of vectors are
  * combined a level at a time (32-bit pairs, 64-bit pairs, 128-bit lanes, then 256-bit halves), in
- * the order q6k_row_stream applies them. */
+ * the order q6k_one_row16 and q6k_row_stream apply them. */
 INLINE __m512i fold_pairs32(__m512i a, __m512i b) {
     return _mm512_add_epi32(_mm512_unpacklo_epi32(a, b), _mm512_unpackhi_epi32(a, b));
 }
@@ -516,13 +516,12 @@ INLINE void q6k_one_row16(int n, const unsigned char *w, size_t w_stride, int nw
 }
 
 /* Q6_K, one weight row against one activation row, the row read front to back: one memory stream
- * per thread. Sixteen super-blocks
- * of the row take the sixteen lanes (q6k_lanes16 gives them sixteen rows), and the row's float sum
- * then runs over them in order: the same integers, products and order as that row's lane in a
- * sixteen-row tile, so the same bits. offsets: each super-block's four starting values (the stored
- * quants' -32). q6k_one_row16, a super-block of each of sixteen rows in turn (sixteen memory
- * streams), measured 7-20% slower from memory on two threads (32000x4096 and 4096x11008); it stays
- * for rows of fewer than sixteen super-blocks. */
+ * per thread. Sixteen super-blocks of the row take the sixteen lanes (q6k_lanes16 gives them
+ * sixteen rows), and the row's float sum then runs over them in order: the same integers, products
+ * and order as that row's lane in a sixteen-row tile, so the same bits. offsets: each super-block's
+ * four starting values (the stored quants' -32). q6k_one_row16, a super-block of each of sixteen
+ * rows in turn (sixteen memory streams), measured 7-20% slower from memory on two threads
+ * (32000x4096 and 4096x11008); it stays for rows of fewer than sixteen super-blocks. */
 INLINE float q6k_row_stream(int n, const unsigned char *row, const act_q8_256_view *a, const __m512i *offsets) {
     const size_t block_bytes = 210;
     const int blocks = n / 256;
@@ -535,10 +534,13 @@ INLINE float q6k_row_stream(int n, const unsigned char *row, const act_q8_256_vi
         for (int k = 0; k < 16; k++) {
             const int s = first + (k < count ? k : 0);
             lane_table[ROW16[k]] = row + (size_t)s * block_bytes; /* lane_scales16 reads lane k from here */
-            __m512i x[4];
-            UNROLL
-            for (int c = 0; c < 4; c++) x[c] = _mm512_loadu_si512(a->q + 256 * s + 64 * c);
-            v[k] = k < count ? q6k_row_sum(row + (size_t)s * block_bytes, x, offsets + 4 * s) : _mm512_setzero_si512();
+            v[k] = _mm512_setzero_si512();
+            if (k < count) {
+                __m512i x[4];
+                UNROLL
+                for (int c = 0; c < 4; c++) x[c] = _mm512_loadu_si512(a->q + 256 * s + 64 * c);
+                v[k] = q6k_row_sum(row + (size_t)s * block_bytes, x, offsets + 4 * s);
+            }
         }
 #define PAIR(i) fold_pairs32(v[i], v[i + 1])
 #define QUAD(i) fold_pairs64(PAIR(i), PAIR(i + 2))
@@ -578,8 +580,11 @@ static NO_ASAN void tile16_q6_k(int n, const void *w, size_t ws, int nw, const v
         const int count = nw - f < 16 ? nw - f : 16;
         switch (na) {
         case 1:
-            if (blocks == 0) q6k_one_row16(n, rows, ws, count, a, o + f);
-            for (int r = 0; blocks > 0 && r < count; r++) o[f + r] = q6k_row_stream(n, rows + (size_t)r * ws, a, offsets);
+            if (blocks == 0) {
+                q6k_one_row16(n, rows, ws, count, a, o + f);
+                break;
+            }
+            for (int r = 0; r < count; r++) o[f + r] = q6k_row_stream(n, rows + (size_t)r * ws, a, offsets);
             break;
         case 2: q6k_lanes16(2, n, rows, ws, count, a, o + f, os); break;
         case 3: q6k_lanes16(3, n, rows, ws, count, a, o + f, os); break;

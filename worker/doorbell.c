@@ -13,13 +13,15 @@
 /* One cache line per bell: a rank's frequent rings must not slow its neighbours' reads. */
 typedef struct {
     _Atomic uint32_t count;
-    char padding[64 - sizeof(uint32_t)];
+    _Atomic uint32_t sleepers; /* waiting in the kernel: only then does a ring need a system call */
+    char padding[64 - 2 * sizeof(uint32_t)];
 } bell;
 
 struct doorbells {
     MPI_Comm node;
     MPI_Win window;
     bell *bells;       /* node-rank indexed, shared by the node's ranks */
+    bell *own;         /* this rank's */
     int *node_rank_of; /* world rank -> node rank, -1 when on another node */
     int world_rank, world_size, node_size;
 };
@@ -79,6 +81,7 @@ void doorbells_open(doorbells **out) {
         free(kept);
         return;
     }
+    local.own = &local.bells[local.node_rank_of[local.world_rank]];
     *kept = local;
     *out = kept;
 }
@@ -91,22 +94,23 @@ void doorbells_close(doorbells *d) {
 
 bool doorbells_cover_job(const doorbells *d) { return d && d->node_size == d->world_size; }
 
-uint32_t doorbells_count(const doorbells *d) {
-    return atomic_load(&d->bells[d->node_rank_of[d->world_rank]].count);
-}
+uint32_t doorbells_count(const doorbells *d) { return atomic_load(&d->own->count); }
 
+/* The count is raised before sleepers is read, and sleepers before the kernel compares the count
+ * (both sequentially consistent): a ring either sees the sleeper or changes the count it sleeps on. */
 void doorbells_ring(doorbells *d, int world_rank) {
     if (!d || world_rank < 0 || world_rank >= d->world_size || d->node_rank_of[world_rank] < 0) return;
-    _Atomic uint32_t *count = &d->bells[d->node_rank_of[world_rank]].count;
-    atomic_fetch_add(count, 1);
+    bell *b = &d->bells[d->node_rank_of[world_rank]];
+    atomic_fetch_add(&b->count, 1);
     /* Shared between processes: the futex is keyed by the page, not by this process (no _PRIVATE). */
-    syscall(SYS_futex, (uint32_t *)count, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
+    if (atomic_load(&b->sleepers)) syscall(SYS_futex, (uint32_t *)&b->count, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
 }
 
 void doorbells_wait(doorbells *d, uint32_t seen, double seconds) {
     if (seconds <= 0) return;
     struct timespec timeout = {(time_t)seconds, (long)((seconds - (double)(time_t)seconds) * 1e9)};
-    _Atomic uint32_t *count = &d->bells[d->node_rank_of[d->world_rank]].count;
+    atomic_fetch_add(&d->own->sleepers, 1);
     /* Returns at once when the count moved since seen (EAGAIN); EINTR lets a signal end the wait. */
-    syscall(SYS_futex, (uint32_t *)count, FUTEX_WAIT, seen, &timeout, NULL, 0);
+    syscall(SYS_futex, (uint32_t *)&d->own->count, FUTEX_WAIT, seen, &timeout, NULL, 0);
+    atomic_fetch_sub(&d->own->sleepers, 1);
 }

@@ -10,8 +10,9 @@
 
 enum { FRAME_TAG = 7, EXCHANGE_TAG = 8 };
 
-/* Empty polls before an idle receiver sleeps. */
+/* Empty polls before an idle receiver sleeps; the longest sleep when every frame rings a doorbell. */
 enum { SPIN_POLLS = 200 };
+#define DOORBELL_SLEEP_SECONDS 0.05
 
 typedef struct {
     int source, destination;
@@ -237,7 +238,7 @@ static int local_receive(transport *t, int *source, uint8_t **frame, size_t *len
  * another node rings nothing, and a send of ours may need MPI's progress here to finish, so then
  * the sleeps stay short. */
 static double idle_pause(const transport *t, long idle_polls) {
-    if (doorbells_cover_job(t->doorbells) && t->n_pending == 0) return 0.05;
+    if (doorbells_cover_job(t->doorbells) && t->n_pending == 0) return DOORBELL_SLEEP_SECONDS;
     return idle_polls > 5000 ? 200e-6 : 20e-6;
 }
 
