@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "split.h"
 
@@ -62,6 +63,14 @@ static bool is_json_file(const char *path) {
     return c == '{';
 }
 
+/* What stands at path when it is not a JSON object, for the error message. */
+static const char *describe_file(const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return access(path, F_OK) == 0 ? "cannot be read" : "does not exist";
+    fclose(f);
+    return "is not a JSON object";
+}
+
 int exit_profile_read(exit_profile *profile, const char *path, int n_layers, ramp_error *err) {
     memset(profile, 0, sizeof *profile);
     char sidecar[4096];
@@ -70,8 +79,8 @@ int exit_profile_read(exit_profile *profile, const char *path, int n_layers, ram
         snprintf(sidecar, sizeof sidecar, "%s.json", path);
         if (!is_json_file(sidecar))
             return ramp_fail(err, "%s: expected a JSON file with an exit profile (an eval --json result, a "
-                                  "classifier's .json sidecar or a thresholds file), found neither it nor %s",
-                             path, sidecar);
+                                  "classifier's .json sidecar or a thresholds file), but it %s and %s %s",
+                             path, describe_file(path), sidecar, describe_file(sidecar));
         file = sidecar;
     }
     json_error_t error;

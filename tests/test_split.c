@@ -189,10 +189,14 @@ Test(exit_profile, read_back_from_json_and_from_a_classifier_sidecar) {
     write_file(path, "{\"exit_profile\": {\"layers\": 3, \"reach\": [1, 0.5, 0.75]}}");
     cr_assert_eq(exit_profile_read(&back, path, 3, &err), -1);
     cr_assert(strstr(err.message, "eval.json: exit profile: layer 2 is reached by more rows"), "%s", err.message);
+    /* neither the file nor a sidecar beside it: the message says what each one is */
+    unlink(sidecar);
+    cr_assert_eq(exit_profile_read(&back, classifier, 16, &err), -1);
+    cr_assert(strstr(err.message, "it is not a JSON object") && strstr(err.message, "model.svm.json does not exist"),
+              "%s", err.message);
     exit_profile_free(&p);
     unlink(path);
     unlink(classifier);
-    unlink(sidecar);
     rmdir(dir);
 }
 
