@@ -672,16 +672,11 @@ INLINE float hsum16x(__m512 acc) {
     return hsum16(_mm512_castps512_ps256(acc), _mm512_extractf32x8_ps(acc, 1));
 }
 
-/* One-row products of 16-bit weights prefetch this many bytes ahead of the loads (into the next rows at a
- * row's end: rows are contiguous). F16 11008x4096 from memory, 2 threads, medians of 6 interleaved
- * rounds: none 37.0 GB/s, 2 KB 40.8, 4 KB 43.2, 8 KB 42.4. F32 rows, read twice as fast per
- * instruction, measured 45.0 without and 42.0-43.5 with: they have none. */
-#define HALF_ROW_AHEAD 4096
-
 /* Values [from, to) of the products of NW weight rows with NA activation rows (n values each).
  * The accumulators start at zero when from is 0 and otherwise come from carry[f * NA + r]; they go
  * back there unless to is n, when the sums are stored in out. A lane's sum thus runs over i in
- * order however the row is cut. ahead: bytes to prefetch beyond each load, 0 for none. */
+ * order however the row is cut. ahead: bytes to prefetch beyond each load, 0 for none
+ * (HALF_ROW_AHEAD, kernels_x86.inc). */
 INLINE void float_tile16x(ggml_type type, int NW, int NA, int from, int to, int n, const unsigned char *w,
                           size_t w_stride, const float *x, size_t x_stride, __m512 *carry, float *out,
                           size_t out_stride, size_t ahead) {
