@@ -126,7 +126,9 @@ static float *random_activations(int rows, int n) {
 
 static int row_length(ggml_type type, int which) {
     static const int small[] = {32, 64, 96, 288, 512, 768};
-    static const int k[] = {256, 512, 768, 1024, 2816, 256};
+    /* 4352: seventeen super-blocks, a full group and one more for the one-row kernels that read a
+     * row front to back sixteen super-blocks at a time (rows of 4,096 values or more) */
+    static const int k[] = {256, 512, 768, 1024, 2816, 4352};
     static const int flt[] = {5, 16, 40, 288, 1000, 2100}; /* 1000, 2100: spans of many-row products */
     size_t block = (size_t)ggml_type_block_elements(type);
     return block == 256 ? k[which] : block == 32 ? small[which] : flt[which];
