@@ -388,7 +388,7 @@ enum { ROW_STREAM_AHEAD = 2 };
  * times its sub-block's scale. The super-block integers A (quants times scales) and B (mins times
  * activation sums) are those of k45_lanes16, and the row's floats run over the super-blocks in order
  * with the same products: the same bits. It costs more arithmetic per byte than k45_lanes16 (in
- * cache, one thread: 24-31 against 37-41 GB/s) but reads memory faster: one-row Q4_K from memory, 2
+ * cache, one thread: about 31 against 37-41 GB/s) but reads memory faster: one-row Q4_K from memory, 2
  * threads, medians of 8 interleaved rounds, 11008x4096 33.5 -> 37.5 GB/s, 4096x11008 34.0 -> 38.4,
  * 4096x4096 39.2 -> 44.8; 4096x2 Q4_K_M decode 1.06 and 1.17 times as fast (medians of the rounds'
  * ratios, two runs of 8). */
