@@ -241,6 +241,40 @@ INLINE __m512i fold_pairs64(__m512i a, __m512i b) {
 INLINE __m512i fold_lanes128(__m512i a, __m512i b) {
     return _mm512_add_epi32(_mm512_shuffle_i32x4(a, b, 0x88), _mm512_shuffle_i32x4(a, b, 0xdd));
 }
+/* The sixteen vectors LEAF(0) .. LEAF(15) folded so: lane k of the result sums LEAF(k)'s lanes. */
+#define FOLD_PAIR(LEAF, i) fold_pairs32(LEAF(i), LEAF((i) + 1))
+#define FOLD_QUAD(LEAF, i) fold_pairs64(FOLD_PAIR(LEAF, i), FOLD_PAIR(LEAF, (i) + 2))
+#define FOLD_OCTET(LEAF, i) fold_lanes128(FOLD_QUAD(LEAF, i), FOLD_QUAD(LEAF, (i) + 4))
+#define FOLD16(LEAF) fold_lanes128(FOLD_OCTET(LEAF, 0), FOLD_OCTET(LEAF, 8))
+
+/* How far the row-stream kernels (q4k_row_stream, q6k_row_stream) prefetch, in groups of sixteen
+ * super-blocks. The hardware prefetcher alone left one stream per thread short: one-row Q6_K from
+ * memory, 2 threads, medians of 8 interleaved rounds, 32000x4096 33.0 -> 39.7 GB/s, 4096x11008
+ * 24.4 -> 39.3 (one group ahead: 35.9 and 34.2; four: 39.6 and 35.2); Q4_K 11008x4096 read 11.6
+ * GB/s on one thread without it. */
+enum { ROW_STREAM_AHEAD = 2 };
+
+/* Super-blocks for a row-stream kernel: rows of 4,096 to 65,536 values against one activation row.
+ * Shorter rows fill too few of its sixteen lanes (768 values: three); longer ones would take too
+ * much stack for the per-call activation data. 0: use the sixteen-row kernel. */
+INLINE int row_stream_blocks(int n, int na) { return na == 1 && n >= 16 * 256 && n <= 65536 ? n / 256 : 0; }
+
+/* Prefetches the bytes ROW_STREAM_AHEAD groups beyond super-blocks [first, first + count) of a row
+ * (into the next rows at a row's end: a matrix's rows are contiguous). */
+INLINE void prefetch_row_stream(const unsigned char *row, size_t block_bytes, int first, int count) {
+    const unsigned char *ahead = row + (size_t)(first + 16 * ROW_STREAM_AHEAD) * block_bytes;
+    for (size_t at = 0; at < (size_t)count * block_bytes; at += 64) _mm_prefetch((const char *)(ahead + at), _MM_HINT_T0);
+}
+
+/* acc + scale[k] x total[k] for k = 0 .. count - 1, one after the other: a row's float sum over its
+ * super-blocks in order, as a sixteen-row tile's lane takes them. */
+INLINE float sum_in_order(float acc, __m512 scale, __m512 total, int count) {
+    float scales[16], totals[16];
+    _mm512_storeu_ps(scales, scale);
+    _mm512_storeu_ps(totals, total);
+    for (int k = 0; k < count; k++) acc = fmaf(scales[k], totals[k], acc);
+    return acc;
+}
 
 /* ---- K blocks, sixteen weight rows per 512-bit vector -----------------------------------------------
  * As for 32-value blocks: each K block of 16 rows is transposed so that a lane holds one row's
@@ -375,10 +409,6 @@ INLINE void k45_tile16(bool five, int n, const void *w, size_t ws, int nw, const
     }
 }
 
-/* How far the row-stream kernels (q4k_row_stream, q6k_row_stream) prefetch, in groups of sixteen
- * super-blocks. */
-enum { ROW_STREAM_AHEAD = 2 };
-
 /* Q4_K, one weight row against one activation row, the row read front to back (one memory stream
  * per thread, as q6k_row_stream below): sixteen super-blocks of the row take the sixteen lanes that
  * k45_lanes16 gives sixteen rows. Their heads (d, dmin, scales and mins) are transposed and unpacked
@@ -428,9 +458,7 @@ INLINE float q4k_row_stream(int n, const unsigned char *row, const act_q8_256_vi
     for (int first = 0; first < blocks; first += 16) {
         const int count = blocks - first < 16 ? blocks - first : 16;
         const __mmask16 live = (__mmask16)((1u << count) - 1);
-        /* without it one stream per thread read 11.6 GB/s from memory on one thread (11008x4096) */
-        const unsigned char *ahead = row + (size_t)(first + 16 * ROW_STREAM_AHEAD) * block_bytes;
-        for (size_t at = 0; at < (size_t)count * block_bytes; at += 64) _mm_prefetch((const char *)(ahead + at), _MM_HINT_T0);
+        prefetch_row_stream(row, block_bytes, first, count);
         const unsigned char *lane_table[16];
         UNROLL
         for (int k = 0; k < 16; k++) /* transpose16x puts lane_table[ROW16[k]] in lane k */
@@ -450,36 +478,21 @@ INLINE float q4k_row_stream(int n, const unsigned char *row, const act_q8_256_vi
                                  _mm512_permutexvar_epi32(_mm512_set1_epi32(k), sc_lo),                                \
                                  _mm512_permutexvar_epi32(_mm512_set1_epi32(k), sc_hi))                                \
                  : _mm512_setzero_si512())
-#define PAIR(i) fold_pairs32(V(i), V(i + 1))
-#define QUAD(i) fold_pairs64(PAIR(i), PAIR(i + 2))
-#define OCTET(i) fold_lanes128(QUAD(i), QUAD(i + 4))
-        const __m512i A = fold_lanes128(OCTET(0), OCTET(8)); /* lane k: super-block first + k */
-#undef OCTET
-#undef QUAD
-#undef PAIR
+        const __m512i A = FOLD16(V); /* lane k: super-block first + k */
 #undef V
         const __m512 dx = _mm512_maskz_loadu_ps(live, a->d + first);
         const __m512 wd = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(dm));
         const __m512 wdmin = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(dm, 16)));
-        float scale[16], scale_min[16], a_sum[16], b_sum[16];
-        _mm512_storeu_ps(scale, _mm512_mul_ps(wd, dx));
-        _mm512_storeu_ps(scale_min, _mm512_mul_ps(wdmin, dx));
-        _mm512_storeu_ps(a_sum, _mm512_cvtepi32_ps(A));
-        _mm512_storeu_ps(b_sum, _mm512_cvtepi32_ps(B));
-        for (int k = 0; k < count; k++) {
-            acc = fmaf(scale[k], a_sum[k], acc);
-            acc_min = fmaf(scale_min[k], b_sum[k], acc_min);
-        }
+        acc = sum_in_order(acc, _mm512_mul_ps(wd, dx), _mm512_cvtepi32_ps(A), count);
+        acc_min = sum_in_order(acc_min, _mm512_mul_ps(wdmin, dx), _mm512_cvtepi32_ps(B), count);
     }
     return acc - acc_min;
 }
 
 static NO_ASAN void tile16_q4_k(int n, const void *w, size_t ws, int nw, const void *act, size_t as, int na, float *o,
                                 size_t os) {
-    /* One activation row, rows of 4,096 to 65,536 values: the row-stream kernel, with the activation
-     * rearranged once for all the rows of the call (on the stack). Shorter rows fill too few lanes,
-     * longer ones would take too much stack: they read sixteen rows at once. */
-    const int blocks = na == 1 && n >= 16 * 256 && n <= 65536 ? n / 256 : 0;
+    /* The row-stream kernel, with the activation rearranged once for all the rows of the call */
+    const int blocks = row_stream_blocks(n, na);
     if (blocks == 0) {
         k45_tile16(false, n, w, ws, nw, act, as, na, o, os);
         return;
@@ -638,13 +651,7 @@ INLINE void q6k_one_row16(int n, const unsigned char *w, size_t w_stride, int nw
             offset[c] = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_dpbusd_epi32(_mm512_setzero_si512(), thirty_two, x[c]));
         }
 #define ROW_SUM(i) q6k_row_sum(row_table[i] + off, x, offset)
-#define PAIR(i) fold_pairs32(ROW_SUM(i), ROW_SUM(i + 1))
-#define QUAD(i) fold_pairs64(PAIR(i), PAIR(i + 2))
-#define OCTET(i) fold_lanes128(QUAD(i), QUAD(i + 4))
-        const __m512i sums = fold_lanes128(OCTET(0), OCTET(8));
-#undef OCTET
-#undef QUAD
-#undef PAIR
+        const __m512i sums = FOLD16(ROW_SUM);
 #undef ROW_SUM
         const __m512 wd = lane_scales16(lane_table, off + 208);
         acc = _mm512_fmadd_ps(_mm512_mul_ps(wd, _mm512_set1_ps(a->d[s])), _mm512_cvtepi32_ps(sums), acc);
@@ -665,12 +672,7 @@ INLINE float q6k_row_stream(int n, const unsigned char *row, const act_q8_256_vi
     float acc = 0.0f;
     for (int first = 0; first < blocks; first += 16) {
         const int count = blocks - first < 16 ? blocks - first : 16;
-        /* The bytes ROW_STREAM_AHEAD groups on (into the next rows at a row's end: rows are contiguous).
-         * The hardware prefetcher alone left one stream per thread short: one-row Q6_K from memory, 2
-         * threads, medians of 8 interleaved rounds, 32000x4096 33.0 -> 39.7 GB/s, 4096x11008 24.4 ->
-         * 39.3 (one group ahead: 35.9 and 34.2; four: 39.6 and 35.2). */
-        const unsigned char *ahead = row + (size_t)(first + 16 * ROW_STREAM_AHEAD) * block_bytes;
-        for (size_t at = 0; at < (size_t)count * block_bytes; at += 64) _mm_prefetch((const char *)(ahead + at), _MM_HINT_T0);
+        prefetch_row_stream(row, block_bytes, first, count);
         __m512i v[16];
         const unsigned char *lane_table[16];
         UNROLL
@@ -685,19 +687,12 @@ INLINE float q6k_row_stream(int n, const unsigned char *row, const act_q8_256_vi
                 v[k] = q6k_row_sum(row + (size_t)s * block_bytes, x, offsets + 4 * s);
             }
         }
-#define PAIR(i) fold_pairs32(v[i], v[i + 1])
-#define QUAD(i) fold_pairs64(PAIR(i), PAIR(i + 2))
-#define OCTET(i) fold_lanes128(QUAD(i), QUAD(i + 4))
-        const __m512i sums = fold_lanes128(OCTET(0), OCTET(8)); /* lane k: super-block first + k */
-#undef OCTET
-#undef QUAD
-#undef PAIR
+#define LANE_VECTOR(i) v[i]
+        const __m512i sums = FOLD16(LANE_VECTOR); /* lane k: super-block first + k */
+#undef LANE_VECTOR
         const __mmask16 live = (__mmask16)((1u << count) - 1);
         const __m512 scale = _mm512_mul_ps(lane_scales16(lane_table, 208), _mm512_maskz_loadu_ps(live, a->d + first));
-        float scales[16], totals[16];
-        _mm512_storeu_ps(scales, scale);
-        _mm512_storeu_ps(totals, _mm512_cvtepi32_ps(sums));
-        for (int k = 0; k < count; k++) acc = fmaf(scales[k], totals[k], acc);
+        acc = sum_in_order(acc, scale, _mm512_cvtepi32_ps(sums), count);
     }
     return acc;
 }
@@ -706,11 +701,9 @@ static NO_ASAN void tile16_q6_k(int n, const void *w, size_t ws, int nw, const v
                                 size_t os) {
     act_q8_256_view a[KERNEL_MAX_A];
     for (int r = 0; r < na; r++) a[r] = act_q8_256_at((const char *)act + (size_t)r * as, n);
-    /* One activation row, rows of 4,096 to 65,536 values: the row-stream kernel, with every
-     * super-block's starting values computed once for all the rows of the call (on the stack).
-     * Shorter rows fill too few of its sixteen lanes (768 values: three), longer ones would take
-     * too much stack: they read sixteen rows at once. */
-    const int blocks = na == 1 && n >= 16 * 256 && n <= 65536 ? n / 256 : 0;
+    /* The row-stream kernel, with every super-block's starting values computed once for all the rows
+     * of the call */
+    const int blocks = row_stream_blocks(n, na);
     __m512i offsets[blocks > 0 ? 4 * blocks : 1];
     const __m512i thirty_two = _mm512_set1_epi8(32);
     for (int s = 0; s < blocks; s++)
