@@ -11,7 +11,8 @@
 # repetition), interleaved so that both see the same machine load. Prints per file and engine min / median / max tokens/s, the
 # ratio ramp / llama.cpp of each round (median, min, max), peak RSS, and both engines' decode
 # bandwidth share: weight bytes read per token x tokens/s / the best read bandwidth measured
-# (scripts/read-bandwidth.c, once before the rounds and once at the start of each).
+# (scripts/read-bandwidth.c, once before the rounds and once at the start of each), and the same
+# per round against the read and the copy (STREAM) bandwidth measured right before that decode.
 # Threads: BENCH_QUANT_THREADS (default 2) for both engines.
 #
 # Files are made once into BENCH_QUANT_CACHE (default build/bench-models, git-ignored; e.g.
@@ -174,6 +175,7 @@ for round in $(seq "$ROUNDS"); do
         # minute to the next, so each round's decode is also compared with its own measurement.
         if [ -n "$BW" ]; then
             bw=$("$W/read-bandwidth" "$THREADS" 512 2>/dev/null) && record "$f" bandwidth tg "$bw" 0
+            bw=$("$W/read-bandwidth" "$THREADS" 512 copy 2>/dev/null) && record "$f" copy_bandwidth tg "$bw" 0
         fi
         if run "$tag-tg" /usr/bin/time -f "rss %M" "$BIN" generate -m "$f" -p "Once upon a time" -n 65 --temp 0 \
             --threads "$THREADS" --metrics-json "$tag-tg.json"; then
@@ -278,12 +280,14 @@ for f in files:
             for row in rows:
                 if row[0] == f and row[2] == "tg" and len(row) > 5 and row[3] != "":
                     per_round.setdefault(row[5], {})[row[1]] = float(row[3])
-            def round_share(engine):
-                v = [x[engine] * read_tensor_bytes(f) / 1e9 / x["bandwidth"] for x in per_round.values()
-                     if engine in x and x.get("bandwidth", 0) > 0]
-                return f"{statistics.median(v):.2f}" if v else "-"
-            if any("bandwidth" in x for x in per_round.values()):
-                roof += f"; next to each run: ramp {round_share('ramp')}" + (f", llama {round_share('llama')}" if have_peer else "")
+            def round_share(engine, measure):
+                v = [x[engine] * read_tensor_bytes(f) / 1e9 / x[measure] for x in per_round.values()
+                     if engine in x and x.get(measure, 0) > 0]
+                return f"{statistics.median(v):.2f} ({min(v):.2f}..{max(v):.2f})" if v else "-"
+            for measure, measure_name in (("bandwidth", "read bw"), ("copy_bandwidth", "copy bw")):
+                if any(measure in x for x in per_round.values()):
+                    roof += (f"; next to each run, {measure_name}: ramp {round_share('ramp', measure)}"
+                             + (f", llama {round_share('llama', measure)}" if have_peer else ""))
         print("  %-34s %-5s %-26s %-26s %-22s %-9s %-9s %s" % (f"{name} ({size:.0f} MiB)" if kind == "pp" else "",
               label, fmt(r), fmt(l) if have_peer else "(no peer)", ratio, rss(rr), rss(lr), roof))
 print()
@@ -291,6 +295,7 @@ print("  ratio = ramp / llama.cpp within each round (run back to back), median (
 print("  RSS = peak resident set of the whole process (max over rounds);")
 print("  decode / read bw = weight bytes read per token (all tensors but the embedding) x median tok/s / best read bandwidth;")
 print("  (copy bw: the same against the best STREAM-style copy bandwidth, bytes read + written: the measure issue 10 names;")
-print("  next to each run: each round's decode against the read bandwidth measured just before it, median over rounds)")
+print("  next to each run: each round's decode against the read and the copy bandwidth measured just before it,")
+print("  median (min..max) over rounds: the machine is shared, and its bandwidth swings by 2x from one minute to the next)")
 PY
 [ "$FAILS" -eq 0 ]
