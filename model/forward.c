@@ -54,13 +54,37 @@ void softmax(float *x, int size) {
 }
 
 /* SwiGLU: gate[i] = silu(gate[i]) * up[i] = gate[i] / (1 + e^-gate[i]) * up[i]. */
-static void silu_times(float *gate, const float *up, long elements) {
-    for (long i = 0; i < elements; i += 8) {
-        const int count = elements - i < 8 ? (int)(elements - i) : 8;
+static void silu_times_range(float *gate, const float *up, long from, long to) {
+    for (long i = from; i < to; i += 8) {
+        const int count = to - i < 8 ? (int)(to - i) : 8;
         const float8 g = float8_load_partial(gate + i, count, 0.0f), u = float8_load_partial(up + i, count, 0.0f);
         const float8 out = g / (float8_splat(1.0f) + exp8(-g)) * u;
         float8_store_partial(gate + i, out, count);
     }
+}
+
+/* A batch's SwiGLU is shared out between the threads in chunks of this many values: on one thread
+ * it took 11% of lite16's layer time in a 2-thread eval (its products are small: dim 128), while
+ * the other thread waited for the down projection. Each value is computed alone, so the chunks
+ * change no bit. */
+enum { SILU_CHUNK = 8192 };
+
+typedef struct {
+    float *gate;
+    const float *up;
+    long elements;
+} silu_job;
+
+static void silu_task(void *ctx, int task, int worker) {
+    (void)worker;
+    const silu_job *j = ctx;
+    const long from = (long)task * SILU_CHUNK, to = from + SILU_CHUNK < j->elements ? from + SILU_CHUNK : j->elements;
+    silu_times_range(j->gate, j->up, from, to);
+}
+
+static void silu_times(float *gate, const float *up, long elements) {
+    silu_job j = {gate, up, elements};
+    parallel_run((int)((elements + SILU_CHUNK - 1) / SILU_CHUNK), silu_task, &j);
 }
 
 /* Prompt rows attend in blocks of up to QUERY_BLOCK consecutive rows of one sequence: a block reads
