@@ -111,6 +111,11 @@ int metrics_prometheus(pipeline *p, char **t, size_t *n, size_t *c) {
     if (!status)
         status = histogram_text(t, n, c, "ramp_request_seconds", "Submission to end.", &s.request_seconds);
     if (!status)
+        status = metrics_appendf(t, n, c,
+                                 "# HELP process_cpu_seconds_total CPU time (user + system) of rank 0's process.\n"
+                                 "# TYPE process_cpu_seconds_total counter\nprocess_cpu_seconds_total %.6f\n",
+                                 clock_process_cpu_seconds());
+    if (!status)
         status = metrics_appendf(t, n, c, "# HELP ramp_stage_busy_seconds Seconds a stage spent computing.\n"
                                           "# TYPE ramp_stage_busy_seconds counter\n");
     for (int i = 0; i < n_stages && !status; i++)
@@ -177,6 +182,15 @@ static json_t *request_details(const pipeline *p) {
     return list;
 }
 
+/* CPU time of rank 0's process and of the whole job: rank 0 plus each stage rank (stages in rank
+ * 0's process are counted with it, once). On a node with fewer cores than ranks, wall time follows
+ * the job's CPU time rather than any one stage's busy time. */
+static void job_cpu_seconds(const pipeline *p, double *rank0, double *job) {
+    *rank0 = *job = clock_process_cpu_seconds();
+    if (!transport_is_local(p->transport))
+        for (int i = 0; i < p->n_stages; i++) *job += p->stages[i].report.cpu_seconds;
+}
+
 static double stage_idle_fraction(const Ramp__StageReport *r) {
     double total = r->busy_seconds + r->idle_seconds;
     return total > 0 ? r->idle_seconds / total : 0.0;
@@ -222,6 +236,15 @@ void metrics_print_summary(const pipeline *p, FILE *out) {
     int P = p->n_stages, M = p->options.lanes;
     fprintf(out, "ramp:   pipeline idle fraction %.2f (bound (P-1)/(M+P-1) = %.2f for P=%d, M=%d)\n",
             P ? idle_sum / P : 0.0, (double)(P - 1) / (M + P - 1), P, M);
+    double rank0_cpu, job_cpu;
+    job_cpu_seconds(p, &rank0_cpu, &job_cpu);
+    if (job_cpu > rank0_cpu) {
+        fprintf(out, "ramp:   CPU time %.3f s: rank 0 %.3f s", job_cpu, rank0_cpu);
+        for (int i = 0; i < p->n_stages; i++) fprintf(out, ", stage %d %.3f s", i + 1, p->stages[i].report.cpu_seconds);
+        fprintf(out, "\n");
+    } else {
+        fprintf(out, "ramp:   CPU time %.3f s\n", job_cpu);
+    }
 }
 
 int metrics_write_json(const pipeline *p, const char *path, ramp_error *err) {
@@ -247,6 +270,7 @@ int metrics_write_json(const pipeline *p, const char *path, ramp_error *err) {
         json_object_set_new(stage, "decision_wait_seconds", json_real(r->decision_wait_seconds));
         json_object_set_new(stage, "run_ahead_layer_rows", json_integer((json_int_t)r->speculated_layer_rows));
         json_object_set_new(stage, "run_ahead_wasted_layer_rows", json_integer((json_int_t)r->wasted_layer_rows));
+        json_object_set_new(stage, "cpu_seconds", json_real(r->cpu_seconds));
     }
     double seconds = run_seconds(p);
     int P = p->n_stages, M = p->options.lanes;
@@ -266,6 +290,10 @@ int metrics_write_json(const pipeline *p, const char *path, ramp_error *err) {
                                                                                     : p->exits.total_layers,
                                         "outputs", (json_int_t)p->exits.histogram[i]));
     json_object_set_new(root, "exit_histogram", exit_histogram);
+    double rank0_cpu, job_cpu;
+    job_cpu_seconds(p, &rank0_cpu, &job_cpu);
+    json_object_set_new(root, "rank0_cpu_seconds", json_real(rank0_cpu));
+    json_object_set_new(root, "cpu_seconds", json_real(job_cpu));
     json_object_set_new(root, "request_details", request_details(p));
     json_object_set_new(root, "layer_evaluations", json_integer(p->exits.layers_executed));
     json_object_set_new(root, "layer_evaluations_possible",

@@ -1,5 +1,5 @@
-/* clock.h: seconds on the monotonic clock, for durations (busy time, tokens/s, timeouts), and
- * realtime deadlines for condition-variable waits. */
+/* clock.h: seconds on the monotonic clock, for durations (busy time, tokens/s, timeouts),
+ * realtime deadlines for condition-variable waits, and the process's CPU time. */
 #ifndef RAMP_CLOCK_H
 #define RAMP_CLOCK_H
 
@@ -23,6 +23,13 @@ static inline struct timespec clock_realtime_after(double seconds) {
         t.tv_nsec -= 1000000000L;
     }
     return t;
+}
+
+/* CPU time (user + system, every thread) this process has used since it started. */
+static inline double clock_process_cpu_seconds(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
 }
 
 #endif

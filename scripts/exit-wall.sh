@@ -13,7 +13,10 @@
 # goes: per repeat, one full-depth run (--exit none) and one exit run alone (--no-full), each with
 # --metrics-json: compute time per row-layer, rows per micro-batch and layer (exits shrink the
 # batches), the exit heads' time on the stages, rank 0's time in the exit policy, and each stage's
-# time idle with a micro-batch parked for its Decision (medians over the repeats).
+# time idle with a micro-batch parked for its Decision, and CPU time (user + system) per rank and
+# in all: on a node with fewer cores than ranks (mpirun -np 4 on 2 cores) the ranks share the
+# cores, so wall time follows the job's CPU time, which the machine's load disturbs less
+# (medians over the repeats).
 set -eu
 repeats=${1:-3}
 bin=${RAMP_BIN:-bin/ramp}
@@ -63,10 +66,11 @@ for task in ["sst2", "trec"]:
 print()
 print("Where the time goes (separate runs, medians): full = --exit none, exit = --no-full with the classifier.")
 print()
-print("| task | stages | seconds full / exit | saving | row-layers saved | us per row-layer full / exit | "
+print("| task | stages | seconds full / exit | saving | row-layers saved | CPU seconds full / exit (all ranks) | "
+      "CPU saving / pruning | CPU per rank full / exit (rank 0, stages) | us per row-layer full / exit | "
       "rows per micro-batch and layer full / exit | exit heads (s, all stages) | exit policy on rank 0 (s) | "
       "idle waiting for a Decision per stage (s) | idle fraction per stage, exit run |")
-print("|---|---|---|---|---|---|---|---|---|---|---|")
+print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 med = statistics.median
 for task in ["sst2", "trec"]:
     for stages in [1, 3]:
@@ -83,6 +87,14 @@ for task in ["sst2", "trec"]:
         policy = med([m["exit_policy_seconds"] for m in e])
         waits = " ".join(f"{med([m['stages'][k]['decision_wait_seconds'] for m in e]):.2f}" for k in range(stages))
         idle = " ".join(f"{med([m['stages'][k]['idle_fraction'] for m in e]):.2f}" for k in range(stages))
-        print(f"| {task} | {stages} | {sf:.2f} / {se:.2f} | {100*(1-se/sf):.1f}% | {100*saved:.1f}% | {us_f:.2f} / {us_e:.2f} | "
+        cf, ce = med([m["cpu_seconds"] for m in f]), med([m["cpu_seconds"] for m in e])
+        pruning = json.load(open(f"{work}/{task}-{stages}-1.json"))["pruning_ratio"]
+        def per_rank(m):
+            ranks = [m["rank0_cpu_seconds"]] + ([st["cpu_seconds"] for st in m["stages"]] if stages > 1 else [])
+            return ranks
+        cpu_f = " ".join(f"{med([per_rank(m)[k] for m in f]):.2f}" for k in range(len(per_rank(f[0]))))
+        cpu_e = " ".join(f"{med([per_rank(m)[k] for m in e]):.2f}" for k in range(len(per_rank(e[0]))))
+        print(f"| {task} | {stages} | {sf:.2f} / {se:.2f} | {100*(1-se/sf):.1f}% | {100*saved:.1f}% | {cf:.2f} / {ce:.2f} | "
+              f"{(1-ce/cf)/pruning:.2f} | {cpu_f} / {cpu_e} | {us_f:.2f} / {us_e:.2f} | "
               f"{rb_f:.0f} / {rb_e:.0f} | {heads:.3f} | {policy:.3f} | {waits} | {idle} |")
 PY

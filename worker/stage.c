@@ -626,6 +626,7 @@ static int stage_send_report(stage *s, ramp_error *err) {
     r.speculated_layer_rows = s->speculated_layer_rows;
     r.wasted_layer_rows = s->wasted_layer_rows;
     r.peak_resident_bytes = (uint64_t)usage.ru_maxrss * 1024;
+    r.cpu_seconds = clock_process_cpu_seconds();
     e.body_case = RAMP__ENVELOPE__BODY_REPORT;
     e.report = &r;
     return send_envelope(s->transport, 0, &e, NULL, 0, err);
