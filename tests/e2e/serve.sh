@@ -381,7 +381,8 @@ if sv_start "serve-1p" "$RAMP_BIN" serve -m "$LITE" "${SV_FLAGS[@]}"; then
     families="ramp_requests_total:counter ramp_prompt_tokens_total:counter ramp_generated_tokens_total:counter
         ramp_time_to_first_token_seconds:histogram ramp_time_per_output_token_seconds:histogram
         ramp_queue_depth:gauge ramp_running_requests:gauge ramp_kv_bytes_in_use:gauge ramp_stage_busy_seconds:counter
-        ramp_exit_tokens_total:counter ramp_layer_evaluations_skipped_total:counter ramp_http_responses_total:counter"
+        ramp_exit_tokens_total:counter ramp_layer_evaluations_skipped_total:counter ramp_http_responses_total:counter
+        process_cpu_seconds_total:counter"
     missing=()
     for family in $families; do
         name=${family%:*}

@@ -173,6 +173,13 @@ stage_memory_checks() {
         mpi_run 120 4 generate -m "$L16" -f "$sm_dir/prompts.txt" -n 8 --temp 0 --layers 0-2,3-12,13-15 \
             --metrics-json "$sm_dir/m.json" --timeout 30
         sm_check "lite16 mpirun -np 4" "0-2,3-12,13-15" 16 "$LITE16_LAYER" "$LITE16_EMBED" "$LITE16_HEAD" "$L16_TOTAL"
+        # CPU time: every rank reports its own, and the job's is rank 0's plus the stages'.
+        cpu=$( [ -s "$sm_dir/m.json" ] && python3 -c 'import json, sys
+m = json.load(open(sys.argv[1])); stages = [s["cpu_seconds"] for s in m["stages"]]
+ok = len(stages) == 3 and all(c > 0 for c in stages) and m["rank0_cpu_seconds"] > 0 and \
+    abs(m["cpu_seconds"] - m["rank0_cpu_seconds"] - sum(stages)) < 1e-6
+print("ok" if ok else "cpu_seconds %s, rank 0 %s, stages %s" % (m["cpu_seconds"], m["rank0_cpu_seconds"], stages))' "$sm_dir/m.json")
+        check "$([ "$cpu" = ok ]; echo $?)" "lite16 mpirun -np 4: CPU time per rank, and the job's is their sum" "$cpu"
         rm -f "$sm_dir/m.json"
         mpi_run 120 3 generate -m "$LITE16/model.bin" --tokenizer "$TOK" -f "$sm_dir/prompts.txt" -n 8 --temp 0 \
             --layers 0-4,5-15 --metrics-json "$sm_dir/m.json" --timeout 30
