@@ -64,7 +64,7 @@ static void silu_times_range(float *gate, const float *up, long from, long to) {
 }
 
 /* A batch's SwiGLU is shared out between the threads in chunks of this many values: on one thread
- * it took 11% of lite16's layer time in a 2-thread eval (its products are small: dim 128), while
+ * it took 9-11% of lite16's layer time in a 2-thread eval (its products are small: dim 128), while
  * the other thread waited for the down projection. Each value is computed alone, so the chunks
  * change no bit. */
 enum { SILU_CHUNK = 8192 };
@@ -380,7 +380,7 @@ static void attention_task(void *ctx, int task, int worker) {
 }
 
 /* Attention is shared out between the threads from this much work (positions attended times dim)
- * on. A decoded row of a dim-768 model reaches it at position 11: its attention took 13-20% of
+ * on. A decoded row of a dim-768 model reaches it at position 11: its attention took 12-14% of
  * the layers' time on one thread while the other waited for the next product. Threshold 2^16
  * (position 85) -> 2^13: 768x12 Q4_0 decode (generate -n 65 --threads 2), medians of the rounds'
  * ratios 1.07 (6 rounds) and 1.03 (8 rounds; 2^14: 1.00). */
