@@ -187,7 +187,7 @@ static json_t *request_details(const pipeline *p) {
  * the job's CPU time rather than any one stage's busy time. */
 static void job_cpu_seconds(const pipeline *p, double *rank0, double *job) {
     *rank0 = *job = clock_process_cpu_seconds();
-    if (!transport_is_local(p->transport))
+    if (p->transport && !transport_is_local(p->transport))
         for (int i = 0; i < p->n_stages; i++) *job += p->stages[i].report.cpu_seconds;
 }
 
