@@ -125,9 +125,9 @@ static float *random_activations(int rows, int n) {
 }
 
 static int row_length(ggml_type type, int which) {
-    static const int small[] = {32, 64, 96, 288, 512, 768};
-    /* 4352: seventeen super-blocks, a full group and one more for the one-row kernels that read a
-     * row front to back sixteen super-blocks at a time (rows of 4,096 values or more) */
+    /* 4352: 136 blocks of 32 or seventeen super-blocks: full groups and a part of one for the one-row
+     * kernels that read a row front to back sixteen blocks at a time (rows of 4,096 values or more) */
+    static const int small[] = {32, 64, 96, 288, 768, 4352};
     static const int k[] = {256, 512, 768, 1024, 2816, 4352};
     static const int flt[] = {5, 16, 40, 288, 1000, 2100}; /* 1000, 2100: spans of many-row products */
     size_t block = (size_t)ggml_type_block_elements(type);
