@@ -182,12 +182,15 @@ static json_t *request_details(const pipeline *p) {
     return list;
 }
 
+/* Whether the stages ran as ranks of their own (else in rank 0's process, sharing its CPU time). */
+static bool stages_have_own_processes(const pipeline *p) { return p->transport && !transport_is_local(p->transport); }
+
 /* CPU time of rank 0's process and of the whole job: rank 0 plus each stage rank (stages in rank
  * 0's process are counted with it, once). On a node with fewer cores than ranks, wall time follows
  * the job's CPU time rather than any one stage's busy time. */
 static void job_cpu_seconds(const pipeline *p, double *rank0, double *job) {
     *rank0 = *job = clock_process_cpu_seconds();
-    if (p->transport && !transport_is_local(p->transport))
+    if (stages_have_own_processes(p))
         for (int i = 0; i < p->n_stages; i++) *job += p->stages[i].report.cpu_seconds;
 }
 
@@ -238,7 +241,7 @@ void metrics_print_summary(const pipeline *p, FILE *out) {
             P ? idle_sum / P : 0.0, (double)(P - 1) / (M + P - 1), P, M);
     double rank0_cpu, job_cpu;
     job_cpu_seconds(p, &rank0_cpu, &job_cpu);
-    if (job_cpu > rank0_cpu) {
+    if (stages_have_own_processes(p)) {
         fprintf(out, "ramp:   CPU time %.3f s: rank 0 %.3f s", job_cpu, rank0_cpu);
         for (int i = 0; i < p->n_stages; i++) fprintf(out, ", stage %d %.3f s", i + 1, p->stages[i].report.cpu_seconds);
         fprintf(out, "\n");

@@ -83,6 +83,10 @@ static void silu_task(void *ctx, int task, int worker) {
 }
 
 static void silu_times(float *gate, const float *up, long elements) {
+    if (elements < 2 * SILU_CHUNK) { /* a decoded row (7B: 11,008 values): not worth waking a thread */
+        silu_times_range(gate, up, 0, elements);
+        return;
+    }
     silu_job j = {gate, up, elements};
     parallel_run((int)((elements + SILU_CHUNK - 1) / SILU_CHUNK), silu_task, &j);
 }

@@ -54,13 +54,14 @@ done
 python3 - "$work" "$repeats" <<'PY'
 import json, statistics, sys
 work, repeats = sys.argv[1], int(sys.argv[2])
+pruning = {}
 print("| task | stages | pruning | wall-time saving per invocation | median saving | median saving / pruning |")
 print("|---|---|---|---|---|---|")
 for task in ["sst2", "trec"]:
     for stages in [1, 3]:
         runs = [json.load(open(f"{work}/{task}-{stages}-{i}.json")) for i in range(1, repeats + 1)]
         s = [1 - r["seconds_exit"] / r["seconds_full"] for r in runs]
-        p = runs[0]["pruning_ratio"]
+        p = pruning[task, stages] = runs[0]["pruning_ratio"]
         print(f"| {task} | {stages} | {100*p:.1f}% | {', '.join(f'{100*x:.1f}%' for x in s)} | "
               f"{100*statistics.median(s):.1f}% | {statistics.median(s)/p:.2f} |")
 print()
@@ -88,13 +89,10 @@ for task in ["sst2", "trec"]:
         waits = " ".join(f"{med([m['stages'][k]['decision_wait_seconds'] for m in e]):.2f}" for k in range(stages))
         idle = " ".join(f"{med([m['stages'][k]['idle_fraction'] for m in e]):.2f}" for k in range(stages))
         cf, ce = med([m["cpu_seconds"] for m in f]), med([m["cpu_seconds"] for m in e])
-        pruning = json.load(open(f"{work}/{task}-{stages}-1.json"))["pruning_ratio"]
-        def per_rank(m):
-            ranks = [m["rank0_cpu_seconds"]] + ([st["cpu_seconds"] for st in m["stages"]] if stages > 1 else [])
-            return ranks
-        cpu_f = " ".join(f"{med([per_rank(m)[k] for m in f]):.2f}" for k in range(len(per_rank(f[0]))))
-        cpu_e = " ".join(f"{med([per_rank(m)[k] for m in e]):.2f}" for k in range(len(per_rank(e[0]))))
+        # rank 0, then each stage rank (in one process the stages are rank 0's process)
+        ranks = lambda m: [m["rank0_cpu_seconds"]] + ([st["cpu_seconds"] for st in m["stages"]] if stages > 1 else [])
+        per_rank = lambda ms: " ".join(f"{med(column):.2f}" for column in zip(*map(ranks, ms)))
         print(f"| {task} | {stages} | {sf:.2f} / {se:.2f} | {100*(1-se/sf):.1f}% | {100*saved:.1f}% | {cf:.2f} / {ce:.2f} | "
-              f"{(1-ce/cf)/pruning:.2f} | {cpu_f} / {cpu_e} | {us_f:.2f} / {us_e:.2f} | "
+              f"{(1-ce/cf)/pruning[task, stages]:.2f} | {per_rank(f)} / {per_rank(e)} | {us_f:.2f} / {us_e:.2f} | "
               f"{rb_f:.0f} / {rb_e:.0f} | {heads:.3f} | {policy:.3f} | {waits} | {idle} |")
 PY
