@@ -30,13 +30,14 @@ typedef struct {
     const char *full_from; /* eval: a stored full-depth result (eval --json) instead of a full run */
     bool no_full;          /* eval: no full-depth run */
     int limit, skip, n_new, sweep;
+    int rounds;            /* eval: timed runs of each kind, alternating */
     double target, heldout_fraction;
 } exit_job_options;
 
 static void exit_job_usage(FILE *out, const char *command) {
     if (!strcmp(command, "eval"))
         fprintf(out, "usage: ramp eval -m MODEL --task sst2|trec|agnews|rte --data FILE [--exit none|svm:FILE|conf:FILE]\n"
-                     "                 [--json OUT] [--limit N] [--sweep N] [--no-full [--full-from EVAL.json]]\n\n"
+                     "                 [--json OUT] [--limit N] [--sweep N] [--no-full [--full-from EVAL.json]] [--rounds N]\n\n"
                      "Runs a labelled data set at full depth and then with the exit policy; reports accuracy with and\n"
                      "without exit, agreement with the full model, mean layers, pruning ratio, exit histogram, time.\n"
                      "--no-full skips the full-depth run: agreement and full accuracy come from --full-from (the --json\n"
@@ -44,7 +45,10 @@ static void exit_job_usage(FILE *out, const char *command) {
                      "out. --json also records the exit profile (share of rows reaching each layer) for --split.\n"
                      "--sweep N replaces the exit run: the full-depth run records the exit features and the policy is\n"
                      "replayed on them at N thresholds across its useful range (svm: the decision threshold moved;\n"
-                     "conf: every point's threshold scaled), plus its own; a table on stderr, \"sweep\" in --json.\n\n");
+                     "conf: every point's threshold scaled), plus its own; a table on stderr, \"sweep\" in --json.\n"
+                     "--rounds N runs the full-depth and the exit run N times each, alternating, on one loaded pipeline:\n"
+                     "seconds_full and seconds_exit are then medians, saving_median the median of the rounds' savings\n"
+                     "(1 - exit / full of each pair), and every round must give the same answers.\n\n");
     else if (!strcmp(command, "exit-train"))
         fprintf(out, "usage: ramp exit-train -m MODEL --task TASK --data FILE -o CLASSIFIER [--target-agreement 0.99]\n"
                      "                       [--heldout 0.25] [--limit N]\n\n"
@@ -74,6 +78,7 @@ static void exit_job_usage(FILE *out, const char *command) {
                  "      --json OUT            write the results as JSON\n"
                  "      --sweep N             (eval) agreement, accuracy and pruning at N thresholds (see above)\n"
                  "      --no-full             (eval) no full-depth run; --full-from EVAL.json reads its answers instead\n"
+                 "      --rounds N            (eval) time each run N times, alternating (default 1; see above)\n"
                  "      --features-csv OUT    (exit-train, exit-calibrate) also write the recorded features, one row\n"
                  "                            per example and exit point\n\n%s",
             pipeline_flags_help);
@@ -89,9 +94,10 @@ static int parse_exit_job(int argc, char **argv, const char *command, exit_job_o
      * on the tokens' path at token agreement 0.972, where 0.9 saved 51.5% at 0.393 and 0.97 31.9% at 0.699. */
     o->target = 0.99;
     o->n_new = 32;
+    o->rounds = 1;
     ramp_error err;
     enum { TOKENIZER = 1000, TASK, DATA, EXIT, JSON, LIMIT, SKIP, TARGET, HELDOUT, EXIT_LAYERS, EXIT_HEAD, KV_FILL,
-           FEATURES_CSV, SWEEP, NO_FULL, FULL_FROM, PIPELINE_FLAG };
+           FEATURES_CSV, SWEEP, NO_FULL, FULL_FROM, ROUNDS, PIPELINE_FLAG };
     static const struct option long_options[] = {
         {"model", required_argument, 0, 'm'}, {"tokenizer", required_argument, 0, TOKENIZER},
         {"task", required_argument, 0, TASK}, {"data", required_argument, 0, DATA},
@@ -102,6 +108,7 @@ static int parse_exit_job(int argc, char **argv, const char *command, exit_job_o
         {"kv-fill", required_argument, 0, KV_FILL}, {"output", required_argument, 0, 'o'},
         {"features-csv", required_argument, 0, FEATURES_CSV}, {"sweep", required_argument, 0, SWEEP},
         {"no-full", no_argument, 0, NO_FULL}, {"full-from", required_argument, 0, FULL_FROM},
+        {"rounds", required_argument, 0, ROUNDS},
         {"file", required_argument, 0, 'f'}, {"tokens", required_argument, 0, 'n'},
         {"help", no_argument, 0, 'h'}, CLI_PIPELINE_OPTIONS(PIPELINE_FLAG), {0, 0, 0, 0},
     };
@@ -124,6 +131,7 @@ static int parse_exit_job(int argc, char **argv, const char *command, exit_job_o
         case LIMIT: bad = cli_parse_int("--limit", optarg, 1, 1 << 30, &o->limit, &err); break;
         case SKIP: bad = cli_parse_int("--skip", optarg, 0, 1 << 30, &o->skip, &err); break;
         case SWEEP: bad = cli_parse_int("--sweep", optarg, 2, 10000, &o->sweep, &err); break;
+        case ROUNDS: bad = cli_parse_int("--rounds", optarg, 1, 1000, &o->rounds, &err); break;
         case NO_FULL: o->no_full = true; break;
         case FULL_FROM: o->full_from = optarg, o->no_full = true; break;
         case TARGET:
@@ -165,6 +173,9 @@ static int parse_exit_job(int argc, char **argv, const char *command, exit_job_o
     if (o->no_full && (strcmp(command, "eval") || !o->exit_spec || !strcmp(o->exit_spec, "none")))
         return cli_usage_error(command, cli_error(&err, "--no-full and --full-from are for eval with --exit svm:FILE or "
                                                         "conf:FILE (without exits the full-depth run is the run)"));
+    if (o->rounds > 1 && (strcmp(command, "eval") || o->sweep))
+        return cli_usage_error(command, cli_error(&err, "--rounds times eval's full-depth and exit runs: it is for "
+                                                        "eval without --sweep (a sweep replays one recorded run)"));
     if (o->no_full && o->sweep)
         return cli_usage_error(command, cli_error(&err, "--sweep replays features recorded at full depth: it cannot "
                                                         "go with --no-full"));
@@ -434,6 +445,55 @@ static int run_profile(const pipeline *p, const int *depths, const char *source,
     return status;
 }
 
+/* eval's timed runs, `rounds` of each, full depth and exit alternating so that a busy host's drift
+ * falls on both alike; the exit run comes last, so the requests left in the scheduler are an exit
+ * run's. Each round's seconds go to seconds_full[k] / seconds_exit[k]. A round that answers
+ * differently from the first is an error: ramp's answers do not depend on timing. */
+static int timed_rounds(pipeline *p, const exit_job *job, int rounds, bool run_full, bool run_exit, int *full,
+                        int *exited, double *seconds_full, double *seconds_exit, ramp_error *err) {
+    const task_dataset *task = &job->task;
+    const size_t n = (size_t)task->n_examples;
+    int *again = malloc((n ? n : 1) * sizeof *again);
+    if (!again) return ramp_fail(err, "out of memory");
+    int status = 0;
+    for (int k = 0; !status && k < rounds; k++) {
+        if (run_full && !(status = run_task(p, task, EXIT_MODE_NONE, NULL, k ? again : full, &seconds_full[k], err)) &&
+            k && memcmp(again, full, n * sizeof *full))
+            status = ramp_fail(err, "eval: round %d of the full-depth run answered differently from round 1", k + 1);
+        if (!status && run_exit &&
+            !(status = run_task(p, task, EXIT_MODE_DECIDE, &job->policy, k ? again : exited, &seconds_exit[k], err)) &&
+            k && memcmp(again, exited, n * sizeof *exited))
+            status = ramp_fail(err, "eval: round %d of the exit run answered differently from round 1", k + 1);
+    }
+    free(again);
+    return status;
+}
+
+static double median_of(const double *values, int n) {
+    double sorted[n];
+    memcpy(sorted, values, (size_t)n * sizeof *sorted);
+    qsort(sorted, (size_t)n, sizeof *sorted, by_value);
+    return n % 2 ? sorted[n / 2] : 0.5 * (sorted[n / 2 - 1] + sorted[n / 2]);
+}
+
+static double least_of(const double *values, int n) {
+    double least = values[0];
+    for (int i = 1; i < n; i++) least = values[i] < least ? values[i] : least;
+    return least;
+}
+
+static double most_of(const double *values, int n) {
+    double most = values[0];
+    for (int i = 1; i < n; i++) most = values[i] > most ? values[i] : most;
+    return most;
+}
+
+static json_t *seconds_json(const double *values, int n) {
+    json_t *array = json_array();
+    for (int i = 0; array && i < n; i++) json_array_append_new(array, json_real(values[i]));
+    return array;
+}
+
 static int eval_job(pipeline *p, exit_job *job, const exit_job_options *o, ramp_error *err) {
     const task_dataset *task = &job->task;
     const int n = task->n_examples, L = p->model.config.n_layers;
@@ -445,14 +505,19 @@ static int eval_job(pipeline *p, exit_job *job, const exit_job_options *o, ramp_
         free(depths);
         return ramp_fail(err, "out of memory");
     }
-    double seconds_full = 0, seconds_exit = 0;
+    const int rounds = o->rounds;
+    double round_full[rounds], round_exit[rounds], round_saving[rounds];
+    memset(round_full, 0, sizeof round_full);
+    memset(round_exit, 0, sizeof round_exit);
     bool with_exit = job->policy.kind != EXIT_POLICY_NONE, sweep = with_exit && o->sweep;
     bool run_full = !o->no_full, have_full = run_full || o->full_from;
     /* A sweep records the exit features at full depth and replays them instead of an exit run. */
-    int status = run_full ? run_task(p, task, sweep ? EXIT_MODE_RECORD : EXIT_MODE_NONE, NULL, full, &seconds_full, err)
-                          : o->full_from ? read_full_result(o->full_from, o, task, full, err) : 0;
-    if (!status && with_exit && !sweep)
-        status = run_task(p, task, EXIT_MODE_DECIDE, &job->policy, exited, &seconds_exit, err);
+    int status = sweep ? run_task(p, task, EXIT_MODE_RECORD, NULL, full, &round_full[0], err)
+                       : !run_full && o->full_from ? read_full_result(o->full_from, o, task, full, err) : 0;
+    if (!status && !sweep)
+        status = timed_rounds(p, job, rounds, run_full, with_exit, full, exited, round_full, round_exit, err);
+    double seconds_full = median_of(round_full, rounds), seconds_exit = median_of(round_exit, rounds);
+    for (int k = 0; k < rounds; k++) round_saving[k] = round_full[k] > 0 ? 1.0 - round_exit[k] / round_full[k] : 0.0;
     sweep_point own;
     json_t *sweep_table = NULL;
     if (!status && sweep) status = sweep_thresholds(p, job, full, o->sweep, exited, depths, &own, &sweep_table, err);
@@ -514,6 +579,12 @@ static int eval_job(pipeline *p, exit_job *job, const exit_job_options *o, ramp_
     if (have_full) json_object_set_new(root, "labels_full", labels_json(full, n));
     json_object_set_new(root, "labels_exit", labels_json(exited, n));
     if (with_exit) json_object_set_new(root, "exit_profile", exit_profile_json(&profile));
+    json_object_set_new(root, "rounds", json_integer(rounds));
+    if (rounds > 1) {
+        if (run_full) json_object_set_new(root, "round_seconds_full", seconds_json(round_full, rounds));
+        if (with_exit && !sweep) json_object_set_new(root, "round_seconds_exit", seconds_json(round_exit, rounds));
+    }
+    if (run_full && with_exit && !sweep) json_object_set_new(root, "saving_median", json_real(median_of(round_saving, rounds)));
     if (sweep) { /* the exit figures are the replay's at the policy's own threshold; no exit run to time */
         json_object_del(root, "seconds_exit");
         json_object_del(root, "rows_per_second_exit");
@@ -545,8 +616,15 @@ static int eval_job(pipeline *p, exit_job *job, const exit_job_options *o, ramp_
     fprintf(stderr, "mean layers %.2f of %d (pruning %.1f%%)", mean_layers, L, 100.0 * (1.0 - mean_layers / L));
     if (run_full) fprintf(stderr, "; %.1f rows/s full", n / seconds_full);
     if (sweep) fprintf(stderr, " (recording exit features); exit figures replayed at the policy's threshold\n");
-    else if (run_full) fprintf(stderr, ", %.1f rows/s exit (x%.2f)\n", n / seconds_exit, seconds_full / seconds_exit);
-    else fprintf(stderr, "; %.1f rows/s exit\n", n / seconds_exit);
+    else if (run_full) fprintf(stderr, ", %.1f rows/s exit (x%.2f)", n / seconds_exit, seconds_full / seconds_exit);
+    else fprintf(stderr, "; %.1f rows/s exit", n / seconds_exit);
+    if (!sweep && rounds > 1) {
+        fprintf(stderr, "; medians of %d rounds", rounds);
+        if (run_full && with_exit)
+            fprintf(stderr, ", wall-time saving %.1f%% (rounds %.1f%%..%.1f%%)", 100.0 * median_of(round_saving, rounds),
+                    100.0 * least_of(round_saving, rounds), 100.0 * most_of(round_saving, rounds));
+    }
+    if (!sweep) fputc('\n', stderr);
     status = o->json ? write_eval_json(o->json, root, err) : 0;
     json_decref(root);
     exit_profile_free(&profile);

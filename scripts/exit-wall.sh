@@ -2,13 +2,15 @@
 # exit-wall.sh: do request-level exits save wall time in proportion to the layers they skip?
 #
 #   scripts/exit-wall.sh [REPEATS]     (RAMP_BIN=bin/ramp, RAMP_SHARED=../shared, WORK=build/exit-wall,
-#                                       MODEL=lite16-tasks, RUN_AHEAD=auto|on|off)
+#                                       MODEL=lite16-tasks, RUN_AHEAD=auto|on|off, ROUNDS=3)
 #
 # lite16-tasks (the model that really classifies; MODEL=lite16 for the untuned one), exit points 4,6,...,14, an AdaInfer classifier
 # trained with `exit-train --target-agreement 0.985` on the task's training file, judged on SST-2
-# dev and TREC test. Each `eval` invocation runs the set at full depth and then with exits; its
-# wall-time saving is 1 - seconds_exit / seconds_full, set against its pruning ratio. One process
-# and 3 stages (mpirun -np 4), REPEATS invocations each (default 3, interleaved), medians.
+# dev and TREC test. Each `eval` invocation runs the set at full depth and then with exits, ROUNDS
+# times alternating (eval --rounds: a busy host's drift falls on both runs alike); its wall-time
+# saving is the median over its rounds of 1 - seconds_exit / seconds_full, set against its pruning
+# ratio. One process and 3 stages (mpirun -np 4), REPEATS invocations each (default 3,
+# interleaved), medians.
 # The goal (issue 11): median saving >= 0.8 x pruning. Prints a markdown table, then where the time
 # goes: per repeat, one full-depth run (--exit none) and one exit run alone (--no-full), each with
 # --metrics-json: compute time per row-layer, rows per micro-batch and layer (exits shrink the
@@ -28,6 +30,7 @@ mpirun=(mpirun --oversubscribe -np 4)
 [ "$(id -u)" -eq 0 ] && mpirun+=(--allow-run-as-root)
 exits=(--ctx 256 --exit-layers 4,6,8,10,12,14)
 run_ahead=(); [ -n "${RUN_AHEAD:-}" ] && run_ahead=(--run-ahead "$RUN_AHEAD")
+rounds=${ROUNDS:-3}
 train_file() { case $1 in sst2) echo "$shared/data/sst2/stsa.binary.train";; trec) echo "$shared/data/trec/train.txt";; esac; }
 judge_file() { case $1 in sst2) echo "$shared/data/sst2/glue_dev.tsv";; trec) echo "$shared/data/trec/test.txt";; esac; }
 for task in sst2 trec; do
@@ -43,7 +46,8 @@ for i in $(seq "$repeats"); do
             launch=("$bin")
             [ $stages -eq 3 ] && launch=("${mpirun[@]}" "$bin")
             OMP_WAIT_POLICY=passive "${launch[@]}" eval -m "$model" "${exits[@]}" "${run_ahead[@]}" --task $task --data "$(judge_file $task)" \
-                --exit "svm:$work/$task.svm" --json "$work/$task-$stages-$i.json" >/dev/null 2>"$work/$task-$stages-$i.err"
+                --exit "svm:$work/$task.svm" --rounds "$rounds" --json "$work/$task-$stages-$i.json" >/dev/null \
+                2>"$work/$task-$stages-$i.err"
             OMP_WAIT_POLICY=passive "${launch[@]}" eval -m "$model" "${exits[@]}" "${run_ahead[@]}" --task $task --data "$(judge_file $task)" \
                 --exit none --metrics-json "$work/where-full-$task-$stages-$i.json" >/dev/null 2>&1
             OMP_WAIT_POLICY=passive "${launch[@]}" eval -m "$model" "${exits[@]}" "${run_ahead[@]}" --task $task --data "$(judge_file $task)" \
@@ -55,12 +59,12 @@ python3 - "$work" "$repeats" <<'PY'
 import json, statistics, sys
 work, repeats = sys.argv[1], int(sys.argv[2])
 pruning = {}
-print("| task | stages | pruning | wall-time saving per invocation | median saving | median saving / pruning |")
+print("| task | stages | pruning | wall-time saving per invocation (median of its rounds) | median saving | median saving / pruning |")
 print("|---|---|---|---|---|---|")
 for task in ["sst2", "trec"]:
     for stages in [1, 3]:
         runs = [json.load(open(f"{work}/{task}-{stages}-{i}.json")) for i in range(1, repeats + 1)]
-        s = [1 - r["seconds_exit"] / r["seconds_full"] for r in runs]
+        s = [r.get("saving_median", 1 - r["seconds_exit"] / r["seconds_full"]) for r in runs]
         p = pruning[task, stages] = runs[0]["pruning_ratio"]
         print(f"| {task} | {stages} | {100*p:.1f}% | {', '.join(f'{100*x:.1f}%' for x in s)} | "
               f"{100*statistics.median(s):.1f}% | {statistics.median(s)/p:.2f} |")

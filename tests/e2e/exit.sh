@@ -111,6 +111,26 @@ assert d['full']=='none' and 'agreement' not in d and 'accuracy_full' not in d a
 " "$E2E_TMP/nofull2.json" 2>/dev/null
 check $? "eval --no-full alone leaves agreement and full accuracy out" "$(last_run_details)"
 
+# --rounds: the two runs alternate N times; the times are medians of the rounds, the answers those of one round.
+ramp eval -m "$M" "${EXITS[@]}" --data "$SST2/stsa.binary.dev" --limit 120 --exit "svm:$E2E_TMP/one.svm" --rounds 3 \
+    --json "$E2E_TMP/rounds.json"
+rounds=$(python3 -c "
+import json,statistics,sys
+a,b=json.load(open(sys.argv[1])),json.load(open(sys.argv[2]))
+f,e=b['round_seconds_full'],b['round_seconds_exit']
+savings=[1-x/y for x,y in zip(e,f)]
+print(b['rounds']==3 and len(f)==3 and len(e)==3 and b['seconds_full']==statistics.median(f)
+      and b['seconds_exit']==statistics.median(e) and abs(b['saving_median']-statistics.median(savings))<1e-12
+      and all(a[k]==b[k] for k in ['labels_full','labels_exit','agreement','pruning_ratio','exit_histogram']))" \
+    "$E2E_TMP/eval1.json" "$E2E_TMP/rounds.json" 2>&1)
+[ "$RC" -eq 0 ] && [ "$rounds" = True ] && grep -q "medians of 3 rounds, wall-time saving" "$ERR"
+check $? "eval --rounds 3: medians of alternating full and exit runs, the same answers as one round" \
+    "$rounds; $(last_run_details)"
+ramp eval -m "$M" "${EXITS[@]}" --data "$SST2/stsa.binary.dev" --limit 10 --exit "svm:$E2E_TMP/one.svm" --sweep 4 \
+    --rounds 2
+[ "$RC" -eq 2 ] && grep -q "it is for eval without --sweep" "$ERR"
+check $? "eval --rounds refuses --sweep (a sweep replays one recorded run)" "$(last_run_details)"
+
 # The exit-aware split: stage boundaries from the exit profile eval recorded; the same answers.
 if have_mpi; then
     mpi_run 120 4 eval -m "$M" "${EXITS[@]}" --data "$SST2/stsa.binary.dev" --limit 120 --exit "svm:$E2E_TMP/one.svm" \
