@@ -494,143 +494,186 @@ static json_t *seconds_json(const double *values, int n) {
     return array;
 }
 
-static int eval_job(pipeline *p, exit_job *job, const exit_job_options *o, ramp_error *err) {
+/* What eval found: each example's answer at full depth and with exits, the runs' times, the exit figures. */
+typedef struct {
+    bool run_full, have_full, with_exit, sweep;
+    int *full, *exited, *depths;           /* [examples] */
+    double *round_full, *round_exit;       /* [rounds] seconds; one entry for a sweep's recording run */
+    double *round_saving;                  /* [rounds] 1 - exit / full of each pair */
+    double seconds_full, seconds_exit;     /* medians over the rounds */
+    int correct_full, correct_exit, agree;
+    double mean_layers;
+    const long *exits_at;                  /* outputs per exit point, then at full depth */
+    sweep_point own;                       /* a sweep: the policy's own threshold, replayed */
+    json_t *sweep_table;
+    exit_profile profile;
+} eval_result;
+
+static void eval_result_free(eval_result *r) {
+    free(r->full);
+    free(r->exited);
+    free(r->depths);
+    free(r->round_full);
+    free(r->round_exit);
+    free(r->round_saving);
+    json_decref(r->sweep_table);
+    exit_profile_free(&r->profile);
+}
+
+/* Runs what eval asks (or reads the stored full-depth answers) and fills r. */
+static int eval_run(pipeline *p, exit_job *job, const exit_job_options *o, eval_result *r, ramp_error *err) {
     const task_dataset *task = &job->task;
-    const int n = task->n_examples, L = p->model.config.n_layers;
-    int *full = malloc((size_t)n * sizeof *full), *exited = malloc((size_t)n * sizeof *exited);
-    int *depths = malloc((size_t)n * sizeof *depths);
-    if (!full || !exited || !depths) {
-        free(full);
-        free(exited);
-        free(depths);
+    const int n = task->n_examples, L = p->model.config.n_layers, rounds = o->rounds;
+    r->with_exit = job->policy.kind != EXIT_POLICY_NONE;
+    r->sweep = r->with_exit && o->sweep;
+    r->run_full = !o->no_full;
+    r->have_full = r->run_full || o->full_from;
+    r->full = malloc((size_t)n * sizeof *r->full);
+    r->exited = malloc((size_t)n * sizeof *r->exited);
+    r->depths = malloc((size_t)n * sizeof *r->depths);
+    r->round_full = calloc((size_t)rounds, sizeof *r->round_full);
+    r->round_exit = calloc((size_t)rounds, sizeof *r->round_exit);
+    r->round_saving = calloc((size_t)rounds, sizeof *r->round_saving);
+    if (!r->full || !r->exited || !r->depths || !r->round_full || !r->round_exit || !r->round_saving)
         return ramp_fail(err, "out of memory");
-    }
-    const int rounds = o->rounds;
-    double round_full[rounds], round_exit[rounds], round_saving[rounds];
-    memset(round_full, 0, sizeof round_full);
-    memset(round_exit, 0, sizeof round_exit);
-    bool with_exit = job->policy.kind != EXIT_POLICY_NONE, sweep = with_exit && o->sweep;
-    bool run_full = !o->no_full, have_full = run_full || o->full_from;
     /* A sweep records the exit features at full depth and replays them instead of an exit run. */
-    int status = sweep ? run_task(p, task, EXIT_MODE_RECORD, NULL, full, &round_full[0], err)
-                       : !run_full && o->full_from ? read_full_result(o->full_from, o, task, full, err) : 0;
-    if (!status && !sweep)
-        status = timed_rounds(p, job, rounds, run_full, with_exit, full, exited, round_full, round_exit, err);
-    double seconds_full = median_of(round_full, rounds), seconds_exit = median_of(round_exit, rounds);
-    for (int k = 0; k < rounds; k++) round_saving[k] = round_full[k] > 0 ? 1.0 - round_exit[k] / round_full[k] : 0.0;
-    sweep_point own;
-    json_t *sweep_table = NULL;
-    if (!status && sweep) status = sweep_thresholds(p, job, full, o->sweep, exited, depths, &own, &sweep_table, err);
-    if (!status && with_exit && !sweep)
-        for (int i = 0; i < n; i++) depths[i] = (int)p->scheduler.requests[i].layers_executed;
-    exit_profile profile = {0};
-    if (!status && with_exit)
-        status = run_profile(p, depths, sweep ? "eval: sweep replay at the policy's threshold" : "eval: exit run",
-                             &profile, err);
-    if (status) {
-        free(full);
-        free(exited);
-        free(depths);
-        return -1;
-    }
-    if (!with_exit) memcpy(exited, full, (size_t)n * sizeof *full);
-    if (!with_exit || sweep) seconds_exit = seconds_full; /* a sweep reports no exit time: dropped below */
-    int correct_full = 0, correct_exit = 0, agree = 0;
+    int status = r->sweep ? run_task(p, task, EXIT_MODE_RECORD, NULL, r->full, &r->round_full[0], err)
+                 : !r->run_full && o->full_from ? read_full_result(o->full_from, o, task, r->full, err)
+                                                 : 0;
+    if (!status && !r->sweep)
+        status = timed_rounds(p, job, rounds, r->run_full, r->with_exit, r->full, r->exited, r->round_full,
+                              r->round_exit, err);
+    if (!status && r->sweep)
+        status = sweep_thresholds(p, job, r->full, o->sweep, r->exited, r->depths, &r->own, &r->sweep_table, err);
+    if (!status && r->with_exit && !r->sweep)
+        for (int i = 0; i < n; i++) r->depths[i] = (int)p->scheduler.requests[i].layers_executed;
+    if (!status && r->with_exit)
+        status = run_profile(p, r->depths, r->sweep ? "eval: sweep replay at the policy's threshold" : "eval: exit run",
+                             &r->profile, err);
+    if (status) return -1;
+    for (int k = 0; k < rounds; k++)
+        r->round_saving[k] = r->round_full[k] > 0 ? 1.0 - r->round_exit[k] / r->round_full[k] : 0.0;
+    r->seconds_full = median_of(r->round_full, rounds);
+    /* without exits, or in a sweep (no exit run to time: dropped from the results), the exit time is the full one */
+    r->seconds_exit = !r->with_exit || r->sweep ? r->seconds_full : median_of(r->round_exit, rounds);
+    if (!r->with_exit) memcpy(r->exited, r->full, (size_t)n * sizeof *r->full);
     for (int i = 0; i < n; i++) {
-        correct_full += have_full && full[i] == task->examples[i].label;
-        correct_exit += exited[i] == task->examples[i].label;
-        agree += have_full && full[i] == exited[i];
+        r->correct_full += r->have_full && r->full[i] == task->examples[i].label;
+        r->correct_exit += r->exited[i] == task->examples[i].label;
+        r->agree += r->have_full && r->full[i] == r->exited[i];
     }
     const exit_run *run = &p->exits;
-    const long *exits_at = sweep ? own.histogram : run->histogram;
-    double mean_layers = sweep ? own.mean_layers : with_exit && run->outputs ? (double)run->layers_executed / run->outputs : L;
+    r->exits_at = r->sweep ? r->own.histogram : run->histogram;
+    r->mean_layers = r->sweep                        ? r->own.mean_layers
+                     : r->with_exit && run->outputs ? (double)run->layers_executed / run->outputs
+                                                     : L;
+    return 0;
+}
+
+static const char *file_name_of(const char *path) { return strrchr(path, '/') ? strrchr(path, '/') + 1 : path; }
+
+/* eval's results as JSON (the --json file; stdout shows it without the per-example arrays). */
+static json_t *eval_json(const pipeline *p, const exit_job *job, const exit_job_options *o, eval_result *r) {
+    const task_dataset *task = &job->task;
+    const int n = task->n_examples, L = p->model.config.n_layers, rounds = o->rounds;
+    const exit_run *run = &p->exits;
     json_t *histogram = json_object();
-    for (int i = 0; with_exit && i <= run->n_exits; i++) {
+    for (int i = 0; r->with_exit && i <= run->n_exits; i++) {
         char key[16];
         snprintf(key, sizeof key, "%d", i < run->n_exits ? run->exit_layers[i] : L);
-        json_object_set_new(histogram, key, json_integer(exits_at[i]));
+        json_object_set_new(histogram, key, json_integer(r->exits_at[i]));
     }
-    if (!with_exit) {
+    if (!r->with_exit) {
         char key[16];
         snprintf(key, sizeof key, "%d", L);
         json_object_set_new(histogram, key, json_integer(n));
     }
-    const char *model_name = strrchr(o->pipeline.model_path, '/') ? strrchr(o->pipeline.model_path, '/') + 1
-                                                                  : o->pipeline.model_path;
-    const char *data_name = strrchr(o->data, '/') ? strrchr(o->data, '/') + 1 : o->data;
     json_t *root = json_pack("{s:s, s:s, s:s, s:s, s:i, s:i, s:i, s:f, s:f, s:f, s:f, s:f, s:o, s:f, s:f, s:f, s:f}",
-                             "task", task->name, "model", model_name, "data", data_name, "exit",
-                             o->exit_spec ? o->exit_spec : "none", "examples", n, "skip", o->skip, "stages", p->n_stages,
-                             "accuracy_full", (double)correct_full / n, "accuracy_exit", (double)correct_exit / n,
-                             "agreement", (double)agree / n, "pruning_ratio", 1.0 - mean_layers / L, "mean_layers",
-                             mean_layers, "exit_histogram", histogram, "seconds_full", seconds_full, "seconds_exit",
-                             seconds_exit, "rows_per_second_full", run_full ? n / seconds_full : 0.0,
-                             "rows_per_second_exit", n / seconds_exit);
-    json_object_set_new(root, "full", json_string(run_full ? "run" : o->full_from ? "stored" : "none"));
+                             "task", task->name, "model", file_name_of(o->pipeline.model_path), "data",
+                             file_name_of(o->data), "exit", o->exit_spec ? o->exit_spec : "none", "examples", n, "skip",
+                             o->skip, "stages", p->n_stages, "accuracy_full", (double)r->correct_full / n,
+                             "accuracy_exit", (double)r->correct_exit / n, "agreement", (double)r->agree / n,
+                             "pruning_ratio", 1.0 - r->mean_layers / L, "mean_layers", r->mean_layers,
+                             "exit_histogram", histogram, "seconds_full", r->seconds_full, "seconds_exit",
+                             r->seconds_exit, "rows_per_second_full", r->run_full ? n / r->seconds_full : 0.0,
+                             "rows_per_second_exit", n / r->seconds_exit);
+    if (!root) return NULL;
+    json_object_set_new(root, "full", json_string(r->run_full ? "run" : o->full_from ? "stored" : "none"));
     if (o->full_from) json_object_set_new(root, "full_from", json_string(o->full_from));
-    if (!run_full) { /* nothing was timed at full depth */
+    if (!r->run_full) { /* nothing was timed at full depth */
         json_object_del(root, "seconds_full");
         json_object_del(root, "rows_per_second_full");
     }
-    if (!have_full) { /* nothing to agree with */
+    if (!r->have_full) { /* nothing to agree with */
         json_object_del(root, "accuracy_full");
         json_object_del(root, "agreement");
     }
-    if (have_full) json_object_set_new(root, "labels_full", labels_json(full, n));
-    json_object_set_new(root, "labels_exit", labels_json(exited, n));
-    if (with_exit) json_object_set_new(root, "exit_profile", exit_profile_json(&profile));
+    if (r->have_full) json_object_set_new(root, "labels_full", labels_json(r->full, n));
+    json_object_set_new(root, "labels_exit", labels_json(r->exited, n));
+    if (r->with_exit) json_object_set_new(root, "exit_profile", exit_profile_json(&r->profile));
     json_object_set_new(root, "rounds", json_integer(rounds));
-    if (rounds > 1) {
-        if (run_full) json_object_set_new(root, "round_seconds_full", seconds_json(round_full, rounds));
-        if (with_exit && !sweep) json_object_set_new(root, "round_seconds_exit", seconds_json(round_exit, rounds));
-    }
-    if (run_full && with_exit && !sweep) json_object_set_new(root, "saving_median", json_real(median_of(round_saving, rounds)));
-    if (sweep) { /* the exit figures are the replay's at the policy's own threshold; no exit run to time */
+    if (rounds > 1 && r->run_full) json_object_set_new(root, "round_seconds_full", seconds_json(r->round_full, rounds));
+    if (rounds > 1 && r->with_exit && !r->sweep)
+        json_object_set_new(root, "round_seconds_exit", seconds_json(r->round_exit, rounds));
+    if (r->run_full && r->with_exit && !r->sweep)
+        json_object_set_new(root, "saving_median", json_real(median_of(r->round_saving, rounds)));
+    if (r->sweep) { /* the exit figures are the replay's at the policy's own threshold; no exit run to time */
         json_object_del(root, "seconds_exit");
         json_object_del(root, "rows_per_second_exit");
-        json_object_set_new(root, "sweep", sweep_table);
+        json_object_set_new(root, "sweep", r->sweep_table);
+        r->sweep_table = NULL; /* the root owns it now */
     }
-    /* stdout gets the figures without the per-example arrays (the --json file has them) */
-    json_t *shown = json_deep_copy(root);
-    json_object_del(shown, "labels_full");
-    json_object_del(shown, "labels_exit");
-    char *text = json_dumps(shown, JSON_INDENT(2));
-    json_decref(shown);
-    printf("%s\n", text ? text : "{}");
-    free(text);
-    /* The results are the job's output: a full disk or a closed pipe is a failure, not exit 0. */
-    if (fflush(stdout) != 0 || ferror(stdout)) {
-        json_decref(root);
-        exit_profile_free(&profile);
-        free(full);
-        free(exited);
-        free(depths);
-        return ramp_fail(err, "stdout: cannot write the results: %s", strerror(errno));
-    }
-    fprintf(stderr, "ramp eval: %s, %d examples, %d stage%s: ", task->name, n, p->n_stages, p->n_stages == 1 ? "" : "s");
-    if (have_full)
-        fprintf(stderr, "accuracy full %.3f%s, exit %.3f; agreement %.3f; ", (double)correct_full / n,
-                run_full ? "" : " (stored)", (double)correct_exit / n, (double)agree / n);
+    return root;
+}
+
+/* The one-line summary on stderr. */
+static void eval_print_summary(const pipeline *p, const exit_job *job, const exit_job_options *o,
+                               const eval_result *r) {
+    const int n = job->task.n_examples, L = p->model.config.n_layers, rounds = o->rounds;
+    fprintf(stderr, "ramp eval: %s, %d examples, %d stage%s: ", job->task.name, n, p->n_stages,
+            p->n_stages == 1 ? "" : "s");
+    if (r->have_full)
+        fprintf(stderr, "accuracy full %.3f%s, exit %.3f; agreement %.3f; ", (double)r->correct_full / n,
+                r->run_full ? "" : " (stored)", (double)r->correct_exit / n, (double)r->agree / n);
     else
-        fprintf(stderr, "accuracy exit %.3f (no full-depth result: agreement not known); ", (double)correct_exit / n);
-    fprintf(stderr, "mean layers %.2f of %d (pruning %.1f%%)", mean_layers, L, 100.0 * (1.0 - mean_layers / L));
-    if (run_full) fprintf(stderr, "; %.1f rows/s full", n / seconds_full);
-    if (sweep) fprintf(stderr, " (recording exit features); exit figures replayed at the policy's threshold\n");
-    else if (run_full) fprintf(stderr, ", %.1f rows/s exit (x%.2f)", n / seconds_exit, seconds_full / seconds_exit);
-    else fprintf(stderr, "; %.1f rows/s exit", n / seconds_exit);
-    if (!sweep && rounds > 1) {
-        fprintf(stderr, "; medians of %d rounds", rounds);
-        if (run_full && with_exit)
-            fprintf(stderr, ", wall-time saving %.1f%% (rounds %.1f%%..%.1f%%)", 100.0 * median_of(round_saving, rounds),
-                    100.0 * least_of(round_saving, rounds), 100.0 * most_of(round_saving, rounds));
+        fprintf(stderr, "accuracy exit %.3f (no full-depth result: agreement not known); ", (double)r->correct_exit / n);
+    fprintf(stderr, "mean layers %.2f of %d (pruning %.1f%%)", r->mean_layers, L, 100.0 * (1.0 - r->mean_layers / L));
+    if (r->run_full) fprintf(stderr, "; %.1f rows/s full", n / r->seconds_full);
+    if (r->sweep) {
+        fprintf(stderr, " (recording exit features); exit figures replayed at the policy's threshold\n");
+        return;
     }
-    if (!sweep) fputc('\n', stderr);
-    status = o->json ? write_eval_json(o->json, root, err) : 0;
+    if (r->run_full) fprintf(stderr, ", %.1f rows/s exit (x%.2f)", n / r->seconds_exit, r->seconds_full / r->seconds_exit);
+    else fprintf(stderr, "; %.1f rows/s exit", n / r->seconds_exit);
+    if (rounds > 1) fprintf(stderr, "; medians of %d rounds", rounds);
+    if (rounds > 1 && r->run_full && r->with_exit)
+        fprintf(stderr, ", wall-time saving %.1f%% (rounds %.1f%%..%.1f%%)", 100.0 * median_of(r->round_saving, rounds),
+                100.0 * least_of(r->round_saving, rounds), 100.0 * most_of(r->round_saving, rounds));
+    fputc('\n', stderr);
+}
+
+static int eval_job(pipeline *p, exit_job *job, const exit_job_options *o, ramp_error *err) {
+    eval_result r = {0};
+    json_t *root = NULL;
+    int status = eval_run(p, job, o, &r, err);
+    if (!status && !(root = eval_json(p, job, o, &r))) status = ramp_fail(err, "out of memory");
+    if (!status) {
+        /* stdout gets the figures without the per-example arrays (the --json file has them) */
+        json_t *shown = json_deep_copy(root);
+        json_object_del(shown, "labels_full");
+        json_object_del(shown, "labels_exit");
+        char *text = json_dumps(shown, JSON_INDENT(2));
+        json_decref(shown);
+        printf("%s\n", text ? text : "{}");
+        free(text);
+        /* The results are the job's output: a full disk or a closed pipe is a failure, not exit 0. */
+        if (fflush(stdout) != 0 || ferror(stdout))
+            status = ramp_fail(err, "stdout: cannot write the results: %s", strerror(errno));
+    }
+    if (!status) eval_print_summary(p, job, o, &r);
+    if (!status && o->json) status = write_eval_json(o->json, root, err);
     json_decref(root);
-    exit_profile_free(&profile);
-    free(full);
-    free(exited);
-    free(depths);
+    eval_result_free(&r);
     return status;
 }
 
