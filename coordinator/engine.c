@@ -75,6 +75,7 @@ static int copy_submission(const pipeline *p, const engine_request *r, engine_ha
     s->max_tokens = r->max_tokens;
     s->sampling = r->sampling;
     s->exit = (request_exit){.mode = r->exit, .token_level = r->token_level, .policy = r->policy};
+    s->logprobs = r->logprobs;
     s->handler = handler;
     s->context = context;
     s->submitted_at = clock_seconds();
@@ -196,6 +197,7 @@ static int drain_inbox(pipeline *p, ramp_error *err) {
             memset(state, 0, sizeof *state);
             state->handler = s->handler;
             state->context = s->context;
+            state->logprobs = s->logprobs;
             state->last_token_at = s->submitted_at;
             status = text_stream_init(&state->text, (const char *const *)s->stop, s->n_stop, err);
         }
@@ -364,7 +366,7 @@ static int handle_exit_features(pipeline *p, const Ramp__Output *o, ramp_error *
         int index = (int)(r - p->scheduler.requests);
         leaving[n_leaving++] = f->request_id;
         exit_run_settle(&p->exits, r, f->top_token, exit_index);
-        float logprob = f->top_prob > 0 ? logf(f->top_prob) : -INFINITY;
+        float logprob = !p->states[index].logprobs ? NAN : f->top_prob > 0 ? logf(f->top_prob) : -INFINITY;
         if (r->exit.token_level) deliver_token(p, index, f->top_token, logprob, (int)o->exit_layer, now);
         else deliver_exit(p, index, f->top_token, logprob, (int)o->exit_layer, now);
     }
@@ -397,7 +399,8 @@ static int handle_output(pipeline *p, const Ramp__Output *o, const float *payloa
         const float *logits = payload + i * vocab;
         int token = choose_token(p, index, logits);
         exit_run_settle(&p->exits, r, token, p->exits.n_exits);
-        deliver_token(p, index, token, logprob_of(logits, (int)vocab, token), p->model.config.n_layers, now);
+        float logprob = p->states[index].logprobs ? logprob_of(logits, (int)vocab, token) : NAN;
+        deliver_token(p, index, token, logprob, p->model.config.n_layers, now);
     }
     return scheduler_batch_done(&p->scheduler, o->batch_id, now, err);
 }

@@ -50,6 +50,9 @@ typedef struct {
     exit_mode exit;              /* EXIT_MODE_NONE, RECORD, or DECIDE with a policy */
     const exit_policy *policy;   /* for DECIDE; must outlive the request */
     bool token_level;            /* DECIDE: tokens leave (LITE) rather than the request (AdaInfer) */
+    bool logprobs;               /* each token's event carries its logprob; otherwise NAN: a log-softmax
+                                  * over the vocabulary per token is worth skipping (32,000 exps: a
+                                  * tenth of a 110M-class model's decode step) */
 } engine_request;
 
 typedef enum { ENGINE_TOKEN, ENGINE_FINISH } engine_event_kind;
@@ -59,7 +62,7 @@ typedef struct {
     uint64_t id;
     /* ENGINE_TOKEN */
     int token;
-    float logprob;
+    float logprob;       /* natural log of its probability; NAN unless the request asked (logprobs) */
     int exit_layer;      /* layers the token ran through (the model's depth when it did not exit) */
     const char *text;    /* settled text this event adds (may be empty); valid during the call */
     size_t text_length;

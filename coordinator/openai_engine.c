@@ -82,6 +82,7 @@ int openai_front_prepare(const openai_front *f, const openai_request *r, engine_
                                       .seed = r->seed_given ? r->seed
                                                             : (uint64_t)time(NULL) ^ (uint64_t)(clock_seconds() * 1e9)};
     for (int i = 0; i < r->n_stop && i < ENGINE_MAX_STOP; i++) out->stop[out->n_stop++] = r->stop[i];
+    out->logprobs = r->logprobs >= 0;
     if (choose_exit(f, r, out, exit_name, e)) {
         free(*tokens);
         *tokens = NULL;

@@ -95,6 +95,7 @@ typedef struct {
     char *stop[ENGINE_MAX_STOP];
     int n_stop;
     request_exit exit;
+    bool logprobs;
     engine_handler handler;
     void *context;
     double submitted_at;
@@ -105,6 +106,7 @@ typedef struct {
     engine_handler handler;
     void *context;
     text_stream text;
+    bool logprobs; /* its tokens' events carry their logprob */
     bool finish_sent;
     double last_token_at;
 } engine_request_state;
