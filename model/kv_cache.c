@@ -1,7 +1,10 @@
 #include "kv_cache.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 int kv_cache_init(kv_cache *kv, int n_layers, int kv_dim, int n_slots, ramp_error *err) {
     memset(kv, 0, sizeof *kv);
@@ -37,7 +40,7 @@ int kv_slot_reserve(kv_cache *kv, int slot, int capacity, ramp_error *err) {
         free(filled);
         return ramp_fail(err, "KV cache: out of memory reserving %zu bytes for slot %d", 2 * n * sizeof(float), slot);
     }
-    kv->slots[slot] = (kv_slot){capacity, keys, values, filled};
+    kv->slots[slot] = (kv_slot){.capacity = capacity, .keys = keys, .values = values, .filled = filled};
     kv->bytes_in_use += 2 * n * sizeof(float) + n_flags;
     return 0;
 }
@@ -50,5 +53,29 @@ void kv_slot_release(kv_cache *kv, int slot) {
     free(kv->slots[slot].keys);
     free(kv->slots[slot].values);
     free(kv->slots[slot].filled);
-    kv->slots[slot] = (kv_slot){0, NULL, NULL, NULL};
+    kv->slots[slot] = (kv_slot){0};
+}
+
+/* MADV_POPULATE_WRITE faults the pages in without writing them. Ranges are widened to whole pages:
+ * the neighbours' bytes are not touched, only mapped. A kernel without it (before Linux 5.14)
+ * refuses, and the pages fault in on first write as before. */
+static void map_in(const float *first, const float *end) {
+#ifdef MADV_POPULATE_WRITE
+    const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    uintptr_t from = (uintptr_t)first & ~(page - 1), to = ((uintptr_t)end + page - 1) & ~(page - 1);
+    if (to > from) (void)madvise((void *)from, to - from, MADV_POPULATE_WRITE);
+#else
+    (void)first, (void)end;
+#endif
+}
+
+void kv_slot_make_resident(kv_cache *kv, int slot, int position) {
+    kv_slot *s = &kv->slots[slot];
+    if (position < s->resident || position >= s->capacity) return;
+    int end = position + KV_RESIDENT_AHEAD < s->capacity ? position + KV_RESIDENT_AHEAD : s->capacity;
+    for (int layer = 0; layer < kv->n_layers; layer++) {
+        map_in(kv_keys(kv, slot, layer, s->resident), kv_keys(kv, slot, layer, end));
+        map_in(kv_values(kv, slot, layer, s->resident), kv_values(kv, slot, layer, end));
+    }
+    s->resident = end;
 }
