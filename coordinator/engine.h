@@ -51,8 +51,8 @@ typedef struct {
     const exit_policy *policy;   /* for DECIDE; must outlive the request */
     bool token_level;            /* DECIDE: tokens leave (LITE) rather than the request (AdaInfer) */
     bool logprobs;               /* each token's event carries its logprob; otherwise NAN: a log-softmax
-                                  * over the vocabulary per token is worth skipping (32,000 exps: a
-                                  * tenth of a 110M-class model's decode step) */
+                                  * over the vocabulary per token is worth skipping (32,000 exps, 0.13
+                                  * ms: 6% of a 768x12 Q4_0 model's decode step) */
 } engine_request;
 
 typedef enum { ENGINE_TOKEN, ENGINE_FINISH } engine_event_kind;
