@@ -435,7 +435,7 @@ static void rope_and_store(const model_config *c, kv_cache *kv, int local_layer,
     const int dim = c->dim, kv_dim = c->kv_dim, pairs = c->rope_dim / 2;
     for (int r = 0; r < rows->n_rows; r++) {
         const float *cos_row = ws->rope_cos + r * pairs, *sin_row = ws->rope_sin + r * pairs;
-        kv_prepare(kv, rows->slots[r], rows->positions[r]);
+        kv_prepare(kv, rows->slots[r], local_layer, rows->positions[r]);
         rope_apply(q + (size_t)r * dim, c->n_heads, c->head_dim, c->rope_dim, cos_row, sin_row);
         rope_apply(k + (size_t)r * kv_dim, c->n_kv_heads, c->head_dim, c->rope_dim, cos_row, sin_row);
         memcpy(kv_keys(kv, rows->slots[r], local_layer, rows->positions[r]), k + (size_t)r * kv_dim,

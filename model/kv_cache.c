@@ -34,13 +34,16 @@ int kv_slot_reserve(kv_cache *kv, int slot, int capacity, ramp_error *err) {
     size_t n_flags = (size_t)kv->n_layers * (size_t)capacity + 1;
     float *keys = calloc(n, sizeof(float)), *values = calloc(n, sizeof(float));
     unsigned char *filled = calloc(n_flags, 1);
-    if (!keys || !values || !filled) {
+    int *resident = calloc((size_t)kv->n_layers + 1, sizeof *resident);
+    if (!keys || !values || !filled || !resident) {
         free(keys);
         free(values);
         free(filled);
+        free(resident);
         return ramp_fail(err, "KV cache: out of memory reserving %zu bytes for slot %d", 2 * n * sizeof(float), slot);
     }
-    kv->slots[slot] = (kv_slot){.capacity = capacity, .keys = keys, .values = values, .filled = filled};
+    kv->slots[slot] =
+        (kv_slot){.capacity = capacity, .resident = resident, .keys = keys, .values = values, .filled = filled};
     kv->bytes_in_use += 2 * n * sizeof(float) + n_flags;
     return 0;
 }
@@ -53,6 +56,7 @@ void kv_slot_release(kv_cache *kv, int slot) {
     free(kv->slots[slot].keys);
     free(kv->slots[slot].values);
     free(kv->slots[slot].filled);
+    free(kv->slots[slot].resident);
     kv->slots[slot] = (kv_slot){0};
 }
 
@@ -69,13 +73,12 @@ static void map_in(const float *first, const float *end) {
 #endif
 }
 
-void kv_slot_make_resident(kv_cache *kv, int slot, int position) {
+void kv_slot_make_resident(kv_cache *kv, int slot, int local_layer, int position) {
     kv_slot *s = &kv->slots[slot];
-    if (position < s->resident || position >= s->capacity) return;
+    int *resident = &s->resident[local_layer];
+    if (position < *resident || position >= s->capacity) return;
     int end = position + KV_RESIDENT_AHEAD < s->capacity ? position + KV_RESIDENT_AHEAD : s->capacity;
-    for (int layer = 0; layer < kv->n_layers; layer++) {
-        map_in(kv_keys(kv, slot, layer, s->resident), kv_keys(kv, slot, layer, end));
-        map_in(kv_values(kv, slot, layer, s->resident), kv_values(kv, slot, layer, end));
-    }
-    s->resident = end;
+    map_in(kv_keys(kv, slot, local_layer, *resident), kv_keys(kv, slot, local_layer, end));
+    map_in(kv_values(kv, slot, local_layer, *resident), kv_values(kv, slot, local_layer, end));
+    *resident = end;
 }

@@ -17,7 +17,7 @@
 
 typedef struct {
     int capacity; /* positions reserved; 0 when the slot is free */
-    int resident; /* positions [0, resident) of every layer have their memory mapped in */
+    int *resident; /* [local_layer]: positions [0, resident) of that layer have their memory mapped in */
     float *keys;
     float *values;
     unsigned char *filled; /* [local_layer][position]: 1 once that position's keys/values exist */
@@ -55,15 +55,16 @@ static inline float *kv_values(const kv_cache *kv, int slot, int local_layer, in
 
 /* A slot's memory comes from the OS untouched, and a decode step writes each layer's keys and
  * values of a new position: without help every other step takes page faults in every layer (5 us
- * of a 768-dim layer's 130 us here). Before writing a position, call kv_prepare: when the
- * position is past the resident ones, the pages of the next KV_RESIDENT_AHEAD positions of every
- * layer are mapped in by one madvise per layer and array, a few times cheaper than faulting them
- * one by one. Memory still follows use: at most KV_RESIDENT_AHEAD positions ahead of it. */
+ * of a 768-dim layer's 130 us here). Before writing a position of a layer, call kv_prepare: when
+ * the position is past that layer's resident ones, the pages of its next KV_RESIDENT_AHEAD
+ * positions are mapped in by one madvise per array, a few times cheaper than faulting them one by
+ * one. Memory still follows use, layer by layer (a request that leaves early maps nothing in the
+ * layers it skips): at most KV_RESIDENT_AHEAD positions ahead of it. */
 #define KV_RESIDENT_AHEAD 64
-void kv_slot_make_resident(kv_cache *kv, int slot, int position);
+void kv_slot_make_resident(kv_cache *kv, int slot, int local_layer, int position);
 
-static inline void kv_prepare(kv_cache *kv, int slot, int position) {
-    if (position >= kv->slots[slot].resident) kv_slot_make_resident(kv, slot, position);
+static inline void kv_prepare(kv_cache *kv, int slot, int local_layer, int position) {
+    if (position >= kv->slots[slot].resident[local_layer]) kv_slot_make_resident(kv, slot, local_layer, position);
 }
 
 #endif
