@@ -469,23 +469,16 @@ static int timed_rounds(pipeline *p, const exit_job *job, int rounds, bool run_f
     return status;
 }
 
-static double median_of(const double *values, int n) {
+typedef struct {
+    double least, median, most;
+} spread;
+
+/* n >= 1 values: their least, median and most (one sort). */
+static spread spread_of(const double *values, int n) {
     double sorted[n];
     memcpy(sorted, values, (size_t)n * sizeof *sorted);
     qsort(sorted, (size_t)n, sizeof *sorted, by_value);
-    return n % 2 ? sorted[n / 2] : 0.5 * (sorted[n / 2 - 1] + sorted[n / 2]);
-}
-
-static double least_of(const double *values, int n) {
-    double least = values[0];
-    for (int i = 1; i < n; i++) least = values[i] < least ? values[i] : least;
-    return least;
-}
-
-static double most_of(const double *values, int n) {
-    double most = values[0];
-    for (int i = 1; i < n; i++) most = values[i] > most ? values[i] : most;
-    return most;
+    return (spread){sorted[0], n % 2 ? sorted[n / 2] : 0.5 * (sorted[n / 2 - 1] + sorted[n / 2]), sorted[n - 1]};
 }
 
 static json_t *seconds_json(const double *values, int n) {
@@ -499,8 +492,8 @@ typedef struct {
     bool run_full, have_full, with_exit, sweep;
     int *full, *exited, *depths;           /* [examples] */
     double *round_full, *round_exit;       /* [rounds] seconds; one entry for a sweep's recording run */
-    double *round_saving;                  /* [rounds] 1 - exit / full of each pair */
     double seconds_full, seconds_exit;     /* medians over the rounds */
+    spread saving;                         /* of the rounds' savings, 1 - exit / full of each pair */
     int correct_full, correct_exit, agree;
     double mean_layers;
     const long *exits_at;                  /* outputs per exit point, then at full depth */
@@ -515,7 +508,6 @@ static void eval_result_free(eval_result *r) {
     free(r->depths);
     free(r->round_full);
     free(r->round_exit);
-    free(r->round_saving);
     json_decref(r->sweep_table);
     exit_profile_free(&r->profile);
 }
@@ -533,8 +525,7 @@ static int eval_run(pipeline *p, exit_job *job, const exit_job_options *o, eval_
     r->depths = malloc((size_t)n * sizeof *r->depths);
     r->round_full = calloc((size_t)rounds, sizeof *r->round_full);
     r->round_exit = calloc((size_t)rounds, sizeof *r->round_exit);
-    r->round_saving = calloc((size_t)rounds, sizeof *r->round_saving);
-    if (!r->full || !r->exited || !r->depths || !r->round_full || !r->round_exit || !r->round_saving)
+    if (!r->full || !r->exited || !r->depths || !r->round_full || !r->round_exit)
         return ramp_fail(err, "out of memory");
     /* A sweep records the exit features at full depth and replays them instead of an exit run. */
     int status = r->sweep ? run_task(p, task, EXIT_MODE_RECORD, NULL, r->full, &r->round_full[0], err)
@@ -551,11 +542,12 @@ static int eval_run(pipeline *p, exit_job *job, const exit_job_options *o, eval_
         status = run_profile(p, r->depths, r->sweep ? "eval: sweep replay at the policy's threshold" : "eval: exit run",
                              &r->profile, err);
     if (status) return -1;
-    for (int k = 0; k < rounds; k++)
-        r->round_saving[k] = r->round_full[k] > 0 ? 1.0 - r->round_exit[k] / r->round_full[k] : 0.0;
-    r->seconds_full = median_of(r->round_full, rounds);
+    double savings[rounds];
+    for (int k = 0; k < rounds; k++) savings[k] = r->round_full[k] > 0 ? 1.0 - r->round_exit[k] / r->round_full[k] : 0.0;
+    r->saving = spread_of(savings, rounds);
+    r->seconds_full = spread_of(r->round_full, rounds).median;
     /* without exits, or in a sweep (no exit run to time: dropped from the results), the exit time is the full one */
-    r->seconds_exit = !r->with_exit || r->sweep ? r->seconds_full : median_of(r->round_exit, rounds);
+    r->seconds_exit = !r->with_exit || r->sweep ? r->seconds_full : spread_of(r->round_exit, rounds).median;
     if (!r->with_exit) memcpy(r->exited, r->full, (size_t)n * sizeof *r->full);
     for (int i = 0; i < n; i++) {
         r->correct_full += r->have_full && r->full[i] == task->examples[i].label;
@@ -616,7 +608,7 @@ static json_t *eval_json(const pipeline *p, const exit_job *job, const exit_job_
     if (rounds > 1 && r->with_exit && !r->sweep)
         json_object_set_new(root, "round_seconds_exit", seconds_json(r->round_exit, rounds));
     if (r->run_full && r->with_exit && !r->sweep)
-        json_object_set_new(root, "saving_median", json_real(median_of(r->round_saving, rounds)));
+        json_object_set_new(root, "saving_median", json_real(r->saving.median));
     if (r->sweep) { /* the exit figures are the replay's at the policy's own threshold; no exit run to time */
         json_object_del(root, "seconds_exit");
         json_object_del(root, "rows_per_second_exit");
@@ -647,8 +639,8 @@ static void eval_print_summary(const pipeline *p, const exit_job *job, const exi
     else fprintf(stderr, "; %.1f rows/s exit", n / r->seconds_exit);
     if (rounds > 1) fprintf(stderr, "; medians of %d rounds", rounds);
     if (rounds > 1 && r->run_full && r->with_exit)
-        fprintf(stderr, ", wall-time saving %.1f%% (rounds %.1f%%..%.1f%%)", 100.0 * median_of(r->round_saving, rounds),
-                100.0 * least_of(r->round_saving, rounds), 100.0 * most_of(r->round_saving, rounds));
+        fprintf(stderr, ", wall-time saving %.1f%% (rounds %.1f%%..%.1f%%)", 100.0 * r->saving.median,
+                100.0 * r->saving.least, 100.0 * r->saving.most);
     fputc('\n', stderr);
 }
 
