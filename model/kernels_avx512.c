@@ -96,69 +96,160 @@ INLINE __m512 lane_scales16(const unsigned char *const row_table[16], size_t at)
 #undef HALF
 }
 
+/* The bytes of a 32-value block: fp16 scale d, then (Q4_1, Q5_1) the fp16 min, (Q5_0, Q5_1) the
+ * 32 fifth bits, then the quants. */
+INLINE size_t block_bytes_of(ggml_type type) {
+    return type == GGML_TYPE_Q8_0 ? 34 : type == GGML_TYPE_Q4_0 ? 18 : type == GGML_TYPE_Q4_1 ? 20 : type == GGML_TYPE_Q5_0 ? 22 : 24;
+}
+/* Where the quants start in a block. */
+INLINE int quants_at(ggml_type type) {
+    return type == GGML_TYPE_Q8_0 ? 2 : type == GGML_TYPE_Q4_0 ? 2 : type == GGML_TYPE_Q4_1 ? 4 : type == GGML_TYPE_Q5_0 ? 6 : 8;
+}
+
+/* A block's quants for every lane (row) from its transposed words q[k] (quant bytes 4k .. 4k+3;
+ * Q8_0: k < 8, the others k < 4, with qh the fifth bits): W[k] meets activation bytes 4k .. 4k+3. */
+INLINE void lanes16_quants(ggml_type type, const __m512i q[8], __m512i qh, __m512i W[8]) {
+    if (type == GGML_TYPE_Q8_0) {
+        const __m512i flip = _mm512_set1_epi8((char)0x80); /* biased by 128 to make them unsigned */
+        UNROLL
+        for (int k = 0; k < 8; k++) W[k] = _mm512_xor_si512(q[k], flip);
+        return;
+    }
+    const __m512i mask = _mm512_set1_epi8(0x0f);
+    UNROLL
+    for (int k = 0; k < 4; k++) {
+        W[k] = _mm512_and_si512(q[k], mask);
+        W[k + 4] = _mm512_and_si512(_mm512_srli_epi16(q[k], 4), mask);
+    }
+    if (type == GGML_TYPE_Q5_0 || type == GGML_TYPE_Q5_1)
+        UNROLL
+        for (int k = 0; k < 8; k++) W[k] = _mm512_or_si512(W[k], fifth_bits16(qh, 4 * k));
+}
+
+/* acc[r] += block b's products of the sixteen lanes' weights (W, scale wd, min wm) with
+ * activation row r, for r < NA: kernels.h's arithmetic. */
+INLINE void lanes16_block(ggml_type type, int NA, int b, const __m512i W[8], __m512 wd, __m512 wm,
+                          const act_q8_32_view *a, __m512 *acc) {
+    const int bias = block_bias(type);
+    UNROLL_ROWS
+    for (int r = 0; r < NA; r++) {
+        const int8_t *x = a[r].q + 32 * b;
+        /* two chains of four vpdpbusd instead of one of eight (integer sums: the same value),
+         * so that more of them run at once: Q4_0 4096x4096, 16 rows, one thread 2.52 -> 2.36 ms */
+        __m512i even = _mm512_setzero_si512(), odd = _mm512_setzero_si512();
+        UNROLL
+        for (int k = 0; k < 8; k += 2) {
+            even = dpbusd_bcast(even, W[k], x + 4 * k);
+            odd = dpbusd_bcast(odd, W[k + 1], x + 4 * k + 4);
+        }
+        __m512i sums = _mm512_add_epi32(even, odd);
+        if (bias) sums = _mm512_sub_epi32(sums, _mm512_set1_epi32(bias * a[r].sum[b]));
+        acc[r] = _mm512_fmadd_ps(_mm512_mul_ps(wd, _mm512_set1_ps(a[r].d[b])), _mm512_cvtepi32_ps(sums), acc[r]);
+        if (type == GGML_TYPE_Q4_1 || type == GGML_TYPE_Q5_1)
+            acc[r] = _mm512_fmadd_ps(wm, _mm512_set1_ps(a[r].dsum[b]), acc[r]);
+    }
+}
+
+/* Block b of the sixteen lanes, transposed on its own: its quant bytes (and fifth bits) by
+ * transpose16x, its scales by sixteen scalar loads. */
+INLINE void lanes16_load_block(ggml_type type, const unsigned char *w, size_t w_stride,
+                               const unsigned char *const row_table[16], bool full, int b, __m512i W[8], __m512 *wd,
+                               __m512 *wm) {
+    const size_t off = (size_t)b * block_bytes_of(type);
+    const int at = quants_at(type);
+    const unsigned char *const *rows = full ? NULL : row_table;
+    __m512i q[8];
+    transpose16x(w, w_stride, rows, off + (size_t)at, q);
+    if (type == GGML_TYPE_Q8_0) transpose16x(w, w_stride, rows, off + (size_t)at + 16, q + 4);
+    const __m512i qh = type == GGML_TYPE_Q5_0 || type == GGML_TYPE_Q5_1 ? lane_words16(row_table, off + at - 4)
+                                                                        : _mm512_setzero_si512();
+    lanes16_quants(type, q, qh, W);
+    *wd = lane_scales16(row_table, off);
+    *wm = type == GGML_TYPE_Q4_1 || type == GGML_TYPE_Q5_1 ? lane_scales16(row_table, off + 2) : _mm512_setzero_ps();
+}
+
+/* ---- one activation row: eight blocks transposed at once ---------------------------------------------
+ * Eight blocks of a row are 8 x 18 (Q4_0) to 8 x 34 (Q8_0) bytes, a whole number of 16-byte
+ * chunks. Transposed chunk by chunk (16 rows each), they leave every field of every block in the
+ * lanes, the scales included: a field at a byte offset of 2 mod 4 is two words' halves. That
+ * replaces the sixteen scalar loads per block for the scales (a quarter of the Q4_0 one-row kernel's
+ * time on the AMD EPYC here) with shifts. A decoded row has one activation row, and nothing to
+ * share the per-block transposes with. */
+
+enum { GROUP_BLOCKS = 8, GROUP_CHUNK_MAX = GROUP_BLOCKS * 34 / 16 };
+
+/* The 32 bits at byte o (even) of each lane's group, from its transposed words D (word i: bytes
+ * 4i .. 4i+3); half16_at: the 16 bits at o, in the low half of the lane. */
+INLINE __m512i word32_at(const __m512i *D, int o) {
+    if (o % 4 == 0) return D[o / 4];
+    return _mm512_or_si512(_mm512_srli_epi32(D[o / 4], 16), _mm512_slli_epi32(D[o / 4 + 1], 16));
+}
+INLINE __m512i half16_at(const __m512i *D, int o) { return o % 4 == 0 ? D[o / 4] : _mm512_srli_epi32(D[o / 4], 16); }
+INLINE __m512 fp16_lanes_at(const __m512i *D, int o) { return _mm512_cvtph_ps(_mm512_cvtepi32_epi16(half16_at(D, o))); }
+
+INLINE void lanes16_one_row(ggml_type type, int n, const unsigned char *w, size_t w_stride, int nw,
+                            const act_q8_32_view *a, float *out) {
+    const int bb = (int)block_bytes_of(type), at = quants_at(type), nb = n / 32;
+    const bool five = type == GGML_TYPE_Q5_0 || type == GGML_TYPE_Q5_1;
+    const bool has_min = type == GGML_TYPE_Q4_1 || type == GGML_TYPE_Q5_1;
+    const int quant_words = type == GGML_TYPE_Q8_0 ? 8 : 4;
+    const unsigned char *row_table[16];
+    UNROLL_ROWS
+    for (int i = 0; i < 16; i++) row_table[i] = w + (size_t)(i < nw ? i : nw - 1) * w_stride;
+    const bool full = nw == 16;
+    const unsigned char *const *rows = full ? NULL : row_table;
+    __m512 acc = _mm512_setzero_ps();
+    int b = 0;
+    for (; b + GROUP_BLOCKS <= nb; b += GROUP_BLOCKS) {
+        const size_t group = (size_t)b * bb;
+        __m512i D[4 * GROUP_CHUNK_MAX];
+        int chunks = 0;
+        _Pragma("GCC unroll 8")
+        for (int j = 0; j < GROUP_BLOCKS; j++) {
+            prefetch_next(w, w_stride, b + j, nb);
+            const int s = j * bb;
+            /* the chunks up to this block's last byte, and the word after it when the quants end at
+             * a half word (never past the group: its last block starts at 2 mod 4, its quants at 0) */
+            const int end = s + bb + ((s + at) % 4 ? 4 : 0), need = (end + 15) / 16 < 2 * bb / 4 ? (end + 15) / 16 : 2 * bb / 4;
+            _Pragma("GCC unroll 17")
+            for (; chunks < need; chunks++) transpose16x(w, w_stride, rows, group + 16 * (size_t)chunks, D + 4 * chunks);
+            __m512i q[8], W[8];
+            _Pragma("GCC unroll 8")
+            for (int k = 0; k < quant_words; k++) q[k] = word32_at(D, s + at + 4 * k);
+            lanes16_quants(type, q, five ? word32_at(D, s + at - 4) : _mm512_setzero_si512(), W);
+            const __m512 wd = fp16_lanes_at(D, s), wm = has_min ? fp16_lanes_at(D, s + 2) : _mm512_setzero_ps();
+            lanes16_block(type, 1, b + j, W, wd, wm, a, &acc);
+        }
+    }
+    for (; b < nb; b++) {
+        prefetch_next(w, w_stride, b, nb);
+        __m512i W[8];
+        __m512 wd, wm;
+        lanes16_load_block(type, w, w_stride, row_table, full, b, W, &wd, &wm);
+        lanes16_block(type, 1, b, W, wd, wm, a, &acc);
+    }
+    const __mmask16 live = (__mmask16)((1u << nw) - 1);
+    _mm512_mask_storeu_ps(out, live, _mm512_permutexvar_ps(_mm512_loadu_si512(ROW16), acc));
+}
+
 /* Rows 0 .. nw-1 (nw <= 16) of w against NA activation rows. */
 INLINE void small_lanes16(ggml_type type, int NA, int n, const unsigned char *w, size_t w_stride, int nw,
                           const act_q8_32_view *a, float *out, size_t out_stride) {
-    const size_t block_bytes = type == GGML_TYPE_Q8_0 ? 34 : type == GGML_TYPE_Q4_0 ? 18 : type == GGML_TYPE_Q4_1 ? 20
-                               : type == GGML_TYPE_Q5_0 ? 22 : 24;
-    const bool has_min = type == GGML_TYPE_Q4_1 || type == GGML_TYPE_Q5_1;
-    const bool five = type == GGML_TYPE_Q5_0 || type == GGML_TYPE_Q5_1;
-    const int bias = block_bias(type), nb = n / 32;
-    const int at = type == GGML_TYPE_Q4_0 ? 2 : type == GGML_TYPE_Q4_1 ? 4 : type == GGML_TYPE_Q5_0 ? 6 : 8;
     /* With fewer than 16 rows the missing lanes repeat the last row (read, computed, never
      * stored) through a table of row pointers; 16 rows are addressed as w + i * stride. */
     const unsigned char *row_table[16];
     UNROLL
     for (int i = 0; i < 16; i++) row_table[i] = w + (size_t)(i < nw ? i : nw - 1) * w_stride;
     const bool full = nw == 16;
-    const __m512i mask = _mm512_set1_epi8(0x0f);
     __m512 acc[KERNEL_MAX_A];
     UNROLL_ROWS
     for (int r = 0; r < NA; r++) acc[r] = _mm512_setzero_ps();
-    for (int b = 0; b < nb; b++) {
-        prefetch_next(w, w_stride, b, nb);
-        const size_t off = (size_t)b * block_bytes;
-        const unsigned char *const *rows = full ? NULL : row_table;
-        __m512i W[8], t[4];
-        if (type == GGML_TYPE_Q8_0) {
-            const __m512i flip = _mm512_set1_epi8((char)0x80); /* biased by 128 to make them unsigned */
-            transpose16x(w, w_stride, rows, off + 2, t);
-            UNROLL
-            for (int k = 0; k < 4; k++) W[k] = _mm512_xor_si512(t[k], flip);
-            transpose16x(w, w_stride, rows, off + 18, t);
-            UNROLL
-            for (int k = 0; k < 4; k++) W[k + 4] = _mm512_xor_si512(t[k], flip);
-        } else {
-            transpose16x(w, w_stride, rows, off + (size_t)at, t);
-            UNROLL
-            for (int k = 0; k < 4; k++) {
-                W[k] = _mm512_and_si512(t[k], mask);
-                W[k + 4] = _mm512_and_si512(_mm512_srli_epi16(t[k], 4), mask);
-            }
-            if (five) {
-                const __m512i qh = lane_words16(row_table, off + at - 4);
-                UNROLL
-                for (int k = 0; k < 8; k++) W[k] = _mm512_or_si512(W[k], fifth_bits16(qh, 4 * k));
-            }
-        }
-        const __m512 wd = lane_scales16(row_table, off);
-        const __m512 wm = has_min ? lane_scales16(row_table, off + 2) : _mm512_setzero_ps();
-        UNROLL_ROWS
-        for (int r = 0; r < NA; r++) {
-            const int8_t *x = a[r].q + 32 * b;
-            /* two chains of four vpdpbusd instead of one of eight (integer sums: the same value),
-             * so that more of them run at once: Q4_0 4096x4096, 16 rows, one thread 2.52 -> 2.36 ms */
-            __m512i even = _mm512_setzero_si512(), odd = _mm512_setzero_si512();
-            UNROLL
-            for (int k = 0; k < 8; k += 2) {
-                even = dpbusd_bcast(even, W[k], x + 4 * k);
-                odd = dpbusd_bcast(odd, W[k + 1], x + 4 * k + 4);
-            }
-            __m512i sums = _mm512_add_epi32(even, odd);
-            if (bias) sums = _mm512_sub_epi32(sums, _mm512_set1_epi32(bias * a[r].sum[b]));
-            acc[r] = _mm512_fmadd_ps(_mm512_mul_ps(wd, _mm512_set1_ps(a[r].d[b])), _mm512_cvtepi32_ps(sums), acc[r]);
-            if (has_min) acc[r] = _mm512_fmadd_ps(wm, _mm512_set1_ps(a[r].dsum[b]), acc[r]);
-        }
+    for (int b = 0; b < n / 32; b++) {
+        prefetch_next(w, w_stride, b, n / 32);
+        __m512i W[8];
+        __m512 wd, wm;
+        lanes16_load_block(type, w, w_stride, row_table, full, b, W, &wd, &wm);
+        lanes16_block(type, NA, b, W, wd, wm, a, acc);
     }
     /* back to row order (ROW16 is its own inverse) and store the nw lanes that are rows */
     const __m512i order = _mm512_loadu_si512(ROW16);
@@ -176,7 +267,7 @@ INLINE void small_tile16(ggml_type type, int n, const void *w, size_t ws, int nw
         const unsigned char *rows = (const unsigned char *)w + (size_t)f * ws;
         const int count = nw - f < 16 ? nw - f : 16;
         switch (na) {
-        case 1: small_lanes16(type, 1, n, rows, ws, count, a, o + f, os); break;
+        case 1: lanes16_one_row(type, n, rows, ws, count, a, o + f); break;
         case 2: small_lanes16(type, 2, n, rows, ws, count, a, o + f, os); break;
         case 3: small_lanes16(type, 3, n, rows, ws, count, a, o + f, os); break;
         case 4: small_lanes16(type, 4, n, rows, ws, count, a, o + f, os); break;
