@@ -351,10 +351,12 @@ enum { ROW_STREAM_AHEAD = 2 };
 INLINE int row_stream_blocks(int n, int na) { return na == 1 && n >= 16 * 256 && n <= 65536 ? n / 256 : 0; }
 
 /* Prefetches the bytes ROW_STREAM_AHEAD groups beyond super-blocks [first, first + count) of a row
- * (into the next rows at a row's end: a matrix's rows are contiguous). */
+ * (into the next rows at a row's end: a matrix's rows are contiguous), into L2: with T0 hints
+ * 7B-layer Q4_K_M decode ran at 0.63 of llama.cpp on a day the host was slow, and T1 made it x1.60
+ * (1.47..1.69, 4 alternating rounds). */
 INLINE void prefetch_row_stream(const unsigned char *row, size_t block_bytes, int first, int count) {
     const unsigned char *ahead = row + (size_t)(first + 16 * ROW_STREAM_AHEAD) * block_bytes;
-    for (size_t at = 0; at < (size_t)count * block_bytes; at += 64) _mm_prefetch((const char *)(ahead + at), _MM_HINT_T0);
+    for (size_t at = 0; at < (size_t)count * block_bytes; at += 64) _mm_prefetch((const char *)(ahead + at), _MM_HINT_T1);
 }
 
 /* acc + scale[k] x total[k] for k = 0 .. count - 1, one after the other: a row's float sum over its
@@ -912,7 +914,7 @@ INLINE void float_tile16x(ggml_type type, int NW, int NA, int from, int to, int 
             xv[r] = _mm512_load_ps(x + (size_t)r * x_stride + i);
             __asm__("" : "+v"(xv[r])); /* in a register: GCC would fold a load into every fma */
         }
-        if (ahead) _mm_prefetch((const char *)w + (type == GGML_TYPE_F32 ? 4 : 2) * (size_t)i + ahead, _MM_HINT_T0);
+        if (ahead) _mm_prefetch((const char *)w + (type == GGML_TYPE_F32 ? 4 : 2) * (size_t)i + ahead, _MM_HINT_T1);
         UNROLL
         for (int f = 0; f < NW; f++) {
             __m512 wv = load16(type, w + (size_t)f * w_stride, i);
