@@ -210,7 +210,8 @@ INLINE void lanes16_one_row(ggml_type type, int n, const unsigned char *w, size_
             const int s = j * bb;
             /* the chunks up to this block's last byte, and the word after it when the quants end at
              * a half word (never past the group: its last block starts at 2 mod 4, its quants at 0) */
-            const int end = s + bb + ((s + at) % 4 ? 4 : 0), need = (end + 15) / 16 < 2 * bb / 4 ? (end + 15) / 16 : 2 * bb / 4;
+            const int end = s + bb + ((s + at) % 4 ? 4 : 0), group_chunks = GROUP_BLOCKS * bb / 16;
+            const int need = (end + 15) / 16 < group_chunks ? (end + 15) / 16 : group_chunks;
             _Pragma("GCC unroll 17")
             for (; chunks < need; chunks++) transpose16x(w, w_stride, rows, group + 16 * (size_t)chunks, D + 4 * chunks);
             __m512i q[8], W[8];
