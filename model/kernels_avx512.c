@@ -96,16 +96,6 @@ INLINE __m512 lane_scales16(const unsigned char *const row_table[16], size_t at)
 #undef HALF
 }
 
-/* The bytes of a 32-value block: fp16 scale d, then (Q4_1, Q5_1) the fp16 min, (Q5_0, Q5_1) the
- * 32 fifth bits, then the quants. */
-INLINE size_t block_bytes_of(ggml_type type) {
-    return type == GGML_TYPE_Q8_0 ? 34 : type == GGML_TYPE_Q4_0 ? 18 : type == GGML_TYPE_Q4_1 ? 20 : type == GGML_TYPE_Q5_0 ? 22 : 24;
-}
-/* Where the quants start in a block. */
-INLINE int quants_at(ggml_type type) {
-    return type == GGML_TYPE_Q8_0 ? 2 : type == GGML_TYPE_Q4_0 ? 2 : type == GGML_TYPE_Q4_1 ? 4 : type == GGML_TYPE_Q5_0 ? 6 : 8;
-}
-
 /* A block's quants for every lane (row) from its transposed words q[k] (quant bytes 4k .. 4k+3;
  * Q8_0: k < 8, the others k < 4, with qh the fifth bits): W[k] meets activation bytes 4k .. 4k+3. */
 INLINE void lanes16_quants(ggml_type type, const __m512i q[8], __m512i qh, __m512i W[8]) {

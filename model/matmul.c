@@ -11,13 +11,21 @@
  * rows, so a group of weight rows is read from memory once and reused from cache by every row of
  * the tile. The sizes only decide which thread computes what, never a value. */
 enum { TILE_FEATURES = 64, TILE_ROWS = 64 };
-/* A tile of at most this many activation rows (2 or more: one row's kernels prefetch their own)
- * prefetches the next group of weight rows into L2 while it works on the current one. So few rows
- * do too little work per weight to hide a read from memory, which is where a small micro-batch
- * finds the weights after other work has used the cache (lite16 layers 14-15, F32, one thread,
- * a 64 MB buffer written before each pass: 8 rows 16.6-20.4 -> 13.1-13.5 us per row-layer, 16 rows
- * 10.6-13.4 -> 8.9-10.6; warm, the same). */
+/* A tile of float weights with 2 to this many activation rows prefetches the next group of weight
+ * rows into L2 while it works on the current one. So few rows do too little work per weight to
+ * hide a read from memory, which is where a small micro-batch finds the weights after other work
+ * has used the cache (lite16 layers 14-15, F32, one thread, a 64 MB buffer written before each
+ * pass: 8 rows 16.6-20.4 -> 13.1-13.5 us per row-layer, 16 rows 10.6-13.4 -> 8.9-10.6; warm, the
+ * same). The float kernels prefetch only for one activation row; the quantized sixteen-lane ones
+ * prefetch their next rows themselves. */
 enum { SMALL_BATCH_ROWS = 32 };
+
+/* Weight rows [first, first + KERNEL_MAX_W) into L2, as far as the matrix goes. */
+static void prefetch_weight_rows(const weight_matrix *w, int first) {
+    const int count = w->rows - first < KERNEL_MAX_W ? w->rows - first : KERNEL_MAX_W;
+    const char *from = (const char *)w->data + (size_t)first * w->row_bytes;
+    for (size_t at = 0; count > 0 && at < (size_t)count * w->row_bytes; at += 64) __builtin_prefetch(from + at, 0, 2);
+}
 
 /* Below this many multiply-adds a product runs on the calling thread alone: waking the other
  * threads and waiting for them costs more than the work (and much more when another job keeps
@@ -82,13 +90,10 @@ static const unsigned char *converted(act_buffer *a, act_kind kind) {
 static void tile(float *out, const weight_matrix *w, const unsigned char *act, size_t act_stride, int cols, int f0,
                  int f1, int r0, int r1) {
     const unsigned char *weights = w->data;
+    const bool prefetch = r1 - r0 > 1 && r1 - r0 <= SMALL_BATCH_ROWS && act_kind_of(w->type) == ACT_F32;
     for (int f = f0; f < f1; f += KERNEL_MAX_W) {
         const int nw = f1 - f < KERNEL_MAX_W ? f1 - f : KERNEL_MAX_W;
-        if (r1 - r0 > 1 && r1 - r0 <= SMALL_BATCH_ROWS && f + KERNEL_MAX_W < w->rows) {
-            const int next = w->rows - (f + KERNEL_MAX_W) < KERNEL_MAX_W ? w->rows - (f + KERNEL_MAX_W) : KERNEL_MAX_W;
-            const char *from = (const char *)weights + (size_t)(f + KERNEL_MAX_W) * w->row_bytes;
-            for (size_t at = 0; at < (size_t)next * w->row_bytes; at += 64) __builtin_prefetch(from + at, 0, 2);
-        }
+        if (prefetch) prefetch_weight_rows(w, f + KERNEL_MAX_W);
         for (int r = r0; r < r1; r += KERNEL_MAX_A) {
             const int na = r1 - r < KERNEL_MAX_A ? r1 - r : KERNEL_MAX_A;
             kernel_dot(w->type, cols, weights + (size_t)f * w->row_bytes, w->row_bytes, nw,
