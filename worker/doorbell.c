@@ -94,6 +94,8 @@ void doorbells_close(doorbells *d) {
 
 bool doorbells_cover_job(const doorbells *d) { return d && d->node_size == d->world_size; }
 
+int doorbells_node_ranks(const doorbells *d) { return d ? d->node_size : 0; }
+
 uint32_t doorbells_count(const doorbells *d) { return atomic_load(&d->own->count); }
 
 /* The count is raised before sleepers is read, and sleepers before the kernel compares the count

@@ -24,6 +24,8 @@ void doorbells_open(doorbells **out);
 void doorbells_close(doorbells *d);
 /* True when every rank of the job is on this node: every frame rings. */
 bool doorbells_cover_job(const doorbells *d);
+/* Ranks of this job on this node (0 without doorbells). */
+int doorbells_node_ranks(const doorbells *d);
 /* This rank's count: read it before looking for frames, and wait on that value. */
 uint32_t doorbells_count(const doorbells *d);
 /* Rings world_rank's bell when it is on this node (any thread may ring, also its own). */
