@@ -690,12 +690,14 @@ INLINE void q6k_lanes16(int NA, int n, const unsigned char *w, size_t w_stride, 
  * stored quants enters as a starting value shared by all rows. The super-block sums are the same
  * integers as q6k_lanes16's, accumulated in the same float order. */
 INLINE __m512i q6k_row_sum(const unsigned char *block, const __m512i x[4], const __m512i offset[4]) {
-    static const int scale_lane[4][16] = {{0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3},
-                                          {4, 4, 4, 4, 5, 5, 5, 5, 6, 6, 6, 6, 7, 7, 7, 7},
-                                          {8, 8, 8, 8, 9, 9, 9, 9, 10, 10, 10, 10, 11, 11, 11, 11},
-                                          {12, 12, 12, 12, 13, 13, 13, 13, 14, 14, 14, 14, 15, 15, 15, 15}};
+    /* 16-bit word i of 128-bit lane L: the scale of sub-block 8h + L (words 0-3, which meet the low
+     * 64 values' sums) or 8h + 4 + L (words 4-7, the high ones'), for h = 0, 1 */
+    static const short scale_word[2][32] = {
+        {0, 0, 0, 0, 4, 4, 4, 4, 1, 1, 1, 1, 5, 5, 5, 5, 2, 2, 2, 2, 6, 6, 6, 6, 3, 3, 3, 3, 7, 7, 7, 7},
+        {8, 8, 8, 8, 12, 12, 12, 12, 9, 9, 9, 9, 13, 13, 13, 13, 10, 10, 10, 10, 14, 14, 14, 14, 11, 11, 11, 11, 15, 15, 15, 15}};
     const __m512i nibble = _mm512_set1_epi8(0x0f), bits45 = _mm512_set1_epi8(0x30);
-    const __m512i scales = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(block + 192)));
+    const __m512i scales =
+        _mm512_castsi256_si512(_mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(block + 192))));
     __m512i sum = _mm512_setzero_si512();
     UNROLL
     for (int h = 0; h < 2; h++) {
@@ -707,11 +709,13 @@ INLINE __m512i q6k_row_sum(const unsigned char *block, const __m512i x[4], const
         const __m512i low = _mm512_or_si512(_mm512_and_si512(ql, nibble), _mm512_and_si512(_mm512_slli_epi16(qh2, 4), bits45));
         const __m512i high =
             _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(ql, 4), nibble), _mm512_and_si512(qh2, bits45));
+        /* four values' sums of (q - 32) x, so at most 4 x 32 x 127 in size: exact as 16 bits, and
+         * vpdpwssd multiplies them by their sub-block's scale (a multiply-add of pairs where two
+         * vpmulld and two additions were: 165 -> 120 ns per sixteen 768-value rows, one thread) */
         const __m512i d_low = _mm512_dpbusd_epi32(offset[2 * h], low, x[2 * h]);
         const __m512i d_high = _mm512_dpbusd_epi32(offset[2 * h + 1], high, x[2 * h + 1]);
-        const __m512i s_low = _mm512_permutexvar_epi32(_mm512_loadu_si512(scale_lane[2 * h]), scales);
-        const __m512i s_high = _mm512_permutexvar_epi32(_mm512_loadu_si512(scale_lane[2 * h + 1]), scales);
-        sum = _mm512_add_epi32(sum, _mm512_add_epi32(_mm512_mullo_epi32(d_low, s_low), _mm512_mullo_epi32(d_high, s_high)));
+        sum = _mm512_dpwssd_epi32(sum, _mm512_packs_epi32(d_low, d_high),
+                                  _mm512_permutexvar_epi16(_mm512_loadu_si512(scale_word[h]), scales));
     }
     return sum;
 }
