@@ -379,7 +379,7 @@ static int handle_exit_features(pipeline *p, const Ramp__Output *o, ramp_error *
     Ramp__Envelope e = RAMP__ENVELOPE__INIT;
     e.body_case = RAMP__ENVELOPE__BODY_DECISION;
     e.decision = &d;
-    if (send_envelope(p->transport, (int)o->stage, &e, NULL, 0, err)) return -1;
+    if (send_urgent_envelope(p->transport, (int)o->stage, &e, err)) return -1;
     if (mark_left(b, leaving, n_leaving)) return scheduler_batch_done(&p->scheduler, o->batch_id, now, err);
     return 0;
 }

@@ -589,6 +589,12 @@ int forward_layers(const model *m, int first_layer, int end_layer, kv_cache *kv,
 
 int forward_layers_paired(const model *m, int first_layer, int end_layer, const forward_pairs *pairs, kv_cache *kv,
                           const forward_rows *rows, float *hidden, forward_workspace *ws, ramp_error *err) {
+    return forward_layers_pausing(m, first_layer, end_layer, pairs, kv, rows, hidden, ws, NULL, err);
+}
+
+int forward_layers_pausing(const model *m, int first_layer, int end_layer, const forward_pairs *pairs, kv_cache *kv,
+                           const forward_rows *rows, float *hidden, forward_workspace *ws, const forward_pause *pause,
+                           ramp_error *err) {
     if (pairs && pairs->first < pairs->end) {
         if ((pairs->end - pairs->first) % 2)
             return ramp_fail(err, "parallel layers %d-%d: expected an even number of layers to pair, found %d",
@@ -615,7 +621,13 @@ int forward_layers_paired(const model *m, int first_layer, int end_layer, const 
     }
     rope_prepare(m, rows, ws);
     const forward_partner *partner = pairs ? pairs->partner : NULL;
+    if (partner) pause = NULL; /* the partner follows this process's runs of pairs step by step */
     for (int layer = first_layer; layer < end_layer; layer++) {
+        if (pause && layer > first_layer) {
+            int ran = pause->run(pause->context, err);
+            if (ran < 0) return -1;
+            if (ran) rope_prepare(m, rows, ws);
+        }
         if (!forward_pair_starts(pairs, layer)) {
             if (partner && partner->member == 1)
                 return ramp_fail(err, "layer %d is no parallel pair's: the second member's process runs pairs only",

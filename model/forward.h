@@ -102,6 +102,20 @@ int forward_layers(const model *m, int first_layer, int end_layer, kv_cache *kv,
 int forward_layers_paired(const model *m, int first_layer, int end_layer, const forward_pairs *pairs, kv_cache *kv,
                           const forward_rows *rows, float *hidden, forward_workspace *ws, ramp_error *err);
 
+/* Between two layers (never inside a pair, and never with a partner process), a pause may run
+ * other rows through the same workspace: a pipeline stage takes the exit Decisions that came in
+ * meanwhile. run returns 1 when it used the workspace (the rows' rotary tables are then made
+ * again; `rows` must read as before), 0 when it did nothing, -1 on error. */
+typedef struct {
+    int (*run)(void *context, ramp_error *err);
+    void *context;
+} forward_pause;
+
+/* forward_layers_paired with a pause (NULL: none) between layers. */
+int forward_layers_pausing(const model *m, int first_layer, int end_layer, const forward_pairs *pairs, kv_cache *kv,
+                           const forward_rows *rows, float *hidden, forward_workspace *ws, const forward_pause *pause,
+                           ramp_error *err);
+
 /* logits[i] = LM head(final RMSNorm(hidden[i])) for n <= ws->max_rows rows: [n][vocab]. */
 void forward_logits(const model *m, const float *hidden, int n, float *logits, forward_workspace *ws);
 

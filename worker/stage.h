@@ -86,6 +86,7 @@ typedef struct {
     int n_rows;
     int layers_done; /* global index of the next layer to run */
     int speculated_to; /* > layers_done: parked, and its rows already ran up to this layer */
+    bool running;      /* its layers are running (a Decision taken between them is for another batch) */
     stage_row *rows; /* [row_capacity] */
     float *hidden;   /* [row_capacity][dim] */
     float *parked_hidden; /* [row_capacity][dim]: the states at the exit point, kept while speculating */
@@ -131,9 +132,11 @@ typedef struct {
     held_frame *held; /* work (and the controls behind it) waiting for a Decision, in order */
     int n_held, held_capacity;
     bool finished;
+    bool taking_decisions;  /* inside take_decisions: the batches it runs do not pause again */
     /* counters */
     double opened_at, busy_seconds, exit_head_seconds;
     double compute_seconds;       /* in forward_layers */
+    double paused_seconds;        /* taking Decisions between layers (their batches' layers counted apart) */
     double decision_wait_seconds; /* idle with a micro-batch parked here, waiting for its Decision */
     double last_frame_done;       /* clock_seconds when the last frame was handled */
     uint64_t batches_run, rows;
@@ -158,5 +161,7 @@ int stage_send_hello(stage *s, ramp_error *err);
 int send_failure(transport *t, int rank, const char *message);
 /* Packs an envelope (setting its version) and sends it. */
 int send_envelope(transport *t, int destination, Ramp__Envelope *e, const float *payload, size_t n, ramp_error *err);
+/* The same for an urgent frame without payload (an exit Decision: see transport.h). */
+int send_urgent_envelope(transport *t, int destination, Ramp__Envelope *e, ramp_error *err);
 
 #endif

@@ -9,7 +9,7 @@
 #include "clock.h"
 #include "doorbell.h"
 
-enum { FRAME_TAG = 7, EXCHANGE_TAG = 8 };
+enum { FRAME_TAG = 7, EXCHANGE_TAG = 8, URGENT_TAG = 9 };
 
 /* Empty polls before an idle receiver sleeps (where it spins at all: spin_polls_for); the longest
  * sleep when every frame rings a doorbell. */
@@ -178,7 +178,7 @@ static int local_enqueue(transport *t, int destination, uint8_t *frame, size_t l
     return 0;
 }
 
-int transport_send(transport *t, int destination, uint8_t *frame, size_t length, ramp_error *err) {
+static int send_tagged(transport *t, int destination, uint8_t *frame, size_t length, int tag, ramp_error *err) {
     if (destination < 0 || destination >= t->size) {
         free(frame);
         return ramp_fail(err, "transport: no rank %d in a job of %d", destination, t->size);
@@ -200,7 +200,7 @@ int transport_send(transport *t, int destination, uint8_t *frame, size_t length,
         t->pending_capacity = capacity;
     }
     pending_send *p = &t->pending[t->n_pending];
-    if (MPI_Isend(frame, (int)length, MPI_BYTE, destination, FRAME_TAG, MPI_COMM_WORLD, &p->request) != MPI_SUCCESS) {
+    if (MPI_Isend(frame, (int)length, MPI_BYTE, destination, tag, MPI_COMM_WORLD, &p->request) != MPI_SUCCESS) {
         free(frame);
         return ramp_fail(err, "transport: rank %d could not send %zu bytes to rank %d", t->rank, length, destination);
     }
@@ -209,6 +209,14 @@ int transport_send(transport *t, int destination, uint8_t *frame, size_t length,
     t->n_pending++;
     doorbells_ring(t->doorbells, destination);
     return 0;
+}
+
+int transport_send(transport *t, int destination, uint8_t *frame, size_t length, ramp_error *err) {
+    return send_tagged(t, destination, frame, length, FRAME_TAG, err);
+}
+
+int transport_send_urgent(transport *t, int destination, uint8_t *frame, size_t length, ramp_error *err) {
+    return send_tagged(t, destination, frame, length, URGENT_TAG, err);
 }
 
 int transport_exchange(transport *t, int peer, const void *send, void *receive, size_t bytes, ramp_error *err) {
@@ -256,18 +264,18 @@ static double idle_pause(const transport *t, long idle_polls) {
     return idle_polls > 5000 ? 200e-6 : 20e-6;
 }
 
-/* One look for a frame: 1 with it received, 0 without, -1 on error. */
-static int probe_once(transport *t, int *source, uint8_t **frame, size_t *length, ramp_error *err) {
+/* One look for a frame of one kind (tag): 1 with it received, 0 without, -1 on error. */
+static int probe_tag(transport *t, int tag, int *source, uint8_t **frame, size_t *length, ramp_error *err) {
     int flag = 0;
     MPI_Status status;
-    if (MPI_Iprobe(MPI_ANY_SOURCE, FRAME_TAG, MPI_COMM_WORLD, &flag, &status) != MPI_SUCCESS)
+    if (MPI_Iprobe(MPI_ANY_SOURCE, tag, MPI_COMM_WORLD, &flag, &status) != MPI_SUCCESS)
         return ramp_fail(err, "transport: rank %d: MPI_Iprobe failed", t->rank);
     if (!flag) return 0;
     int count;
     MPI_Get_count(&status, MPI_BYTE, &count);
     uint8_t *buffer = malloc(count > 0 ? (size_t)count : 1);
     if (!buffer) return ramp_fail(err, "transport: out of memory receiving %d bytes", count);
-    if (MPI_Recv(buffer, count, MPI_BYTE, status.MPI_SOURCE, FRAME_TAG, MPI_COMM_WORLD, MPI_STATUS_IGNORE) !=
+    if (MPI_Recv(buffer, count, MPI_BYTE, status.MPI_SOURCE, tag, MPI_COMM_WORLD, MPI_STATUS_IGNORE) !=
         MPI_SUCCESS) {
         free(buffer);
         return ramp_fail(err, "transport: rank %d: receive from rank %d failed", t->rank, status.MPI_SOURCE);
@@ -277,6 +285,17 @@ static int probe_once(transport *t, int *source, uint8_t **frame, size_t *length
     *length = (size_t)count;
     t->bytes_received += (size_t)count;
     return 1;
+}
+
+/* One look for a frame, urgent ones first. */
+static int probe_once(transport *t, int *source, uint8_t **frame, size_t *length, ramp_error *err) {
+    int got = probe_tag(t, URGENT_TAG, source, frame, length, err);
+    return got ? got : probe_tag(t, FRAME_TAG, source, frame, length, err);
+}
+
+int transport_poll_urgent(transport *t, int *source, uint8_t **frame, size_t *length, ramp_error *err) {
+    if (t->local) return 0;
+    return probe_tag(t, URGENT_TAG, source, frame, length, err);
 }
 
 int transport_receive(transport *t, double timeout_seconds, const volatile int *stop, int *source, uint8_t **frame,

@@ -10,6 +10,11 @@
  *    transport_receive; frames addressed to other ranks are handed to their registered handler
  *    (a pipeline stage) one at a time, in send order, until a frame for rank 0 turns up.
  * transport_send always takes ownership of the frame (malloc'ed), also on failure.
+ *
+ * Urgent frames (exit Decisions) travel apart from the others: a receiver takes them first, and a
+ * busy rank can pick them out between two layers (transport_poll_urgent) without taking the
+ * frames queued before them. Frames of one kind keep their order per sender; an urgent frame may
+ * overtake an ordinary one sent before it.
  */
 #ifndef RAMP_TRANSPORT_H
 #define RAMP_TRANSPORT_H
@@ -47,6 +52,10 @@ uint64_t transport_bytes_sent(const transport *t);
 uint64_t transport_bytes_received(const transport *t);
 
 int transport_send(transport *t, int destination, uint8_t *frame, size_t length, ramp_error *err);
+int transport_send_urgent(transport *t, int destination, uint8_t *frame, size_t length, ramp_error *err);
+/* An urgent frame that has arrived, without waiting: 1 with it (caller frees), 0 when there is
+ * none (always in-process, where frames run in send order anyway), -1 on error. */
+int transport_poll_urgent(transport *t, int *source, uint8_t **frame, size_t *length, ramp_error *err);
 /* Sends `bytes` bytes to peer and receives as many from it, at once, apart from the frames (MPI
  * only: the two processes of a layer-parallel pair swap their contributions; both call it). */
 int transport_exchange(transport *t, int peer, const void *send, void *receive, size_t bytes, ramp_error *err);
