@@ -12,11 +12,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "forward.h"
 #include "kv_cache.h"
 #include "model.h"
+#include "shared_files.h"
 
 enum { FIRST_LAYER = 2, END_LAYER = 10, ROWS = 9, OTHER_ROWS = 5, CONTEXT = 64 };
 
@@ -27,10 +27,8 @@ typedef struct {
 } fixture;
 
 static void fixture_open(fixture *f) {
-    const char *dir = getenv("RAMP_SHARED");
     char path[4096];
-    snprintf(path, sizeof path, "%s/models/lite16/model-f32.gguf", dir && *dir ? dir : "../shared");
-    if (access(path, R_OK)) cr_skip_test("%s not found (set RAMP_SHARED to the shared folder)", path);
+    shared_file(path, sizeof path, "models/lite16/model-f32.gguf");
     ramp_error err;
     cr_assert_eq(model_load(&f->m, path, NULL, false, NULL, &err), 0, "%s", err.message);
     cr_assert_eq(kv_cache_init(&f->kv, f->m.config.n_layers, f->m.config.kv_dim, 2, &err), 0, "%s", err.message);

@@ -10,26 +10,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "forward.h"
 #include "model.h"
 #include "quant.h"
+#include "shared_files.h"
 
 /* ---- helpers ------------------------------------------------------------------------------------ */
-
-static const char *shared_dir(void) {
-    const char *dir = getenv("RAMP_SHARED");
-    return dir && *dir ? dir : "../shared";
-}
-
-/* Writes $RAMP_SHARED/relative into buf; skips the test when the file is not readable. */
-static const char *shared_model(char *buf, size_t size, const char *relative) {
-    snprintf(buf, size, "%s/%s", shared_dir(), relative);
-    if (access(buf, R_OK) != 0)
-        cr_skip_test("%s not found (set RAMP_SHARED to the shared folder; it holds the models)", buf);
-    return buf;
-}
 
 static void load_or_die(model *m, const char *path, const model_slice *slice) {
     ramp_error err = {{0}};
@@ -109,8 +96,8 @@ static void assert_same_config(const model_config *a, const model_config *b, boo
 
 Test(model_load, stories260K_gguf_and_bin_have_identical_config) {
     char gguf_path[4096], bin_path[4096];
-    shared_model(gguf_path, sizeof gguf_path, "models/stories260K/stories260K-f32.gguf");
-    shared_model(bin_path, sizeof bin_path, "models/stories260K/stories260K.bin");
+    shared_file(gguf_path, sizeof gguf_path, "models/stories260K/stories260K-f32.gguf");
+    shared_file(bin_path, sizeof bin_path, "models/stories260K/stories260K.bin");
     model g, b;
     load_or_die(&g, gguf_path, NULL);
     load_or_die(&b, bin_path, NULL);
@@ -151,7 +138,7 @@ Test(model_load, read_config_matches_load) {
                            "models/lite16/model-f32.gguf", "models/base16/model-q4_0.gguf"};
     for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
         char path[4096];
-        shared_model(path, sizeof path, files[i]);
+        shared_file(path, sizeof path, files[i]);
         model_config config;
         ramp_error err = {{0}};
         cr_assert_eq(model_read_config(path, &config, &err), 0, "model_read_config(%s): %s", path, err.message);
@@ -168,7 +155,7 @@ Test(model_load, read_config_matches_load) {
 
 static void check_middle_slice(const char *relative) {
     char path[4096];
-    shared_model(path, sizeof path, relative);
+    shared_file(path, sizeof path, relative);
     model m;
     model_slice slice = {.first_layer = 2, .end_layer = 4, .embedding = false, .head = false};
     load_or_die(&m, path, &slice);
@@ -206,7 +193,7 @@ Test(model_load, lite16_bin_middle_slice) { check_middle_slice("models/lite16/mo
 
 Test(model_load, first_and_last_slices_add_up_to_the_model) {
     char path[4096];
-    shared_model(path, sizeof path, "models/lite16/model-f32.gguf");
+    shared_file(path, sizeof path, "models/lite16/model-f32.gguf");
     model first, last, full;
     model_slice a = {0, 7, true, false}, b = {7, -1, false, true};
     load_or_die(&first, path, &a);
@@ -231,7 +218,7 @@ Test(model_load, first_and_last_slices_add_up_to_the_model) {
 
 Test(model_load, slice_out_of_range_fails_with_message) {
     char path[4096];
-    shared_model(path, sizeof path, "models/stories260K/stories260K-f32.gguf");
+    shared_file(path, sizeof path, "models/stories260K/stories260K-f32.gguf");
     model m;
     ramp_error err = {{0}};
     model_slice slice = {3, 9, false, false};
@@ -261,8 +248,8 @@ static void assert_in_place(const model *m, const weight_matrix *w, const char *
 
 static void check_quantized(const char *relative, const char *reference, const char *type, float tolerance) {
     char path[4096], f32_path[4096];
-    shared_model(path, sizeof path, relative);
-    shared_model(f32_path, sizeof f32_path, reference);
+    shared_file(path, sizeof path, relative);
+    shared_file(f32_path, sizeof f32_path, reference);
     model q, f;
     load_or_die(&q, path, NULL);
     load_or_die(&f, f32_path, NULL);
@@ -322,7 +309,7 @@ Test(model_load, synth256_q6_k) { check_quantized("models/synth256/synth256-q6_k
  * than an iq2_xxs tensor needs, so the file stays valid). Written to a temporary file. */
 static void write_file_with_iq_head(char *out_path, size_t size) {
     char path[4096];
-    shared_model(path, sizeof path, "models/synth256/synth256-q4_0.gguf");
+    shared_file(path, sizeof path, "models/synth256/synth256-q4_0.gguf");
     FILE *in = fopen(path, "rb");
     cr_assert_not_null(in);
     fseek(in, 0, SEEK_END);
@@ -377,7 +364,7 @@ Test(model_load, missing_file_fails_with_path) {
 
 Test(model_load, llama2c_without_tokenizer_path_fails_clearly) {
     char path[4096];
-    shared_model(path, sizeof path, "models/stories260K/stories260K.bin");
+    shared_file(path, sizeof path, "models/stories260K/stories260K.bin");
     model m;
     ramp_error err = {{0}};
     cr_assert_eq(model_load(&m, path, NULL, true, NULL, &err), -1);
@@ -386,9 +373,9 @@ Test(model_load, llama2c_without_tokenizer_path_fails_clearly) {
 
 Test(model_load, llama2c_with_tokenizer_and_gguf_tokenizer_agree_on_size) {
     char bin_path[4096], tok_path[4096], gguf_path[4096];
-    shared_model(bin_path, sizeof bin_path, "models/stories260K/stories260K.bin");
-    shared_model(tok_path, sizeof tok_path, "models/stories260K/tok512.bin");
-    shared_model(gguf_path, sizeof gguf_path, "models/stories260K/stories260K-f32.gguf");
+    shared_file(bin_path, sizeof bin_path, "models/stories260K/stories260K.bin");
+    shared_file(tok_path, sizeof tok_path, "models/stories260K/tok512.bin");
+    shared_file(gguf_path, sizeof gguf_path, "models/stories260K/stories260K-f32.gguf");
     model b, g;
     ramp_error err = {{0}};
     model_slice none = {0, 0, false, false};

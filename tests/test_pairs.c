@@ -16,18 +16,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "forward.h"
 #include "kv_cache.h"
 #include "model.h"
 #include "quant.h"
+#include "shared_files.h"
 
 static void load_lite16(model *m) {
-    const char *dir = getenv("RAMP_SHARED");
     char path[4096];
-    snprintf(path, sizeof path, "%s/models/lite16/model-f32.gguf", dir && *dir ? dir : "../shared");
-    if (access(path, R_OK)) cr_skip_test("%s not found (set RAMP_SHARED to the shared folder)", path);
+    shared_file(path, sizeof path, "models/lite16/model-f32.gguf");
     ramp_error err;
     cr_assert_eq(model_load(m, path, NULL, false, NULL, &err), 0, "%s", err.message);
 }

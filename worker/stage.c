@@ -174,20 +174,22 @@ void stage_close(stage *s) {
     memset(s, 0, sizeof *s);
 }
 
-int send_envelope(transport *t, int destination, Ramp__Envelope *e, const float *payload, size_t n, ramp_error *err) {
+static int pack_and_send(transport *t, int destination, Ramp__Envelope *e, const float *payload, size_t n, bool urgent,
+                         ramp_error *err) {
     uint8_t *frame;
     size_t length;
     e->version = WIRE_PROTOCOL_VERSION;
     if (wire_pack(e, payload, n, &frame, &length, err)) return -1;
-    return transport_send(t, destination, frame, length, err);
+    return urgent ? transport_send_urgent(t, destination, frame, length, err)
+                  : transport_send(t, destination, frame, length, err);
+}
+
+int send_envelope(transport *t, int destination, Ramp__Envelope *e, const float *payload, size_t n, ramp_error *err) {
+    return pack_and_send(t, destination, e, payload, n, false, err);
 }
 
 int send_urgent_envelope(transport *t, int destination, Ramp__Envelope *e, ramp_error *err) {
-    uint8_t *frame;
-    size_t length;
-    e->version = WIRE_PROTOCOL_VERSION;
-    if (wire_pack(e, NULL, 0, &frame, &length, err)) return -1;
-    return transport_send_urgent(t, destination, frame, length, err);
+    return pack_and_send(t, destination, e, NULL, 0, true, err);
 }
 
 int send_failure(transport *t, int rank, const char *message) {
