@@ -313,7 +313,7 @@ SMALL_TILE16_WIDE(wide16_q5_1, GGML_TYPE_Q5_1)
 
 /* Sixteen vectors folded into one whose lane L is the sum of vector L's lanes: pairs of vectors are
  * combined a level at a time (32-bit pairs, 64-bit pairs, 128-bit lanes, then 256-bit halves), in
- * the order q6k_one_row16 and q6k_row_stream apply them. */
+ * the order q6k_one_row16 and q6k_rows_stream apply them. */
 INLINE __m512i fold_pairs32(__m512i a, __m512i b) {
     return _mm512_add_epi32(_mm512_unpacklo_epi32(a, b), _mm512_unpackhi_epi32(a, b));
 }
@@ -329,12 +329,15 @@ INLINE __m512i fold_lanes128(__m512i a, __m512i b) {
 #define FOLD_OCTET(LEAF, i) fold_lanes128(FOLD_QUAD(LEAF, i), FOLD_QUAD(LEAF, (i) + 4))
 #define FOLD16(LEAF) fold_lanes128(FOLD_OCTET(LEAF, 0), FOLD_OCTET(LEAF, 8))
 
-/* How far the row-stream kernels (q4k_row_stream, q6k_row_stream) prefetch, in groups of sixteen
+/* How far the row-stream kernels (q4k_rows_stream, q6k_rows_stream) prefetch, in groups of sixteen
  * super-blocks. The hardware prefetcher alone left one stream per thread short: one-row Q6_K from
  * memory, 2 threads, medians of 8 interleaved rounds, 32000x4096 33.0 -> 39.7 GB/s, 4096x11008
  * 24.4 -> 39.3 (one group ahead: 35.9 and 34.2; four: 39.6 and 35.2); Q4_K 11008x4096 read 11.6
- * GB/s on one thread without it. */
-enum { ROW_STREAM_AHEAD = 2 };
+ * GB/s on one thread without it. Sixteen groups ahead (37 KB of Q4_K, 53 KB of Q6_K: well within
+ * L2) against two, once the Q4_K kernel did less arithmetic: every Q4_K and every Q6_K matrix of a
+ * 4096x2 Q4_K_M file, one row each, 2 threads, from memory, 8 interleaved rounds, Q4_K 1.10
+ * (1.04..1.19) and Q6_K 1.03 (0.65..1.08) times as fast. */
+enum { ROW_STREAM_AHEAD = 16 };
 
 /* Super-blocks for a row-stream kernel: rows of 4,096 to 65,536 values against one activation row.
  * Shorter rows fill too few of its sixteen lanes (768 values: three); longer ones would take too
@@ -350,14 +353,43 @@ INLINE void prefetch_row_stream(const unsigned char *row, size_t block_bytes, in
     for (size_t at = 0; at < (size_t)count * block_bytes; at += 64) _mm_prefetch((const char *)(ahead + at), _MM_HINT_T1);
 }
 
-/* acc + scale[k] x total[k] for k = 0 .. count - 1, one after the other: a row's float sum over its
- * super-blocks in order, as a sixteen-row tile's lane takes them. */
-INLINE float sum_in_order(float acc, __m512 scale, __m512 total, int count) {
-    float scales[16], totals[16];
-    _mm512_storeu_ps(scales, scale);
-    _mm512_storeu_ps(totals, total);
-    for (int k = 0; k < count; k++) acc = fmaf(scales[k], totals[k], acc);
-    return acc;
+/* A row-stream kernel's float sums for a group of super-blocks whose integers are done: acc +
+ * scale[k] x total[k] for k = 0 .. count - 1, one after the other (a row's sum over its
+ * super-blocks in order, as a sixteen-row tile's lane takes them; the same for acc_min). The steps
+ * are taken a few at a time between the next group's integer work: run back to back, the two
+ * chains of dependent fmas were a sixth of the one-row Q4_K kernel's time, and the kernel ran 1.09
+ * times as fast with them in between (4096x4096, in cache, one thread). */
+typedef struct {
+    float scale[16], total[16], scale_min[16], total_min[16];
+    int count, done;    /* the group's steps, and how many are taken */
+    float acc, acc_min; /* the row's sums so far */
+    float *out;         /* where acc - acc_min goes after this group (the row's last), or NULL */
+} pending_sums;
+
+INLINE void pending_steps(pending_sums *p, int upto) {
+    for (; p->done < upto && p->done < p->count; p->done++) {
+        p->acc = fmaf(p->scale[p->done], p->total[p->done], p->acc);
+        p->acc_min = fmaf(p->scale_min[p->done], p->total_min[p->done], p->acc_min);
+    }
+}
+
+INLINE void pending_finish(pending_sums *p) {
+    pending_steps(p, 16);
+    if (p->out) *p->out = p->acc - p->acc_min;
+    p->out = NULL;
+}
+
+/* The next group (call pending_finish first): its row's first when new_row. */
+INLINE void pending_start(pending_sums *p, bool new_row, __m512 scale, __m512 total, __m512 scale_min,
+                          __m512 total_min, int count, float *out) {
+    if (new_row) p->acc = p->acc_min = 0.0f;
+    _mm512_storeu_ps(p->scale, scale);
+    _mm512_storeu_ps(p->total, total);
+    _mm512_storeu_ps(p->scale_min, scale_min);
+    _mm512_storeu_ps(p->total_min, total_min);
+    p->count = count;
+    p->done = 0;
+    p->out = out;
 }
 
 /* ---- K blocks, sixteen weight rows per 512-bit vector -----------------------------------------------
@@ -494,29 +526,28 @@ INLINE void k45_tile16(bool five, int n, const void *w, size_t ws, int nw, const
 }
 
 /* Q4_K, one weight row against one activation row, the row read front to back (one memory stream
- * per thread, as q6k_row_stream below): sixteen super-blocks of the row take the sixteen lanes that
+ * per thread, as q6k_rows_stream below): sixteen super-blocks of the row take the sixteen lanes that
  * k45_lanes16 gives sixteen rows. Their heads (d, dmin, scales and mins) are transposed and unpacked
  * across lanes as there; each super-block's quants are read in place, two 64-byte loads against the
- * activation rearranged once per call (q4k_act: values 0-31 and 64-95 of a 128-value half in one
- * vector, 32-63 and 96-127 in the next, the order of the low and high nibbles), every 32-bit lane
- * times its sub-block's scale. The super-block integers A (quants times scales) and B (mins times
+ * activation in the order of the low and high nibbles (ACT_Q8_256's q_nibble_order, made once per
+ * activation row), every 32-bit lane times its sub-block's scale. The super-block integers A (quants times scales) and B (mins times
  * activation sums) are those of k45_lanes16, and the row's floats run over the super-blocks in order
  * with the same products: the same bits. It costs more arithmetic per byte than k45_lanes16 (in
  * cache, one thread: about 31 against 37-41 GB/s) but reads memory faster: one-row Q4_K from memory, 2
  * threads, medians of 8 interleaved rounds, 11008x4096 33.5 -> 37.5 GB/s, 4096x11008 34.0 -> 38.4,
  * 4096x4096 39.2 -> 44.8; 4096x2 Q4_K_M decode 1.06 and 1.17 times as fast (medians of the rounds'
- * ratios, two runs of 8). */
-typedef struct {
-    const __m512i *x;       /* [4 * blocks]: the rearranged activation, four vectors per super-block */
-    const int32_t *min_sum; /* [4][blocks]: activation sums of sub-blocks (j, j + 2), j = 0, 1, 4, 5, packed as int16 pairs */
-} q4k_act;
+ * ratios, two runs of 8). Two later changes took its arithmetic down: the activation's nibble order
+ * made once per activation row (ACT_Q8_256) instead of once per sixteen weight rows, and the head
+ * transposed from the row itself when a group is whole (no table of lane addresses, which GCC built
+ * with scatters); with pending_sums, one thread, 4096x4096 in cache: 1,712 -> 1,368 ns per sixteen
+ * rows (21.5 -> 26.9 GB/s, steady over interleaved runs). */
 
-/* Super-block quants q (128 bytes) against its rearranged activation x[4]: a vector whose lanes sum
+/* Super-block quants q (128 bytes) against its activation x in nibble order (256 bytes): a vector whose lanes sum
  * to A, the super-block's sum of quant x activation x sub-block scale. scales_lo and scales_hi: the
  * super-block's scales 0-3 and 4-7, one byte each, in every 32-bit lane. The four-value sums of
  * vpdpbusd (at most 4 x 15 x 128) are packed to 16 bits, low nibbles' then high nibbles' in each
  * 128-bit lane, and vpdpwssd multiplies them by their sub-block's scale and adds them up. */
-INLINE __m512i q4k_block_sum(const unsigned char *q, const __m512i *x, __m512i scales_lo, __m512i scales_hi) {
+INLINE __m512i q4k_block_sum(const unsigned char *q, const int8_t *x, __m512i scales_lo, __m512i scales_hi) {
     /* per 128-bit lane, the scale byte of its four low-nibble then four high-nibble sums: lanes 0-1
      * hold sub-blocks 2c and 2c + 1 (bytes 0 and 1 of the chunk pair's scales), lanes 2-3 the next
      * chunk's (bytes 2 and 3) */
@@ -528,79 +559,82 @@ INLINE __m512i q4k_block_sum(const unsigned char *q, const __m512i *x, __m512i s
     for (int h = 0; h < 2; h++) {
         const __m512i qs = _mm512_loadu_si512(q + 64 * h);
         const __m512i lo = _mm512_and_si512(qs, nibble), hi = _mm512_and_si512(_mm512_srli_epi16(qs, 4), nibble);
-        const __m512i d_lo = _mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, x[2 * h]);
-        const __m512i d_hi = _mm512_dpbusd_epi32(_mm512_setzero_si512(), hi, x[2 * h + 1]);
+        const __m512i d_lo = _mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, _mm512_loadu_si512(x + 128 * h));
+        const __m512i d_hi = _mm512_dpbusd_epi32(_mm512_setzero_si512(), hi, _mm512_loadu_si512(x + 128 * h + 64));
         sum = _mm512_dpwssd_epi32(sum, _mm512_packs_epi32(d_lo, d_hi), _mm512_shuffle_epi8(h ? scales_hi : scales_lo, pick));
     }
     return sum;
 }
 
-INLINE float q4k_row_stream(int n, const unsigned char *row, const act_q8_256_view *a, const q4k_act *r) {
+/* Rows 0 .. nw-1 of w, one after the other, sixteen super-blocks (a group) at a time. */
+INLINE void q4k_rows_stream(int n, const unsigned char *w, size_t w_stride, int nw, const act_q8_256_view *a,
+                            float *out) {
     const size_t block_bytes = 144;
     const int blocks = n / 256;
-    float acc = 0.0f, acc_min = 0.0f;
-    for (int first = 0; first < blocks; first += 16) {
-        const int count = blocks - first < 16 ? blocks - first : 16;
-        const __mmask16 live = (__mmask16)((1u << count) - 1);
-        prefetch_row_stream(row, block_bytes, first, count);
-        const unsigned char *lane_table[16];
-        UNROLL
-        for (int k = 0; k < 16; k++) /* transpose16x puts lane_table[ROW16[k]] in lane k */
-            lane_table[ROW16[k]] = row + (size_t)(first + (k < count ? k : 0)) * block_bytes;
-        __m512i head[4];
-        transpose16x(NULL, 0, lane_table, 0, head);
-        const __m512i dm = head[0];
-        __m512i sc_lo, sc_hi, mn_pair[4];
-        k4_scales_mins(head, &sc_lo, &sc_hi, mn_pair);
-        __m512i B = _mm512_setzero_si512();
-        UNROLL
-        for (int p = 0; p < 4; p++)
-            B = _mm512_dpwssd_epi32(B, mn_pair[p], _mm512_maskz_loadu_epi32(live, r->min_sum + (size_t)p * blocks + first));
-        /* the fold below takes the super-blocks one after the other, so few partial sums are live */
+    pending_sums pending = {.count = 0};
+    for (int r = 0; r < nw; r++) {
+        const unsigned char *row = w + (size_t)r * w_stride;
+        for (int first = 0; first < blocks; first += 16) {
+            const int count = blocks - first < 16 ? blocks - first : 16;
+            const __mmask16 live = (__mmask16)((1u << count) - 1);
+            prefetch_row_stream(row, block_bytes, first, count);
+            __m512i head[4];
+            if (count == 16) {
+                /* lane L then holds super-block ROW16[L]: back to lane k for super-block k (ROW16 is its
+                 * own inverse); cheaper than addressing the lanes through a table */
+                transpose16x(row + (size_t)first * block_bytes, block_bytes, NULL, 0, head);
+                const __m512i order = _mm512_loadu_si512(ROW16);
+                UNROLL
+                for (int i = 0; i < 4; i++) head[i] = _mm512_permutexvar_epi32(order, head[i]);
+            } else {
+                const unsigned char *lane_table[16];
+                UNROLL
+                for (int k = 0; k < 16; k++) /* transpose16x puts lane_table[ROW16[k]] in lane k */
+                    lane_table[ROW16[k]] = row + (size_t)(first + (k < count ? k : 0)) * block_bytes;
+                transpose16x(NULL, 0, lane_table, 0, head);
+            }
+            const __m512i dm = head[0];
+            __m512i sc_lo, sc_hi, mn_pair[4];
+            k4_scales_mins(head, &sc_lo, &sc_hi, mn_pair);
+            __m512i B = _mm512_setzero_si512();
+            UNROLL
+            for (int p = 0; p < 4; p++)
+                B = _mm512_dpwssd_epi32(B, mn_pair[p], _mm512_maskz_loadu_epi32(live, a->min_pairs + (size_t)p * blocks + first));
+            /* the folds take the super-blocks one after the other, so few partial sums are live; the
+             * previous group's float steps go in between */
 #define V(k)                                                                                                           \
-    ((k) < count ? q4k_block_sum(row + (size_t)(first + (k)) * block_bytes + 16, r->x + 4 * (first + (k)),           \
+    ((k) < count ? q4k_block_sum(row + (size_t)(first + (k)) * block_bytes + 16, a->q_nibble_order + 256 * (first + (k)), \
                                  _mm512_permutexvar_epi32(_mm512_set1_epi32(k), sc_lo),                                \
                                  _mm512_permutexvar_epi32(_mm512_set1_epi32(k), sc_hi))                                \
                  : _mm512_setzero_si512())
-        const __m512i A = FOLD16(V); /* lane k: super-block first + k */
+            const __m512i q0 = FOLD_QUAD(V, 0);
+            pending_steps(&pending, 4);
+            const __m512i q1 = FOLD_QUAD(V, 4);
+            pending_steps(&pending, 8);
+            const __m512i q2 = FOLD_QUAD(V, 8);
+            pending_steps(&pending, 12);
+            const __m512i q3 = FOLD_QUAD(V, 12);
+            pending_finish(&pending);
+            const __m512i A = fold_lanes128(fold_lanes128(q0, q1), fold_lanes128(q2, q3)); /* lane k: super-block first + k */
 #undef V
-        const __m512 dx = _mm512_maskz_loadu_ps(live, a->d + first);
-        const __m512 wd = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(dm));
-        const __m512 wdmin = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(dm, 16)));
-        acc = sum_in_order(acc, _mm512_mul_ps(wd, dx), _mm512_cvtepi32_ps(A), count);
-        acc_min = sum_in_order(acc_min, _mm512_mul_ps(wdmin, dx), _mm512_cvtepi32_ps(B), count);
+            const __m512 dx = _mm512_maskz_loadu_ps(live, a->d + first);
+            const __m512 wd = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(dm));
+            const __m512 wdmin = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(dm, 16)));
+            pending_start(&pending, first == 0, _mm512_mul_ps(wd, dx), _mm512_cvtepi32_ps(A), _mm512_mul_ps(wdmin, dx),
+                          _mm512_cvtepi32_ps(B), count, first + 16 >= blocks ? out + r : NULL);
+        }
     }
-    return acc - acc_min;
+    pending_finish(&pending);
 }
 
 static NO_ASAN void tile16_q4_k(int n, const void *w, size_t ws, int nw, const void *act, size_t as, int na, float *o,
                                 size_t os) {
-    /* The row-stream kernel, with the activation rearranged once for all the rows of the call */
-    const int blocks = row_stream_blocks(n, na);
-    if (blocks == 0) {
+    if (row_stream_blocks(n, na) == 0) {
         k45_tile16(false, n, w, ws, nw, act, as, na, o, os);
         return;
     }
     const act_q8_256_view a = act_q8_256_at(act, n);
-    __m512i x[4 * blocks];
-    int32_t min_sum[4 * blocks];
-    static const int first_of_pair[4] = {0, 1, 4, 5};
-    for (int s = 0; s < blocks; s++) {
-        for (int h = 0; h < 2; h++) {
-            const __m512i x0 = _mm512_loadu_si512(a.q + 256 * s + 128 * h), x1 = _mm512_loadu_si512(a.q + 256 * s + 128 * h + 64);
-            x[4 * s + 2 * h] = _mm512_shuffle_i64x2(x0, x1, 0x44);     /* values 0-31 and 64-95 of the half */
-            x[4 * s + 2 * h + 1] = _mm512_shuffle_i64x2(x0, x1, 0xee); /* 32-63 and 96-127 */
-        }
-        const int16_t *bs = a.bsum + 16 * s;
-        int x32[8];
-        for (int j = 0; j < 8; j++) x32[j] = bs[2 * j] + bs[2 * j + 1];
-        for (int p = 0; p < 4; p++) {
-            const int j = first_of_pair[p];
-            min_sum[p * blocks + s] = (int32_t)((uint32_t)(uint16_t)x32[j] | (uint32_t)(uint16_t)x32[j + 2] << 16);
-        }
-    }
-    const q4k_act rearranged = {x, min_sum};
-    for (int r = 0; r < nw; r++) o[r] = q4k_row_stream(n, (const unsigned char *)w + (size_t)r * ws, &a, &rearranged);
+    q4k_rows_stream(n, w, ws, nw, &a, o);
 }
 static NO_ASAN void tile16_q5_k(int n, const void *w, size_t ws, int nw, const void *act, size_t as, int na, float *o,
                                 size_t os) {
@@ -766,35 +800,43 @@ INLINE void q6k_one_row16(int n, const unsigned char *w, size_t w_stride, int nw
  * four starting values (the stored quants' -32). q6k_one_row16, a super-block of each of sixteen
  * rows in turn (sixteen memory streams), measured 7-20% slower from memory on two threads
  * (32000x4096 and 4096x11008); it stays for rows of fewer than sixteen super-blocks. */
-INLINE float q6k_row_stream(int n, const unsigned char *row, const act_q8_256_view *a, const __m512i *offsets) {
+INLINE void q6k_rows_stream(int n, const unsigned char *w, size_t w_stride, int nw, const act_q8_256_view *a,
+                            const __m512i *offsets, float *out) {
     const size_t block_bytes = 210;
     const int blocks = n / 256;
-    float acc = 0.0f;
-    for (int first = 0; first < blocks; first += 16) {
-        const int count = blocks - first < 16 ? blocks - first : 16;
-        prefetch_row_stream(row, block_bytes, first, count);
-        __m512i v[16];
-        const unsigned char *lane_table[16];
-        UNROLL
-        for (int k = 0; k < 16; k++) {
-            const int s = first + (k < count ? k : 0);
-            lane_table[ROW16[k]] = row + (size_t)s * block_bytes; /* lane_scales16 reads lane k from here */
-            v[k] = _mm512_setzero_si512();
-            if (k < count) {
-                __m512i x[4];
-                UNROLL
-                for (int c = 0; c < 4; c++) x[c] = _mm512_loadu_si512(a->q + 256 * s + 64 * c);
-                v[k] = q6k_row_sum(row + (size_t)s * block_bytes, x, offsets + 4 * s);
+    pending_sums pending = {.count = 0};
+    for (int r = 0; r < nw; r++) {
+        const unsigned char *row = w + (size_t)r * w_stride;
+        for (int first = 0; first < blocks; first += 16) {
+            const int count = blocks - first < 16 ? blocks - first : 16;
+            prefetch_row_stream(row, block_bytes, first, count);
+            __m512i v[16];
+            const unsigned char *lane_table[16];
+            UNROLL
+            for (int k = 0; k < 16; k++) {
+                const int s = first + (k < count ? k : 0);
+                lane_table[ROW16[k]] = row + (size_t)s * block_bytes; /* lane_scales16 reads lane k from here */
+                v[k] = _mm512_setzero_si512();
+                if (k < count) {
+                    __m512i x[4];
+                    UNROLL
+                    for (int c = 0; c < 4; c++) x[c] = _mm512_loadu_si512(a->q + 256 * s + 64 * c);
+                    v[k] = q6k_row_sum(row + (size_t)s * block_bytes, x, offsets + 4 * s);
+                }
+                if (k % 4 == 3) pending_steps(&pending, k + 1); /* the previous group's float steps in between */
             }
-        }
+            pending_finish(&pending);
 #define LANE_VECTOR(i) v[i]
-        const __m512i sums = FOLD16(LANE_VECTOR); /* lane k: super-block first + k */
+            const __m512i sums = FOLD16(LANE_VECTOR); /* lane k: super-block first + k */
 #undef LANE_VECTOR
-        const __mmask16 live = (__mmask16)((1u << count) - 1);
-        const __m512 scale = _mm512_mul_ps(lane_scales16(lane_table, 208), _mm512_maskz_loadu_ps(live, a->d + first));
-        acc = sum_in_order(acc, scale, _mm512_cvtepi32_ps(sums), count);
+            const __mmask16 live = (__mmask16)((1u << count) - 1);
+            const __m512 scale = _mm512_mul_ps(lane_scales16(lane_table, 208), _mm512_maskz_loadu_ps(live, a->d + first));
+            /* no mins: acc_min stays +0, and acc - 0 is acc */
+            pending_start(&pending, first == 0, scale, _mm512_cvtepi32_ps(sums), _mm512_setzero_ps(), _mm512_setzero_ps(),
+                          count, first + 16 >= blocks ? out + r : NULL);
+        }
     }
-    return acc;
+    pending_finish(&pending);
 }
 
 static NO_ASAN void tile16_q6_k(int n, const void *w, size_t ws, int nw, const void *act, size_t as, int na, float *o,
@@ -820,7 +862,7 @@ static NO_ASAN void tile16_q6_k(int n, const void *w, size_t ws, int nw, const v
                 q6k_one_row16(n, rows, ws, count, a, o + f);
                 break;
             }
-            for (int r = 0; r < count; r++) o[f + r] = q6k_row_stream(n, rows + (size_t)r * ws, a, offsets);
+            q6k_rows_stream(n, rows, ws, count, a, offsets, o + f);
             break;
         case 2: q6k_lanes16(2, n, rows, ws, count, a, o + f, os); break;
         case 3: q6k_lanes16(3, n, rows, ws, count, a, o + f, os); break;
