@@ -313,7 +313,7 @@ SMALL_TILE16_WIDE(wide16_q5_1, GGML_TYPE_Q5_1)
 
 /* Sixteen vectors folded into one whose lane L is the sum of vector L's lanes: pairs of vectors are
  * combined a level at a time (32-bit pairs, 64-bit pairs, 128-bit lanes, then 256-bit halves), in
- * the order q6k_one_row16 and q6k_rows_stream apply them. */
+ * the order q6k_one_row16 and q6k_row_stream apply them. */
 INLINE __m512i fold_pairs32(__m512i a, __m512i b) {
     return _mm512_add_epi32(_mm512_unpacklo_epi32(a, b), _mm512_unpackhi_epi32(a, b));
 }
@@ -329,33 +329,41 @@ INLINE __m512i fold_lanes128(__m512i a, __m512i b) {
 #define FOLD_OCTET(LEAF, i) fold_lanes128(FOLD_QUAD(LEAF, i), FOLD_QUAD(LEAF, (i) + 4))
 #define FOLD16(LEAF) fold_lanes128(FOLD_OCTET(LEAF, 0), FOLD_OCTET(LEAF, 8))
 
-/* How far the row-stream kernels (q4k_rows_stream, q6k_rows_stream) prefetch, in groups of sixteen
+/* How far the row-stream kernels (q4k_rows_stream, q6k_row_stream) prefetch, in groups of sixteen
  * super-blocks. The hardware prefetcher alone left one stream per thread short: one-row Q6_K from
  * memory, 2 threads, medians of 8 interleaved rounds, 32000x4096 33.0 -> 39.7 GB/s, 4096x11008
  * 24.4 -> 39.3 (one group ahead: 35.9 and 34.2; four: 39.6 and 35.2); Q4_K 11008x4096 read 11.6
- * GB/s on one thread without it. Sixteen groups ahead (37 KB of Q4_K, 53 KB of Q6_K: well within
- * L2) against two, once the Q4_K kernel did less arithmetic: every Q4_K and every Q6_K matrix of a
- * 4096x2 Q4_K_M file, one row each, 2 threads, from memory, 8 interleaved rounds, Q4_K 1.10
- * (1.04..1.19) and Q6_K 1.03 (0.65..1.08) times as fast. */
-enum { ROW_STREAM_AHEAD = 16 };
+ * GB/s on one thread without it. Q4_K goes sixteen groups ahead (37 KB, well within L2) since its
+ * kernel does less arithmetic: every Q4_K matrix of a 4096x2 Q4_K_M file, one row each, 2 threads,
+ * from memory, 8 interleaved rounds, 1.10 (1.04..1.19) times as fast as two groups ahead. */
+enum { Q4K_STREAM_AHEAD = 16, Q6K_STREAM_AHEAD = 2 };
 
 /* Super-blocks for a row-stream kernel: rows of 4,096 to 65,536 values against one activation row.
  * Shorter rows fill too few of its sixteen lanes (768 values: three); longer ones would take too
  * much stack for the per-call activation data. 0: use the sixteen-row kernel. */
 INLINE int row_stream_blocks(int n, int na) { return na == 1 && n >= 16 * 256 && n <= 65536 ? n / 256 : 0; }
 
-/* Prefetches the bytes ROW_STREAM_AHEAD groups beyond super-blocks [first, first + count) of a row
+/* Prefetches the bytes `ahead` groups beyond super-blocks [first, first + count) of a row
  * (into the next rows at a row's end: a matrix's rows are contiguous), into L2: with T0 hints
  * 7B-layer Q4_K_M decode ran at 0.63 of llama.cpp on a day the host was slow, and T1 made it x1.60
  * (1.47..1.69, 4 alternating rounds). */
-INLINE void prefetch_row_stream(const unsigned char *row, size_t block_bytes, int first, int count) {
-    const unsigned char *ahead = row + (size_t)(first + 16 * ROW_STREAM_AHEAD) * block_bytes;
-    for (size_t at = 0; at < (size_t)count * block_bytes; at += 64) _mm_prefetch((const char *)(ahead + at), _MM_HINT_T1);
+INLINE void prefetch_row_stream(const unsigned char *row, size_t block_bytes, int first, int count, int ahead) {
+    const unsigned char *from = row + (size_t)(first + 16 * ahead) * block_bytes;
+    for (size_t at = 0; at < (size_t)count * block_bytes; at += 64) _mm_prefetch((const char *)(from + at), _MM_HINT_T1);
 }
 
-/* A row-stream kernel's float sums for a group of super-blocks whose integers are done: acc +
- * scale[k] x total[k] for k = 0 .. count - 1, one after the other (a row's sum over its
- * super-blocks in order, as a sixteen-row tile's lane takes them; the same for acc_min). The steps
+/* acc + scale[k] x total[k] for k = 0 .. count - 1, one after the other: a row's float sum over its
+ * super-blocks in order, as a sixteen-row tile's lane takes them. */
+INLINE float sum_in_order(float acc, __m512 scale, __m512 total, int count) {
+    float scales[16], totals[16];
+    _mm512_storeu_ps(scales, scale);
+    _mm512_storeu_ps(totals, total);
+    for (int k = 0; k < count; k++) acc = fmaf(scales[k], totals[k], acc);
+    return acc;
+}
+
+/* The one-row Q4_K kernel's float sums for a group of super-blocks whose integers are done: as
+ * sum_in_order, for acc and acc_min. The steps
  * are taken a few at a time between the next group's integer work: run back to back, the two
  * chains of dependent fmas were a sixth of the one-row Q4_K kernel's time, and the kernel ran 1.09
  * times as fast with them in between (4096x4096, in cache, one thread). */
@@ -526,7 +534,7 @@ INLINE void k45_tile16(bool five, int n, const void *w, size_t ws, int nw, const
 }
 
 /* Q4_K, one weight row against one activation row, the row read front to back (one memory stream
- * per thread, as q6k_rows_stream below): sixteen super-blocks of the row take the sixteen lanes that
+ * per thread, as q6k_row_stream below): sixteen super-blocks of the row take the sixteen lanes that
  * k45_lanes16 gives sixteen rows. Their heads (d, dmin, scales and mins) are transposed and unpacked
  * across lanes as there; each super-block's quants are read in place, two 64-byte loads against the
  * activation in the order of the low and high nibbles (ACT_Q8_256's q_nibble_order, made once per
@@ -577,7 +585,7 @@ INLINE void q4k_rows_stream(int n, const unsigned char *w, size_t w_stride, int 
         for (int first = 0; first < blocks; first += 16) {
             const int count = blocks - first < 16 ? blocks - first : 16;
             const __mmask16 live = (__mmask16)((1u << count) - 1);
-            prefetch_row_stream(row, block_bytes, first, count);
+            prefetch_row_stream(row, block_bytes, first, count, Q4K_STREAM_AHEAD);
             __m512i head[4];
             if (count == 16) {
                 /* lane L then holds super-block ROW16[L]: back to lane k for super-block k (ROW16 is its
@@ -800,43 +808,35 @@ INLINE void q6k_one_row16(int n, const unsigned char *w, size_t w_stride, int nw
  * four starting values (the stored quants' -32). q6k_one_row16, a super-block of each of sixteen
  * rows in turn (sixteen memory streams), measured 7-20% slower from memory on two threads
  * (32000x4096 and 4096x11008); it stays for rows of fewer than sixteen super-blocks. */
-INLINE void q6k_rows_stream(int n, const unsigned char *w, size_t w_stride, int nw, const act_q8_256_view *a,
-                            const __m512i *offsets, float *out) {
+INLINE float q6k_row_stream(int n, const unsigned char *row, const act_q8_256_view *a, const __m512i *offsets) {
     const size_t block_bytes = 210;
     const int blocks = n / 256;
-    pending_sums pending = {.count = 0};
-    for (int r = 0; r < nw; r++) {
-        const unsigned char *row = w + (size_t)r * w_stride;
-        for (int first = 0; first < blocks; first += 16) {
-            const int count = blocks - first < 16 ? blocks - first : 16;
-            prefetch_row_stream(row, block_bytes, first, count);
-            __m512i v[16];
-            const unsigned char *lane_table[16];
-            UNROLL
-            for (int k = 0; k < 16; k++) {
-                const int s = first + (k < count ? k : 0);
-                lane_table[ROW16[k]] = row + (size_t)s * block_bytes; /* lane_scales16 reads lane k from here */
-                v[k] = _mm512_setzero_si512();
-                if (k < count) {
-                    __m512i x[4];
-                    UNROLL
-                    for (int c = 0; c < 4; c++) x[c] = _mm512_loadu_si512(a->q + 256 * s + 64 * c);
-                    v[k] = q6k_row_sum(row + (size_t)s * block_bytes, x, offsets + 4 * s);
-                }
-                if (k % 4 == 3) pending_steps(&pending, k + 1); /* the previous group's float steps in between */
+    float acc = 0.0f;
+    for (int first = 0; first < blocks; first += 16) {
+        const int count = blocks - first < 16 ? blocks - first : 16;
+        prefetch_row_stream(row, block_bytes, first, count, Q6K_STREAM_AHEAD);
+        __m512i v[16];
+        const unsigned char *lane_table[16];
+        UNROLL
+        for (int k = 0; k < 16; k++) {
+            const int s = first + (k < count ? k : 0);
+            lane_table[ROW16[k]] = row + (size_t)s * block_bytes; /* lane_scales16 reads lane k from here */
+            v[k] = _mm512_setzero_si512();
+            if (k < count) {
+                __m512i x[4];
+                UNROLL
+                for (int c = 0; c < 4; c++) x[c] = _mm512_loadu_si512(a->q + 256 * s + 64 * c);
+                v[k] = q6k_row_sum(row + (size_t)s * block_bytes, x, offsets + 4 * s);
             }
-            pending_finish(&pending);
-#define LANE_VECTOR(i) v[i]
-            const __m512i sums = FOLD16(LANE_VECTOR); /* lane k: super-block first + k */
-#undef LANE_VECTOR
-            const __mmask16 live = (__mmask16)((1u << count) - 1);
-            const __m512 scale = _mm512_mul_ps(lane_scales16(lane_table, 208), _mm512_maskz_loadu_ps(live, a->d + first));
-            /* no mins: acc_min stays +0, and acc - 0 is acc */
-            pending_start(&pending, first == 0, scale, _mm512_cvtepi32_ps(sums), _mm512_setzero_ps(), _mm512_setzero_ps(),
-                          count, first + 16 >= blocks ? out + r : NULL);
         }
+#define LANE_VECTOR(i) v[i]
+        const __m512i sums = FOLD16(LANE_VECTOR); /* lane k: super-block first + k */
+#undef LANE_VECTOR
+        const __mmask16 live = (__mmask16)((1u << count) - 1);
+        const __m512 scale = _mm512_mul_ps(lane_scales16(lane_table, 208), _mm512_maskz_loadu_ps(live, a->d + first));
+        acc = sum_in_order(acc, scale, _mm512_cvtepi32_ps(sums), count);
     }
-    pending_finish(&pending);
+    return acc;
 }
 
 static NO_ASAN void tile16_q6_k(int n, const void *w, size_t ws, int nw, const void *act, size_t as, int na, float *o,
@@ -862,7 +862,7 @@ static NO_ASAN void tile16_q6_k(int n, const void *w, size_t ws, int nw, const v
                 q6k_one_row16(n, rows, ws, count, a, o + f);
                 break;
             }
-            q6k_rows_stream(n, rows, ws, count, a, offsets, o + f);
+            for (int r = 0; r < count; r++) o[f + r] = q6k_row_stream(n, rows + (size_t)r * ws, a, offsets);
             break;
         case 2: q6k_lanes16(2, n, rows, ws, count, a, o + f, os); break;
         case 3: q6k_lanes16(3, n, rows, ws, count, a, o + f, os); break;
