@@ -731,16 +731,25 @@ INLINE void q6k_lanes16(int NA, int n, const unsigned char *w, size_t w_stride, 
  * holds values 4k .. 4k + 3 of a 64-value chunk, so sub-block 4c + k / 4; the -32 offset of the
  * stored quants enters as a starting value shared by all rows. The super-block sums are the same
  * integers as q6k_lanes16's, accumulated in the same float order. */
-INLINE __m512i q6k_row_sum(const unsigned char *block, const __m512i x[4], const __m512i offset[4]) {
+INLINE __m512i q6k_row_sum(const unsigned char *block, const __m512i x[4], const __m512i *offset, const int16_t *bsum) {
     /* 16-bit word i of 128-bit lane L: the scale of sub-block 8h + L (words 0-3, which meet the low
      * 64 values' sums) or 8h + 4 + L (words 4-7, the high ones'), for h = 0, 1 */
     static const short scale_word[2][32] = {
         {0, 0, 0, 0, 4, 4, 4, 4, 1, 1, 1, 1, 5, 5, 5, 5, 2, 2, 2, 2, 6, 6, 6, 6, 3, 3, 3, 3, 7, 7, 7, 7},
         {8, 8, 8, 8, 12, 12, 12, 12, 9, 9, 9, 9, 13, 13, 13, 13, 10, 10, 10, 10, 14, 14, 14, 14, 11, 11, 11, 11, 15, 15, 15, 15}};
     const __m512i nibble = _mm512_set1_epi8(0x0f), bits45 = _mm512_set1_epi8(0x30);
-    const __m512i scales =
-        _mm512_castsi256_si512(_mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(block + 192))));
+    const __m256i scales16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(block + 192)));
+    const __m512i scales = _mm512_castsi256_si512(scales16);
+    /* the stored quants are q + 32. With offset, each four values' sum starts at its -32 x their
+     * activation sum (offset[c], shared by every row of a sixteen-row tile); without, the super-block's
+     * sum starts at -32 x (sub-block scale x activation sum) summed over its sub-blocks, from bsum:
+     * one vpmaddwd instead of four vector loads for each row (the one-row stream, 4096x4096 in cache,
+     * one thread: 1,922-1,942 -> 1,813-1,828 ns per sixteen rows). The integers are the same. */
     __m512i sum = _mm512_setzero_si512();
+    if (!offset) {
+        const __m256i sums = _mm256_madd_epi16(scales16, _mm256_loadu_si256((const __m256i *)bsum));
+        sum = _mm512_zextsi256_si512(_mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(sums, 5)));
+    }
     UNROLL
     for (int h = 0; h < 2; h++) {
         /* values 128h + 0..63 take the low nibbles of ql (64 bytes) with qh bits 0-1 (first 32)
@@ -755,8 +764,8 @@ INLINE __m512i q6k_row_sum(const unsigned char *block, const __m512i x[4], const
          * vpdpwssd multiplies them by their sub-block's scale (a multiply-add of pairs where two
          * vpmulld and two additions were: 142-170 -> 123-155 ns per sixteen 768-value rows, one thread,
          * cache-resident, 4 interleaved runs) */
-        const __m512i d_low = _mm512_dpbusd_epi32(offset[2 * h], low, x[2 * h]);
-        const __m512i d_high = _mm512_dpbusd_epi32(offset[2 * h + 1], high, x[2 * h + 1]);
+        const __m512i d_low = _mm512_dpbusd_epi32(offset ? offset[2 * h] : _mm512_setzero_si512(), low, x[2 * h]);
+        const __m512i d_high = _mm512_dpbusd_epi32(offset ? offset[2 * h + 1] : _mm512_setzero_si512(), high, x[2 * h + 1]);
         sum = _mm512_dpwssd_epi32(sum, _mm512_packs_epi32(d_low, d_high),
                                   _mm512_permutexvar_epi16(_mm512_loadu_si512(scale_word[h]), scales));
     }
@@ -792,7 +801,7 @@ INLINE void q6k_one_row16(int n, const unsigned char *w, size_t w_stride, int nw
             x[c] = _mm512_loadu_si512(a->q + 256 * s + 64 * c);
             offset[c] = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_dpbusd_epi32(_mm512_setzero_si512(), thirty_two, x[c]));
         }
-#define ROW_SUM(i) (prefetch_block_below(row_table[i] + off, w_stride, block_bytes), q6k_row_sum(row_table[i] + off, x, offset))
+#define ROW_SUM(i) (prefetch_block_below(row_table[i] + off, w_stride, block_bytes), q6k_row_sum(row_table[i] + off, x, offset, NULL))
         const __m512i sums = FOLD16(ROW_SUM);
 #undef ROW_SUM
         const __m512 wd = lane_scales16(lane_table, off + 208);
@@ -804,11 +813,10 @@ INLINE void q6k_one_row16(int n, const unsigned char *w, size_t w_stride, int nw
 /* Q6_K, one weight row against one activation row, the row read front to back: one memory stream
  * per thread. Sixteen super-blocks of the row take the sixteen lanes (q6k_lanes16 gives them
  * sixteen rows), and the row's float sum then runs over them in order: the same integers, products
- * and order as that row's lane in a sixteen-row tile, so the same bits. offsets: each super-block's
- * four starting values (the stored quants' -32). q6k_one_row16, a super-block of each of sixteen
+ * and order as that row's lane in a sixteen-row tile, so the same bits. q6k_one_row16, a super-block of each of sixteen
  * rows in turn (sixteen memory streams), measured 7-20% slower from memory on two threads
  * (32000x4096 and 4096x11008); it stays for rows of fewer than sixteen super-blocks. */
-INLINE float q6k_row_stream(int n, const unsigned char *row, const act_q8_256_view *a, const __m512i *offsets) {
+INLINE float q6k_row_stream(int n, const unsigned char *row, const act_q8_256_view *a) {
     const size_t block_bytes = 210;
     const int blocks = n / 256;
     float acc = 0.0f;
@@ -826,7 +834,7 @@ INLINE float q6k_row_stream(int n, const unsigned char *row, const act_q8_256_vi
                 __m512i x[4];
                 UNROLL
                 for (int c = 0; c < 4; c++) x[c] = _mm512_loadu_si512(a->q + 256 * s + 64 * c);
-                v[k] = q6k_row_sum(row + (size_t)s * block_bytes, x, offsets + 4 * s);
+                v[k] = q6k_row_sum(row + (size_t)s * block_bytes, x, NULL, a->bsum + 16 * s);
             }
         }
 #define LANE_VECTOR(i) v[i]
@@ -843,16 +851,7 @@ static NO_ASAN void tile16_q6_k(int n, const void *w, size_t ws, int nw, const v
                                 size_t os) {
     act_q8_256_view a[KERNEL_MAX_A];
     for (int r = 0; r < na; r++) a[r] = act_q8_256_at((const char *)act + (size_t)r * as, n);
-    /* The row-stream kernel, with every super-block's starting values computed once for all the rows
-     * of the call */
     const int blocks = row_stream_blocks(n, na);
-    __m512i offsets[blocks > 0 ? 4 * blocks : 1];
-    const __m512i thirty_two = _mm512_set1_epi8(32);
-    for (int s = 0; s < blocks; s++)
-        for (int c = 0; c < 4; c++)
-            offsets[4 * s + c] = _mm512_sub_epi32(
-                _mm512_setzero_si512(),
-                _mm512_dpbusd_epi32(_mm512_setzero_si512(), thirty_two, _mm512_loadu_si512(a[0].q + 256 * s + 64 * c)));
     for (int f = 0; f < nw; f += 16) {
         const unsigned char *rows = (const unsigned char *)w + (size_t)f * ws;
         const int count = nw - f < 16 ? nw - f : 16;
@@ -862,7 +861,7 @@ static NO_ASAN void tile16_q6_k(int n, const void *w, size_t ws, int nw, const v
                 q6k_one_row16(n, rows, ws, count, a, o + f);
                 break;
             }
-            for (int r = 0; r < count; r++) o[f + r] = q6k_row_stream(n, rows + (size_t)r * ws, a, offsets);
+            for (int r = 0; r < count; r++) o[f + r] = q6k_row_stream(n, rows + (size_t)r * ws, a);
             break;
         case 2: q6k_lanes16(2, n, rows, ws, count, a, o + f, os); break;
         case 3: q6k_lanes16(3, n, rows, ws, count, a, o + f, os); break;
