@@ -338,10 +338,10 @@ INLINE __m512i fold_lanes128(__m512i a, __m512i b) {
  * from memory, 8 interleaved rounds, 1.10 (1.04..1.19) times as fast as two groups ahead. */
 enum { Q4K_STREAM_AHEAD = 16, Q6K_STREAM_AHEAD = 2 };
 
-/* Super-blocks for a row-stream kernel: rows of 4,096 to 65,536 values against one activation row.
- * Shorter rows fill too few of its sixteen lanes (768 values: three); longer ones would take too
- * much stack for the per-call activation data. 0: use the sixteen-row kernel. */
-INLINE int row_stream_blocks(int n, int na) { return na == 1 && n >= 16 * 256 && n <= 65536 ? n / 256 : 0; }
+/* Super-blocks for a row-stream kernel: rows of 4,096 values or more against one activation row.
+ * Shorter rows fill too few of its sixteen lanes (768 values: three). 0: use the sixteen-row
+ * kernel. */
+INLINE int row_stream_blocks(int n, int na) { return na == 1 && n >= 16 * 256 ? n / 256 : 0; }
 
 /* Prefetches the bytes `ahead` groups beyond super-blocks [first, first + count) of a row
  * (into the next rows at a row's end: a matrix's rows are contiguous), into L2: with T0 hints
@@ -363,10 +363,9 @@ INLINE float sum_in_order(float acc, __m512 scale, __m512 total, int count) {
 }
 
 /* The one-row Q4_K kernel's float sums for a group of super-blocks whose integers are done: as
- * sum_in_order, for acc and acc_min. The steps
- * are taken a few at a time between the next group's integer work: run back to back, the two
- * chains of dependent fmas were a sixth of the one-row Q4_K kernel's time, and the kernel ran 1.09
- * times as fast with them in between (4096x4096, in cache, one thread). */
+ * sum_in_order, for acc and acc_min. The steps are taken a few at a time between the next group's
+ * integer work: run back to back, the two chains of dependent fmas were a sixth of the kernel's
+ * time, and it ran 1.09 times as fast with them in between (4096x4096, in cache, one thread). */
 typedef struct {
     float scale[16], total[16], scale_min[16], total_min[16];
     int count, done;    /* the group's steps, and how many are taken */
@@ -538,9 +537,9 @@ INLINE void k45_tile16(bool five, int n, const void *w, size_t ws, int nw, const
  * k45_lanes16 gives sixteen rows. Their heads (d, dmin, scales and mins) are transposed and unpacked
  * across lanes as there; each super-block's quants are read in place, two 64-byte loads against the
  * activation in the order of the low and high nibbles (ACT_Q8_256's q_nibble_order, made once per
- * activation row), every 32-bit lane times its sub-block's scale. The super-block integers A (quants times scales) and B (mins times
- * activation sums) are those of k45_lanes16, and the row's floats run over the super-blocks in order
- * with the same products: the same bits. It costs more arithmetic per byte than k45_lanes16 (in
+ * activation row), every 32-bit lane times its sub-block's scale. The super-block integers A
+ * (quants times scales) and B (mins times activation sums) are those of k45_lanes16, and the row's
+ * floats run over the super-blocks in order with the same products: the same bits. It costs more arithmetic per byte than k45_lanes16 (in
  * cache, one thread: about 31 against 37-41 GB/s) but reads memory faster: one-row Q4_K from memory, 2
  * threads, medians of 8 interleaved rounds, 11008x4096 33.5 -> 37.5 GB/s, 4096x11008 34.0 -> 38.4,
  * 4096x4096 39.2 -> 44.8; 4096x2 Q4_K_M decode 1.06 and 1.17 times as fast (medians of the rounds'
@@ -550,8 +549,8 @@ INLINE void k45_tile16(bool five, int n, const void *w, size_t ws, int nw, const
  * with scatters); with pending_sums, one thread, 4096x4096 in cache: 1,712 -> 1,368 ns per sixteen
  * rows (21.5 -> 26.9 GB/s, steady over interleaved runs). */
 
-/* Super-block quants q (128 bytes) against its activation x in nibble order (256 bytes): a vector whose lanes sum
- * to A, the super-block's sum of quant x activation x sub-block scale. scales_lo and scales_hi: the
+/* Super-block quants q (128 bytes) against its activation x in nibble order (256 bytes): a vector
+ * whose lanes sum to A, the super-block's sum of quant x activation x sub-block scale. scales_lo and scales_hi: the
  * super-block's scales 0-3 and 4-7, one byte each, in every 32-bit lane. The four-value sums of
  * vpdpbusd (at most 4 x 15 x 128) are packed to 16 bits, low nibbles' then high nibbles' in each
  * 128-bit lane, and vpdpwssd multiplies them by their sub-block's scale and adds them up. */
@@ -813,8 +812,8 @@ INLINE void q6k_one_row16(int n, const unsigned char *w, size_t w_stride, int nw
 /* Q6_K, one weight row against one activation row, the row read front to back: one memory stream
  * per thread. Sixteen super-blocks of the row take the sixteen lanes (q6k_lanes16 gives them
  * sixteen rows), and the row's float sum then runs over them in order: the same integers, products
- * and order as that row's lane in a sixteen-row tile, so the same bits. q6k_one_row16, a super-block of each of sixteen
- * rows in turn (sixteen memory streams), measured 7-20% slower from memory on two threads
+ * and order as that row's lane in a sixteen-row tile, so the same bits. q6k_one_row16, a
+ * super-block of each of sixteen rows in turn (sixteen memory streams), measured 7-20% slower from memory on two threads
  * (32000x4096 and 4096x11008); it stays for rows of fewer than sixteen super-blocks. */
 INLINE float q6k_row_stream(int n, const unsigned char *row, const act_q8_256_view *a) {
     const size_t block_bytes = 210;

@@ -10,7 +10,8 @@
  *               q in natural order (value j of block b at 32 * b + j).
  *   ACT_Q8_256  int8 q[n] | float d[n / 256] | int16 bsum[n / 16] | (from a 64-byte boundary)
  *               int8 q_nibble_order[n] | int32 min_pairs[4][n / 256]. The last two serve the
- *               one-row Q4_K kernel, made once per row instead of once per sixteen weight rows:
+ *               one-row Q4_K kernel, made once per row (a copy of n bytes, small against any
+ *               product) instead of once per sixteen weight rows:
  *               q_nibble_order is q with the middle 32-byte chunks of every 128 values swapped
  *               (values 0-31, 64-95, 32-63, 96-127: the order a stored Q4_K chunk's low and high
  *               nibbles meet them, two 64-byte chunks per half), and min_pairs[p][s] packs the
