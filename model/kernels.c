@@ -30,7 +30,7 @@ static size_t round64(size_t bytes) { return (bytes + 63) / 64 * 64; }
 size_t act_row_bytes(act_kind kind, int n) {
     switch (kind) {
     case ACT_Q8_32: return round64((size_t)act_blocks16(n) * (32 + 4 + 4 + 4));
-    case ACT_Q8_256: return round64(act_q8_256_second_part(n) + (size_t)n + 16 * (size_t)(n / 256));
+    case ACT_Q8_256: return round64((size_t)n + 4 * (size_t)(n / 256) + 2 * (size_t)(n / 16));
     default: return round64((size_t)act_pad16(n) * sizeof(float));
     }
 }
@@ -96,20 +96,6 @@ static void act_quantize_with(block_quantizer quantize_block, act_kind kind, con
             for (int i = 0; i < 16; i++) s += q[16 * g + i];
             bsum[g] = (int16_t)s;
         }
-        int8_t *q_nibble_order = (int8_t *)(p + act_q8_256_second_part(n));
-        int32_t *min_pairs = (int32_t *)(q_nibble_order + n);
-        static const int chunk_from[4] = {0, 64, 32, 96};
-        for (int half = 0; half < n / 128; half++)
-            for (int c = 0; c < 4; c++) memcpy(q_nibble_order + 128 * half + 32 * c, q + 128 * half + chunk_from[c], 32);
-        static const int first_of_pair[4] = {0, 1, 4, 5};
-        for (int s = 0; s < ns; s++)
-            for (int pair = 0; pair < 4; pair++) {
-                const int j = first_of_pair[pair];
-                const int16_t *sub = bsum + 16 * s; /* sub-block j of 32 values: bsum 2j and 2j + 1 */
-                const uint16_t low = (uint16_t)(sub[2 * j] + sub[2 * j + 1]);
-                const uint16_t high = (uint16_t)(sub[2 * j + 4] + sub[2 * j + 5]);
-                min_pairs[pair * ns + s] = (int32_t)((uint32_t)low | (uint32_t)high << 16);
-            }
         break;
     }
     default: {

@@ -329,14 +329,11 @@ INLINE __m512i fold_lanes128(__m512i a, __m512i b) {
 #define FOLD_OCTET(LEAF, i) fold_lanes128(FOLD_QUAD(LEAF, i), FOLD_QUAD(LEAF, (i) + 4))
 #define FOLD16(LEAF) fold_lanes128(FOLD_OCTET(LEAF, 0), FOLD_OCTET(LEAF, 8))
 
-/* How far the row-stream kernels (q4k_rows_stream, q6k_row_stream) prefetch, in groups of sixteen
- * super-blocks. The hardware prefetcher alone left one stream per thread short: one-row Q6_K from
- * memory, 2 threads, medians of 8 interleaved rounds, 32000x4096 33.0 -> 39.7 GB/s, 4096x11008
- * 24.4 -> 39.3 (one group ahead: 35.9 and 34.2; four: 39.6 and 35.2); Q4_K 11008x4096 read 11.6
- * GB/s on one thread without it. Q4_K goes sixteen groups ahead (37 KB, well within L2) since its
- * kernel does less arithmetic: every Q4_K matrix of a 4096x2 Q4_K_M file, one row each, 2 threads,
- * from memory, 8 interleaved rounds, 1.10 (1.04..1.19) times as fast as two groups ahead. */
-enum { Q4K_STREAM_AHEAD = 16, Q6K_STREAM_AHEAD = 2 };
+/* How far the one-row Q6_K stream (q6k_row_stream) prefetches, in groups of sixteen super-blocks.
+ * The hardware prefetcher alone left one stream per thread short: one-row Q6_K from memory, 2
+ * threads, medians of 8 interleaved rounds, 32000x4096 33.0 -> 39.7 GB/s, 4096x11008 24.4 -> 39.3
+ * (one group ahead: 35.9 and 34.2; four: 39.6 and 35.2). */
+enum { Q6K_STREAM_AHEAD = 2 };
 
 /* Super-blocks for a row-stream kernel: rows of 4,096 values or more against one activation row.
  * Shorter rows fill too few of its sixteen lanes (768 values: three). 0: use the sixteen-row
@@ -360,43 +357,6 @@ INLINE float sum_in_order(float acc, __m512 scale, __m512 total, int count) {
     _mm512_storeu_ps(totals, total);
     for (int k = 0; k < count; k++) acc = fmaf(scales[k], totals[k], acc);
     return acc;
-}
-
-/* The one-row Q4_K kernel's float sums for a group of super-blocks whose integers are done: as
- * sum_in_order, for acc and acc_min. The steps are taken a few at a time between the next group's
- * integer work: run back to back, the two chains of dependent fmas were a sixth of the kernel's
- * time, and it ran 1.09 times as fast with them in between (4096x4096, in cache, one thread). */
-typedef struct {
-    float scale[16], total[16], scale_min[16], total_min[16];
-    int count, done;    /* the group's steps, and how many are taken */
-    float acc, acc_min; /* the row's sums so far */
-    float *out;         /* where acc - acc_min goes after this group (the row's last), or NULL */
-} pending_sums;
-
-INLINE void pending_steps(pending_sums *p, int upto) {
-    for (; p->done < upto && p->done < p->count; p->done++) {
-        p->acc = fmaf(p->scale[p->done], p->total[p->done], p->acc);
-        p->acc_min = fmaf(p->scale_min[p->done], p->total_min[p->done], p->acc_min);
-    }
-}
-
-INLINE void pending_finish(pending_sums *p) {
-    pending_steps(p, 16);
-    if (p->out) *p->out = p->acc - p->acc_min;
-    p->out = NULL;
-}
-
-/* The next group (call pending_finish first): its row's first when new_row. */
-INLINE void pending_start(pending_sums *p, bool new_row, __m512 scale, __m512 total, __m512 scale_min,
-                          __m512 total_min, int count, float *out) {
-    if (new_row) p->acc = p->acc_min = 0.0f;
-    _mm512_storeu_ps(p->scale, scale);
-    _mm512_storeu_ps(p->total, total);
-    _mm512_storeu_ps(p->scale_min, scale_min);
-    _mm512_storeu_ps(p->total_min, total_min);
-    p->count = count;
-    p->done = 0;
-    p->out = out;
 }
 
 /* ---- K blocks, sixteen weight rows per 512-bit vector -----------------------------------------------
@@ -532,116 +492,15 @@ INLINE void k45_tile16(bool five, int n, const void *w, size_t ws, int nw, const
     }
 }
 
-/* Q4_K, one weight row against one activation row, the row read front to back (one memory stream
- * per thread, as q6k_row_stream below): sixteen super-blocks of the row take the sixteen lanes that
- * k45_lanes16 gives sixteen rows. Their heads (d, dmin, scales and mins) are transposed and unpacked
- * across lanes as there; each super-block's quants are read in place, two 64-byte loads against the
- * activation in the order of the low and high nibbles (ACT_Q8_256's q_nibble_order, made once per
- * activation row), every 32-bit lane times its sub-block's scale. The super-block integers A
- * (quants times scales) and B (mins times activation sums) are those of k45_lanes16, and the row's
- * floats run over the super-blocks in order with the same products: the same bits. It costs more arithmetic per byte than k45_lanes16 (in
- * cache, one thread: about 31 against 37-41 GB/s) but reads memory faster: one-row Q4_K from memory, 2
- * threads, medians of 8 interleaved rounds, 11008x4096 33.5 -> 37.5 GB/s, 4096x11008 34.0 -> 38.4,
- * 4096x4096 39.2 -> 44.8; 4096x2 Q4_K_M decode 1.06 and 1.17 times as fast (medians of the rounds'
- * ratios, two runs of 8). Two later changes took its arithmetic down: the activation's nibble order
- * made once per activation row (ACT_Q8_256) instead of once per sixteen weight rows, and the head
- * transposed from the row itself when a group is whole (no table of lane addresses, which GCC built
- * with scatters); with pending_sums, one thread, 4096x4096 in cache: 1,712 -> 1,368 ns per sixteen
- * rows (21.5 -> 26.9 GB/s, steady over interleaved runs). */
-
-/* Super-block quants q (128 bytes) against its activation x in nibble order (256 bytes): a vector
- * whose lanes sum to A, the super-block's sum of quant x activation x sub-block scale. scales_lo and scales_hi: the
- * super-block's scales 0-3 and 4-7, one byte each, in every 32-bit lane. The four-value sums of
- * vpdpbusd (at most 4 x 15 x 128) are packed to 16 bits, low nibbles' then high nibbles' in each
- * 128-bit lane, and vpdpwssd multiplies them by their sub-block's scale and adds them up. */
-INLINE __m512i q4k_block_sum(const unsigned char *q, const int8_t *x, __m512i scales_lo, __m512i scales_hi) {
-    /* per 128-bit lane, the scale byte of its four low-nibble then four high-nibble sums: lanes 0-1
-     * hold sub-blocks 2c and 2c + 1 (bytes 0 and 1 of the chunk pair's scales), lanes 2-3 the next
-     * chunk's (bytes 2 and 3) */
-    const __m512i pick = _mm512_set_epi64(0x8003800380038003, 0x8002800280028002, 0x8003800380038003, 0x8002800280028002,
-                                          0x8001800180018001, 0x8000800080008000, 0x8001800180018001, 0x8000800080008000);
-    const __m512i nibble = _mm512_set1_epi8(0x0f);
-    __m512i sum = _mm512_setzero_si512();
-    UNROLL
-    for (int h = 0; h < 2; h++) {
-        const __m512i qs = _mm512_loadu_si512(q + 64 * h);
-        const __m512i lo = _mm512_and_si512(qs, nibble), hi = _mm512_and_si512(_mm512_srli_epi16(qs, 4), nibble);
-        const __m512i d_lo = _mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, _mm512_loadu_si512(x + 128 * h));
-        const __m512i d_hi = _mm512_dpbusd_epi32(_mm512_setzero_si512(), hi, _mm512_loadu_si512(x + 128 * h + 64));
-        sum = _mm512_dpwssd_epi32(sum, _mm512_packs_epi32(d_lo, d_hi), _mm512_shuffle_epi8(h ? scales_hi : scales_lo, pick));
-    }
-    return sum;
-}
-
-/* Rows 0 .. nw-1 of w, one after the other, sixteen super-blocks (a group) at a time. */
-INLINE void q4k_rows_stream(int n, const unsigned char *w, size_t w_stride, int nw, const act_q8_256_view *a,
-                            float *out) {
-    const size_t block_bytes = 144;
-    const int blocks = n / 256;
-    pending_sums pending = {.count = 0};
-    for (int r = 0; r < nw; r++) {
-        const unsigned char *row = w + (size_t)r * w_stride;
-        for (int first = 0; first < blocks; first += 16) {
-            const int count = blocks - first < 16 ? blocks - first : 16;
-            const __mmask16 live = (__mmask16)((1u << count) - 1);
-            prefetch_row_stream(row, block_bytes, first, count, Q4K_STREAM_AHEAD);
-            __m512i head[4];
-            if (count == 16) {
-                /* lane L then holds super-block ROW16[L]: back to lane k for super-block k (ROW16 is its
-                 * own inverse); cheaper than addressing the lanes through a table */
-                transpose16x(row + (size_t)first * block_bytes, block_bytes, NULL, 0, head);
-                const __m512i order = _mm512_loadu_si512(ROW16);
-                UNROLL
-                for (int i = 0; i < 4; i++) head[i] = _mm512_permutexvar_epi32(order, head[i]);
-            } else {
-                const unsigned char *lane_table[16];
-                UNROLL
-                for (int k = 0; k < 16; k++) /* transpose16x puts lane_table[ROW16[k]] in lane k */
-                    lane_table[ROW16[k]] = row + (size_t)(first + (k < count ? k : 0)) * block_bytes;
-                transpose16x(NULL, 0, lane_table, 0, head);
-            }
-            const __m512i dm = head[0];
-            __m512i sc_lo, sc_hi, mn_pair[4];
-            k4_scales_mins(head, &sc_lo, &sc_hi, mn_pair);
-            __m512i B = _mm512_setzero_si512();
-            UNROLL
-            for (int p = 0; p < 4; p++)
-                B = _mm512_dpwssd_epi32(B, mn_pair[p], _mm512_maskz_loadu_epi32(live, a->min_pairs + (size_t)p * blocks + first));
-            /* the folds take the super-blocks one after the other, so few partial sums are live; the
-             * previous group's float steps go in between */
-#define V(k)                                                                                                           \
-    ((k) < count ? q4k_block_sum(row + (size_t)(first + (k)) * block_bytes + 16, a->q_nibble_order + 256 * (first + (k)), \
-                                 _mm512_permutexvar_epi32(_mm512_set1_epi32(k), sc_lo),                                \
-                                 _mm512_permutexvar_epi32(_mm512_set1_epi32(k), sc_hi))                                \
-                 : _mm512_setzero_si512())
-            const __m512i q0 = FOLD_QUAD(V, 0);
-            pending_steps(&pending, 4);
-            const __m512i q1 = FOLD_QUAD(V, 4);
-            pending_steps(&pending, 8);
-            const __m512i q2 = FOLD_QUAD(V, 8);
-            pending_steps(&pending, 12);
-            const __m512i q3 = FOLD_QUAD(V, 12);
-            pending_finish(&pending);
-            const __m512i A = fold_lanes128(fold_lanes128(q0, q1), fold_lanes128(q2, q3)); /* lane k: super-block first + k */
-#undef V
-            const __m512 dx = _mm512_maskz_loadu_ps(live, a->d + first);
-            const __m512 wd = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(dm));
-            const __m512 wdmin = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(dm, 16)));
-            pending_start(&pending, first == 0, _mm512_mul_ps(wd, dx), _mm512_cvtepi32_ps(A), _mm512_mul_ps(wdmin, dx),
-                          _mm512_cvtepi32_ps(B), count, first + 16 >= blocks ? out + r : NULL);
-        }
-    }
-    pending_finish(&pending);
-}
-
+/* Q4_K and Q5_K take sixteen weight rows at a time for one activation row too. A one-row stream
+ * like Q6_K's (each row read front to back) was faster in cache but slower from memory, and it went:
+ * 4096x2 Q4_K_M decode with the sixteen-row tile, against that stream, medians of the rounds'
+ * ratios 1.12 (0.91..1.24) over 6 rounds, 1.03 (1.01..1.14) over 4 and 1.15 (1.03..1.49) over 8, all
+ * Q4_K 1.26 and 1.22; the same for Q5_K, every Q5_K matrix of a 4096x2 Q5_K_M file from memory, 2
+ * threads: 25.5-28.3 GB/s against 22.7-23.2. */
 static NO_ASAN void tile16_q4_k(int n, const void *w, size_t ws, int nw, const void *act, size_t as, int na, float *o,
                                 size_t os) {
-    if (row_stream_blocks(n, na) == 0) {
-        k45_tile16(false, n, w, ws, nw, act, as, na, o, os);
-        return;
-    }
-    const act_q8_256_view a = act_q8_256_at(act, n);
-    q4k_rows_stream(n, w, ws, nw, &a, o);
+    k45_tile16(false, n, w, ws, nw, act, as, na, o, os);
 }
 static NO_ASAN void tile16_q5_k(int n, const void *w, size_t ws, int nw, const void *act, size_t as, int na, float *o,
                                 size_t os) {

@@ -8,15 +8,7 @@
  *               nb16 = blocks rounded up to 16; padding blocks are all zero (d = 0), so SIMD code
  *               may read activations in whole groups of 16 blocks. Weights are never padded.
  *               q in natural order (value j of block b at 32 * b + j).
- *   ACT_Q8_256  int8 q[n] | float d[n / 256] | int16 bsum[n / 16] | (from a 64-byte boundary)
- *               int8 q_nibble_order[n] | int32 min_pairs[4][n / 256]. The last two serve the
- *               one-row Q4_K kernel, made once per row (a copy of n bytes, small against any
- *               product) instead of once per sixteen weight rows:
- *               q_nibble_order is q with the middle 32-byte chunks of every 128 values swapped
- *               (values 0-31, 64-95, 32-63, 96-127: the order a stored Q4_K chunk's low and high
- *               nibbles meet them, two 64-byte chunks per half), and min_pairs[p][s] packs the
- *               sums of q over sub-blocks (j, j + 2) of super-block s, j = 0, 1, 4, 5 for p = 0..3,
- *               as two int16 (j's in the low half): what vpdpwssd multiplies the mins by.
+ *   ACT_Q8_256  int8 q[n] | float d[n / 256] | int16 bsum[n / 16].
  */
 #ifndef RAMP_KERNELS_INTERNAL_H
 #define RAMP_KERNELS_INTERNAL_H
@@ -53,20 +45,11 @@ typedef struct {
     const int8_t *q;
     const float *d;
     const int16_t *bsum;
-    const int8_t *q_nibble_order;
-    const int32_t *min_pairs;
 } act_q8_256_view;
-
-/* Where an ACT_Q8_256 row's q_nibble_order starts (a multiple of 64). */
-static inline size_t act_q8_256_second_part(int n) {
-    return ((size_t)n + 4 * (size_t)(n / 256) + 2 * (size_t)(n / 16) + 63) / 64 * 64;
-}
 
 static inline act_q8_256_view act_q8_256_at(const void *row, int n) {
     const char *p = row;
-    const size_t second = act_q8_256_second_part(n);
-    act_q8_256_view v = {(const int8_t *)p, (const float *)(p + n), (const int16_t *)(p + n + 4 * (n / 256)),
-                         (const int8_t *)(p + second), (const int32_t *)(p + second + n)};
+    act_q8_256_view v = {(const int8_t *)p, (const float *)(p + n), (const int16_t *)(p + n + 4 * (n / 256))};
     return v;
 }
 
