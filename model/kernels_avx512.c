@@ -333,20 +333,20 @@ INLINE __m512i fold_lanes128(__m512i a, __m512i b) {
  * The hardware prefetcher alone left one stream per thread short: one-row Q6_K from memory, 2
  * threads, medians of 8 interleaved rounds, 32000x4096 33.0 -> 39.7 GB/s, 4096x11008 24.4 -> 39.3
  * (one group ahead: 35.9 and 34.2; four: 39.6 and 35.2). */
-enum { Q6K_STREAM_AHEAD = 2 };
+enum { ROW_STREAM_AHEAD = 2 };
 
 /* Super-blocks for a row-stream kernel: rows of 4,096 values or more against one activation row.
  * Shorter rows fill too few of its sixteen lanes (768 values: three). 0: use the sixteen-row
  * kernel. */
 INLINE int row_stream_blocks(int n, int na) { return na == 1 && n >= 16 * 256 ? n / 256 : 0; }
 
-/* Prefetches the bytes `ahead` groups beyond super-blocks [first, first + count) of a row
+/* Prefetches the bytes ROW_STREAM_AHEAD groups beyond super-blocks [first, first + count) of a row
  * (into the next rows at a row's end: a matrix's rows are contiguous), into L2: with T0 hints
  * 7B-layer Q4_K_M decode ran at 0.63 of llama.cpp on a day the host was slow, and T1 made it x1.60
  * (1.47..1.69, 4 alternating rounds). */
-INLINE void prefetch_row_stream(const unsigned char *row, size_t block_bytes, int first, int count, int ahead) {
-    const unsigned char *from = row + (size_t)(first + 16 * ahead) * block_bytes;
-    for (size_t at = 0; at < (size_t)count * block_bytes; at += 64) _mm_prefetch((const char *)(from + at), _MM_HINT_T1);
+INLINE void prefetch_row_stream(const unsigned char *row, size_t block_bytes, int first, int count) {
+    const unsigned char *ahead = row + (size_t)(first + 16 * ROW_STREAM_AHEAD) * block_bytes;
+    for (size_t at = 0; at < (size_t)count * block_bytes; at += 64) _mm_prefetch((const char *)(ahead + at), _MM_HINT_T1);
 }
 
 /* acc + scale[k] x total[k] for k = 0 .. count - 1, one after the other: a row's float sum over its
@@ -668,21 +668,17 @@ INLINE void q6k_one_row16(int n, const unsigned char *w, size_t w_stride, int nw
     _mm512_mask_storeu_ps(out, (__mmask16)((1u << nw) - 1), acc);
 }
 
-/* Q6_K, one weight row against one activation row, the row read front to back: one memory stream
- * per thread. Sixteen super-blocks of the row take the sixteen lanes (q6k_lanes16 gives them
- * sixteen rows), and the row's float sum then runs over them in order: the same integers, products
- * and order as that row's lane in a sixteen-row tile, so the same bits. q6k_one_row16, a
- * super-block of each of sixteen rows in turn (sixteen memory streams), measured 7-20% slower from memory on two threads
- * (32000x4096 and 4096x11008); it stays for rows of fewer than sixteen super-blocks. */
+enum { Q6K_BLOCK_BYTES = 210 };
+
 /* The fp16 scales of sixteen consecutive super-blocks of a row (lane k: super-block k, 0 where
  * `live` has no bit), as fp32: one vpgatherdd of the 32-bit words that end with them. Sixteen
- * 16-bit loads and inserts (lane_scales16) were an eighth of the one-row Q6_K kernel's time: with
- * the gather it ran 14% faster in a copy of the kernel on its own (4096x4096 in cache, one thread).
- * (The gather is once per sixteen super-blocks here; once per 32-value block it was slower:
- * lane_scales16.) */
+ * 16-bit loads and inserts (lane_scales16) were about an eighth of the one-row Q6_K kernel's time:
+ * in a copy of the kernel on its own, 4096x4096 in cache, one thread, 1,822-1,843 -> 1,646-1,680 ns
+ * per sixteen rows. (The gather is once per sixteen super-blocks here; once per 32-value block it
+ * was slower: lane_scales16.) */
 INLINE __m512 q6k_group_scales(const unsigned char *first_block, __mmask16 live) {
     static const int32_t word_at[16] = {206,  416,  626,  836,  1046, 1256, 1466, 1676,
-                                        1886, 2096, 2306, 2516, 2726, 2936, 3146, 3356}; /* 210k + 208 - 2 */
+                                        1886, 2096, 2306, 2516, 2726, 2936, 3146, 3356}; /* 210k + 206: d at 208 */
     const __m512i words =
         _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), live, _mm512_loadu_si512(word_at), first_block, 1);
     return _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(words, 16)));
@@ -693,32 +689,38 @@ INLINE __m512i q6k_stream_block(const unsigned char *row, int s, const act_q8_25
     __m512i x[4];
     UNROLL
     for (int c = 0; c < 4; c++) x[c] = _mm512_loadu_si512(a->q + 256 * s + 64 * c);
-    return q6k_row_sum(row + (size_t)s * 210, x, NULL, a->bsum + 16 * s);
+    return q6k_row_sum(row + (size_t)s * Q6K_BLOCK_BYTES, x, NULL, a->bsum + 16 * s);
 }
 
 /* Super-blocks first .. first + count - 1 (count <= 16) of a row: acc + their float terms, in order. */
 INLINE float q6k_stream_group(const unsigned char *row, int first, int count, const act_q8_256_view *a, float acc) {
-    prefetch_row_stream(row, 210, first, count, Q6K_STREAM_AHEAD);
+    prefetch_row_stream(row, Q6K_BLOCK_BYTES, first, count);
 #define LANE_VECTOR(k) ((k) < count ? q6k_stream_block(row, first + (k), a) : _mm512_setzero_si512())
     const __m512i sums = FOLD16(LANE_VECTOR); /* lane k: super-block first + k */
 #undef LANE_VECTOR
     const __mmask16 live = (__mmask16)((1u << count) - 1);
-    const __m512 scale =
-        _mm512_mul_ps(q6k_group_scales(row + (size_t)first * 210, live), _mm512_maskz_loadu_ps(live, a->d + first));
+    const __m512 weight_scale = q6k_group_scales(row + (size_t)first * Q6K_BLOCK_BYTES, live);
+    const __m512 scale = _mm512_mul_ps(weight_scale, _mm512_maskz_loadu_ps(live, a->d + first));
     return sum_in_order(acc, scale, _mm512_cvtepi32_ps(sums), count);
 }
 
-/* A row's last, partial group, out of line (below). */
+/* A row's last, partial group, out of line (q6k_row_stream). */
 static __attribute__((noinline)) NO_ASAN float q6k_stream_tail(const unsigned char *row, int first, int count,
                                                                 const act_q8_256_view *a, float acc) {
     return q6k_stream_group(row, first, count, a, acc);
 }
 
-/* Whole groups with a constant count, so that GCC unrolls the group whole and keeps sum_in_order's
- * steps in registers; the last, partial group apart, so that its code does not crowd the whole
- * groups' loop. (A variable count left the sixteen partial sums and the float steps on the stack.)
- * With q6k_group_scales, in cache, one thread, ns per sixteen rows: 4096x4096 1,828-1,877 ->
- * 1,720-1,738; 4096x11008 5,108-5,183 -> 4,772-4,793. */
+/* Q6_K, one weight row against one activation row, the row read front to back: one memory stream
+ * per thread. Sixteen super-blocks of the row take the sixteen lanes (q6k_lanes16 gives them
+ * sixteen rows), and the row's float sum then runs over them in order: the same integers, products
+ * and order as that row's lane in a sixteen-row tile, so the same bits. q6k_one_row16, a super-block
+ * of each of sixteen rows in turn (sixteen memory streams), measured 7-20% slower from memory on two
+ * threads (32000x4096 and 4096x11008); it stays for rows of fewer than sixteen super-blocks.
+ * Whole groups go with a constant count, so that GCC unrolls the group whole and keeps
+ * sum_in_order's steps in registers, and the last, partial group apart, so that its code does not
+ * crowd the whole groups' loop (a variable count left the sixteen partial sums and the float steps
+ * on the stack). With q6k_group_scales, in cache, one thread, ns per sixteen rows: 4096x4096
+ * 1,828-1,877 -> 1,720-1,738; 4096x11008 5,108-5,183 -> 4,772-4,793. */
 INLINE float q6k_row_stream(int n, const unsigned char *row, const act_q8_256_view *a) {
     const int blocks = n / 256;
     float acc = 0.0f;
