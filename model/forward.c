@@ -322,10 +322,9 @@ static void attention_task(void *ctx, int task, int worker) {
     const int slot = j->rows->slots[r0], first_length = j->rows->positions[r0] + 1;
     const int last_length = first_length + n_queries - 1; /* query q sees first_length + q positions */
     const unsigned char *filled = kv_filled(j->kv, slot, j->local_layer, 0);
-    const int kv_offset = (h / heads_per_kv) * c->head_dim;
-    const float *keys = kv_keys(j->kv, slot, j->local_layer, 0) + kv_offset;
-    const float *values = kv_values(j->kv, slot, j->local_layer, 0) + kv_offset;
-    const size_t stride = (size_t)j->kv->kv_dim; /* floats from one position to the next */
+    const float *keys = kv_head_keys(j->kv, slot, j->local_layer, h / heads_per_kv);
+    const float *values = kv_head_values(j->kv, slot, j->local_layer, h / heads_per_kv);
+    const size_t stride = (size_t)c->head_dim; /* floats from one position to the next */
     const float *query[QUERY_BLOCK];
     float *scores[QUERY_BLOCK], *out[QUERY_BLOCK];
     for (int q = 0; q < n_queries; q++) {
@@ -438,11 +437,7 @@ static void rope_and_store(const model_config *c, kv_cache *kv, int local_layer,
         kv_prepare(kv, rows->slots[r], local_layer, rows->positions[r]);
         rope_apply(q + (size_t)r * dim, c->n_heads, c->head_dim, c->rope_dim, cos_row, sin_row);
         rope_apply(k + (size_t)r * kv_dim, c->n_kv_heads, c->head_dim, c->rope_dim, cos_row, sin_row);
-        memcpy(kv_keys(kv, rows->slots[r], local_layer, rows->positions[r]), k + (size_t)r * kv_dim,
-               (size_t)kv_dim * sizeof(float));
-        memcpy(kv_values(kv, rows->slots[r], local_layer, rows->positions[r]), v + (size_t)r * kv_dim,
-               (size_t)kv_dim * sizeof(float));
-        *kv_filled(kv, rows->slots[r], local_layer, rows->positions[r]) = 1;
+        kv_store(kv, rows->slots[r], local_layer, rows->positions[r], k + (size_t)r * kv_dim, v + (size_t)r * kv_dim);
     }
 }
 

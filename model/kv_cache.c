@@ -6,14 +6,17 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-int kv_cache_init(kv_cache *kv, int n_layers, int kv_dim, int n_slots, ramp_error *err) {
+int kv_cache_init(kv_cache *kv, int n_layers, int n_kv_heads, int head_dim, int n_slots, ramp_error *err) {
     memset(kv, 0, sizeof *kv);
-    if (n_layers < 0 || kv_dim <= 0 || n_slots <= 0)
-        return ramp_fail(err, "KV cache: invalid shape (%d layers, kv_dim %d, %d slots)", n_layers, kv_dim, n_slots);
+    if (n_layers < 0 || n_kv_heads <= 0 || head_dim <= 0 || n_slots <= 0)
+        return ramp_fail(err, "KV cache: invalid shape (%d layers, %d heads of %d, %d slots)", n_layers, n_kv_heads,
+                         head_dim, n_slots);
     kv->slots = calloc((size_t)n_slots, sizeof *kv->slots);
     if (!kv->slots) return ramp_fail(err, "KV cache: out of memory for %d slots", n_slots);
     kv->n_layers = n_layers;
-    kv->kv_dim = kv_dim;
+    kv->n_kv_heads = n_kv_heads;
+    kv->head_dim = head_dim;
+    kv->kv_dim = n_kv_heads * head_dim;
     kv->n_slots = n_slots;
     return 0;
 }
@@ -78,7 +81,27 @@ void kv_slot_make_resident(kv_cache *kv, int slot, int local_layer, int position
     int *resident = &s->resident[local_layer];
     if (position < *resident || position >= s->capacity) return;
     int end = position + KV_RESIDENT_AHEAD < s->capacity ? position + KV_RESIDENT_AHEAD : s->capacity;
-    map_in(kv_keys(kv, slot, local_layer, *resident), kv_keys(kv, slot, local_layer, end));
-    map_in(kv_values(kv, slot, local_layer, *resident), kv_values(kv, slot, local_layer, end));
+    const size_t from = (size_t)*resident * (size_t)kv->head_dim, to = (size_t)end * (size_t)kv->head_dim;
+    for (int h = 0; h < kv->n_kv_heads; h++) {
+        map_in(kv_head_keys(kv, slot, local_layer, h) + from, kv_head_keys(kv, slot, local_layer, h) + to);
+        map_in(kv_head_values(kv, slot, local_layer, h) + from, kv_head_values(kv, slot, local_layer, h) + to);
+    }
     *resident = end;
+}
+
+void kv_store(kv_cache *kv, int slot, int local_layer, int position, const float *keys, const float *values) {
+    const size_t at = (size_t)position * (size_t)kv->head_dim, bytes = (size_t)kv->head_dim * sizeof(float);
+    for (int h = 0; h < kv->n_kv_heads; h++) {
+        memcpy(kv_head_keys(kv, slot, local_layer, h) + at, keys + (size_t)h * kv->head_dim, bytes);
+        memcpy(kv_head_values(kv, slot, local_layer, h) + at, values + (size_t)h * kv->head_dim, bytes);
+    }
+    *kv_filled(kv, slot, local_layer, position) = 1;
+}
+
+void kv_read(const kv_cache *kv, int slot, int local_layer, int position, float *keys, float *values) {
+    const size_t at = (size_t)position * (size_t)kv->head_dim, bytes = (size_t)kv->head_dim * sizeof(float);
+    for (int h = 0; h < kv->n_kv_heads; h++) {
+        if (keys) memcpy(keys + (size_t)h * kv->head_dim, kv_head_keys(kv, slot, local_layer, h) + at, bytes);
+        if (values) memcpy(values + (size_t)h * kv->head_dim, kv_head_values(kv, slot, local_layer, h) + at, bytes);
+    }
 }

@@ -2,8 +2,12 @@
  *
  * A slot holds one sequence (one request). Its storage is reserved when the sequence starts, for
  * `capacity` positions, and freed when the sequence ends, so memory follows the live requests.
- * Layout of a slot: keys[local_layer][position][kv_dim], values the same; local_layer counts from
- * the first layer this process owns. Units: floats.
+ * Layout of a slot: keys[local_layer][kv_head][position][head_dim], values the same; local_layer
+ * counts from the first layer this process owns. Units: floats. Head-major, so that attention reads
+ * each head's keys and values as one contiguous run: with positions outermost a head's 64 values
+ * sat 3 KB apart (dim 768), a new page almost every position, which the hardware prefetchers do not
+ * follow (12 layers x 2,000 positions x 12 heads read by 2 threads: 13.6-17.1 GB/s position-major,
+ * 32.6-44.7 head-major).
  * `filled` records which positions hold keys/values in each layer: a token that left the pipeline
  * early has none in the layers it skipped until they are filled (or never, with --kv-fill omit),
  * and attention skips what is not filled.
@@ -25,22 +29,32 @@ typedef struct {
 
 typedef struct {
     int n_layers; /* layers owned by this process */
-    int kv_dim;
+    int n_kv_heads, head_dim;
+    int kv_dim; /* n_kv_heads * head_dim */
     int n_slots;
     kv_slot *slots;
     size_t bytes_in_use;
 } kv_cache;
 
-int kv_cache_init(kv_cache *kv, int n_layers, int kv_dim, int n_slots, ramp_error *err);
+int kv_cache_init(kv_cache *kv, int n_layers, int n_kv_heads, int head_dim, int n_slots, ramp_error *err);
 void kv_cache_free(kv_cache *kv);
 
 /* Reserves slot for capacity positions (zeroed). Fails when the slot is out of range or taken. */
 int kv_slot_reserve(kv_cache *kv, int slot, int capacity, ramp_error *err);
 void kv_slot_release(kv_cache *kv, int slot);
 
-static inline float *kv_keys(const kv_cache *kv, int slot, int local_layer, int position) {
+/* Position 0 of one KV head's keys (values) in a layer; position p's head_dim floats follow at
+ * p * head_dim. */
+static inline float *kv_head_keys(const kv_cache *kv, int slot, int local_layer, int kv_head) {
     const kv_slot *s = &kv->slots[slot];
-    return s->keys + ((size_t)local_layer * (size_t)s->capacity + (size_t)position) * (size_t)kv->kv_dim;
+    return s->keys + ((size_t)local_layer * (size_t)kv->n_kv_heads + (size_t)kv_head) * (size_t)s->capacity *
+                         (size_t)kv->head_dim;
+}
+
+static inline float *kv_head_values(const kv_cache *kv, int slot, int local_layer, int kv_head) {
+    const kv_slot *s = &kv->slots[slot];
+    return s->values + ((size_t)local_layer * (size_t)kv->n_kv_heads + (size_t)kv_head) * (size_t)s->capacity *
+                           (size_t)kv->head_dim;
 }
 
 static inline unsigned char *kv_filled(const kv_cache *kv, int slot, int local_layer, int position) {
@@ -48,10 +62,12 @@ static inline unsigned char *kv_filled(const kv_cache *kv, int slot, int local_l
     return s->filled + (size_t)local_layer * (size_t)s->capacity + (size_t)position;
 }
 
-static inline float *kv_values(const kv_cache *kv, int slot, int local_layer, int position) {
-    const kv_slot *s = &kv->slots[slot];
-    return s->values + ((size_t)local_layer * (size_t)s->capacity + (size_t)position) * (size_t)kv->kv_dim;
-}
+/* Stores one position's keys and values (kv_dim floats each, head h at [h * head_dim]) and marks
+ * the position filled. Call kv_prepare for it first. */
+void kv_store(kv_cache *kv, int slot, int local_layer, int position, const float *keys, const float *values);
+
+/* The reverse: one position's keys and values as kv_store took them (either pointer may be NULL). */
+void kv_read(const kv_cache *kv, int slot, int local_layer, int position, float *keys, float *values);
 
 /* A slot's memory comes from the OS untouched, and a decode step writes each layer's keys and
  * values of a new position: without help every other step takes page faults in every layer (5 us

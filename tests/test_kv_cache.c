@@ -4,12 +4,13 @@
 
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
 #include "kv_cache.h"
 
-enum { LAYERS = 3, KV_DIM = 96, CAPACITY = 200 };
+enum { LAYERS = 3, KV_HEADS = 3, HEAD_DIM = 32, KV_DIM = KV_HEADS * HEAD_DIM, CAPACITY = 200 };
 
 /* True when every page of [first, end) is resident (mincore). */
 static bool resident(const float *first, const float *end) {
@@ -41,12 +42,13 @@ static bool kernel_populates(void) {
 Test(kv_cache, prepare_maps_a_layers_positions_ahead_up_to_the_capacity) {
     kv_cache kv;
     ramp_error err;
-    cr_assert_eq(kv_cache_init(&kv, LAYERS, KV_DIM, 2, &err), 0, "%s", err.message);
+    cr_assert_eq(kv_cache_init(&kv, LAYERS, KV_HEADS, HEAD_DIM, 2, &err), 0, "%s", err.message);
     cr_assert_eq(kv_slot_reserve(&kv, 1, CAPACITY, &err), 0, "%s", err.message);
     for (int layer = 0; layer < LAYERS; layer++) cr_assert_eq(kv.slots[1].resident[layer], 0);
     /* layer 2's keys from their second page on (each layer is 75 KB): fresh from the OS unless the
      * allocator handed back memory it had used before */
-    const float *layer2 = kv_keys(&kv, 1, 2, 0) + 4096 / sizeof(float), *layer2_end = kv_keys(&kv, 1, 2, CAPACITY);
+    const float *layer2 = kv_head_keys(&kv, 1, 2, 0) + 4096 / sizeof(float);
+    const float *layer2_end = kv_head_keys(&kv, 1, 2, KV_HEADS - 1) + CAPACITY * HEAD_DIM;
     const bool layer2_fresh = !resident(layer2, layer2_end);
     kv_prepare(&kv, 1, 1, 0);
     cr_assert_eq(kv.slots[1].resident[1], KV_RESIDENT_AHEAD);
@@ -59,8 +61,11 @@ Test(kv_cache, prepare_maps_a_layers_positions_ahead_up_to_the_capacity) {
     kv_prepare(&kv, 1, 1, CAPACITY - 1);
     cr_assert_eq(kv.slots[1].resident[1], CAPACITY, "never past the capacity");
     if (kernel_populates()) {
-        cr_assert(resident(kv_keys(&kv, 1, 1, 0), kv_keys(&kv, 1, 1, CAPACITY)), "keys of layer 1");
-        cr_assert(resident(kv_values(&kv, 1, 1, 0), kv_values(&kv, 1, 1, CAPACITY)), "values of layer 1");
+        for (int h = 0; h < KV_HEADS; h++) {
+            const float *keys = kv_head_keys(&kv, 1, 1, h), *values = kv_head_values(&kv, 1, 1, h);
+            cr_assert(resident(keys, keys + CAPACITY * HEAD_DIM), "keys of layer 1, head %d", h);
+            cr_assert(resident(values, values + CAPACITY * HEAD_DIM), "values of layer 1, head %d", h);
+        }
         /* nothing wrote or prepared layer 2: a request that leaves before a layer maps none of its memory */
         if (layer2_fresh) cr_assert(!resident(layer2, layer2_end), "keys of layer 2, never prepared");
     }
@@ -69,28 +74,47 @@ Test(kv_cache, prepare_maps_a_layers_positions_ahead_up_to_the_capacity) {
     kv_cache_free(&kv);
 }
 
-Test(kv_cache, prepared_slots_read_zero_and_keep_what_is_written) {
+/* Every third position stored as the forward pass stores it (kv_prepare, then kv_store of a whole
+ * position); each head then reads its own values back in one run per head, position after position,
+ * zero where nothing was stored. */
+Test(kv_cache, stored_positions_read_back_by_head_and_the_rest_read_zero) {
     kv_cache kv;
     ramp_error err;
-    cr_assert_eq(kv_cache_init(&kv, LAYERS, KV_DIM, 1, &err), 0, "%s", err.message);
+    cr_assert_eq(kv_cache_init(&kv, LAYERS, KV_HEADS, HEAD_DIM, 1, &err), 0, "%s", err.message);
+    cr_assert_eq(kv.kv_dim, KV_DIM);
     cr_assert_eq(kv_slot_reserve(&kv, 0, CAPACITY, &err), 0, "%s", err.message);
-    /* write every third position, preparing each as the forward pass does */
+    float keys[KV_DIM], values[KV_DIM];
     for (int position = 0; position < CAPACITY; position += 3) {
         for (int layer = 0; layer < LAYERS; layer++) {
             kv_prepare(&kv, 0, layer, position);
             for (int i = 0; i < KV_DIM; i++) {
-                kv_keys(&kv, 0, layer, position)[i] = (float)(position * 1000 + layer * 100 + i);
-                kv_values(&kv, 0, layer, position)[i] = -(float)(position * 1000 + layer * 100 + i);
+                keys[i] = (float)(position * 1000 + layer * 100 + i);
+                values[i] = -keys[i];
             }
+            kv_store(&kv, 0, layer, position, keys, values);
         }
     }
-    for (int position = 0; position < CAPACITY; position++)
-        for (int layer = 0; layer < LAYERS; layer++)
-            for (int i = 0; i < KV_DIM; i++) {
-                float want = position % 3 ? 0.0f : (float)(position * 1000 + layer * 100 + i);
-                cr_assert_eq(kv_keys(&kv, 0, layer, position)[i], want, "key %d of layer %d at %d", i, layer, position);
-                cr_assert_eq(kv_values(&kv, 0, layer, position)[i], -want, "value %d of layer %d at %d", i, layer,
-                             position);
+    for (int layer = 0; layer < LAYERS; layer++)
+        for (int h = 0; h < KV_HEADS; h++) {
+            const float *head_keys = kv_head_keys(&kv, 0, layer, h), *head_values = kv_head_values(&kv, 0, layer, h);
+            for (int position = 0; position < CAPACITY; position++) {
+                cr_assert_eq(*kv_filled(&kv, 0, layer, position), position % 3 == 0, "filled flag at %d", position);
+                for (int i = 0; i < HEAD_DIM; i++) {
+                    float want = position % 3 ? 0.0f : (float)(position * 1000 + layer * 100 + h * HEAD_DIM + i);
+                    cr_assert_eq(head_keys[position * HEAD_DIM + i], want, "key %d of head %d, layer %d at %d", i, h,
+                                 layer, position);
+                    cr_assert_eq(head_values[position * HEAD_DIM + i], -want, "value %d of head %d, layer %d at %d", i,
+                                 h, layer, position);
+                }
             }
+        }
     kv_cache_free(&kv);
+}
+
+Test(kv_cache, refuses_a_shape_without_heads) {
+    kv_cache kv;
+    ramp_error err;
+    cr_assert_neq(kv_cache_init(&kv, LAYERS, 0, HEAD_DIM, 1, &err), 0);
+    cr_assert(strstr(err.message, "0 heads of 32"), "%s", err.message);
+    cr_assert_neq(kv_cache_init(&kv, LAYERS, KV_HEADS, 0, 1, &err), 0);
 }

@@ -157,7 +157,7 @@ typedef struct {
 static void fixture_open(fixture *f, int n_slots, int rows) {
     load_lite16(&f->m);
     ramp_error err;
-    cr_assert_eq(kv_cache_init(&f->kv, f->m.config.n_layers, f->m.config.kv_dim, n_slots, &err), 0, "%s", err.message);
+    cr_assert_eq(kv_cache_init(&f->kv, f->m.config.n_layers, f->m.config.n_kv_heads, f->m.config.head_dim, n_slots, &err), 0, "%s", err.message);
     for (int s = 0; s < n_slots; s++) cr_assert_eq(kv_slot_reserve(&f->kv, s, 64, &err), 0, "%s", err.message);
     cr_assert_eq(forward_workspace_init(&f->ws, &f->m.config, rows, 64, &err), 0, "%s", err.message);
     cr_assert_eq(forward_workspace_enable_pairs(&f->ws, &f->m.config, &err), 0, "%s", err.message);
@@ -197,8 +197,8 @@ Test(pairs, fused_pair_matches_the_reference_and_fills_each_members_cache) {
     cr_assert_lt(d, 2e-5, "pair output differs from the reference by %g (relative)", d);
     float got_a[N * 64], got_b[N * 64];
     for (int t = 0; t < N; t++) {
-        memcpy(got_a + t * kv, kv_keys(&f.kv, 0, A, t), sizeof(float) * kv);
-        memcpy(got_b + t * kv, kv_keys(&f.kv, 0, A + 1, t), sizeof(float) * kv);
+        kv_read(&f.kv, 0, A, t, got_a + t * kv, NULL);
+        kv_read(&f.kv, 0, A + 1, t, got_b + t * kv, NULL);
         cr_assert(*kv_filled(&f.kv, 0, A, t) && *kv_filled(&f.kv, 0, A + 1, t));
     }
     cr_assert_lt(relative_difference(got_a, keys_a, (size_t)N * kv), 2e-5, "layer %d's keys", A);
@@ -460,8 +460,10 @@ Test(pairs, two_members_in_two_processes_give_the_fused_bits) {
     for (int layer = FIRST; layer < END; layer++)
         for (int t = 0; t < N; t++) {
             const member_run *owner = &runs[(layer - FIRST) % 2];
-            cr_assert_eq(memcmp(kv_keys(&owner->f.kv, 0, layer, t), kv_keys(&fused.kv, 0, layer, t), sizeof(float) * kv), 0,
-                         "layer %d position %d: keys differ", layer, t);
+            float owned[64], fused_keys[64];
+            kv_read(&owner->f.kv, 0, layer, t, owned, NULL);
+            kv_read(&fused.kv, 0, layer, t, fused_keys, NULL);
+            cr_assert_eq(memcmp(owned, fused_keys, sizeof(float) * kv), 0, "layer %d position %d: keys differ", layer, t);
         }
     /* a plain layer given to the second member's process is refused */
     forward_pairs wrong = {.first = FIRST, .end = END, .partner = &runs[1].partner};
