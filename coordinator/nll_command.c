@@ -192,7 +192,7 @@ int command_nll(int argc, char **argv, transport *mpi) {
     forward_workspace ws = {0};
     float *hidden = NULL, *logits = NULL;
     if (!status)
-        status = kv_cache_init(&kv, m.config.n_layers, m.config.n_kv_heads, m.config.head_dim, 1, &err) ||
+        status = kv_cache_init(&kv, m.config.n_layers, m.config.n_kv_heads, m.config.head_dim, KV_F32, 1, &err) ||
                  forward_workspace_init(&ws, &m.config, longest, longest, &err) ||
                  forward_workspace_enable_pairs(&ws, &m.config, &err);
     if (!status) {

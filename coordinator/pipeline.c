@@ -38,6 +38,8 @@ const char pipeline_flags_help[] =
     "      --batch-tokens N   most tokens in one micro-batch (default 256)\n"
     "      --micro-batches M  micro-batches in flight (default 1 in one stage, 8 across several)\n"
     "      --ctx N            most positions per sequence (default: the model's context length)\n"
+    "      --kv-type T        f32 (default) or f16: KV-cache elements; f16 (llama.cpp's default) holds\n"
+    "                         twice the positions in the same memory and reads half the bytes per token\n"
     "      --timeout S        seconds of silence from the pipeline before the job fails (default 60)\n"
     "      --grace S          after SIGTERM, seconds to finish requests in flight (default 30)\n"
     "      --metrics-json F   write per-stage and per-run metrics as JSON to F\n";
@@ -118,6 +120,7 @@ int pipeline_parse_flag(pipeline_options *o, const char *flag, const char *value
         o->split = value;
         return 1;
     }
+    if (!strcmp(flag, "kv-type")) return kv_type_parse(value, &o->kv_type, err) ? -1 : 1;
     if (!strcmp(flag, "metrics-json")) {
         o->metrics_json = value;
         return 1;
@@ -212,6 +215,7 @@ static stage_config stage_config_for(const pipeline *p, int stage_index, int con
         .exit_candidates = o->candidates,
         .n_exit_candidates = o->n_candidates,
         .kv_fill = o->kv_fill,
+        .kv_type = o->kv_type,
         .pairs = p->pairs,
         .run_ahead_mode = o->run_ahead,
     };
@@ -412,6 +416,7 @@ static int send_setup(pipeline *p, int index, ramp_error *err) {
     m.n_exit_candidates = c.exit_candidates ? (size_t)c.n_exit_candidates : 0;
     m.exit_candidates = (int32_t *)c.exit_candidates;
     m.kv_fill = (uint32_t)c.kv_fill;
+    m.kv_type = (uint32_t)c.kv_type;
     m.threads = (uint32_t)p->options.threads;
     m.shutdown_grace_seconds = p->options.grace_seconds + p->options.timeout_seconds;
     m.parallel_first = (uint32_t)c.pairs.first;
@@ -522,7 +527,8 @@ int pipeline_open(pipeline *p, const pipeline_options *o, ramp_error *err) {
     }
     if (await_every_stage(p, RAMP__ENVELOPE__BODY_HELLO, "the stages to load", err)) return -1;
     exit_run_init(&p->exits, EXIT_MODE_NONE, false, NULL, p->n_exits, p->exit_layers, config.n_layers);
-    p->kv_bytes_per_position = 2ull * (uint64_t)config.n_layers * (uint64_t)config.kv_dim * sizeof(float);
+    p->kv_bytes_per_position =
+        2ull * (uint64_t)config.n_layers * (uint64_t)config.kv_dim * (o->kv_type == KV_F16 ? 2 : sizeof(float));
     scheduler_config sc = {
         .lanes = p->options.lanes,
         .max_sequences = o->max_sequences,

@@ -58,6 +58,7 @@ typedef struct {
     int n_candidates;
     bool answers_from_candidates; /* final answers restricted to the candidates too (tasks) */
     kv_fill_policy kv_fill;
+    kv_type kv_type; /* --kv-type: the KV cache's element type (default f32) */
 } pipeline_options;
 
 /* Defaults for the fields above; parse command-line flags on top. */

@@ -1,8 +1,12 @@
 #include "forward.h"
 
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#if defined(__F16C__)
+#include <immintrin.h>
+#endif
 
 #include "exp8.h"
 #include "parallel.h"
@@ -225,25 +229,53 @@ static float8 load8(const float *p) {
     return v;
 }
 
+#define ALWAYS_INLINE inline __attribute__((always_inline))
+
+/* Keys and values are read from the cache in its element type (kv_cache.h): fp32, or fp16 when
+ * `half`. The attention functions below take `half` as a constant, so each is compiled once per
+ * type with the conversion inside its loads. */
+static ALWAYS_INLINE float8 load8_kv(const void *base, size_t index, bool half) {
+    if (!half) return load8((const float *)base + index);
+    const uint16_t *h = (const uint16_t *)base + index;
+#if defined(__F16C__)
+    const __m256 v = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)h));
+    float8 out;
+    memcpy(&out, &v, sizeof out);
+    return out;
+#else
+    return (float8){fp16_to_fp32(h[0]), fp16_to_fp32(h[1]), fp16_to_fp32(h[2]), fp16_to_fp32(h[3]),
+                    fp16_to_fp32(h[4]), fp16_to_fp32(h[5]), fp16_to_fp32(h[6]), fp16_to_fp32(h[7])};
+#endif
+}
+
+/* The element `index` elements past base. */
+static ALWAYS_INLINE const void *kv_at(const void *base, size_t index, bool half) {
+    return (const unsigned char *)base + index * (half ? sizeof(uint16_t) : sizeof(float));
+}
+
+static ALWAYS_INLINE float load1_kv(const void *base, size_t index, bool half) {
+    return half ? fp16_to_fp32(((const uint16_t *)base)[index]) : ((const float *)base)[index];
+}
+
 /* a . b with eight partial sums (lane i % 8) added in a fixed order at the end. */
-static float dot_lanes(const float *a, const float *b, int n) {
+static ALWAYS_INLINE float dot_lanes(const float *a, const void *b, int n, bool half) {
     float8 acc = {0};
     int i = 0;
-    for (; i + 8 <= n; i += 8) acc += load8(a + i) * load8(b + i);
+    for (; i + 8 <= n; i += 8) acc += load8(a + i) * load8_kv(b, (size_t)i, half);
     float lane[8];
     memcpy(lane, &acc, sizeof lane);
-    for (; i < n; i++) lane[i % 8] += a[i] * b[i];
+    for (; i < n; i++) lane[i % 8] += a[i] * load1_kv(b, (size_t)i, half);
     return ((lane[0] + lane[4]) + (lane[2] + lane[6])) + ((lane[1] + lane[5]) + (lane[3] + lane[7]));
 }
 
 /* dot_lanes of a with eight rows b, b + stride, ..., b + 7 * stride (n a multiple of 8): the same
  * eight partial sums per row, then the same tree of additions, done for all eight rows at once on
  * the transposed partial sums (lane j of row p becomes lane p of part[j]). */
-static void dot_lanes8(const float *a, const float *b, size_t stride, int n, float out[8]) {
+static ALWAYS_INLINE void dot_lanes8(const float *a, const void *b, size_t stride, int n, float out[8], bool half) {
     float8 acc[8] = {{0}};
     for (int i = 0; i < n; i += 8) {
         const float8 x = load8(a + i);
-        for (int p = 0; p < 8; p++) acc[p] += x * load8(b + (size_t)p * stride + i);
+        for (int p = 0; p < 8; p++) acc[p] += x * load8_kv(b, (size_t)p * stride + (size_t)i, half);
     }
     /* __builtin_shufflevector: GCC 12 and clang both have it (GCC's __builtin_shuffle is GCC's own) */
     float8 t[8], u[8], part[8];
@@ -266,16 +298,14 @@ static void dot_lanes8(const float *a, const float *b, size_t stride, int n, flo
 
 /* sums[k] += scores[t] * values[t][8k .. 8k+7] over filled positions t in [from, to), in order, for
  * k < VECTORS (sums start at zero when from is 0): one pass over the positions for all of them. */
-static inline __attribute__((always_inline)) void weighted_values(int vectors, const float *scores, const unsigned char *filled,
-                                                                  int from, int to, const float *values, size_t stride,
-                                                                  float8 *sums) {
+static ALWAYS_INLINE void weighted_values(int vectors, const float *scores, const unsigned char *filled, int from,
+                                          int to, const void *values, size_t stride, float8 *sums, bool half) {
     float8 sum[8] = {{0}};
     if (from > 0) memcpy(sum, sums, (size_t)vectors * sizeof sum[0]);
     for (int t = from; t < to; t++) {
         if (!filled[t]) continue;
         const float s = scores[t];
-        const float *v = values + (size_t)t * stride;
-        for (int k = 0; k < vectors; k++) sum[k] += s * load8(v + 8 * k);
+        for (int k = 0; k < vectors; k++) sum[k] += s * load8_kv(values, (size_t)t * stride + 8 * (size_t)k, half);
     }
     memcpy(sums, sum, (size_t)vectors * sizeof sum[0]);
 }
@@ -310,7 +340,7 @@ static int query_blocks(const forward_rows *rows, int *blocks) {
 
 /* One (query block, head): computed whole by one thread, so the sums do not depend on the thread
  * count. */
-static void attention_task(void *ctx, int task, int worker) {
+static ALWAYS_INLINE void attend(void *ctx, int task, int worker, bool half) {
     const attention_job *j = ctx;
     const model_config *c = j->c;
     forward_workspace *ws = j->ws;
@@ -322,9 +352,9 @@ static void attention_task(void *ctx, int task, int worker) {
     const int slot = j->rows->slots[r0], first_length = j->rows->positions[r0] + 1;
     const int last_length = first_length + n_queries - 1; /* query q sees first_length + q positions */
     const unsigned char *filled = kv_filled(j->kv, slot, j->local_layer, 0);
-    const float *keys = kv_head_keys(j->kv, slot, j->local_layer, h / heads_per_kv);
-    const float *values = kv_head_values(j->kv, slot, j->local_layer, h / heads_per_kv);
-    const size_t stride = (size_t)c->head_dim; /* floats from one position to the next */
+    const void *keys = kv_head_keys(j->kv, slot, j->local_layer, h / heads_per_kv);
+    const void *values = kv_head_values(j->kv, slot, j->local_layer, h / heads_per_kv);
+    const size_t stride = (size_t)c->head_dim; /* elements from one position to the next */
     const float *query[QUERY_BLOCK];
     float *scores[QUERY_BLOCK], *out[QUERY_BLOCK];
     for (int q = 0; q < n_queries; q++) {
@@ -338,9 +368,10 @@ static void attention_task(void *ctx, int task, int worker) {
         for (int q = 0; q < n_queries; q++) {
             const int length = first_length + q;
             if (c->head_dim % 8 == 0 && t + 8 <= length)
-                dot_lanes8(query[q], keys + (size_t)t * stride, stride, c->head_dim, scores[q] + t);
+                dot_lanes8(query[q], kv_at(keys, (size_t)t * stride, half), stride, c->head_dim, scores[q] + t, half);
             else
-                for (int u = t; u < length && u < t + 8; u++) scores[q][u] = dot_lanes(query[q], keys + (size_t)u * stride, c->head_dim);
+                for (int u = t; u < length && u < t + 8; u++)
+                    scores[q][u] = dot_lanes(query[q], kv_at(keys, (size_t)u * stride, half), c->head_dim, half);
         }
     for (int q = 0; q < n_queries; q++) {
         const int length = first_length + q;
@@ -355,19 +386,19 @@ static void attention_task(void *ctx, int task, int worker) {
     const int chunk = n_queries == 1 ? last_length : VALUE_CHUNK;
     for (int i0 = 0; i0 < whole; i0 += 64) {
         const int vectors = (whole - i0) / 8 < 8 ? (whole - i0) / 8 : 8;
-        const float *v = values + i0;
+        const void *v = kv_at(values, (size_t)i0, half);
         float8 sums[QUERY_BLOCK][8];
         for (int from = 0; from < last_length; from += chunk)
             for (int q = 0; q < n_queries; q++) {
                 const int length = first_length + q, to = from + chunk < length ? from + chunk : length;
                 if (from >= to) continue;
                 switch (vectors) { /* constant counts keep the sums in registers */
-                case 8: weighted_values(8, scores[q], filled, from, to, v, stride, sums[q]); break;
-                case 4: weighted_values(4, scores[q], filled, from, to, v, stride, sums[q]); break;
-                case 2: weighted_values(2, scores[q], filled, from, to, v, stride, sums[q]); break;
+                case 8: weighted_values(8, scores[q], filled, from, to, v, stride, sums[q], half); break;
+                case 4: weighted_values(4, scores[q], filled, from, to, v, stride, sums[q], half); break;
+                case 2: weighted_values(2, scores[q], filled, from, to, v, stride, sums[q], half); break;
                 default:
                     for (int k = 0; k < vectors; k++)
-                        weighted_values(1, scores[q], filled, from, to, v + 8 * k, stride, &sums[q][k]);
+                        weighted_values(1, scores[q], filled, from, to, kv_at(v, 8 * (size_t)k, half), stride, &sums[q][k], half);
                     break;
                 }
             }
@@ -377,9 +408,16 @@ static void attention_task(void *ctx, int task, int worker) {
         for (int i0 = whole; i0 < c->head_dim; i0++) {
             float sum = 0.0f;
             for (int t = 0; t < first_length + q; t++)
-                if (filled[t]) sum += scores[q][t] * values[(size_t)t * stride + i0];
+                if (filled[t]) sum += scores[q][t] * load1_kv(values, (size_t)t * stride + (size_t)i0, half);
             out[q][i0] = sum;
         }
+}
+
+/* attend, compiled once for each element type of the KV cache. */
+static void attention_task(void *ctx, int task, int worker) {
+    const attention_job *j = ctx;
+    if (j->kv->type == KV_F16) attend(ctx, task, worker, true);
+    else attend(ctx, task, worker, false);
 }
 
 /* Attention is shared out between the threads from this much work (positions attended times dim)

@@ -1,13 +1,30 @@
 #include "kv_cache.h"
 
+#include "quant.h"
+
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
-int kv_cache_init(kv_cache *kv, int n_layers, int n_kv_heads, int head_dim, int n_slots, ramp_error *err) {
+#if defined(__F16C__)
+#include <immintrin.h>
+#endif
+
+int kv_type_parse(const char *text, kv_type *out, ramp_error *err) {
+    if (!strcmp(text, "f32")) *out = KV_F32;
+    else if (!strcmp(text, "f16")) *out = KV_F16;
+    else return ramp_fail(err, "--kv-type expects f32 or f16, got '%s'", text);
+    return 0;
+}
+
+const char *kv_type_name(kv_type type) { return type == KV_F16 ? "f16" : "f32"; }
+
+int kv_cache_init(kv_cache *kv, int n_layers, int n_kv_heads, int head_dim, kv_type type, int n_slots,
+                  ramp_error *err) {
     memset(kv, 0, sizeof *kv);
+    if (type != KV_F32 && type != KV_F16) return ramp_fail(err, "KV cache: unknown element type %d", (int)type);
     if (n_layers < 0 || n_kv_heads <= 0 || head_dim <= 0 || n_slots <= 0)
         return ramp_fail(err, "KV cache: invalid shape (%d layers, %d heads of %d, %d slots)", n_layers, n_kv_heads,
                          head_dim, n_slots);
@@ -17,6 +34,8 @@ int kv_cache_init(kv_cache *kv, int n_layers, int n_kv_heads, int head_dim, int 
     kv->n_kv_heads = n_kv_heads;
     kv->head_dim = head_dim;
     kv->kv_dim = n_kv_heads * head_dim;
+    kv->type = type;
+    kv->element_bytes = type == KV_F16 ? 2 : 4;
     kv->n_slots = n_slots;
     return 0;
 }
@@ -35,7 +54,7 @@ int kv_slot_reserve(kv_cache *kv, int slot, int capacity, ramp_error *err) {
     size_t n = (size_t)kv->n_layers * (size_t)capacity * (size_t)kv->kv_dim;
     if (n == 0) n = 1; /* a process that owns no layers still tracks the slot */
     size_t n_flags = (size_t)kv->n_layers * (size_t)capacity + 1;
-    float *keys = calloc(n, sizeof(float)), *values = calloc(n, sizeof(float));
+    unsigned char *keys = calloc(n, kv->element_bytes), *values = calloc(n, kv->element_bytes);
     unsigned char *filled = calloc(n_flags, 1);
     int *resident = calloc((size_t)kv->n_layers + 1, sizeof *resident);
     if (!keys || !values || !filled || !resident) {
@@ -43,11 +62,11 @@ int kv_slot_reserve(kv_cache *kv, int slot, int capacity, ramp_error *err) {
         free(values);
         free(filled);
         free(resident);
-        return ramp_fail(err, "KV cache: out of memory reserving %zu bytes for slot %d", 2 * n * sizeof(float), slot);
+        return ramp_fail(err, "KV cache: out of memory reserving %zu bytes for slot %d", 2 * n * kv->element_bytes, slot);
     }
     kv->slots[slot] =
         (kv_slot){.capacity = capacity, .resident = resident, .keys = keys, .values = values, .filled = filled};
-    kv->bytes_in_use += 2 * n * sizeof(float) + n_flags;
+    kv->bytes_in_use += 2 * n * kv->element_bytes + n_flags;
     return 0;
 }
 
@@ -55,7 +74,7 @@ void kv_slot_release(kv_cache *kv, int slot) {
     if (slot < 0 || slot >= kv->n_slots || kv->slots[slot].capacity == 0) return;
     size_t n = (size_t)kv->n_layers * (size_t)kv->slots[slot].capacity * (size_t)kv->kv_dim;
     if (n == 0) n = 1;
-    kv->bytes_in_use -= 2 * n * sizeof(float) + (size_t)kv->n_layers * (size_t)kv->slots[slot].capacity + 1;
+    kv->bytes_in_use -= 2 * n * kv->element_bytes + (size_t)kv->n_layers * (size_t)kv->slots[slot].capacity + 1;
     free(kv->slots[slot].keys);
     free(kv->slots[slot].values);
     free(kv->slots[slot].filled);
@@ -66,7 +85,7 @@ void kv_slot_release(kv_cache *kv, int slot) {
 /* MADV_POPULATE_WRITE faults the pages in without writing them. Ranges are widened to whole pages:
  * the neighbours' bytes are not touched, only mapped. A kernel without it (before Linux 5.14)
  * refuses, and the pages fault in on first write as before. */
-static void map_in(const float *first, const float *end) {
+static void map_in(const unsigned char *first, const unsigned char *end) {
 #ifdef MADV_POPULATE_WRITE
     const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
     uintptr_t from = (uintptr_t)first & ~(page - 1), to = ((uintptr_t)end + page - 1) & ~(page - 1);
@@ -81,27 +100,54 @@ void kv_slot_make_resident(kv_cache *kv, int slot, int local_layer, int position
     int *resident = &s->resident[local_layer];
     if (position < *resident || position >= s->capacity) return;
     int end = position + KV_RESIDENT_AHEAD < s->capacity ? position + KV_RESIDENT_AHEAD : s->capacity;
-    const size_t from = (size_t)*resident * (size_t)kv->head_dim, to = (size_t)end * (size_t)kv->head_dim;
+    const size_t row = (size_t)kv->head_dim * kv->element_bytes, from = (size_t)*resident * row, to = (size_t)end * row;
     for (int h = 0; h < kv->n_kv_heads; h++) {
-        map_in(kv_head_keys(kv, slot, local_layer, h) + from, kv_head_keys(kv, slot, local_layer, h) + to);
-        map_in(kv_head_values(kv, slot, local_layer, h) + from, kv_head_values(kv, slot, local_layer, h) + to);
+        const unsigned char *keys = kv_head_keys(kv, slot, local_layer, h), *values = kv_head_values(kv, slot, local_layer, h);
+        map_in(keys + from, keys + to);
+        map_in(values + from, values + to);
     }
     *resident = end;
 }
 
+/* n floats -> fp16, rounded to nearest even: F16C where the build has it, the same bits as
+ * fp32_to_fp16 (test_kv_cache checks). */
+static void to_fp16(uint16_t *out, const float *in, int n) {
+    int i = 0;
+#if defined(__F16C__)
+    for (; i + 8 <= n; i += 8)
+        _mm_storeu_si128((__m128i *)(out + i), _mm256_cvtps_ph(_mm256_loadu_ps(in + i), _MM_FROUND_TO_NEAREST_INT));
+#endif
+    for (; i < n; i++) out[i] = fp32_to_fp16(in[i]);
+}
+
+/* One head's row of a position: n elements of the cache's type <-> floats. */
+static void store_row(const kv_cache *kv, void *to, const float *from) {
+    if (kv->type == KV_F16) to_fp16(to, from, kv->head_dim);
+    else memcpy(to, from, (size_t)kv->head_dim * sizeof(float));
+}
+
+static void read_row(const kv_cache *kv, float *to, const void *from) {
+    if (kv->type == KV_F32) {
+        memcpy(to, from, (size_t)kv->head_dim * sizeof(float));
+        return;
+    }
+    for (int i = 0; i < kv->head_dim; i++) to[i] = fp16_to_fp32(((const uint16_t *)from)[i]);
+}
+
 void kv_store(kv_cache *kv, int slot, int local_layer, int position, const float *keys, const float *values) {
-    const size_t at = (size_t)position * (size_t)kv->head_dim, bytes = (size_t)kv->head_dim * sizeof(float);
+    const size_t at = (size_t)position * (size_t)kv->head_dim * kv->element_bytes;
     for (int h = 0; h < kv->n_kv_heads; h++) {
-        memcpy(kv_head_keys(kv, slot, local_layer, h) + at, keys + (size_t)h * kv->head_dim, bytes);
-        memcpy(kv_head_values(kv, slot, local_layer, h) + at, values + (size_t)h * kv->head_dim, bytes);
+        store_row(kv, (unsigned char *)kv_head_keys(kv, slot, local_layer, h) + at, keys + (size_t)h * kv->head_dim);
+        store_row(kv, (unsigned char *)kv_head_values(kv, slot, local_layer, h) + at, values + (size_t)h * kv->head_dim);
     }
     *kv_filled(kv, slot, local_layer, position) = 1;
 }
 
 void kv_read(const kv_cache *kv, int slot, int local_layer, int position, float *keys, float *values) {
-    const size_t at = (size_t)position * (size_t)kv->head_dim, bytes = (size_t)kv->head_dim * sizeof(float);
+    const size_t at = (size_t)position * (size_t)kv->head_dim * kv->element_bytes;
     for (int h = 0; h < kv->n_kv_heads; h++) {
-        if (keys) memcpy(keys + (size_t)h * kv->head_dim, kv_head_keys(kv, slot, local_layer, h) + at, bytes);
-        if (values) memcpy(values + (size_t)h * kv->head_dim, kv_head_values(kv, slot, local_layer, h) + at, bytes);
+        if (keys) read_row(kv, keys + (size_t)h * kv->head_dim, (const unsigned char *)kv_head_keys(kv, slot, local_layer, h) + at);
+        if (values)
+            read_row(kv, values + (size_t)h * kv->head_dim, (const unsigned char *)kv_head_values(kv, slot, local_layer, h) + at);
     }
 }

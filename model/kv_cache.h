@@ -3,7 +3,9 @@
  * A slot holds one sequence (one request). Its storage is reserved when the sequence starts, for
  * `capacity` positions, and freed when the sequence ends, so memory follows the live requests.
  * Layout of a slot: keys[local_layer][kv_head][position][head_dim], values the same; local_layer
- * counts from the first layer this process owns. Units: floats. Head-major, so that attention reads
+ * counts from the first layer this process owns. Elements are fp32, or fp16 with KV_F16 (--kv-type
+ * f16, llama.cpp's default: half the memory, and half the bytes a long context's attention reads
+ * per token; keys and values are rounded to nearest even once, when stored). Head-major, so that attention reads
  * each head's keys and values as one contiguous run: with positions outermost a head's 64 values
  * sat 3 KB apart (dim 768), a new page almost every position, which the hardware prefetchers do not
  * follow (12 layers x 2,000 positions x 12 heads read by 2 threads: 13.6-17.1 GB/s position-major,
@@ -19,11 +21,13 @@
 
 #include "error.h"
 
+typedef enum { KV_F32, KV_F16 } kv_type;
+
 typedef struct {
     int capacity; /* positions reserved; 0 when the slot is free */
     int *resident; /* [local_layer]: positions [0, resident) of that layer have their memory mapped in */
-    float *keys;
-    float *values;
+    unsigned char *keys; /* elements of the cache's type */
+    unsigned char *values;
     unsigned char *filled; /* [local_layer][position]: 1 once that position's keys/values exist */
 } kv_slot;
 
@@ -31,30 +35,36 @@ typedef struct {
     int n_layers; /* layers owned by this process */
     int n_kv_heads, head_dim;
     int kv_dim; /* n_kv_heads * head_dim */
+    kv_type type;
+    size_t element_bytes; /* 4 or 2 */
     int n_slots;
     kv_slot *slots;
     size_t bytes_in_use;
 } kv_cache;
 
-int kv_cache_init(kv_cache *kv, int n_layers, int n_kv_heads, int head_dim, int n_slots, ramp_error *err);
+int kv_cache_init(kv_cache *kv, int n_layers, int n_kv_heads, int head_dim, kv_type type, int n_slots,
+                  ramp_error *err);
+/* "f32" or "f16" (--kv-type) */
+int kv_type_parse(const char *text, kv_type *out, ramp_error *err);
+const char *kv_type_name(kv_type type);
 void kv_cache_free(kv_cache *kv);
 
 /* Reserves slot for capacity positions (zeroed). Fails when the slot is out of range or taken. */
 int kv_slot_reserve(kv_cache *kv, int slot, int capacity, ramp_error *err);
 void kv_slot_release(kv_cache *kv, int slot);
 
-/* Position 0 of one KV head's keys (values) in a layer; position p's head_dim floats follow at
- * p * head_dim. */
-static inline float *kv_head_keys(const kv_cache *kv, int slot, int local_layer, int kv_head) {
+/* Position 0 of one KV head's keys (values) in a layer, as elements of kv->type; position p's
+ * head_dim elements follow at p * head_dim. */
+static inline void *kv_head_keys(const kv_cache *kv, int slot, int local_layer, int kv_head) {
     const kv_slot *s = &kv->slots[slot];
     return s->keys + ((size_t)local_layer * (size_t)kv->n_kv_heads + (size_t)kv_head) * (size_t)s->capacity *
-                         (size_t)kv->head_dim;
+                         (size_t)kv->head_dim * kv->element_bytes;
 }
 
-static inline float *kv_head_values(const kv_cache *kv, int slot, int local_layer, int kv_head) {
+static inline void *kv_head_values(const kv_cache *kv, int slot, int local_layer, int kv_head) {
     const kv_slot *s = &kv->slots[slot];
     return s->values + ((size_t)local_layer * (size_t)kv->n_kv_heads + (size_t)kv_head) * (size_t)s->capacity *
-                           (size_t)kv->head_dim;
+                           (size_t)kv->head_dim * kv->element_bytes;
 }
 
 static inline unsigned char *kv_filled(const kv_cache *kv, int slot, int local_layer, int position) {
@@ -62,11 +72,11 @@ static inline unsigned char *kv_filled(const kv_cache *kv, int slot, int local_l
     return s->filled + (size_t)local_layer * (size_t)s->capacity + (size_t)position;
 }
 
-/* Stores one position's keys and values (kv_dim floats each, head h at [h * head_dim]) and marks
- * the position filled. Call kv_prepare for it first. */
+/* Stores one position's keys and values (kv_dim floats each, head h at [h * head_dim]; rounded
+ * to fp16 with KV_F16) and marks the position filled. Call kv_prepare for it first. */
 void kv_store(kv_cache *kv, int slot, int local_layer, int position, const float *keys, const float *values);
 
-/* The reverse: one position's keys and values as kv_store took them (either pointer may be NULL). */
+/* The reverse: one position's keys and values as floats (either pointer may be NULL). */
 void kv_read(const kv_cache *kv, int slot, int local_layer, int position, float *keys, float *values);
 
 /* A slot's memory comes from the OS untouched, and a decode step writes each layer's keys and

@@ -13,7 +13,9 @@
 # bandwidth share: weight bytes read per token x tokens/s / the best read bandwidth measured
 # (scripts/read-bandwidth.c, once before the rounds and once at the start of each), and the same
 # per round against the read and the copy (STREAM) bandwidth measured right before that decode.
-# Threads: BENCH_QUANT_THREADS (default 2) for both engines.
+# Threads: BENCH_QUANT_THREADS (default 2) for both engines. Then decode after a long prompt
+# (BENCH_DEEP_TOKENS, default 1536; 0 skips it) on the Q4_0 file: ramp with its fp32 and its fp16 KV
+# cache against llama-bench's tg64 at that depth.
 #
 # Files are made once into BENCH_QUANT_CACHE (default build/bench-models, git-ignored; e.g.
 # BENCH_QUANT_CACHE=/tmp/ramp-bench-models keeps them out of the tree): `ramp synth` writes F32/F16 models
@@ -298,4 +300,54 @@ print("  (copy bw: the same against the best STREAM-style copy bandwidth, bytes 
 print("  next to each run: each round's decode against the read and the copy bandwidth measured just before it,")
 print("  median (min..max) over rounds: the machine is shared, and its bandwidth swings by 2x from one minute to the next)")
 PY
+
+# --- decode after a long prompt ------------------------------------------------------------------
+# A long context's decode reads every earlier position's keys and values at each step, as well as
+# the weights: ramp with its default fp32 KV cache and with --kv-type f16, against llama-bench's
+# tg64 at the same depth (-d, llama.cpp's default fp16 cache), interleaved. File: the first Q4_0 one.
+DEEP=${BENCH_DEEP_TOKENS:-1536}
+deep_file=
+for f in "${FILES[@]}"; do case $f in *q4_0*) deep_file=$f; break ;; esac; done
+if [ "$DEEP" -gt 0 ] && [ -n "$deep_file" ] && [ -n "$WORDS" ]; then
+    deep_words=$((WORDS * DEEP / 128))
+    prompt_words "$deep_words" >"$W/deep-prompt"
+    depth=$(prompt_tokens "$deep_file" "$deep_words")
+    : >"$W/deep"
+    for round in $(seq "$ROUNDS"); do
+        for kv in f32 f16; do
+            if run "$W/deep-$kv" "$BIN" generate -m "$deep_file" -f "$W/deep-prompt" -n 65 --temp 0 --threads "$THREADS" \
+                --kv-type "$kv" --ctx $((depth + 80)) --metrics-json "$W/deep-$kv.json"; then
+                echo "ramp-$kv $(ramp_json "$W/deep-$kv.json" \
+                    "(d['generated_tokens'] - 1) / (d['seconds'] - d['time_to_first_token_seconds'])") $round" >>"$W/deep"
+            else
+                fail "ramp decode after $depth tokens (--kv-type $kv), round $round" "$W/deep-$kv.err"
+            fi
+        done
+        if [ $have_peer -eq 1 ]; then
+            if run "$W/deep-llama" "$PEER/llama-bench" -m "$deep_file" -t "$THREADS" -p 0 -n 64 -d "$depth" -r 1 -o json; then
+                echo "llama $(llama_ts "$W/deep-llama.out") $round" >>"$W/deep"
+            else
+                fail "llama-bench tg64 -d $depth, round $round" "$W/deep-llama.err"
+            fi
+        fi
+    done
+    printf '\n  decode after a %s-token prompt, %s, %s rounds (tok/s, median (min..max); ratio to llama.cpp within each round)\n' \
+        "$depth" "$(basename "$deep_file")" "$ROUNDS"
+    python3 - "$W/deep" <<'PY'
+import statistics, sys
+rows = [line.split() for line in open(sys.argv[1]) if len(line.split()) == 3]
+by_round = {}
+for engine, value, rnd in rows:
+    by_round.setdefault(rnd, {})[engine] = float(value)
+for engine, label in (("ramp-f32", "ramp, fp32 KV (default)"), ("ramp-f16", "ramp, --kv-type f16"), ("llama", "llama.cpp (fp16 KV)")):
+    v = [x[engine] for x in by_round.values() if engine in x]
+    if not v:
+        continue
+    line = f"    {label:<28} {statistics.median(v):7.1f} ({min(v):.1f}..{max(v):.1f})"
+    q = [x[engine] / x["llama"] for x in by_round.values() if engine in x and x.get("llama", 0) > 0]
+    if q and engine != "llama":
+        line += f"   ratio {statistics.median(q):.2f} ({min(q):.2f}..{max(q):.2f})"
+    print(line)
+PY
+fi
 [ "$FAILS" -eq 0 ]

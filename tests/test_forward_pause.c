@@ -31,7 +31,7 @@ static void fixture_open(fixture *f) {
     shared_file(path, sizeof path, "models/lite16/model-f32.gguf");
     ramp_error err;
     cr_assert_eq(model_load(&f->m, path, NULL, false, NULL, &err), 0, "%s", err.message);
-    cr_assert_eq(kv_cache_init(&f->kv, f->m.config.n_layers, f->m.config.n_kv_heads, f->m.config.head_dim, 2, &err), 0, "%s", err.message);
+    cr_assert_eq(kv_cache_init(&f->kv, f->m.config.n_layers, f->m.config.n_kv_heads, f->m.config.head_dim, KV_F32, 2, &err), 0, "%s", err.message);
     for (int s = 0; s < 2; s++) cr_assert_eq(kv_slot_reserve(&f->kv, s, CONTEXT, &err), 0, "%s", err.message);
     cr_assert_eq(forward_workspace_init(&f->ws, &f->m.config, ROWS, CONTEXT, &err), 0, "%s", err.message);
     cr_assert_eq(forward_workspace_enable_pairs(&f->ws, &f->m.config, &err), 0, "%s", err.message);
@@ -106,7 +106,7 @@ static int check_pause(const forward_pairs *pairs) {
     cr_assert_eq(state.ran_at_call, 1, "the other sequence ran in the first pause");
 
     kv_cache_free(&f.kv);
-    cr_assert_eq(kv_cache_init(&f.kv, f.m.config.n_layers, f.m.config.n_kv_heads, f.m.config.head_dim, 2, &err), 0, "%s", err.message);
+    cr_assert_eq(kv_cache_init(&f.kv, f.m.config.n_layers, f.m.config.n_kv_heads, f.m.config.head_dim, KV_F32, 2, &err), 0, "%s", err.message);
     for (int s = 0; s < 2; s++) cr_assert_eq(kv_slot_reserve(&f.kv, s, CONTEXT, &err), 0, "%s", err.message);
     forward_rows alone = rows_of(&main_alone);
     cr_assert_eq(forward_layers_paired(&f.m, FIRST_LAYER, END_LAYER, pairs, &f.kv, &alone, main_alone.hidden, &f.ws, &err),

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "kv_cache.h"
+#include "quant.h"
 
 enum { LAYERS = 3, KV_HEADS = 3, HEAD_DIM = 32, KV_DIM = KV_HEADS * HEAD_DIM, CAPACITY = 200 };
 
@@ -42,13 +43,13 @@ static bool kernel_populates(void) {
 Test(kv_cache, prepare_maps_a_layers_positions_ahead_up_to_the_capacity) {
     kv_cache kv;
     ramp_error err;
-    cr_assert_eq(kv_cache_init(&kv, LAYERS, KV_HEADS, HEAD_DIM, 2, &err), 0, "%s", err.message);
+    cr_assert_eq(kv_cache_init(&kv, LAYERS, KV_HEADS, HEAD_DIM, KV_F32, 2, &err), 0, "%s", err.message);
     cr_assert_eq(kv_slot_reserve(&kv, 1, CAPACITY, &err), 0, "%s", err.message);
     for (int layer = 0; layer < LAYERS; layer++) cr_assert_eq(kv.slots[1].resident[layer], 0);
     /* layer 2's keys from their second page on (each layer is 75 KB): fresh from the OS unless the
      * allocator handed back memory it had used before */
-    const float *layer2 = kv_head_keys(&kv, 1, 2, 0) + 4096 / sizeof(float);
-    const float *layer2_end = kv_head_keys(&kv, 1, 2, KV_HEADS - 1) + CAPACITY * HEAD_DIM;
+    const float *layer2 = (const float *)kv_head_keys(&kv, 1, 2, 0) + 4096 / sizeof(float);
+    const float *layer2_end = (const float *)kv_head_keys(&kv, 1, 2, KV_HEADS - 1) + CAPACITY * HEAD_DIM;
     const bool layer2_fresh = !resident(layer2, layer2_end);
     kv_prepare(&kv, 1, 1, 0);
     cr_assert_eq(kv.slots[1].resident[1], KV_RESIDENT_AHEAD);
@@ -80,7 +81,7 @@ Test(kv_cache, prepare_maps_a_layers_positions_ahead_up_to_the_capacity) {
 Test(kv_cache, stored_positions_read_back_by_head_and_the_rest_read_zero) {
     kv_cache kv;
     ramp_error err;
-    cr_assert_eq(kv_cache_init(&kv, LAYERS, KV_HEADS, HEAD_DIM, 1, &err), 0, "%s", err.message);
+    cr_assert_eq(kv_cache_init(&kv, LAYERS, KV_HEADS, HEAD_DIM, KV_F32, 1, &err), 0, "%s", err.message);
     cr_assert_eq(kv.kv_dim, KV_DIM);
     cr_assert_eq(kv_slot_reserve(&kv, 0, CAPACITY, &err), 0, "%s", err.message);
     float keys[KV_DIM], values[KV_DIM];
@@ -114,7 +115,66 @@ Test(kv_cache, stored_positions_read_back_by_head_and_the_rest_read_zero) {
 Test(kv_cache, refuses_a_shape_without_heads) {
     kv_cache kv;
     ramp_error err;
-    cr_assert_neq(kv_cache_init(&kv, LAYERS, 0, HEAD_DIM, 1, &err), 0);
+    cr_assert_neq(kv_cache_init(&kv, LAYERS, 0, HEAD_DIM, KV_F32, 1, &err), 0);
     cr_assert(strstr(err.message, "0 heads of 32"), "%s", err.message);
-    cr_assert_neq(kv_cache_init(&kv, LAYERS, KV_HEADS, 0, 1, &err), 0);
+    cr_assert_neq(kv_cache_init(&kv, LAYERS, KV_HEADS, 0, KV_F32, 1, &err), 0);
+    cr_assert_neq(kv_cache_init(&kv, LAYERS, KV_HEADS, HEAD_DIM, (kv_type)7, 1, &err), 0);
+    cr_assert(strstr(err.message, "unknown element type 7"), "%s", err.message);
+}
+
+Test(kv_cache, kv_type_names_parse_back_and_others_are_refused) {
+    kv_type t;
+    ramp_error err;
+    cr_assert_eq(kv_type_parse("f16", &t, &err), 0);
+    cr_assert_eq(t, KV_F16);
+    cr_assert_str_eq(kv_type_name(t), "f16");
+    cr_assert_eq(kv_type_parse("f32", &t, &err), 0);
+    cr_assert_eq(t, KV_F32);
+    cr_assert_neq(kv_type_parse("F16", &t, &err), 0);
+    cr_assert(strstr(err.message, "expects f32 or f16, got 'F16'"), "%s", err.message);
+}
+
+/* An fp16 cache holds each value as fp32_to_fp16 rounds it (nearest, ties to even), whether the
+ * build converts with F16C or in C, and takes half the memory of an fp32 one. The values include
+ * ties, the largest finite half, subnormals, zero signs and a value past the half range. */
+Test(kv_cache, an_fp16_cache_stores_values_rounded_to_nearest_even_in_half_the_bytes) {
+    kv_cache f16, f32;
+    ramp_error err;
+    cr_assert_eq(kv_cache_init(&f16, LAYERS, KV_HEADS, HEAD_DIM, KV_F16, 1, &err), 0, "%s", err.message);
+    cr_assert_eq(kv_cache_init(&f32, LAYERS, KV_HEADS, HEAD_DIM, KV_F32, 1, &err), 0, "%s", err.message);
+    cr_assert_eq(kv_slot_reserve(&f16, 0, CAPACITY, &err), 0, "%s", err.message);
+    cr_assert_eq(kv_slot_reserve(&f32, 0, CAPACITY, &err), 0, "%s", err.message);
+    const size_t flags = (size_t)LAYERS * CAPACITY + 1;
+    cr_assert_eq(2 * (f16.bytes_in_use - flags), f32.bytes_in_use - flags, "%zu against %zu bytes", f16.bytes_in_use,
+                 f32.bytes_in_use);
+    const float special[] = {1.0f + 1.0f / 2048,        /* a tie: rounds down to even 1.0 */
+                             1.0f + 3.0f / 2048,        /* a tie: rounds up to even */
+                             65504.0f, -65504.0f, 1e-7f, -3e-8f, 6.0e-5f, 0.0f, -0.0f, 70000.0f, 0.33333334f};
+    const int n_special = (int)(sizeof special / sizeof special[0]);
+    float keys[KV_DIM], values[KV_DIM], got_keys[KV_DIM], got_values[KV_DIM];
+    unsigned seed = 12345;
+    for (int position = 0; position < 40; position++) {
+        for (int i = 0; i < KV_DIM; i++) {
+            seed = seed * 1103515245u + 12345u;
+            const float random = ((float)(seed >> 8) / (float)(1u << 24) - 0.5f) * (float)(1 << (position % 12));
+            keys[i] = i < n_special && position == 0 ? special[i] : random;
+            values[i] = -keys[i] * 0.75f;
+        }
+        kv_prepare(&f16, 0, 1, position);
+        kv_store(&f16, 0, 1, position, keys, values);
+        kv_read(&f16, 0, 1, position, got_keys, got_values);
+        for (int i = 0; i < KV_DIM; i++) {
+            const float want_key = fp16_to_fp32(fp32_to_fp16(keys[i])), want_value = fp16_to_fp32(fp32_to_fp16(values[i]));
+            cr_assert(memcmp(&got_keys[i], &want_key, sizeof want_key) == 0, "key %d at %d: %a stored as %a, want %a", i,
+                      position, (double)keys[i], (double)got_keys[i], (double)want_key);
+            cr_assert(memcmp(&got_values[i], &want_value, sizeof want_value) == 0, "value %d at %d: %a stored as %a",
+                      i, position, (double)values[i], (double)got_values[i]);
+        }
+    }
+    kv_read(&f16, 0, 1, 0, got_keys, NULL);
+    cr_assert_eq(got_keys[0], 1.0f, "a tie rounds to the even half");
+    cr_assert_eq(got_keys[1], 1.0f + 4.0f / 2048);
+    cr_assert_eq(got_keys[2], 65504.0f);
+    kv_cache_free(&f16);
+    kv_cache_free(&f32);
 }

@@ -100,7 +100,7 @@ static void run_layer(const char *path, int position, float out[DIM]) {
     ramp_error err = {{0}};
     cr_assert_eq(model_load(&m, path, NULL, false, NULL, &err), 0, "%s", err.message);
     kv_cache kv;
-    cr_assert_eq(kv_cache_init(&kv, 1, m.config.n_kv_heads, m.config.head_dim, 1, &err), 0, "%s", err.message);
+    cr_assert_eq(kv_cache_init(&kv, 1, m.config.n_kv_heads, m.config.head_dim, KV_F32, 1, &err), 0, "%s", err.message);
     cr_assert_eq(kv_slot_reserve(&kv, 0, 64, &err), 0, "%s", err.message);
     forward_workspace ws;
     cr_assert_eq(forward_workspace_init(&ws, &m.config, 64, 64, &err), 0, "%s", err.message);

@@ -157,7 +157,7 @@ typedef struct {
 static void fixture_open(fixture *f, int n_slots, int rows) {
     load_lite16(&f->m);
     ramp_error err;
-    cr_assert_eq(kv_cache_init(&f->kv, f->m.config.n_layers, f->m.config.n_kv_heads, f->m.config.head_dim, n_slots, &err), 0, "%s", err.message);
+    cr_assert_eq(kv_cache_init(&f->kv, f->m.config.n_layers, f->m.config.n_kv_heads, f->m.config.head_dim, KV_F32, n_slots, &err), 0, "%s", err.message);
     for (int s = 0; s < n_slots; s++) cr_assert_eq(kv_slot_reserve(&f->kv, s, 64, &err), 0, "%s", err.message);
     cr_assert_eq(forward_workspace_init(&f->ws, &f->m.config, rows, 64, &err), 0, "%s", err.message);
     cr_assert_eq(forward_workspace_enable_pairs(&f->ws, &f->m.config, &err), 0, "%s", err.message);

@@ -62,7 +62,7 @@ static int partner_open(partner_state *p, transport *t, const Ramp__Setup *m, ra
     p->kv_only = malloc(rows * sizeof *p->kv_only);
     if (!p->hidden || !p->slots || !p->positions || !p->kv_only)
         return ramp_fail(err, "out of memory for micro-batches of %zu rows", rows);
-    if (kv_cache_init(&p->kv, end - first, c->n_kv_heads, c->head_dim, (int)m->max_sequences, err) ||
+    if (kv_cache_init(&p->kv, end - first, c->n_kv_heads, c->head_dim, (kv_type)m->kv_type, (int)m->max_sequences, err) ||
         forward_workspace_init(&p->ws, c, p->row_capacity, p->context, err) ||
         forward_workspace_enable_pairs(&p->ws, c, err))
         return -1;

@@ -130,7 +130,7 @@ int stage_open(stage *s, const stage_config *config, int rank, transport *t, ram
                          config->end_layer - 1);
     }
     bool paired = pairs->first < config->end_layer && pairs->end > config->first_layer && pairs->first < pairs->end;
-    if (kv_cache_init(&s->kv, config->end_layer - config->first_layer, c->n_kv_heads, c->head_dim, config->max_sequences, err) ||
+    if (kv_cache_init(&s->kv, config->end_layer - config->first_layer, c->n_kv_heads, c->head_dim, config->kv_type, config->max_sequences, err) ||
         forward_workspace_init(&s->workspace, c, s->row_capacity, config->context, err) ||
         (paired && forward_workspace_enable_pairs(&s->workspace, c, err))) {
         stage_close(s);

@@ -66,6 +66,7 @@ typedef struct {
     const int *exit_candidates;        /* candidate tokens of the exit head, or NULL = vocabulary */
     int n_exit_candidates;
     kv_fill_policy kv_fill;
+    kv_type kv_type; /* the KV cache's element type */
     forward_pairs pairs;               /* layer-parallel pairs (none when first == end); none cut the slice */
     bool run_ahead;                    /* the worker calls stage_idle between frames */
     int run_ahead_mode;                /* what --run-ahead asked (the worker decides run_ahead from it) */

@@ -72,7 +72,7 @@ static int receive_from_coordinator(transport *t, double seconds, Ramp__Envelope
 
 static int config_from_setup(const Ramp__Setup *m, int rank, int world_size, stage_config *c, ramp_error *err) {
     if ((int)m->stage_index != rank || m->n_stages < 1 || m->first_layer >= m->end_layer ||
-        m->n_exit_layers > EXIT_MAX_POINTS || m->kv_fill > KV_FILL_OMIT || !m->model_path || !*m->model_path)
+        m->n_exit_layers > EXIT_MAX_POINTS || m->kv_fill > KV_FILL_OMIT || m->kv_type > KV_F16 || !m->model_path || !*m->model_path)
         return ramp_fail(err, "Setup for stage %u of %u (layers %u-%u, %zu exit points) does not fit rank %d",
                          m->stage_index, m->n_stages, m->first_layer, m->end_layer, m->n_exit_layers, rank);
     memset(c, 0, sizeof *c);
@@ -91,6 +91,7 @@ static int config_from_setup(const Ramp__Setup *m, int rank, int world_size, sta
     c->exit_candidates = m->n_exit_candidates ? m->exit_candidates : NULL;
     c->n_exit_candidates = (int)m->n_exit_candidates;
     c->kv_fill = (kv_fill_policy)m->kv_fill;
+    c->kv_type = (kv_type)m->kv_type;
     c->pairs = (forward_pairs){.first = (int)m->parallel_first, .end = (int)m->parallel_end};
     c->run_ahead_mode = (int)m->run_ahead;
     c->run_ahead = c->run_ahead_mode == STAGE_RUN_AHEAD_ON ||

@@ -78,6 +78,40 @@ ramp generate -m "$L16" -f "$mr_prompts" -n "$MR_TOKENS" --temp 0 --stages 2 --m
 mr_same "lite16: --stages 2 --max-sequences 3 --micro-batches 2 --batch-tokens 5 equals one process" \
     "$mr_dir/lite16-f32.single"
 
+# --- --kv-type f16: keys and values held as fp16 ------------------------------------------------
+# Rounding them changes the sums, so the fp16 cache has its own baseline, which every split and
+# thread count must print byte for byte as the fp32 one does; it holds half the bytes; and greedy
+# text still follows the fp32 cache's on most prompts (a share, reported: rounding may flip a pick).
+mr_model lite16-f16kv "3" -m "$L16" --kv-type f16
+ramp generate -m "$L16" -f "$mr_prompts" -n "$MR_TOKENS" --temp 0 --kv-type f16 --stages 2 --threads 1
+mr_same "lite16 --kv-type f16: --stages 2 --threads 1 equals one process, 2 threads" "$mr_dir/lite16-f16kv.single"
+kv_peak() { jq '[.stages[].kv_bytes_peak] | add' "$1" 2>/dev/null; }
+ramp generate -m "$L16" -p "Once upon a time" -n 8 --temp 0 --metrics-json "$mr_dir/kv32.json"
+ramp generate -m "$L16" -p "Once upon a time" -n 8 --temp 0 --kv-type f16 --metrics-json "$mr_dir/kv16.json"
+kv32=$(kv_peak "$mr_dir/kv32.json")
+kv16=$(kv_peak "$mr_dir/kv16.json")
+if [ -n "$kv32" ] && [ -n "$kv16" ] && [ "$kv16" -gt 0 ] && [ $((kv16 * 2)) -le $((kv32 + 1000)) ] &&
+    [ $((kv16 * 2)) -ge $((kv32 - 1000)) ]; then
+    pass "--kv-type f16 holds half the KV bytes ($kv16 against $kv32)"
+else
+    fail "--kv-type f16 holds half the KV bytes" "peak KV bytes: f16 '$kv16', f32 '$kv32'"
+fi
+# (output lines: a prompt with a newline prints two)
+all_lines=$(wc -l <"$mr_dir/lite16-f32.single")
+same_lines=$(awk 'NR == FNR { f32[FNR] = $0; next } f32[FNR] == $0' "$mr_dir/lite16-f32.single" \
+    "$mr_dir/lite16-f16kv.single" | wc -l)
+if [ "$same_lines" -ge $((all_lines / 2)) ] && [ "$all_lines" -ge "$mr_count" ]; then
+    pass "--kv-type f16: $same_lines of $all_lines output lines exactly as with the fp32 cache"
+else
+    fail "--kv-type f16 follows the fp32 cache on most prompts" "$same_lines of $all_lines lines identical"
+fi
+run 30 "$RAMP_BIN" generate -m "$L16" -p "Once upon a time" -n 4 --kv-type q4
+if [ "$RC" -eq 2 ] && grep -q "kv-type expects f32 or f16, got 'q4'" "$ERR" && ! has_sanitizer_report; then
+    pass "--kv-type q4 is refused: $(head -n 1 "$ERR" | cut -c1-80)"
+else
+    fail "--kv-type q4 is refused with exit 2 and a message" "$(last_run_details)"
+fi
+
 # --- bad splits: exit 1 or 2 with a message about the layers ----------------------------------
 # bad_split WHAT RUNNER ARGS...: RUNNER is "local" or an -np for mpirun.
 bad_split() {
