@@ -293,6 +293,7 @@ int metrics_write_json(const pipeline *p, const char *path, ramp_error *err) {
                                                                                     : p->exits.total_layers,
                                         "outputs", (json_int_t)p->exits.histogram[i]));
     json_object_set_new(root, "exit_histogram", exit_histogram);
+    json_object_set_new(root, "kv_type", json_string(kv_type_name(p->options.kv_type)));
     double rank0_cpu, job_cpu;
     job_cpu_seconds(p, &rank0_cpu, &job_cpu);
     json_object_set_new(root, "rank0_cpu_seconds", json_real(rank0_cpu));

@@ -90,11 +90,12 @@ ramp generate -m "$L16" -p "Once upon a time" -n 8 --temp 0 --metrics-json "$mr_
 ramp generate -m "$L16" -p "Once upon a time" -n 8 --temp 0 --kv-type f16 --metrics-json "$mr_dir/kv16.json"
 kv32=$(kv_peak "$mr_dir/kv32.json")
 kv16=$(kv_peak "$mr_dir/kv16.json")
+kv_named=$(jq -r .kv_type "$mr_dir/kv16.json" 2>/dev/null)
 if [ -n "$kv32" ] && [ -n "$kv16" ] && [ "$kv16" -gt 0 ] && [ $((kv16 * 2)) -le $((kv32 + 1000)) ] &&
-    [ $((kv16 * 2)) -ge $((kv32 - 1000)) ]; then
-    pass "--kv-type f16 holds half the KV bytes ($kv16 against $kv32)"
+    [ $((kv16 * 2)) -ge $((kv32 - 1000)) ] && [ "$kv_named" = f16 ]; then
+    pass "--kv-type f16 holds half the KV bytes ($kv16 against $kv32), and the metrics name it"
 else
-    fail "--kv-type f16 holds half the KV bytes" "peak KV bytes: f16 '$kv16', f32 '$kv32'"
+    fail "--kv-type f16 holds half the KV bytes" "peak KV bytes: f16 '$kv16', f32 '$kv32'; metrics kv_type '$kv_named'"
 fi
 # (output lines: a prompt with a newline prints two)
 all_lines=$(wc -l <"$mr_dir/lite16-f32.single")

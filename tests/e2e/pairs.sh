@@ -39,6 +39,14 @@ if have_mpi; then
         check $? "--pair-ranks on, mpirun -np $np ($(((np - 1) / 2)) stage(s), each with a partner rank): the fused text" \
             "$(diff "$pr_dir/paired.txt" "$OUT" | head -n 4); $(last_run_details)"
     done
+    # the partner rank holds its layers' keys and values in the job's KV type too
+    ramp generate -m "$L16T" -f "$pr_dir/prompts.txt" -n 24 --temp 0 --parallel-layers 4-11 --kv-type f16
+    cp "$OUT" "$pr_dir/paired-f16kv.txt"
+    mpi_run 120 3 generate -m "$L16T" -f "$pr_dir/prompts.txt" -n 24 --temp 0 --parallel-layers 4-11 \
+        --pair-ranks on --kv-type f16 --timeout 30
+    [ "$RC" -eq 0 ] && [ -s "$pr_dir/paired-f16kv.txt" ] && cmp -s "$OUT" "$pr_dir/paired-f16kv.txt"
+    check $? "--pair-ranks on --kv-type f16, mpirun -np 3: the fused text with the fp16 cache" \
+        "$(diff "$pr_dir/paired-f16kv.txt" "$OUT" | head -n 4); $(last_run_details)"
     mpi_run 60 4 generate -m "$L16T" -p "Review: a fine film" -n 2 --parallel-layers 4-11 --pair-ranks on --timeout 20
     [ "$RC" -ne 0 ] && grep -q "needs 1 + 2P ranks" "$ERR"
     check $? "--pair-ranks on with an even number of ranks is refused" "$(last_run_details)"
