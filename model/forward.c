@@ -398,7 +398,8 @@ static ALWAYS_INLINE void attend(void *ctx, int task, int worker, bool half) {
                 case 2: weighted_values(2, scores[q], filled, from, to, v, stride, sums[q], half); break;
                 default:
                     for (int k = 0; k < vectors; k++)
-                        weighted_values(1, scores[q], filled, from, to, kv_at(v, 8 * (size_t)k, half), stride, &sums[q][k], half);
+                        weighted_values(1, scores[q], filled, from, to, kv_at(v, 8 * (size_t)k, half), stride,
+                                        &sums[q][k], half);
                     break;
                 }
             }

@@ -62,7 +62,8 @@ int kv_slot_reserve(kv_cache *kv, int slot, int capacity, ramp_error *err) {
         free(values);
         free(filled);
         free(resident);
-        return ramp_fail(err, "KV cache: out of memory reserving %zu bytes for slot %d", 2 * n * kv->element_bytes, slot);
+        return ramp_fail(err, "KV cache: out of memory reserving %zu bytes for slot %d", 2 * n * kv->element_bytes,
+                         slot);
     }
     kv->slots[slot] =
         (kv_slot){.capacity = capacity, .resident = resident, .keys = keys, .values = values, .filled = filled};
@@ -95,16 +96,20 @@ static void map_in(const unsigned char *first, const unsigned char *end) {
 #endif
 }
 
+/* The row of `position` in a head's keys or values (kv_head_keys, kv_head_values). */
+static unsigned char *row_at(const kv_cache *kv, void *head, int position) {
+    return (unsigned char *)head + (size_t)position * (size_t)kv->head_dim * kv->element_bytes;
+}
+
 void kv_slot_make_resident(kv_cache *kv, int slot, int local_layer, int position) {
     kv_slot *s = &kv->slots[slot];
     int *resident = &s->resident[local_layer];
     if (position < *resident || position >= s->capacity) return;
     int end = position + KV_RESIDENT_AHEAD < s->capacity ? position + KV_RESIDENT_AHEAD : s->capacity;
-    const size_t row = (size_t)kv->head_dim * kv->element_bytes, from = (size_t)*resident * row, to = (size_t)end * row;
     for (int h = 0; h < kv->n_kv_heads; h++) {
-        const unsigned char *keys = kv_head_keys(kv, slot, local_layer, h), *values = kv_head_values(kv, slot, local_layer, h);
-        map_in(keys + from, keys + to);
-        map_in(values + from, values + to);
+        void *keys = kv_head_keys(kv, slot, local_layer, h), *values = kv_head_values(kv, slot, local_layer, h);
+        map_in(row_at(kv, keys, *resident), row_at(kv, keys, end));
+        map_in(row_at(kv, values, *resident), row_at(kv, values, end));
     }
     *resident = end;
 }
@@ -120,7 +125,7 @@ static void to_fp16(uint16_t *out, const float *in, int n) {
     for (; i < n; i++) out[i] = fp32_to_fp16(in[i]);
 }
 
-/* One head's row of a position: n elements of the cache's type <-> floats. */
+/* One head's row of one position: head_dim elements of the cache's type <-> floats. */
 static void store_row(const kv_cache *kv, void *to, const float *from) {
     if (kv->type == KV_F16) to_fp16(to, from, kv->head_dim);
     else memcpy(to, from, (size_t)kv->head_dim * sizeof(float));
@@ -135,19 +140,18 @@ static void read_row(const kv_cache *kv, float *to, const void *from) {
 }
 
 void kv_store(kv_cache *kv, int slot, int local_layer, int position, const float *keys, const float *values) {
-    const size_t at = (size_t)position * (size_t)kv->head_dim * kv->element_bytes;
     for (int h = 0; h < kv->n_kv_heads; h++) {
-        store_row(kv, (unsigned char *)kv_head_keys(kv, slot, local_layer, h) + at, keys + (size_t)h * kv->head_dim);
-        store_row(kv, (unsigned char *)kv_head_values(kv, slot, local_layer, h) + at, values + (size_t)h * kv->head_dim);
+        const size_t first = (size_t)h * (size_t)kv->head_dim;
+        store_row(kv, row_at(kv, kv_head_keys(kv, slot, local_layer, h), position), keys + first);
+        store_row(kv, row_at(kv, kv_head_values(kv, slot, local_layer, h), position), values + first);
     }
     *kv_filled(kv, slot, local_layer, position) = 1;
 }
 
 void kv_read(const kv_cache *kv, int slot, int local_layer, int position, float *keys, float *values) {
-    const size_t at = (size_t)position * (size_t)kv->head_dim * kv->element_bytes;
     for (int h = 0; h < kv->n_kv_heads; h++) {
-        if (keys) read_row(kv, keys + (size_t)h * kv->head_dim, (const unsigned char *)kv_head_keys(kv, slot, local_layer, h) + at);
-        if (values)
-            read_row(kv, values + (size_t)h * kv->head_dim, (const unsigned char *)kv_head_values(kv, slot, local_layer, h) + at);
+        const size_t first = (size_t)h * (size_t)kv->head_dim;
+        if (keys) read_row(kv, keys + first, row_at(kv, kv_head_keys(kv, slot, local_layer, h), position));
+        if (values) read_row(kv, values + first, row_at(kv, kv_head_values(kv, slot, local_layer, h), position));
     }
 }

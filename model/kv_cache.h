@@ -3,13 +3,13 @@
  * A slot holds one sequence (one request). Its storage is reserved when the sequence starts, for
  * `capacity` positions, and freed when the sequence ends, so memory follows the live requests.
  * Layout of a slot: keys[local_layer][kv_head][position][head_dim], values the same; local_layer
- * counts from the first layer this process owns. Elements are fp32, or fp16 with KV_F16 (--kv-type
- * f16, llama.cpp's default: half the memory, and half the bytes a long context's attention reads
- * per token; keys and values are rounded to nearest even once, when stored). Head-major, so that attention reads
- * each head's keys and values as one contiguous run: with positions outermost a head's 64 values
- * sat 3 KB apart (dim 768), a new page almost every position, which the hardware prefetchers do not
- * follow (12 layers x 2,000 positions x 12 heads read by 2 threads: 13.6-17.1 GB/s position-major,
- * 32.6-44.7 head-major).
+ * counts from the first layer this process owns. Head-major, so that attention reads each head's
+ * keys and values as one contiguous run: with positions outermost a head's 64 values sat 3 KB apart
+ * (dim 768), a new page almost every position, which the hardware prefetchers do not follow (12
+ * layers x 2,000 positions x 12 heads read by 2 threads: 13.6-17.1 GB/s position-major, 32.6-44.7
+ * head-major). Elements are fp32, or fp16 with KV_F16 (--kv-type f16, llama.cpp's default: half the
+ * memory, and half the bytes a long context's attention reads per token); fp16 keys and values are
+ * rounded to nearest even once, when stored.
  * `filled` records which positions hold keys/values in each layer: a token that left the pipeline
  * early has none in the layers it skipped until they are filled (or never, with --kv-fill omit),
  * and attention skips what is not filled.
@@ -83,8 +83,8 @@ void kv_read(const kv_cache *kv, int slot, int local_layer, int position, float 
  * values of a new position: without help every other step takes page faults in every layer (5 us
  * of a 768-dim layer's 130 us here). Before writing a position of a layer, call kv_prepare: when
  * the position is past that layer's resident ones, the pages of its next KV_RESIDENT_AHEAD
- * positions are mapped in by one madvise per array, a few times cheaper than faulting them one by
- * one. Memory still follows use, layer by layer (a request that leaves early maps nothing in the
+ * positions are mapped in by one madvise per head and array, a few times cheaper than faulting them
+ * one by one. Memory still follows use, layer by layer (a request that leaves early maps nothing in the
  * layers it skips): at most KV_RESIDENT_AHEAD positions ahead of it. */
 #define KV_RESIDENT_AHEAD 64
 void kv_slot_make_resident(kv_cache *kv, int slot, int local_layer, int position);
