@@ -527,8 +527,7 @@ int pipeline_open(pipeline *p, const pipeline_options *o, ramp_error *err) {
     }
     if (await_every_stage(p, RAMP__ENVELOPE__BODY_HELLO, "the stages to load", err)) return -1;
     exit_run_init(&p->exits, EXIT_MODE_NONE, false, NULL, p->n_exits, p->exit_layers, config.n_layers);
-    p->kv_bytes_per_position =
-        2ull * (uint64_t)config.n_layers * (uint64_t)config.kv_dim * (o->kv_type == KV_F16 ? 2 : sizeof(float));
+    p->kv_bytes_per_position = 2ull * (uint64_t)config.n_layers * (uint64_t)config.kv_dim * kv_type_bytes(o->kv_type);
     scheduler_config sc = {
         .lanes = p->options.lanes,
         .max_sequences = o->max_sequences,

@@ -677,10 +677,11 @@ enum { Q6K_BLOCK_BYTES = 210 };
  * per sixteen rows. (The gather is once per sixteen super-blocks here; once per 32-value block it
  * was slower: lane_scales16.) */
 INLINE __m512 q6k_group_scales(const unsigned char *first_block, __mmask16 live) {
-    static const int32_t word_at[16] = {206,  416,  626,  836,  1046, 1256, 1466, 1676,
-                                        1886, 2096, 2306, 2516, 2726, 2936, 3146, 3356}; /* 210k + 206: d at 208 */
-    const __m512i words =
-        _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), live, _mm512_loadu_si512(word_at), first_block, 1);
+    /* lane k: byte 210k + 206 of the group, the word whose top half is super-block k's d (bytes 208-209) */
+    const __m512i lane = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
+    const __m512i word_at = _mm512_add_epi32(_mm512_mullo_epi32(lane, _mm512_set1_epi32(Q6K_BLOCK_BYTES)),
+                                             _mm512_set1_epi32(Q6K_BLOCK_BYTES - 4));
+    const __m512i words = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), live, word_at, first_block, 1);
     return _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(words, 16)));
 }
 

@@ -8,10 +8,6 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#if defined(__F16C__)
-#include <immintrin.h>
-#endif
-
 int kv_type_parse(const char *text, kv_type *out, ramp_error *err) {
     if (!strcmp(text, "f32")) *out = KV_F32;
     else if (!strcmp(text, "f16")) *out = KV_F16;
@@ -35,7 +31,6 @@ int kv_cache_init(kv_cache *kv, int n_layers, int n_kv_heads, int head_dim, kv_t
     kv->head_dim = head_dim;
     kv->kv_dim = n_kv_heads * head_dim;
     kv->type = type;
-    kv->element_bytes = type == KV_F16 ? 2 : 4;
     kv->n_slots = n_slots;
     return 0;
 }
@@ -54,7 +49,8 @@ int kv_slot_reserve(kv_cache *kv, int slot, int capacity, ramp_error *err) {
     size_t n = (size_t)kv->n_layers * (size_t)capacity * (size_t)kv->kv_dim;
     if (n == 0) n = 1; /* a process that owns no layers still tracks the slot */
     size_t n_flags = (size_t)kv->n_layers * (size_t)capacity + 1;
-    unsigned char *keys = calloc(n, kv->element_bytes), *values = calloc(n, kv->element_bytes);
+    const size_t element_bytes = kv_type_bytes(kv->type);
+    unsigned char *keys = calloc(n, element_bytes), *values = calloc(n, element_bytes);
     unsigned char *filled = calloc(n_flags, 1);
     int *resident = calloc((size_t)kv->n_layers + 1, sizeof *resident);
     if (!keys || !values || !filled || !resident) {
@@ -62,12 +58,11 @@ int kv_slot_reserve(kv_cache *kv, int slot, int capacity, ramp_error *err) {
         free(values);
         free(filled);
         free(resident);
-        return ramp_fail(err, "KV cache: out of memory reserving %zu bytes for slot %d", 2 * n * kv->element_bytes,
-                         slot);
+        return ramp_fail(err, "KV cache: out of memory reserving %zu bytes for slot %d", 2 * n * element_bytes, slot);
     }
     kv->slots[slot] =
         (kv_slot){.capacity = capacity, .resident = resident, .keys = keys, .values = values, .filled = filled};
-    kv->bytes_in_use += 2 * n * kv->element_bytes + n_flags;
+    kv->bytes_in_use += 2 * n * element_bytes + n_flags;
     return 0;
 }
 
@@ -75,7 +70,7 @@ void kv_slot_release(kv_cache *kv, int slot) {
     if (slot < 0 || slot >= kv->n_slots || kv->slots[slot].capacity == 0) return;
     size_t n = (size_t)kv->n_layers * (size_t)kv->slots[slot].capacity * (size_t)kv->kv_dim;
     if (n == 0) n = 1;
-    kv->bytes_in_use -= 2 * n * kv->element_bytes + (size_t)kv->n_layers * (size_t)kv->slots[slot].capacity + 1;
+    kv->bytes_in_use -= 2 * n * kv_type_bytes(kv->type) + (size_t)kv->n_layers * (size_t)kv->slots[slot].capacity + 1;
     free(kv->slots[slot].keys);
     free(kv->slots[slot].values);
     free(kv->slots[slot].filled);
@@ -98,7 +93,7 @@ static void map_in(const unsigned char *first, const unsigned char *end) {
 
 /* The row of `position` in a head's keys or values (kv_head_keys, kv_head_values). */
 static unsigned char *row_at(const kv_cache *kv, void *head, int position) {
-    return (unsigned char *)head + (size_t)position * (size_t)kv->head_dim * kv->element_bytes;
+    return (unsigned char *)head + (size_t)position * (size_t)kv->head_dim * kv_type_bytes(kv->type);
 }
 
 void kv_slot_make_resident(kv_cache *kv, int slot, int local_layer, int position) {
@@ -114,29 +109,14 @@ void kv_slot_make_resident(kv_cache *kv, int slot, int local_layer, int position
     *resident = end;
 }
 
-/* n floats -> fp16, rounded to nearest even: F16C where the build has it, the same bits as
- * fp32_to_fp16 (test_kv_cache checks). */
-static void to_fp16(uint16_t *out, const float *in, int n) {
-    int i = 0;
-#if defined(__F16C__)
-    for (; i + 8 <= n; i += 8)
-        _mm_storeu_si128((__m128i *)(out + i), _mm256_cvtps_ph(_mm256_loadu_ps(in + i), _MM_FROUND_TO_NEAREST_INT));
-#endif
-    for (; i < n; i++) out[i] = fp32_to_fp16(in[i]);
-}
-
 /* One head's row of one position: head_dim elements of the cache's type <-> floats. */
 static void store_row(const kv_cache *kv, void *to, const float *from) {
-    if (kv->type == KV_F16) to_fp16(to, from, kv->head_dim);
+    if (kv->type == KV_F16) quantize_f16(from, to, (size_t)kv->head_dim);
     else memcpy(to, from, (size_t)kv->head_dim * sizeof(float));
 }
 
 static void read_row(const kv_cache *kv, float *to, const void *from) {
-    if (kv->type == KV_F32) {
-        memcpy(to, from, (size_t)kv->head_dim * sizeof(float));
-        return;
-    }
-    for (int i = 0; i < kv->head_dim; i++) to[i] = fp16_to_fp32(((const uint16_t *)from)[i]);
+    (void)dequantize(kv->type == KV_F16 ? GGML_TYPE_F16 : GGML_TYPE_F32, from, to, (size_t)kv->head_dim);
 }
 
 void kv_store(kv_cache *kv, int slot, int local_layer, int position, const float *keys, const float *values) {

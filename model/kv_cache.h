@@ -23,6 +23,8 @@
 
 typedef enum { KV_F32, KV_F16 } kv_type;
 
+static inline size_t kv_type_bytes(kv_type type) { return type == KV_F16 ? 2 : 4; }
+
 typedef struct {
     int capacity; /* positions reserved; 0 when the slot is free */
     int *resident; /* [local_layer]: positions [0, resident) of that layer have their memory mapped in */
@@ -36,7 +38,6 @@ typedef struct {
     int n_kv_heads, head_dim;
     int kv_dim; /* n_kv_heads * head_dim */
     kv_type type;
-    size_t element_bytes; /* 4 or 2 */
     int n_slots;
     kv_slot *slots;
     size_t bytes_in_use;
@@ -58,13 +59,13 @@ void kv_slot_release(kv_cache *kv, int slot);
 static inline void *kv_head_keys(const kv_cache *kv, int slot, int local_layer, int kv_head) {
     const kv_slot *s = &kv->slots[slot];
     return s->keys + ((size_t)local_layer * (size_t)kv->n_kv_heads + (size_t)kv_head) * (size_t)s->capacity *
-                         (size_t)kv->head_dim * kv->element_bytes;
+                         (size_t)kv->head_dim * kv_type_bytes(kv->type);
 }
 
 static inline void *kv_head_values(const kv_cache *kv, int slot, int local_layer, int kv_head) {
     const kv_slot *s = &kv->slots[slot];
     return s->values + ((size_t)local_layer * (size_t)kv->n_kv_heads + (size_t)kv_head) * (size_t)s->capacity *
-                           (size_t)kv->head_dim * kv->element_bytes;
+                           (size_t)kv->head_dim * kv_type_bytes(kv->type);
 }
 
 static inline unsigned char *kv_filled(const kv_cache *kv, int slot, int local_layer, int position) {

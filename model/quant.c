@@ -2,6 +2,9 @@
 
 #include <math.h>
 #include <string.h>
+#if defined(__F16C__)
+#include <immintrin.h>
+#endif
 
 float fp16_to_fp32(uint16_t h) {
     uint32_t sign = (uint32_t)(h & 0x8000) << 16;
@@ -260,8 +263,15 @@ int dequantize(ggml_type type, const void *src, float *dst, size_t n) {
     }
 }
 
+/* F16C where the build has it (the fp16 KV cache stores every new position with this): the same
+ * bits as fp32_to_fp16, round to nearest even (test_kv_cache checks). */
 void quantize_f16(const float *src, uint16_t *dst, size_t n) {
-    for (size_t i = 0; i < n; i++) dst[i] = fp32_to_fp16(src[i]);
+    size_t i = 0;
+#if defined(__F16C__)
+    for (; i + 8 <= n; i += 8)
+        _mm_storeu_si128((__m128i *)(dst + i), _mm256_cvtps_ph(_mm256_loadu_ps(src + i), _MM_FROUND_TO_NEAREST_INT));
+#endif
+    for (; i < n; i++) dst[i] = fp32_to_fp16(src[i]);
 }
 
 void quantize_q8_0(const float *src, block_q8_0 *dst, size_t n) {

@@ -83,7 +83,7 @@ int dequantize(ggml_type type, const void *src, float *dst, size_t n);
 /* Bytes of a row of n elements of type (n a whole number of blocks). */
 size_t quant_row_bytes(ggml_type type, size_t n);
 
-/* The reverse, for writing files (synthetic models) and for tests. */
+/* The reverse, for writing files (synthetic models), the fp16 KV cache and tests. */
 void quantize_f16(const float *src, uint16_t *dst, size_t n);
 void quantize_q8_0(const float *src, block_q8_0 *dst, size_t n);
 void quantize_q4_0(const float *src, block_q4_0 *dst, size_t n);

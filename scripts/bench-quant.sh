@@ -308,10 +308,13 @@ PY
 DEEP=${BENCH_DEEP_TOKENS:-1536}
 deep_file=
 for f in "${FILES[@]}"; do case $f in *q4_0*) deep_file=$f; break ;; esac; done
+depth=
 if [ "$DEEP" -gt 0 ] && [ -n "$deep_file" ] && [ -n "$WORDS" ]; then
     deep_words=$((WORDS * DEEP / 128))
     prompt_words "$deep_words" >"$W/deep-prompt"
-    depth=$(prompt_tokens "$deep_file" "$deep_words")
+    depth=$(prompt_tokens "$deep_file" "$deep_words") || fail "ramp on the ${deep_words}-word prompt" "$W/probe.err"
+fi
+if [ -n "$depth" ]; then
     : >"$W/deep"
     for round in $(seq "$ROUNDS"); do
         for kv in f32 f16; do
