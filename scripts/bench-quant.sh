@@ -299,6 +299,17 @@ print("  decode / read bw = weight bytes read per token (all tensors but the emb
 print("  (copy bw: the same against the best STREAM-style copy bandwidth, bytes read + written: the measure issue 10 names;")
 print("  next to each run: each round's decode against the read and the copy bandwidth measured just before it,")
 print("  median (min..max) over rounds: the machine is shared, and its bandwidth swings by 2x from one minute to the next)")
+# A decode only reads, so the read loop itself bounds what any decode can reach of the copy figure
+# (which also counts the written bytes, carried on the memory links' other direction).
+pairs = {}
+for row in rows:
+    if row[1] in ("bandwidth", "copy_bandwidth") and len(row) > 5:
+        pairs.setdefault((row[0], row[5]), {})[row[1]] = float(row[3])
+ceiling = [p["bandwidth"] / p["copy_bandwidth"] for p in pairs.values() if p.get("copy_bandwidth", 0) > 0 and "bandwidth" in p]
+if ceiling:
+    print(f"  the read loop itself against the copy bandwidth measured right after it, before each decode: "
+          f"{statistics.median(ceiling):.2f} ({min(ceiling):.2f}..{max(ceiling):.2f}):")
+    print("  the most a read-only pass, decode included, could reach of the copy measure in those minutes")
 PY
 
 # --- decode after a long prompt ------------------------------------------------------------------
