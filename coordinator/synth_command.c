@@ -9,8 +9,9 @@
 
 static void synth_usage(FILE *out) {
     fprintf(out, "usage: ramp synth -o FILE.gguf --dim D --layers L --heads H --kv-heads K --ffn F --vocab V\n"
-                 "                  [--context C] [--type f32|f16|q8_0|q4_0] [--seed S]\n\n"
-                 "Writes a valid llama-architecture GGUF with seeded random weights (for benchmarks and tests).\n"
+                 "                  [--context C] [--type f32|f16|q8_0|q4_0] [--seed S] [--arch llama|qwen2]\n\n"
+                 "Writes a valid llama- (or qwen2-) architecture GGUF with seeded random weights (for benchmarks\n"
+                 "and tests); qwen2 adds the query, key and value biases.\n"
                  "Defaults: context 2048, type f32, seed 1; kv-heads defaults to heads.\n");
 }
 
@@ -18,14 +19,14 @@ int command_synth(int argc, char **argv, transport *mpi) {
     synth_spec spec = {.context = 2048, .type = GGML_TYPE_F32, .seed = 1};
     const char *output = NULL;
     ramp_error err;
-    enum { DIM = 1000, LAYERS, HEADS, KV_HEADS, FFN, VOCAB, CONTEXT, TYPE, SEED };
+    enum { DIM = 1000, LAYERS, HEADS, KV_HEADS, FFN, VOCAB, CONTEXT, TYPE, SEED, ARCH };
     static const struct option long_options[] = {
         {"output", required_argument, 0, 'o'}, {"dim", required_argument, 0, DIM},
         {"layers", required_argument, 0, LAYERS}, {"heads", required_argument, 0, HEADS},
         {"kv-heads", required_argument, 0, KV_HEADS}, {"ffn", required_argument, 0, FFN},
         {"vocab", required_argument, 0, VOCAB}, {"context", required_argument, 0, CONTEXT},
         {"type", required_argument, 0, TYPE}, {"seed", required_argument, 0, SEED},
-        {"help", no_argument, 0, 'h'}, {0, 0, 0, 0},
+        {"arch", required_argument, 0, ARCH}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0},
     };
     int c;
     optind = 1;
@@ -47,6 +48,10 @@ int command_synth(int argc, char **argv, transport *mpi) {
             else if (!strcmp(optarg, "q8_0")) spec.type = GGML_TYPE_Q8_0;
             else if (!strcmp(optarg, "q4_0")) spec.type = GGML_TYPE_Q4_0;
             else bad = -1, cli_error(&err, "--type expects f32, f16, q8_0 or q4_0, got '%s'", optarg);
+            break;
+        case ARCH:
+            if (!strcmp(optarg, "llama") || !strcmp(optarg, "qwen2")) spec.qwen2 = !strcmp(optarg, "qwen2");
+            else bad = -1, cli_error(&err, "--arch expects llama or qwen2, got '%s'", optarg);
             break;
         case 'h': synth_usage(stdout); return 0;
         default: synth_usage(stderr); return 2;

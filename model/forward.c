@@ -208,17 +208,27 @@ static void rope_prepare(const model *m, const forward_rows *rows, forward_works
     }
 }
 
-/* Llama's convention: consecutive pairs (x[2i], x[2i+1]) of each head rotate together. */
-static void rope_apply(float *vector, int n_heads, int head_dim, int rope_dim, const float *cos_row,
+/* Pair i of each head rotates by angle i: Llama's pairs are (x[2i], x[2i+1]); with `halves`
+ * (Qwen2) they are (x[i], x[i + rope_dim / 2]), as llama.cpp's NEOX RoPE takes them. */
+static void rope_apply(float *vector, int n_heads, int head_dim, int rope_dim, bool halves, const float *cos_row,
                        const float *sin_row) {
+    const int pairs = rope_dim / 2, step = halves ? 1 : 2, partner = halves ? pairs : 1;
     for (int h = 0; h < n_heads; h++) {
         float *head = vector + h * head_dim;
-        for (int i = 0; i < rope_dim / 2; i++) {
-            float x0 = head[2 * i], x1 = head[2 * i + 1];
-            head[2 * i] = x0 * cos_row[i] - x1 * sin_row[i];
-            head[2 * i + 1] = x0 * sin_row[i] + x1 * cos_row[i];
+        for (int i = 0; i < pairs; i++) {
+            float *first = head + step * i, *second = first + partner;
+            float x0 = *first, x1 = *second;
+            *first = x0 * cos_row[i] - x1 * sin_row[i];
+            *second = x0 * sin_row[i] + x1 * cos_row[i];
         }
     }
+}
+
+/* x[r] += bias for each of n rows of length len (no-op without a bias). */
+static void add_bias(float *x, const float *bias, int n, int len) {
+    if (!bias) return;
+    for (int r = 0; r < n; r++)
+        for (int i = 0; i < len; i++) x[(size_t)r * len + i] += bias[i];
 }
 
 /* float8 (exp8.h): eight floats as one value; GCC/Clang compile its arithmetic to SIMD where the
@@ -467,15 +477,19 @@ static void add_residual(float *hidden, const float *update, const forward_rows 
     }
 }
 
-/* RoPE on the rows' queries and keys, then their keys and values into the cache of local_layer. */
-static void rope_and_store(const model_config *c, kv_cache *kv, int local_layer, const forward_rows *rows, float *q,
-                           float *k, const float *v, const forward_workspace *ws) {
+/* The layer's biases (if any) and RoPE on the rows' queries and keys, then their keys and values
+ * into the cache of local_layer. */
+static void rope_and_store(const model_config *c, const layer_weights *w, kv_cache *kv, int local_layer,
+                           const forward_rows *rows, float *q, float *k, float *v, const forward_workspace *ws) {
     const int dim = c->dim, kv_dim = c->kv_dim, pairs = c->rope_dim / 2;
+    add_bias(q, w->q_bias, rows->n_rows, dim);
+    add_bias(k, w->k_bias, rows->n_rows, kv_dim);
+    add_bias(v, w->v_bias, rows->n_rows, kv_dim);
     for (int r = 0; r < rows->n_rows; r++) {
         const float *cos_row = ws->rope_cos + r * pairs, *sin_row = ws->rope_sin + r * pairs;
         kv_prepare(kv, rows->slots[r], local_layer, rows->positions[r]);
-        rope_apply(q + (size_t)r * dim, c->n_heads, c->head_dim, c->rope_dim, cos_row, sin_row);
-        rope_apply(k + (size_t)r * kv_dim, c->n_kv_heads, c->head_dim, c->rope_dim, cos_row, sin_row);
+        rope_apply(q + (size_t)r * dim, c->n_heads, c->head_dim, c->rope_dim, c->rope_halves, cos_row, sin_row);
+        rope_apply(k + (size_t)r * kv_dim, c->n_kv_heads, c->head_dim, c->rope_dim, c->rope_halves, cos_row, sin_row);
         kv_store(kv, rows->slots[r], local_layer, rows->positions[r], k + (size_t)r * kv_dim, v + (size_t)r * kv_dim);
     }
 }
@@ -492,7 +506,7 @@ static void layer_forward(const model *m, int layer, kv_cache *kv, const forward
         const matmul_product qkv[] = {{ws->q, &ws->act, &w->wq}, {ws->k, &ws->act, &w->wk}, {ws->v, &ws->act, &w->wv}};
         matmul_weights_many(qkv, 3);
     }
-    rope_and_store(c, kv, local_layer, rows, ws->q, ws->k, ws->v, ws);
+    rope_and_store(c, w, kv, local_layer, rows, ws->q, ws->k, ws->v, ws);
     attention(c, kv, local_layer, rows, ws->q, ws->attention, ws);
     act_buffer_set(&ws->act, ws->attention, n, dim);
     matmul_weights(ws->projection, &ws->act, &w->wo);
@@ -581,7 +595,7 @@ static int pair_forward(const model *m, int layer, kv_cache *kv, const forward_r
         products[n_products++] = (matmul_product){x[i].v, x[i].act, &x[i].w->wv};
     }
     matmul_weights_many(products, n_products);
-    for (int i = from; i < to; i++) rope_and_store(c, kv, x[i].local_layer, rows, x[i].q, x[i].k, x[i].v, ws);
+    for (int i = from; i < to; i++) rope_and_store(c, x[i].w, kv, x[i].local_layer, rows, x[i].q, x[i].k, x[i].v, ws);
     if (partner) {
         attention(c, kv, x[from].local_layer, rows, x[from].q, x[from].attention, ws);
     } else {

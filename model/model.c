@@ -69,24 +69,46 @@ static int model_keep_buffer(model *m, float *buffer) {
 
 /* ---- GGUF ----------------------------------------------------------------------------------- */
 
+/* The architectures ramp runs, by general.architecture: the prefix of their hyperparameter keys
+ * and what sets them apart (model.h). */
+typedef struct {
+    const char *name;
+    bool rope_halves;
+} architecture;
+
+static const architecture ARCHITECTURES[] = {{"llama", false}, {"qwen2", true}};
+
+/* "<architecture>.<suffix>", the name of a hyperparameter key. */
+typedef struct {
+    char text[96];
+} key_name;
+
+static key_name arch_key(const architecture *a, const char *suffix) {
+    key_name k;
+    snprintf(k.text, sizeof k.text, "%s.%s", a->name, suffix);
+    return k;
+}
+
 /* RoPE scaling: none, linear (positions divided by the factor), or per-frequency factors in a
  * rope_freqs tensor (Llama 3.1+, read with the weights). YaRN and the rest change attention in ways
  * ramp does not implement: refused rather than run wrong. */
-static int gguf_read_rope_scaling(const gguf_file *f, model_config *c, ramp_error *err) {
+static int gguf_read_rope_scaling(const gguf_file *f, const architecture *a, model_config *c, ramp_error *err) {
     c->rope_freq_scale = 1.0f;
     float factor = 0.0f;
-    const gguf_kv *type = gguf_find(f, "llama.rope.scaling.type");
+    const key_name type_key = arch_key(a, "rope.scaling.type"), factor_key = arch_key(a, "rope.scaling.factor"),
+                   linear_key = arch_key(a, "rope.scale_linear");
+    const gguf_kv *type = gguf_find(f, type_key.text);
     if (type) {
-        if (type->type != GGUF_VALUE_STRING)
-            return ramp_fail(err, "%s: llama.rope.scaling.type is not a string", f->path);
+        if (type->type != GGUF_VALUE_STRING) return ramp_fail(err, "%s: %s is not a string", f->path, type_key.text);
         if (gguf_string_equals(type->value.s, "none")) return 0;
         if (!gguf_string_equals(type->value.s, "linear"))
-            return ramp_fail(err, "%s: RoPE scaling '%.*s' (llama.rope.scaling.type) is not supported: ramp implements "
-                                  "none, linear and Llama 3's rope_freqs", f->path,
-                             (int)(type->value.s.length < 32 ? type->value.s.length : 32), type->value.s.data);
-        if (gguf_get_f32(f, "llama.rope.scaling.factor", &factor, err)) return -1;
-    } else if (gguf_find(f, "llama.rope.scale_linear")) { /* older files */
-        if (gguf_get_f32(f, "llama.rope.scale_linear", &factor, err)) return -1;
+            return ramp_fail(err, "%s: RoPE scaling '%.*s' (%s) is not supported: ramp implements none, linear and "
+                                  "Llama 3's rope_freqs", f->path,
+                             (int)(type->value.s.length < 32 ? type->value.s.length : 32), type->value.s.data,
+                             type_key.text);
+        if (gguf_get_f32(f, factor_key.text, &factor, err)) return -1;
+    } else if (gguf_find(f, linear_key.text)) { /* older files */
+        if (gguf_get_f32(f, linear_key.text, &factor, err)) return -1;
     } else {
         return 0;
     }
@@ -97,49 +119,54 @@ static int gguf_read_rope_scaling(const gguf_file *f, model_config *c, ramp_erro
 }
 
 static int gguf_read_config(const gguf_file *f, model_config *c, ramp_error *err) {
-    gguf_string arch;
-    if (gguf_get_string(f, "general.architecture", &arch, err)) return -1;
-    if (!gguf_string_equals(arch, "llama"))
+    gguf_string name;
+    if (gguf_get_string(f, "general.architecture", &name, err)) return -1;
+    const architecture *a = NULL;
+    for (size_t i = 0; i < sizeof ARCHITECTURES / sizeof ARCHITECTURES[0]; i++)
+        if (gguf_string_equals(name, ARCHITECTURES[i].name)) a = &ARCHITECTURES[i];
+    if (!a)
         return ramp_fail(err, "%s: architecture '%.*s' is not supported: ramp runs the llama architecture (Llama 1-3, "
-                              "Mistral, TinyLlama, SmolLM and other files whose general.architecture is 'llama')",
-                         f->path, (int)(arch.length < 64 ? arch.length : 64), arch.data);
+                              "Mistral, TinyLlama, SmolLM and other files whose general.architecture is 'llama') "
+                              "and qwen2 (Qwen2, Qwen2.5)",
+                         f->path, (int)(name.length < 64 ? name.length : 64), name.data);
     uint32_t value;
-    struct { const char *key; int *field; } required[] = {
-        {"llama.block_count", &c->n_layers},
-        {"llama.embedding_length", &c->dim},
-        {"llama.feed_forward_length", &c->ffn_dim},
-        {"llama.attention.head_count", &c->n_heads},
-    };
+    const key_name required_keys[] = {arch_key(a, "block_count"), arch_key(a, "embedding_length"),
+                                      arch_key(a, "feed_forward_length"), arch_key(a, "attention.head_count")};
     memset(c, 0, sizeof *c);
-    for (size_t i = 0; i < sizeof required / sizeof required[0]; i++) {
-        if (gguf_get_u32(f, required[i].key, &value, err)) return -1;
-        if (value > INT32_MAX) return ramp_fail(err, "%s: %s = %u is too large", f->path, required[i].key, value);
-        *required[i].field = (int)value;
+    int *const required_fields[] = {&c->n_layers, &c->dim, &c->ffn_dim, &c->n_heads};
+    for (size_t i = 0; i < sizeof required_keys / sizeof required_keys[0]; i++) {
+        if (gguf_get_u32(f, required_keys[i].text, &value, err)) return -1;
+        if (value > INT32_MAX) return ramp_fail(err, "%s: %s = %u is too large", f->path, required_keys[i].text, value);
+        *required_fields[i] = (int)value;
     }
+    c->rope_halves = a->rope_halves;
     c->n_kv_heads = c->n_heads;
-    if (gguf_find(f, "llama.attention.head_count_kv")) {
-        if (gguf_get_u32(f, "llama.attention.head_count_kv", &value, err)) return -1;
+    key_name key = arch_key(a, "attention.head_count_kv");
+    if (gguf_find(f, key.text)) {
+        if (gguf_get_u32(f, key.text, &value, err)) return -1;
         c->n_kv_heads = (int)(value > INT32_MAX ? 0 : value);
     }
     if (model_shape_check(f->path, c, err)) return -1;
     config_derive(c);
     c->context_length = 2048;
-    if (gguf_find(f, "llama.context_length")) {
-        if (gguf_get_u32(f, "llama.context_length", &value, err)) return -1;
+    key = arch_key(a, "context_length");
+    if (gguf_find(f, key.text)) {
+        if (gguf_get_u32(f, key.text, &value, err)) return -1;
         c->context_length = value > (1u << 20) ? (1 << 20) : (int)value;
     }
     c->rope_dim = c->head_dim;
-    if (gguf_find(f, "llama.rope.dimension_count")) {
-        if (gguf_get_u32(f, "llama.rope.dimension_count", &value, err)) return -1;
+    key = arch_key(a, "rope.dimension_count");
+    if (gguf_find(f, key.text)) {
+        if (gguf_get_u32(f, key.text, &value, err)) return -1;
         c->rope_dim = (int)(value > INT32_MAX ? 0 : value);
     }
     c->rope_base = 10000.0f;
-    if (gguf_find(f, "llama.rope.freq_base") && gguf_get_f32(f, "llama.rope.freq_base", &c->rope_base, err)) return -1;
+    key = arch_key(a, "rope.freq_base");
+    if (gguf_find(f, key.text) && gguf_get_f32(f, key.text, &c->rope_base, err)) return -1;
     c->rms_eps = 1e-5f;
-    if (gguf_find(f, "llama.attention.layer_norm_rms_epsilon") &&
-        gguf_get_f32(f, "llama.attention.layer_norm_rms_epsilon", &c->rms_eps, err))
-        return -1;
-    if (gguf_read_rope_scaling(f, c, err)) return -1;
+    key = arch_key(a, "attention.layer_norm_rms_epsilon");
+    if (gguf_find(f, key.text) && gguf_get_f32(f, key.text, &c->rms_eps, err)) return -1;
+    if (gguf_read_rope_scaling(f, a, c, err)) return -1;
     /* The vocabulary size is the embedding's row count. */
     const gguf_tensor *embedding = gguf_find_tensor(f, "token_embd.weight");
     if (!embedding) return ramp_fail(err, "%s: tensor token_embd.weight is missing", f->path);
@@ -175,7 +202,8 @@ static int gguf_tensor_shaped(model *m, const char *name, int rows, int cols, co
     return 0;
 }
 
-/* A norm vector as fp32: in place when stored so, else converted into a buffer the model owns. */
+/* A vector (norm weights, a bias) as fp32: in place when stored so, else converted into a buffer the
+ * model owns. */
 static int gguf_vector(model *m, const char *name, int n, const float **out, ramp_error *err) {
     const gguf_tensor *t;
     if (gguf_tensor_shaped(m, name, 1, n, &t, err)) return -1;
@@ -228,6 +256,21 @@ static int gguf_load_weights(model *m, ramp_error *err) {
             snprintf(name, sizeof name, "blk.%d.%s.weight", l, matrices[i].suffix);
             if (gguf_matrix(m, name, matrices[i].rows, matrices[i].cols, matrices[i].field, err)) return -1;
             if ((unsigned)matrices[i].field->type < 64) type_counts[matrices[i].field->type]++;
+        }
+        /* Query, key and value biases where the file has them (Qwen2 always; llama.cpp applies them
+         * to a llama file too). A bias ramp would not apply is refused rather than left out. */
+        const struct { const char *suffix; int n; const float **field; } biases[] = {
+            {"attn_q", c->dim, &w->q_bias}, {"attn_k", c->kv_dim, &w->k_bias}, {"attn_v", c->kv_dim, &w->v_bias}};
+        for (size_t i = 0; i < sizeof biases / sizeof biases[0]; i++) {
+            snprintf(name, sizeof name, "blk.%d.%s.bias", l, biases[i].suffix);
+            if (gguf_find_tensor(&m->gguf, name) && gguf_vector(m, name, biases[i].n, biases[i].field, err)) return -1;
+        }
+        static const char *const unsupported_biases[] = {"attn_output", "ffn_gate", "ffn_up", "ffn_down"};
+        for (size_t i = 0; i < sizeof unsupported_biases / sizeof unsupported_biases[0]; i++) {
+            snprintf(name, sizeof name, "blk.%d.%s.bias", l, unsupported_biases[i]);
+            if (gguf_find_tensor(&m->gguf, name))
+                return ramp_fail(err, "%s: tensor %s is a bias ramp does not apply (it applies the query, key and "
+                                      "value biases only)", m->path, name);
         }
     }
     int commonest = -1;

@@ -1,4 +1,6 @@
-/* model.h: a Llama-architecture model's configuration and weights, or a slice of them.
+/* model.h: a Llama-architecture model's configuration and weights, or a slice of them. Qwen2
+ * files (general.architecture qwen2) are the same network with biases on the query, key and value
+ * products and RoPE over the two halves of each head; they load too.
  *
  * model_load reads a GGUF file or a llama2.c checkpoint (chosen by the file's first bytes). Every
  * matrix stays in its stored form, in place in the file mapping: a weight_matrix (kernels.h) of
@@ -37,6 +39,8 @@ typedef struct {
     int rope_dim;       /* dimensions rotated per head (<= head_dim) */
     float rope_base;
     float rope_freq_scale; /* linear RoPE scaling: positions times this (1 = none) */
+    bool rope_halves;   /* RoPE rotates (x[i], x[i + rope_dim / 2]) of each head (Qwen2, llama.cpp's
+                           "NEOX" order) instead of Llama's (x[2i], x[2i + 1]) */
     float rms_eps;
 } model_config;
 
@@ -45,6 +49,9 @@ typedef struct {
     weight_matrix wq;       /* [dim][dim] */
     weight_matrix wk;       /* [kv_dim][dim] */
     weight_matrix wv;       /* [kv_dim][dim] */
+    const float *q_bias;    /* [dim], added to the query; NULL when the file has none (Llama) */
+    const float *k_bias;    /* [kv_dim] or NULL */
+    const float *v_bias;    /* [kv_dim] or NULL */
     weight_matrix wo;       /* [dim][dim] */
     const float *ffn_norm;  /* [dim] */
     weight_matrix w_gate;   /* [ffn_dim][dim] */

@@ -26,14 +26,18 @@ enum { TOKEN_NORMAL = 1, TOKEN_UNKNOWN = 2, TOKEN_CONTROL = 3, TOKEN_BYTE = 6 };
 
 static const char *const LAYER_TENSORS[] = {"attn_norm", "attn_q",   "attn_k", "attn_v",  "attn_output",
                                             "ffn_norm",  "ffn_gate", "ffn_up", "ffn_down"};
-#define TENSORS_PER_LAYER (sizeof LAYER_TENSORS / sizeof LAYER_TENSORS[0])
+#define WEIGHTS_PER_LAYER (sizeof LAYER_TENSORS / sizeof LAYER_TENSORS[0])
+static const char *const LAYER_BIASES[] = {"attn_q", "attn_k", "attn_v"}; /* Qwen2 */
+#define BIASES_PER_LAYER (sizeof LAYER_BIASES / sizeof LAYER_BIASES[0])
 
 typedef struct {
     char name[64];
     uint32_t n_dims;
     uint64_t dims[2]; /* dims[0] = row length (input size), dims[1] = rows (output size) */
-    bool is_norm;
+    bool is_norm, is_bias;
 } tensor_desc;
+
+static size_t tensors_per_layer(const synth_spec *s) { return WEIGHTS_PER_LAYER + (s->qwen2 ? BIASES_PER_LAYER : 0); }
 
 int synth_validate(const synth_spec *s, ramp_error *err) {
     const struct { const char *name; int value; } sizes[] = {
@@ -66,7 +70,7 @@ int synth_validate(const synth_spec *s, ramp_error *err) {
 
 /* ---- the tensor list ----------------------------------------------------------------------------- */
 
-static size_t tensor_count(const synth_spec *s) { return 3 + (size_t)s->layers * TENSORS_PER_LAYER; }
+static size_t tensor_count(const synth_spec *s) { return 3 + (size_t)s->layers * tensors_per_layer(s); }
 
 static void set_shape(tensor_desc *t, uint64_t row_length, uint64_t rows) {
     t->n_dims = rows == 1 ? 1 : 2;
@@ -86,7 +90,14 @@ static void describe_tensor(const synth_spec *s, size_t index, tensor_desc *t) {
         set_shape(t, dim, index == 1 ? 1 : vocab);
         return;
     }
-    size_t layer = (index - 3) / TENSORS_PER_LAYER, kind = (index - 3) % TENSORS_PER_LAYER;
+    size_t layer = (index - 3) / tensors_per_layer(s), kind = (index - 3) % tensors_per_layer(s);
+    if (kind >= WEIGHTS_PER_LAYER) { /* Qwen2's biases: [dim] for the query, [kv_dim] for key and value */
+        snprintf(t->name, sizeof t->name, "blk.%zu.%s.bias", layer, LAYER_BIASES[kind - WEIGHTS_PER_LAYER]);
+        set_shape(t, kind == WEIGHTS_PER_LAYER ? dim : kv_dim, 1);
+        t->is_norm = false;
+        t->is_bias = true;
+        return;
+    }
     snprintf(t->name, sizeof t->name, "blk.%zu.%s.weight", layer, LAYER_TENSORS[kind]);
     switch (kind) {
     case 0: case 5: set_shape(t, dim, 1); break;          /* attn_norm, ffn_norm */
@@ -98,7 +109,7 @@ static void describe_tensor(const synth_spec *s, size_t index, tensor_desc *t) {
 }
 
 static ggml_type storage_type(const synth_spec *s, const tensor_desc *t) {
-    return t->is_norm ? GGML_TYPE_F32 : s->type;
+    return t->n_dims == 1 ? GGML_TYPE_F32 : s->type;
 }
 
 /* ---- random values --------------------------------------------------------------------------------- */
@@ -120,7 +131,7 @@ static value_stream stream_for(const synth_spec *s, const tensor_desc *t) {
     uint64_t hash = 0xcbf29ce484222325ull; /* FNV-1a of the name */
     for (const char *c = t->name; *c; c++) hash = (hash ^ (unsigned char)*c) * 0x100000001b3ull;
     value_stream v = {.state = splitmix64(s->seed ^ hash), .ones = t->is_norm};
-    v.scale = 1.0f / sqrtf((float)t->dims[0]);
+    v.scale = t->is_bias ? 0.5f : 1.0f / sqrtf((float)t->dims[0]);
     if (v.state == 0) v.state = 1;
     return v;
 }
@@ -220,18 +231,23 @@ static uint32_t file_type(ggml_type type) {
 }
 
 static int add_hyperparameters(gguf_writer *w, const synth_spec *s, ramp_error *err) {
-    int failed = gguf_writer_add_string(w, "general.architecture", "llama", err) ||
+    const char *arch = s->qwen2 ? "qwen2" : "llama";
+    char key[64];
+#define KEY(suffix) (snprintf(key, sizeof key, "%s.%s", arch, suffix), key)
+    int failed = gguf_writer_add_string(w, "general.architecture", arch, err) ||
            gguf_writer_add_string(w, "general.name", "synthetic", err) ||
            gguf_writer_add_u32(w, "general.file_type", file_type(s->type), err) ||
-           gguf_writer_add_u32(w, "llama.block_count", (uint32_t)s->layers, err) ||
-           gguf_writer_add_u32(w, "llama.context_length", (uint32_t)s->context, err) ||
-           gguf_writer_add_u32(w, "llama.embedding_length", (uint32_t)s->dim, err) ||
-           gguf_writer_add_u32(w, "llama.feed_forward_length", (uint32_t)s->ffn, err) ||
-           gguf_writer_add_u32(w, "llama.attention.head_count", (uint32_t)s->heads, err) ||
-           gguf_writer_add_u32(w, "llama.attention.head_count_kv", (uint32_t)s->kv_heads, err) ||
-           gguf_writer_add_u32(w, "llama.rope.dimension_count", (uint32_t)(s->dim / s->heads), err) ||
-           gguf_writer_add_f32(w, "llama.rope.freq_base", 10000.0f, err) ||
-           gguf_writer_add_f32(w, "llama.attention.layer_norm_rms_epsilon", 1e-5f, err);
+           gguf_writer_add_u32(w, KEY("block_count"), (uint32_t)s->layers, err) ||
+           gguf_writer_add_u32(w, KEY("context_length"), (uint32_t)s->context, err) ||
+           gguf_writer_add_u32(w, KEY("embedding_length"), (uint32_t)s->dim, err) ||
+           gguf_writer_add_u32(w, KEY("feed_forward_length"), (uint32_t)s->ffn, err) ||
+           gguf_writer_add_u32(w, KEY("attention.head_count"), (uint32_t)s->heads, err) ||
+           gguf_writer_add_u32(w, KEY("attention.head_count_kv"), (uint32_t)s->kv_heads, err) ||
+           gguf_writer_add_u32(w, KEY("rope.dimension_count"), (uint32_t)(s->dim / s->heads), err) ||
+           /* Qwen2's own base, so that a reader that ignored the key would rotate visibly differently */
+           gguf_writer_add_f32(w, KEY("rope.freq_base"), s->qwen2 ? 1000000.0f : 10000.0f, err) ||
+           gguf_writer_add_f32(w, KEY("attention.layer_norm_rms_epsilon"), s->qwen2 ? 1e-6f : 1e-5f, err);
+#undef KEY
     return failed ? -1 : 0;
 }
 

@@ -12,13 +12,15 @@
  *   blk.N.ffn_gate/ffn_up.weight [dim, ffn]   blk.N.ffn_down.weight [ffn, dim]
  *
  * Matrices hold uniform random values in +-1/sqrt(row length), so activations keep a sane scale;
- * norm weights are 1. Values depend only on the seed and the tensor name, and are stored as
+ * norm weights are 1; Qwen2's biases are uniform in +-0.5, as large as the products they are added
+ * to, so that a reader that dropped them would compute visibly different text. Values depend only on the seed and the tensor name, and are stored as
  * spec.type (F32, F16, Q8_0 or Q4_0); norms are always F32. Weights are generated and written a
  * few rows at a time, so memory use stays small whatever the model size.
  */
 #ifndef RAMP_SYNTH_H
 #define RAMP_SYNTH_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -29,6 +31,8 @@ typedef struct {
     int dim, layers, heads, kv_heads, ffn, vocab, context;
     ggml_type type; /* storage type of the matrices */
     uint64_t seed;
+    bool qwen2;     /* general.architecture qwen2: qwen2.* keys and blk.N.attn_q/attn_k/attn_v.bias
+                       (random, fp32) after each layer's weights */
 } synth_spec;
 
 /* Checks the spec (positive sizes, dim % heads, heads % kv_heads, an even head size, room for the

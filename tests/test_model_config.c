@@ -123,16 +123,40 @@ static float max_difference(const float *a, const float *b) {
     return worst;
 }
 
-Test(model_config, an_architecture_other_than_llama_is_refused_by_name) {
+Test(model_config, an_architecture_other_than_llama_or_qwen2_is_refused_by_name) {
     char path[256];
-    tiny_spec s = {.arch = "qwen2"};
+    tiny_spec s = {.arch = "gemma2"};
     write_tiny(&s, path, sizeof path);
     model_config c;
     ramp_error err = {{0}};
     int status = model_read_config(path, &c, &err);
     unlink(path);
     cr_assert_eq(status, -1);
-    cr_assert_not_null(strstr(err.message, "architecture 'qwen2' is not supported"), "%s", err.message);
+    cr_assert_not_null(strstr(err.message, "architecture 'gemma2' is not supported"), "%s", err.message);
+}
+
+/* The same weights as qwen2 (its keys, no biases here) rotate the two halves of each head instead of
+ * neighbouring pairs: the same output where every angle is 0 (position 0), another one elsewhere. */
+Test(model_config, qwen2_rotates_head_halves) {
+    char llama[256], qwen2[256];
+    tiny_spec s_llama = {.arch = "llama"}, s_qwen2 = {.arch = "qwen2"};
+    write_tiny(&s_llama, llama, sizeof llama);
+    write_tiny(&s_qwen2, qwen2, sizeof qwen2);
+    model_config c;
+    ramp_error err = {{0}};
+    cr_assert_eq(model_read_config(qwen2, &c, &err), 0, "%s", err.message);
+    cr_assert(c.rope_halves);
+    cr_assert_eq(model_read_config(llama, &c, &err), 0, "%s", err.message);
+    cr_assert(!c.rope_halves);
+    float a[DIM], b[DIM];
+    run_layer(llama, 0, a);
+    run_layer(qwen2, 0, b);
+    cr_assert_eq(max_difference(a, b), 0.0f, "at position 0 RoPE is the identity, whatever the pairs");
+    run_layer(llama, 8, a);
+    run_layer(qwen2, 8, b);
+    cr_assert_gt(max_difference(a, b), 1e-4f, "qwen2 rotated the same pairs as llama");
+    unlink(llama);
+    unlink(qwen2);
 }
 
 Test(model_config, yarn_scaling_is_refused_by_name) {

@@ -13,6 +13,7 @@
 
 #include "forward.h"
 #include "model.h"
+#include "synth.h"
 #include "quant.h"
 #include "shared_files.h"
 
@@ -496,4 +497,51 @@ Test(forward_math, tiled_matmul_is_exact_and_independent_of_threads) {
     for (int i = 0; i < 3; i++) free(out[i]);
     free(x);
     free(w);
+}
+
+/* A qwen2 file (ramp synth --arch qwen2) loads with its own keys, RoPE over head halves and the
+ * query, key and value biases as written; a llama file of the same shape has no biases. */
+Test(model_load, qwen2_keys_rope_halves_and_biases) {
+    synth_spec spec = {.dim = 64, .layers = 2, .heads = 4, .kv_heads = 2, .ffn = 96, .vocab = 300,
+                       .context = 128, .type = GGML_TYPE_Q8_0, .seed = 3, .qwen2 = true};
+    char path[] = "/tmp/ramp-test-qwen2-XXXXXX";
+    int fd = mkstemp(path);
+    cr_assert_geq(fd, 0);
+    close(fd);
+    ramp_error err = {{0}};
+    cr_assert_eq(synth_write(&spec, path, &err), 0, "%s", err.message);
+    model m;
+    int status = model_load(&m, path, NULL, false, NULL, &err);
+    cr_assert_eq(status, 0, "%s", err.message);
+    cr_expect(m.config.rope_halves);
+    cr_expect_float_eq(m.config.rope_base, 1e6f, 1.0f);
+    cr_expect_float_eq(m.config.rms_eps, 1e-6f, 1e-12f);
+    cr_expect_eq(m.config.n_kv_heads, 2);
+    const int kv_dim = m.config.kv_dim;
+    for (int l = 0; l < spec.layers; l++) {
+        const struct { const char *suffix; int n; const float *loaded; } biases[] = {
+            {"attn_q", spec.dim, m.layers[l].q_bias}, {"attn_k", kv_dim, m.layers[l].k_bias},
+            {"attn_v", kv_dim, m.layers[l].v_bias}};
+        for (int i = 0; i < 3; i++) {
+            char name[64];
+            snprintf(name, sizeof name, "blk.%d.%s.bias", l, biases[i].suffix);
+            cr_assert_not_null(biases[i].loaded, "%s not loaded", name);
+            float expected[64];
+            cr_assert_eq(synth_tensor_values(&spec, name, expected, (size_t)biases[i].n, &err), 0, "%s", err.message);
+            for (int j = 0; j < biases[i].n; j++)
+                cr_assert_eq(biases[i].loaded[j], expected[j], "%s[%d] = %g, expected %g", name, j, biases[i].loaded[j],
+                             expected[j]);
+        }
+    }
+    model_free(&m);
+
+    spec.qwen2 = false;
+    cr_assert_eq(synth_write(&spec, path, &err), 0, "%s", err.message);
+    status = model_load(&m, path, NULL, false, NULL, &err);
+    unlink(path);
+    cr_assert_eq(status, 0, "%s", err.message);
+    cr_expect(!m.config.rope_halves);
+    cr_expect_null(m.layers[0].q_bias);
+    cr_expect_null(m.layers[1].v_bias);
+    model_free(&m);
 }

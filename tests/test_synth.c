@@ -103,6 +103,43 @@ Test(synth, tiny_q8_0_model_has_llama_keys) {
     unlink(path);
 }
 
+/* --arch qwen2: qwen2.* keys, and each layer's query, key and value biases as fp32 vectors after its
+ * weights, with random values (not ones, as norms have). */
+Test(synth, qwen2_keys_and_biases) {
+    synth_spec spec = TINY;
+    spec.qwen2 = true;
+    gguf_file f;
+    char path[64];
+    synth_and_open(&spec, &f, path);
+    ramp_error err = {{0}};
+    gguf_string s;
+    cr_assert_eq(gguf_get_string(&f, "general.architecture", &s, &err), 0, "%s", err.message);
+    cr_expect(gguf_string_equals(s, "qwen2"));
+    cr_expect_eq(get_u32(&f, "qwen2.block_count"), 2);
+    cr_expect_eq(get_u32(&f, "qwen2.attention.head_count_kv"), 2);
+    cr_expect_float_eq(get_f32(&f, "qwen2.rope.freq_base"), 1e6f, 1.0f);
+    cr_expect_null(gguf_find(&f, "llama.block_count"));
+    cr_expect_eq(f.n_tensors, 3 + 2 * 12);
+    for (int l = 0; l < 2; l++) {
+        char name[64];
+        snprintf(name, sizeof name, "blk.%d.attn_q.bias", l);
+        expect_tensor(&f, name, 64, 1, GGML_TYPE_F32);
+        snprintf(name, sizeof name, "blk.%d.attn_k.bias", l);
+        expect_tensor(&f, name, 32, 1, GGML_TYPE_F32);
+        snprintf(name, sizeof name, "blk.%d.attn_v.bias", l);
+        expect_tensor(&f, name, 32, 1, GGML_TYPE_F32);
+        const float *v = gguf_find_tensor(&f, name)->data;
+        float lo = v[0], hi = v[0];
+        for (int i = 0; i < 32; i++) lo = fminf(lo, v[i]), hi = fmaxf(hi, v[i]);
+        cr_expect(lo >= -0.5f && hi <= 0.5f && hi - lo > 0.25f, "%s spans %g..%g, expected random values in +-0.5", name,
+                  lo, hi);
+        snprintf(name, sizeof name, "blk.%d.attn_q.weight", l);
+        expect_tensor(&f, name, 64, 64, GGML_TYPE_Q8_0);
+    }
+    gguf_close(&f);
+    unlink(path);
+}
+
 Test(synth, vocabulary_is_sentencepiece_style) {
     gguf_file f;
     char path[64];
