@@ -121,6 +121,11 @@ int gguf_writer_add_u32(gguf_writer *w, const char *key, uint32_t value, ramp_er
     return append_le(w, value, 4, err);
 }
 
+int gguf_writer_add_bool(gguf_writer *w, const char *key, bool value, ramp_error *err) {
+    if (begin_entry(w, key, GGUF_VALUE_BOOL, err)) return -1;
+    return append_le(w, value ? 1 : 0, 1, err);
+}
+
 int gguf_writer_add_f32(gguf_writer *w, const char *key, float value, ramp_error *err) {
     if (begin_entry(w, key, GGUF_VALUE_FLOAT32, err)) return -1;
     return append_le(w, float_bits(value), 4, err);

@@ -18,6 +18,7 @@
 #ifndef RAMP_GGUF_WRITER_H
 #define RAMP_GGUF_WRITER_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -35,6 +36,7 @@ int gguf_writer_create(gguf_writer **out, const char *path, ramp_error *err);
 int gguf_writer_add_string(gguf_writer *w, const char *key, const char *value, ramp_error *err);
 int gguf_writer_add_u32(gguf_writer *w, const char *key, uint32_t value, ramp_error *err);
 int gguf_writer_add_f32(gguf_writer *w, const char *key, float value, ramp_error *err);
+int gguf_writer_add_bool(gguf_writer *w, const char *key, bool value, ramp_error *err);
 int gguf_writer_add_string_array(gguf_writer *w, const char *key, const char *const *values, size_t n,
                                  ramp_error *err);
 int gguf_writer_add_f32_array(gguf_writer *w, const char *key, const float *values, size_t n, ramp_error *err);

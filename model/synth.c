@@ -301,7 +301,9 @@ static int add_vocabulary(gguf_writer *w, const synth_spec *s, ramp_error *err) 
                  gguf_writer_add_i32_array(w, "tokenizer.ggml.token_type", types, n, err) ||
                  gguf_writer_add_u32(w, "tokenizer.ggml.unknown_token_id", 0, err) ||
                  gguf_writer_add_u32(w, "tokenizer.ggml.bos_token_id", 1, err) ||
-                 gguf_writer_add_u32(w, "tokenizer.ggml.eos_token_id", 2, err);
+                 gguf_writer_add_u32(w, "tokenizer.ggml.eos_token_id", 2, err) ||
+                 /* as Qwen2's converter writes it: no BOS in front of a prompt */
+                 (s->qwen2 && gguf_writer_add_bool(w, "tokenizer.ggml.add_bos_token", false, err));
     rc = failed ? -1 : 0;
 done:
     free(pieces);

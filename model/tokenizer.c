@@ -114,6 +114,7 @@ struct tokenizer {
     float *scores;
     uint8_t *types;
     int bos, eos, unk; /* -1 when the vocabulary has none */
+    bool add_bos;      /* prompts start with BOS (tokenizer.ggml.add_bos_token; without the key, yes) */
     bool add_space_prefix;
     int byte_token[256]; /* the token of a raw byte (SPM: "<0xAB>", GPT-2: its mapped char), or -1 */
     piece_index index;
@@ -507,6 +508,14 @@ static int load_gguf(tokenizer *tok, const gguf_file *file, const gguf_kv *token
         return -1;
     if (read_special_id(file, "tokenizer.ggml.unknown_token_id", spm ? 0 : -1, tok->n_vocab, &tok->unk, err) != 0)
         return -1;
+    /* Qwen2 files name a BOS token but ask for none in front of a prompt, as llama.cpp honours */
+    const gguf_kv *add_bos = gguf_find(file, "tokenizer.ggml.add_bos_token");
+    tok->add_bos = true;
+    if (add_bos != NULL) {
+        if (add_bos->type != GGUF_VALUE_BOOL)
+            return ramp_fail(err, "%s: tokenizer.ggml.add_bos_token is not a bool", file->path);
+        tok->add_bos = add_bos->value.b;
+    }
     const gguf_kv *prefix = gguf_find(file, "tokenizer.ggml.add_space_prefix");
     tok->add_space_prefix = spm;
     if (prefix != NULL) {
@@ -627,6 +636,7 @@ int tokenizer_from_llama2c(tokenizer **out, const char *path, int vocab_size, ra
                copy_pieces(tok, pieces, path, true, err) == 0) {
         set_llama2c_types(tok);
         tok->add_space_prefix = true;
+        tok->add_bos = true;
         rc = build_piece_index(tok, err);
     }
     free(pieces);
@@ -895,7 +905,7 @@ int tokenizer_encode(const tokenizer *tok, const char *text, size_t len, bool ad
     if (len > MAX_TEXT_BYTES)
         return ramp_fail(err, "tokenizer: text is %zu bytes, at most %d are supported", len, MAX_TEXT_BYTES);
     token_sink sink = {.tokens = tokens, .capacity = tokens == NULL ? 0 : capacity};
-    if (add_bos && tok->bos >= 0) emit(&sink, tok->bos);
+    if (add_bos && tok->add_bos && tok->bos >= 0) emit(&sink, tok->bos);
     int rc =
         tok->kind == TOKENIZER_SPM ? encode_spm(tok, text, len, &sink, err) : encode_gpt2(tok, text, len, &sink, err);
     if (rc != 0) return -1;

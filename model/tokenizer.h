@@ -30,7 +30,9 @@ int tokenizer_from_gguf(tokenizer **out, const gguf_file *file, ramp_error *err)
 int tokenizer_from_llama2c(tokenizer **out, const char *path, int vocab_size, ramp_error *err);
 void tokenizer_free(tokenizer *tok);
 
-/* Encodes text (len bytes, need not be NUL-terminated). Prepends BOS when add_bos.
+/* Encodes text (len bytes, need not be NUL-terminated). Prepends BOS when add_bos and the
+ * vocabulary wants one (a GGUF's tokenizer.ggml.add_bos_token, false in Qwen2 files; without the
+ * key, whenever it has a BOS token).
  * Writes at most capacity ids into tokens and the number needed into *n_tokens; fails with a
  * clear message when capacity is too small. Never fails on arbitrary bytes (byte fallback).
  * 3 * len + 4 ids always suffice: with byte fallback a space can become the three bytes of U+2581,

@@ -501,6 +501,7 @@ typedef struct {
     size_t n_merges;
     int64_t bos;     /* < 0: no key */
     const char *pre; /* tokenizer.ggml.pre, or NULL: no key */
+    int add_bos;     /* tokenizer.ggml.add_bos_token: 0 no key, 1 false, 2 true */
 } vocab_spec;
 
 /* Writes spec as a GGUF to a temp file and tries to load it. */
@@ -527,6 +528,9 @@ static int load_spec(const vocab_spec *spec, tokenizer **tok, ramp_error *err) {
                      werr.message);
     if (spec->pre != NULL)
         cr_assert_eq(gguf_writer_add_string(w, "tokenizer.ggml.pre", spec->pre, &werr), 0, "%s", werr.message);
+    if (spec->add_bos != 0)
+        cr_assert_eq(gguf_writer_add_bool(w, "tokenizer.ggml.add_bos_token", spec->add_bos == 2, &werr), 0, "%s",
+                     werr.message);
     cr_assert_eq(gguf_writer_begin_data(w, &werr), 0, "%s", werr.message);
     cr_assert_eq(gguf_writer_finish(w, &werr), 0, "%s", werr.message);
     gguf_writer_free(w);
@@ -628,6 +632,27 @@ Test(tokenizer_handmade, bad_metadata_fails_with_a_message) {
     cr_assert_eq(load_spec(&spec, &tok, &err), 0, "%s", err.message);
     cr_assert_eq(tokenizer_bos(tok), -1);
     tokenizer_free(tok);
+}
+
+/* tokenizer.ggml.add_bos_token decides whether a prompt starts with BOS (Qwen2 files name a BOS but
+ * say false, as llama.cpp reads them); without the key a vocabulary with a BOS gets it. */
+Test(tokenizer_handmade, add_bos_token_is_honoured) {
+    int ids[16];
+    ramp_error err = {0};
+    for (int flag = 0; flag <= 2; flag++) { /* no key, false, true */
+        vocab_spec spec = tiny_spm();
+        spec.bos = 1;
+        spec.add_bos = flag;
+        tokenizer *tok;
+        cr_assert_eq(load_spec(&spec, &tok, &err), 0, "%s", err.message);
+        size_t with = encode(tok, "a", 1, true, ids, 16);
+        const bool bos_first = ids[0] == 1;
+        size_t without = encode(tok, "a", 1, false, ids, 16);
+        cr_expect_eq(bos_first, flag != 1, "add_bos_token case %d: BOS first is %d", flag, bos_first);
+        cr_expect_eq(with, without + (flag != 1 ? 1 : 0), "add_bos_token case %d: %zu and %zu tokens", flag, with,
+                     without);
+        tokenizer_free(tok);
+    }
 }
 
 Test(tokenizer_handmade, gpt2_merges_by_rank) {
