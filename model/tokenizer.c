@@ -499,6 +499,16 @@ static int load_gguf_arrays(tokenizer *tok, const gguf_file *file, const gguf_kv
     return 0;
 }
 
+/* A boolean key, or fallback when the file has none. */
+static int read_flag(const gguf_file *file, const char *key, bool fallback, bool *out, ramp_error *err) {
+    const gguf_kv *kv = gguf_find(file, key);
+    *out = fallback;
+    if (kv == NULL) return 0;
+    if (kv->type != GGUF_VALUE_BOOL) return ramp_fail(err, "%s: %s is not a bool", file->path, key);
+    *out = kv->value.b;
+    return 0;
+}
+
 static int load_gguf(tokenizer *tok, const gguf_file *file, const gguf_kv *tokens, ramp_error *err) {
     bool spm = tok->kind == TOKENIZER_SPM;
     if (load_gguf_arrays(tok, file, tokens, err) != 0) return -1;
@@ -509,20 +519,9 @@ static int load_gguf(tokenizer *tok, const gguf_file *file, const gguf_kv *token
     if (read_special_id(file, "tokenizer.ggml.unknown_token_id", spm ? 0 : -1, tok->n_vocab, &tok->unk, err) != 0)
         return -1;
     /* Qwen2 files name a BOS token but ask for none in front of a prompt, as llama.cpp honours */
-    const gguf_kv *add_bos = gguf_find(file, "tokenizer.ggml.add_bos_token");
-    tok->add_bos = true;
-    if (add_bos != NULL) {
-        if (add_bos->type != GGUF_VALUE_BOOL)
-            return ramp_fail(err, "%s: tokenizer.ggml.add_bos_token is not a bool", file->path);
-        tok->add_bos = add_bos->value.b;
-    }
-    const gguf_kv *prefix = gguf_find(file, "tokenizer.ggml.add_space_prefix");
-    tok->add_space_prefix = spm;
-    if (prefix != NULL) {
-        if (prefix->type != GGUF_VALUE_BOOL)
-            return ramp_fail(err, "%s: tokenizer.ggml.add_space_prefix is not a bool", file->path);
-        tok->add_space_prefix = prefix->value.b;
-    }
+    if (read_flag(file, "tokenizer.ggml.add_bos_token", true, &tok->add_bos, err) != 0 ||
+        read_flag(file, "tokenizer.ggml.add_space_prefix", spm, &tok->add_space_prefix, err) != 0)
+        return -1;
     if (build_piece_index(tok, err) != 0) return -1;
     if (!spm) {
         build_byte_map(tok);
