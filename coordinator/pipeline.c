@@ -534,6 +534,7 @@ int pipeline_open(pipeline *p, const pipeline_options *o, ramp_error *err) {
         .batch_tokens = o->batch_tokens,
         .context = context,
         .eos_token = tokenizer_eos(p->model.tokenizer),
+        .eot_token = tokenizer_eot(p->model.tokenizer),
         .vocab_size = config.vocab_size,
     };
     return scheduler_init(&p->scheduler, &sc, err);

@@ -91,6 +91,7 @@ typedef struct {
     int batch_tokens;  /* most rows per micro-batch */
     int context;       /* most positions per sequence */
     int eos_token;     /* -1: none */
+    int eot_token;     /* a chat turn's end, which finishes a sequence as eos does; -1: none */
     int vocab_size;
 } scheduler_config;
 

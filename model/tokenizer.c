@@ -114,6 +114,7 @@ struct tokenizer {
     float *scores;
     uint8_t *types;
     int bos, eos, unk; /* -1 when the vocabulary has none */
+    int eot;           /* the end of a chat turn where it differs from eos (<|im_end|>, <|eot_id|>), or -1 */
     bool add_bos;      /* prompts start with BOS (tokenizer.ggml.add_bos_token; without the key, yes) */
     bool add_space_prefix;
     int byte_token[256]; /* the token of a raw byte (SPM: "<0xAB>", GPT-2: its mapped char), or -1 */
@@ -424,6 +425,7 @@ static tokenizer *new_tokenizer(tokenizer_kind kind, int n_vocab) {
     if (tok == NULL) return NULL;
     tok->kind = kind;
     tok->n_vocab = n_vocab;
+    tok->eot = -1;
     tok->scores = calloc((size_t)n_vocab, sizeof *tok->scores);
     tok->types = malloc((size_t)n_vocab);
     if (tok->scores == NULL || tok->types == NULL) {
@@ -499,6 +501,21 @@ static int load_gguf_arrays(tokenizer *tok, const gguf_file *file, const gguf_kv
     return 0;
 }
 
+/* A chat model ends its turn with a token of its own that is not always the file's eos (Llama 3
+ * files converted early name <|end_of_text|> as eos and end turns with <|eot_id|>): the file's
+ * tokenizer.ggml.eot_token_id, else a control token with one of the usual texts, as llama.cpp
+ * finds it. */
+static int find_end_of_turn(tokenizer *tok, const gguf_file *file, ramp_error *err) {
+    if (read_special_id(file, "tokenizer.ggml.eot_token_id", -1, tok->n_vocab, &tok->eot, err) != 0) return -1;
+    static const char *const texts[] = {"<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|endoftext|>"};
+    for (size_t i = 0; tok->eot < 0 && i < sizeof texts / sizeof texts[0]; i++) {
+        int id = find_piece(tok, texts[i], strlen(texts[i]));
+        if (id >= 0 && tok->types[id] == TOKEN_CONTROL) tok->eot = id;
+    }
+    if (tok->eot == tok->eos) tok->eot = -1;
+    return 0;
+}
+
 /* A boolean key, or fallback when the file has none. */
 static int read_flag(const gguf_file *file, const char *key, bool fallback, bool *out, ramp_error *err) {
     const gguf_kv *kv = gguf_find(file, key);
@@ -523,6 +540,7 @@ static int load_gguf(tokenizer *tok, const gguf_file *file, const gguf_kv *token
         read_flag(file, "tokenizer.ggml.add_space_prefix", spm, &tok->add_space_prefix, err) != 0)
         return -1;
     if (build_piece_index(tok, err) != 0) return -1;
+    if (find_end_of_turn(tok, file, err) != 0) return -1;
     if (!spm) {
         build_byte_map(tok);
         if (load_merges(tok, file, err) != 0 || compile_pretokenizers(tok, file, err) != 0) return -1;
@@ -995,6 +1013,7 @@ tokenizer_kind tokenizer_get_kind(const tokenizer *tok) { return tok->kind; }
 int tokenizer_vocab_size(const tokenizer *tok) { return tok->n_vocab; }
 int tokenizer_bos(const tokenizer *tok) { return tok->bos; }
 int tokenizer_eos(const tokenizer *tok) { return tok->eos; }
+int tokenizer_eot(const tokenizer *tok) { return tok->eot; }
 
 const char *tokenizer_piece(const tokenizer *tok, int token) {
     return token >= 0 && token < tok->n_vocab ? tok->pieces[token] : "";

@@ -50,6 +50,9 @@ tokenizer_kind tokenizer_get_kind(const tokenizer *tok);
 int tokenizer_vocab_size(const tokenizer *tok);
 int tokenizer_bos(const tokenizer *tok); /* -1 when the vocabulary has none */
 int tokenizer_eos(const tokenizer *tok);
+/* The token that ends a chat turn where it is not eos (<|im_end|>, <|eot_id|>, ...), or -1: a
+ * continuation ends at either. */
+int tokenizer_eot(const tokenizer *tok);
 /* The stored text of a token (for debugging and label lookups), NUL-terminated. */
 const char *tokenizer_piece(const tokenizer *tok, int token);
 

@@ -120,10 +120,29 @@ Test(text_stream, surrogates_and_overlong_forms_are_invalid) {
 static scheduler make_scheduler(void) {
     scheduler s;
     ramp_error err;
-    scheduler_config c = {.lanes = 1, .max_sequences = 2, .batch_tokens = 16, .context = 32, .eos_token = -1,
-                          .vocab_size = 8};
+    scheduler_config c = {.lanes = 1, .max_sequences = 2, .batch_tokens = 16, .context = 32, .eos_token = 7,
+                          .eot_token = 6, .vocab_size = 8};
     cr_assert_eq(scheduler_init(&s, &c, &err), 0);
     return s;
+}
+
+/* A chat turn's end (eot) finishes a sequence as eos does, and neither is kept as output. */
+Test(scheduler, end_of_turn_finishes_like_eos) {
+    sampling_params greedy = {.temperature = 0, .top_p = 1};
+    int prompt[] = {1, 2, 3};
+    ramp_error err;
+    for (int end = 6; end <= 7; end++) {
+        scheduler s = make_scheduler();
+        int index;
+        cr_assert_eq(scheduler_submit(&s, prompt, 3, 4, &greedy, NULL, 0.0, &index, &err), 0);
+        cr_assert_not_null(scheduler_next_batch(&s));
+        scheduler_accept_token(&s, index, 5, 1.0);
+        scheduler_accept_token(&s, index, end, 1.0);
+        cr_assert_eq(s.requests[index].generated, 1, "token %d was kept as output", end);
+        cr_assert(s.requests[index].finished == FINISH_EOS || s.requests[index].pending_finish == FINISH_EOS,
+                  "token %d did not finish the sequence", end);
+        scheduler_free(&s);
+    }
 }
 
 Test(scheduler, cancel_waits_until_the_rows_come_back) {

@@ -655,6 +655,26 @@ Test(tokenizer_handmade, add_bos_token_is_honoured) {
     }
 }
 
+/* A chat turn's end: a control token with one of the usual texts (<|im_end|> here), not a normal
+ * token of that text, and none when it is the eos token itself. */
+Test(tokenizer_handmade, end_of_turn_is_found_by_its_control_token) {
+    static const char *const tokens[] = {"<unk>", "<s>", "</s>", "a", "<|im_end|>"};
+    static const float scores[] = {0, 0, 0, -1, 0};
+    static const int32_t control[] = {2, 3, 3, 1, 3}, normal[] = {2, 3, 3, 1, 1};
+    vocab_spec spec = {.model = "llama", .tokens = tokens, .n_tokens = 5, .scores = scores, .n_scores = 5,
+                       .types = control, .n_types = 5, .bos = 1};
+    tokenizer *tok;
+    ramp_error err = {0};
+    cr_assert_eq(load_spec(&spec, &tok, &err), 0, "%s", err.message);
+    cr_expect_eq(tokenizer_eot(tok), 4);
+    cr_expect_eq(tokenizer_eos(tok), 2);
+    tokenizer_free(tok);
+    spec.types = normal;
+    cr_assert_eq(load_spec(&spec, &tok, &err), 0, "%s", err.message);
+    cr_expect_eq(tokenizer_eot(tok), -1, "a normal token that reads <|im_end|> is text");
+    tokenizer_free(tok);
+}
+
 Test(tokenizer_handmade, gpt2_merges_by_rank) {
     /* bytes 'a'..'d' map to themselves; 'Ġ' (U+0120) is the space */
     static const char *const tokens[] = {"a",
