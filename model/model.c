@@ -148,6 +148,17 @@ static int gguf_read_config(const gguf_file *f, model_config *c, ramp_error *err
     }
     if (model_shape_check(f->path, c, err)) return -1;
     config_derive(c);
+    /* A head size of its own (Mistral NeMo: 128 with dim 5120 and 32 heads) changes every attention
+     * shape; refused by name rather than failing later on a tensor's shape. */
+    static const char *const head_sizes[] = {"attention.key_length", "attention.value_length"};
+    for (size_t i = 0; i < sizeof head_sizes / sizeof head_sizes[0]; i++) {
+        key = arch_key(a, head_sizes[i]);
+        if (!gguf_find(f, key.text)) continue;
+        if (gguf_get_u32(f, key.text, &value, err)) return -1;
+        if (value != (uint32_t)c->head_dim)
+            return ramp_fail(err, "%s: %s is %u, but ramp needs the head size to be embedding_length / head_count = %d",
+                             f->path, key.text, value, c->head_dim);
+    }
     c->context_length = 2048;
     key = arch_key(a, "context_length");
     if (gguf_find(f, key.text)) {

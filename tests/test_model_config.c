@@ -25,6 +25,7 @@ typedef struct {
     const char *scaling_type; /* NULL: no key */
     float scaling_factor;
     const float *rope_freqs; /* [PAIRS] or NULL: no tensor */
+    uint32_t key_length;     /* <arch>.attention.key_length, or 0: no key */
 } tiny_spec;
 
 static uint32_t rng_state;
@@ -65,6 +66,10 @@ static void write_tiny(const tiny_spec *s, char *out, size_t size) {
     for (size_t i = 0; i < sizeof u32s / sizeof u32s[0]; i++) {
         snprintf(key, sizeof key, "%s.%s", s->arch, u32s[i].name);
         cr_assert_eq(gguf_writer_add_u32(w, key, u32s[i].value, &err), 0, "%s", err.message);
+    }
+    if (s->key_length) {
+        snprintf(key, sizeof key, "%s.attention.key_length", s->arch);
+        cr_assert_eq(gguf_writer_add_u32(w, key, s->key_length, &err), 0, "%s", err.message);
     }
     if (s->scaling_type) {
         cr_assert_eq(gguf_writer_add_string(w, "llama.rope.scaling.type", s->scaling_type, &err), 0);
@@ -133,6 +138,25 @@ Test(model_config, an_architecture_other_than_llama_or_qwen2_is_refused_by_name)
     unlink(path);
     cr_assert_eq(status, -1);
     cr_assert_not_null(strstr(err.message, "architecture 'gemma2' is not supported"), "%s", err.message);
+}
+
+/* A head size of the file's own (attention.key_length) other than dim / heads is refused by name;
+ * the same size stated explicitly loads. */
+Test(model_config, a_head_size_other_than_dim_over_heads_is_refused_by_name) {
+    char path[256];
+    tiny_spec s = {.arch = "llama", .key_length = 8};
+    write_tiny(&s, path, sizeof path);
+    model_config c;
+    ramp_error err = {{0}};
+    int status = model_read_config(path, &c, &err);
+    unlink(path);
+    cr_assert_eq(status, -1);
+    cr_assert_not_null(strstr(err.message, "llama.attention.key_length is 8"), "%s", err.message);
+    s.key_length = DIM / HEADS;
+    write_tiny(&s, path, sizeof path);
+    status = model_read_config(path, &c, &err);
+    unlink(path);
+    cr_assert_eq(status, 0, "%s", err.message);
 }
 
 /* The same weights as qwen2 (its keys, no biases here) rotate the two halves of each head instead of
