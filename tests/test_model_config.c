@@ -128,35 +128,30 @@ static float max_difference(const float *a, const float *b) {
     return worst;
 }
 
-Test(model_config, an_architecture_other_than_llama_or_qwen2_is_refused_by_name) {
+/* model_read_config of the tiny model s: its status, and the message in err. */
+static int read_tiny_config(const tiny_spec *s, ramp_error *err) {
     char path[256];
-    tiny_spec s = {.arch = "gemma2"};
-    write_tiny(&s, path, sizeof path);
+    write_tiny(s, path, sizeof path);
     model_config c;
-    ramp_error err = {{0}};
-    int status = model_read_config(path, &c, &err);
+    int status = model_read_config(path, &c, err);
     unlink(path);
-    cr_assert_eq(status, -1);
+    return status;
+}
+
+Test(model_config, an_architecture_other_than_llama_or_qwen2_is_refused_by_name) {
+    ramp_error err = {{0}};
+    cr_assert_eq(read_tiny_config(&(tiny_spec){.arch = "gemma2"}, &err), -1);
     cr_assert_not_null(strstr(err.message, "architecture 'gemma2' is not supported"), "%s", err.message);
 }
 
 /* A head size of the file's own (attention.key_length) other than dim / heads is refused by name;
  * the same size stated explicitly loads. */
 Test(model_config, a_head_size_other_than_dim_over_heads_is_refused_by_name) {
-    char path[256];
-    tiny_spec s = {.arch = "llama", .key_length = 8};
-    write_tiny(&s, path, sizeof path);
-    model_config c;
     ramp_error err = {{0}};
-    int status = model_read_config(path, &c, &err);
-    unlink(path);
-    cr_assert_eq(status, -1);
+    cr_assert_eq(read_tiny_config(&(tiny_spec){.arch = "llama", .key_length = 8}, &err), -1);
     cr_assert_not_null(strstr(err.message, "llama.attention.key_length is 8"), "%s", err.message);
-    s.key_length = DIM / HEADS;
-    write_tiny(&s, path, sizeof path);
-    status = model_read_config(path, &c, &err);
-    unlink(path);
-    cr_assert_eq(status, 0, "%s", err.message);
+    cr_assert_eq(read_tiny_config(&(tiny_spec){.arch = "llama", .key_length = DIM / HEADS}, &err), 0, "%s",
+                 err.message);
 }
 
 /* The same weights as qwen2 (its keys, no biases here) rotate the two halves of each head instead of
