@@ -275,7 +275,7 @@ void scheduler_accept_token(scheduler *s, int index, int token, double now) {
     request *r = &s->requests[index];
     if (r->finished || r->pending_finish) return;
     if (r->generated == 0) r->first_token_at = now;
-    if (token == s->config.eos_token || (token >= 0 && token == s->config.eot_token)) {
+    if (token == s->config.eos_token || token == s->config.eot_token) {
         request_finish(s, r, FINISH_EOS, now);
         return;
     }

@@ -41,14 +41,24 @@ void kv_cache_free(kv_cache *kv) {
     memset(kv, 0, sizeof *kv);
 }
 
+/* Elements in each of a slot's key and value arrays, and bytes of its filled flags. */
+static size_t slot_elements(const kv_cache *kv, int capacity) {
+    size_t n = (size_t)kv->n_layers * (size_t)capacity * (size_t)kv->kv_dim;
+    return n ? n : 1; /* a process that owns no layers still tracks the slot */
+}
+static size_t slot_flags(const kv_cache *kv, int capacity) { return (size_t)kv->n_layers * (size_t)capacity + 1; }
+
+/* Bytes a slot of that capacity holds (bytes_in_use). */
+static size_t slot_bytes(const kv_cache *kv, int capacity) {
+    return 2 * slot_elements(kv, capacity) * kv_type_bytes(kv->type) + slot_flags(kv, capacity);
+}
+
 int kv_slot_reserve(kv_cache *kv, int slot, int capacity, ramp_error *err) {
     if (slot < 0 || slot >= kv->n_slots)
         return ramp_fail(err, "KV cache: slot %d out of range (0..%d)", slot, kv->n_slots - 1);
     if (kv->slots[slot].capacity != 0) return ramp_fail(err, "KV cache: slot %d is already in use", slot);
     if (capacity <= 0) return ramp_fail(err, "KV cache: capacity %d must be positive", capacity);
-    size_t n = (size_t)kv->n_layers * (size_t)capacity * (size_t)kv->kv_dim;
-    if (n == 0) n = 1; /* a process that owns no layers still tracks the slot */
-    size_t n_flags = (size_t)kv->n_layers * (size_t)capacity + 1;
+    const size_t n = slot_elements(kv, capacity), n_flags = slot_flags(kv, capacity);
     const size_t element_bytes = kv_type_bytes(kv->type);
     unsigned char *keys = calloc(n, element_bytes), *values = calloc(n, element_bytes);
     unsigned char *filled = calloc(n_flags, 1);
@@ -58,19 +68,17 @@ int kv_slot_reserve(kv_cache *kv, int slot, int capacity, ramp_error *err) {
         free(values);
         free(filled);
         free(resident);
-        return ramp_fail(err, "KV cache: out of memory reserving %zu bytes for slot %d", 2 * n * element_bytes, slot);
+        return ramp_fail(err, "KV cache: out of memory reserving %zu bytes for slot %d", slot_bytes(kv, capacity), slot);
     }
     kv->slots[slot] =
         (kv_slot){.capacity = capacity, .resident = resident, .keys = keys, .values = values, .filled = filled};
-    kv->bytes_in_use += 2 * n * element_bytes + n_flags;
+    kv->bytes_in_use += slot_bytes(kv, capacity);
     return 0;
 }
 
 void kv_slot_release(kv_cache *kv, int slot) {
     if (slot < 0 || slot >= kv->n_slots || kv->slots[slot].capacity == 0) return;
-    size_t n = (size_t)kv->n_layers * (size_t)kv->slots[slot].capacity * (size_t)kv->kv_dim;
-    if (n == 0) n = 1;
-    kv->bytes_in_use -= 2 * n * kv_type_bytes(kv->type) + (size_t)kv->n_layers * (size_t)kv->slots[slot].capacity + 1;
+    kv->bytes_in_use -= slot_bytes(kv, kv->slots[slot].capacity);
     free(kv->slots[slot].keys);
     free(kv->slots[slot].values);
     free(kv->slots[slot].filled);

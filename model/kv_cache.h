@@ -54,18 +54,20 @@ void kv_cache_free(kv_cache *kv);
 int kv_slot_reserve(kv_cache *kv, int slot, int capacity, ramp_error *err);
 void kv_slot_release(kv_cache *kv, int slot);
 
+/* Bytes from a slot's array start to position 0 of one KV head in a layer (keys and values alike). */
+static inline size_t kv_head_offset(const kv_cache *kv, int slot, int local_layer, int kv_head) {
+    return ((size_t)local_layer * (size_t)kv->n_kv_heads + (size_t)kv_head) * (size_t)kv->slots[slot].capacity *
+           (size_t)kv->head_dim * kv_type_bytes(kv->type);
+}
+
 /* Position 0 of one KV head's keys (values) in a layer, as elements of kv->type; position p's
  * head_dim elements follow at p * head_dim. */
 static inline void *kv_head_keys(const kv_cache *kv, int slot, int local_layer, int kv_head) {
-    const kv_slot *s = &kv->slots[slot];
-    return s->keys + ((size_t)local_layer * (size_t)kv->n_kv_heads + (size_t)kv_head) * (size_t)s->capacity *
-                         (size_t)kv->head_dim * kv_type_bytes(kv->type);
+    return kv->slots[slot].keys + kv_head_offset(kv, slot, local_layer, kv_head);
 }
 
 static inline void *kv_head_values(const kv_cache *kv, int slot, int local_layer, int kv_head) {
-    const kv_slot *s = &kv->slots[slot];
-    return s->values + ((size_t)local_layer * (size_t)kv->n_kv_heads + (size_t)kv_head) * (size_t)s->capacity *
-                           (size_t)kv->head_dim * kv_type_bytes(kv->type);
+    return kv->slots[slot].values + kv_head_offset(kv, slot, local_layer, kv_head);
 }
 
 static inline unsigned char *kv_filled(const kv_cache *kv, int slot, int local_layer, int position) {

@@ -426,6 +426,7 @@ static tokenizer *new_tokenizer(tokenizer_kind kind, int n_vocab) {
     tok->kind = kind;
     tok->n_vocab = n_vocab;
     tok->eot = -1;
+    tok->add_bos = true;
     tok->scores = calloc((size_t)n_vocab, sizeof *tok->scores);
     tok->types = malloc((size_t)n_vocab);
     if (tok->scores == NULL || tok->types == NULL) {
@@ -536,7 +537,7 @@ static int load_gguf(tokenizer *tok, const gguf_file *file, const gguf_kv *token
     if (read_special_id(file, "tokenizer.ggml.unknown_token_id", spm ? 0 : -1, tok->n_vocab, &tok->unk, err) != 0)
         return -1;
     /* Qwen2 files name a BOS token but ask for none in front of a prompt, as llama.cpp honours */
-    if (read_flag(file, "tokenizer.ggml.add_bos_token", true, &tok->add_bos, err) != 0 ||
+    if (read_flag(file, "tokenizer.ggml.add_bos_token", tok->add_bos, &tok->add_bos, err) != 0 ||
         read_flag(file, "tokenizer.ggml.add_space_prefix", spm, &tok->add_space_prefix, err) != 0)
         return -1;
     if (build_piece_index(tok, err) != 0) return -1;
@@ -653,7 +654,6 @@ int tokenizer_from_llama2c(tokenizer **out, const char *path, int vocab_size, ra
                copy_pieces(tok, pieces, path, true, err) == 0) {
         set_llama2c_types(tok);
         tok->add_space_prefix = true;
-        tok->add_bos = true;
         rc = build_piece_index(tok, err);
     }
     free(pieces);
