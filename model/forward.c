@@ -277,10 +277,13 @@ static ALWAYS_INLINE float load1_kv(const void *base, size_t index, bool half) {
  * Q4_0 x1.18-1.38, 7B-layer Q4_K_M x1.14-1.21; fp16 KV x1.02-1.16. */
 enum { KV_PREFETCH_AHEAD = 4096 };
 
-/* [at, at + bytes) + KV_PREFETCH_AHEAD into L2 (a prefetch never faults, past the cache's end too). */
+/* [at, at + bytes) into L2 (a prefetch never faults, past the cache's end too). */
+static ALWAYS_INLINE void prefetch_kv(const void *at, size_t bytes) {
+    for (size_t offset = 0; offset < bytes; offset += 64) __builtin_prefetch((const char *)at + offset, 0, 2);
+}
+
 static ALWAYS_INLINE void prefetch_kv_ahead(const void *at, size_t bytes) {
-    const char *ahead = (const char *)at + KV_PREFETCH_AHEAD;
-    for (size_t offset = 0; offset < bytes; offset += 64) __builtin_prefetch(ahead + offset, 0, 2);
+    prefetch_kv((const char *)at + KV_PREFETCH_AHEAD, bytes);
 }
 
 /* a . b with eight partial sums (lane i % 8) added in a fixed order at the end. */
@@ -394,6 +397,14 @@ static ALWAYS_INLINE void attend(void *ctx, int task, int worker, bool half) {
     }
     /* Scores, eight keys at a time for every query of the block (dot_lanes8 gives each key the bits
      * dot_lanes gives it). */
+    /* Decode: the starts of both runs at once, as the loops prefetch only from KV_PREFETCH_AHEAD on
+     * (768x12 Q4_K_M, 5-token prompt, 64 tokens: 18.3-23.1 -> 15.5-20.4 us per layer's attention). */
+    if (decode) {
+        const size_t head_bytes = (size_t)last_length * stride * kv_element_bytes(half);
+        const size_t first = head_bytes < KV_PREFETCH_AHEAD ? head_bytes : KV_PREFETCH_AHEAD;
+        prefetch_kv(keys, first);
+        prefetch_kv(values, first);
+    }
     for (int t = 0; t < last_length; t += 8) {
         if (decode) prefetch_kv_ahead(kv_at(keys, (size_t)t * stride, half), 8 * stride * kv_element_bytes(half));
         for (int q = 0; q < n_queries; q++) {
