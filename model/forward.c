@@ -395,8 +395,6 @@ static ALWAYS_INLINE void attend(void *ctx, int task, int worker, bool half) {
         out[q] = j->out + (size_t)(r0 + q) * c->dim + h * c->head_dim;
         scores[q] = ws->scores + ((size_t)worker * QUERY_BLOCK + (size_t)q) * ws->max_context;
     }
-    /* Scores, eight keys at a time for every query of the block (dot_lanes8 gives each key the bits
-     * dot_lanes gives it). */
     /* Decode: the starts of both runs at once, as the loops prefetch only from KV_PREFETCH_AHEAD on
      * (768x12 Q4_K_M, 5-token prompt, 64 tokens: 18.3-23.1 -> 15.5-20.4 us per layer's attention). */
     if (decode) {
@@ -405,6 +403,8 @@ static ALWAYS_INLINE void attend(void *ctx, int task, int worker, bool half) {
         prefetch_kv(keys, first);
         prefetch_kv(values, first);
     }
+    /* Scores, eight keys at a time for every query of the block (dot_lanes8 gives each key the bits
+     * dot_lanes gives it). */
     for (int t = 0; t < last_length; t += 8) {
         if (decode) prefetch_kv_ahead(kv_at(keys, (size_t)t * stride, half), 8 * stride * kv_element_bytes(half));
         for (int q = 0; q < n_queries; q++) {
