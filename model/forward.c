@@ -273,7 +273,7 @@ static ALWAYS_INLINE float load1_kv(const void *base, size_t index, bool half) {
  * thread, which the hardware prefetchers alone followed at about 16 GB/s on 2 threads where the
  * weight products (which prefetch) reach 26. So decode asks for the bytes this far ahead into L2.
  * Decode after a 1,680-token prompt, 2 threads, fp32 KV, interleaved rounds, tok/s against none:
- * 768x12 Q4_K_M x1.21-1.27 (2 KiB ahead 1.06-1.28, 8 KiB 1.11-1.25, 16 KiB 0.99-1.23), 768x12
+ * 768x12 Q4_K_M x1.21-1.27 (2 KiB ahead 1.06-1.28, 8 KiB 1.11-1.25, 16 KiB 0.99-1.25), 768x12
  * Q4_0 x1.18-1.38, 7B-layer Q4_K_M x1.14-1.21; fp16 KV x1.02-1.16. */
 enum { KV_PREFETCH_AHEAD = 4096 };
 
