@@ -1,4 +1,4 @@
-/* exp8.h: e^x for eight floats at once, for the softmax and SwiGLU of forward.c.
+/* exp8.h: e^x for eight floats at once, for the softmax and SwiGLU of forward.c (attention.c uses its float8).
  *
  * glibc's expf is a call per value (a softmax over a row's positions and SwiGLU's sigmoid took
  * about 8% of a small model's evaluation, serially on the calling thread). This computes eight

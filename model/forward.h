@@ -45,7 +45,7 @@ typedef struct {
     float *rope_cos, *rope_sin;                         /* [max_rows][rope_dim / 2] */
     float *rope_frequency;                              /* [rope_dim / 2]: 1 / base^(2i / rope_dim) */
     int score_buffers;                                  /* threads that may attend at once */
-    float *scores; /* [score_buffers][QUERY_BLOCK][max_context] attention weights (forward.c) */
+    float *scores; /* [score_buffers][attention_scratch_floats(max_context)] attention weights (attention.h) */
     act_buffer act;                                     /* converted inputs of the products */
     forward_pair_buffers *pair;                         /* NULL until forward_workspace_enable_pairs */
 } forward_workspace;

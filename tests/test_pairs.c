@@ -291,7 +291,7 @@ Test(pairs, decode_row_and_batch_neighbours_change_no_bit) {
     fixture_close(&f);
 }
 
-/* Plain layers too: prompt rows attend in blocks of consecutive rows (forward.c), and a row's bits
+/* Plain layers too: prompt rows attend in blocks of consecutive rows (attention.c), and a row's bits
  * must not depend on the block it fell in. Forty-one prompt rows in one batch (ten blocks of 4, one of 1)
  * give the bits of the same rows fed one at a time and of the same rows in batches of 3 beside
  * another sequence's rows (other block boundaries). */
