@@ -168,20 +168,33 @@ static ALWAYS_INLINE void attend(void *ctx, int task, int worker, bool half) {
     const int heads_per_kv = c->n_heads / c->n_kv_heads;
     const float scale = 1.0f / sqrtf((float)c->head_dim);
     const int b = task / c->n_heads, h = task % c->n_heads;
-    const int r0 = j->blocks[b], n_queries = j->blocks[b + 1] - r0;
+    const int r0 = j->blocks[b], n_rows = j->blocks[b + 1] - r0;
     if (j->rows->kv_only && j->rows->kv_only[r0]) return;
     const int slot = j->rows->slots[r0], first_length = j->rows->positions[r0] + 1;
-    const int last_length = first_length + n_queries - 1; /* query q sees first_length + q positions */
     const unsigned char *filled = kv_filled(j->kv, slot, j->local_layer, 0);
     const void *keys = kv_head_keys(j->kv, slot, j->local_layer, h / heads_per_kv);
     const void *values = kv_head_values(j->kv, slot, j->local_layer, h / heads_per_kv);
     const size_t stride = (size_t)c->head_dim; /* elements from one position to the next */
-    const bool decode = n_queries == 1; /* a block of prompt rows uses each line for several queries */
+    const bool decode = n_rows == 1; /* a block of prompt rows uses each line for several queries */
+    /* The queries that read these keys and values together: a block's rows for head h, or for one
+     * row the query heads that share h's KV head (grouped-query attention), up to QUERY_BLOCK at a
+     * time. Query i sees lengths[i] positions. */
+    int n_queries, lengths[QUERY_BLOCK], heads[QUERY_BLOCK], query_rows[QUERY_BLOCK];
+    if (decode) {
+        const int in_group = h % heads_per_kv;
+        if (in_group % QUERY_BLOCK != 0) return; /* the task of head h - in_group % QUERY_BLOCK does h */
+        n_queries = heads_per_kv - in_group < QUERY_BLOCK ? heads_per_kv - in_group : QUERY_BLOCK;
+        for (int q = 0; q < n_queries; q++) heads[q] = h + q, query_rows[q] = r0, lengths[q] = first_length;
+    } else {
+        n_queries = n_rows;
+        for (int q = 0; q < n_queries; q++) heads[q] = h, query_rows[q] = r0 + q, lengths[q] = first_length + q;
+    }
+    const int last_length = first_length + n_rows - 1; /* the longest: the block's last row */
     const float *query[QUERY_BLOCK];
     float *scores[QUERY_BLOCK], *out[QUERY_BLOCK];
     for (int q = 0; q < n_queries; q++) {
-        query[q] = j->q + (size_t)(r0 + q) * c->dim + h * c->head_dim;
-        out[q] = j->out + (size_t)(r0 + q) * c->dim + h * c->head_dim;
+        query[q] = j->q + (size_t)query_rows[q] * c->dim + heads[q] * c->head_dim;
+        out[q] = j->out + (size_t)query_rows[q] * c->dim + heads[q] * c->head_dim;
         scores[q] = ws->scores + ((size_t)worker * QUERY_BLOCK + (size_t)q) * ws->max_context;
     }
     /* Decode: the starts of both runs at once, as the loops prefetch only from KV_PREFETCH_AHEAD on
@@ -192,12 +205,12 @@ static ALWAYS_INLINE void attend(void *ctx, int task, int worker, bool half) {
         prefetch_kv(keys, first);
         prefetch_kv(values, first);
     }
-    /* Scores, eight keys at a time for every query of the block (dot_lanes8 gives each key the bits
-     * dot_lanes gives it). */
+    /* Scores, eight keys at a time for every query (dot_lanes8 gives each key the bits dot_lanes
+     * gives it). */
     for (int t = 0; t < last_length; t += 8) {
         if (decode) prefetch_kv_ahead(kv_at(keys, (size_t)t * stride, half), 8 * stride * kv_element_bytes(half));
         for (int q = 0; q < n_queries; q++) {
-            const int length = first_length + q;
+            const int length = lengths[q];
             if (c->head_dim % 8 == 0 && t + 8 <= length)
                 dot_lanes8(query[q], kv_at(keys, (size_t)t * stride, half), stride, c->head_dim, scores[q] + t, half);
             else
@@ -206,14 +219,13 @@ static ALWAYS_INLINE void attend(void *ctx, int task, int worker, bool half) {
         }
     }
     for (int q = 0; q < n_queries; q++) {
-        const int length = first_length + q;
-        for (int t = 0; t < length; t++) scores[q][t] = filled[t] ? scores[q][t] * scale : -INFINITY;
-        softmax(scores[q], length);
+        for (int t = 0; t < lengths[q]; t++) scores[q][t] = filled[t] ? scores[q][t] * scale : -INFINITY;
+        softmax(scores[q], lengths[q]);
     }
     /* out[i] = sum over t (in order) of scores[t] * value_t[i]: positions are the outer loop and up
      * to 64 values (eight vectors) are summed at once, so each position's check and score are read
-     * once per 64 values; a block takes VALUE_CHUNK positions for each of its queries in turn. Every
-     * value's sum is the same sequence of operations. */
+     * once per 64 values; several queries take VALUE_CHUNK positions each in turn. Every value's sum
+     * is the same sequence of operations however it is chunked. */
     const int whole = c->head_dim / 8 * 8; /* values in whole vectors; the rest one at a time below */
     const int chunk = n_queries == 1 ? last_length : VALUE_CHUNK;
     for (int i0 = 0; i0 < whole; i0 += 64) {
@@ -222,7 +234,7 @@ static ALWAYS_INLINE void attend(void *ctx, int task, int worker, bool half) {
         float8 sums[QUERY_BLOCK][8];
         for (int from = 0; from < last_length; from += chunk)
             for (int q = 0; q < n_queries; q++) {
-                const int length = first_length + q, to = from + chunk < length ? from + chunk : length;
+                const int to = from + chunk < lengths[q] ? from + chunk : lengths[q];
                 if (from >= to) continue;
                 switch (vectors) { /* constant counts keep the sums in registers */
                 case 8: weighted_values(8, scores[q], filled, from, to, v, stride, sums[q], half, decode); break;
@@ -240,7 +252,7 @@ static ALWAYS_INLINE void attend(void *ctx, int task, int worker, bool half) {
     for (int q = 0; q < n_queries; q++)
         for (int i0 = whole; i0 < c->head_dim; i0++) {
             float sum = 0.0f;
-            for (int t = 0; t < first_length + q; t++)
+            for (int t = 0; t < lengths[q]; t++)
                 if (filled[t]) sum += scores[q][t] * load1_kv(values, (size_t)t * stride + (size_t)i0, half);
             out[q][i0] = sum;
         }

@@ -5,9 +5,10 @@
  * attention outputs. Each row attends, head by head (a group of query heads shares its KV head), to
  * the filled positions 0 .. its own position of its slot in layer local_layer's cache; a kv_only
  * row is skipped and its out row left as it was. Scratch is the workspace's score buffers, which
- * hold attention_scratch_floats(max_context) floats per thread. A (block of rows, head) is
- * computed whole by one thread in a fixed order, so no value depends on the thread count or on the
- * other rows of the batch.
+ * hold attention_scratch_floats(max_context) floats per thread. A block of prompt rows for one
+ * head, or one row for the query heads that share a KV head, is computed whole by one thread, each
+ * (row, head) with the same operations in the same order either way, so no value depends on the
+ * thread count or on the other rows of the batch.
  */
 #ifndef RAMP_ATTENTION_H
 #define RAMP_ATTENTION_H
