@@ -228,6 +228,7 @@ static ALWAYS_INLINE void attend(void *ctx, int task, int worker, bool half) {
      * is the same sequence of operations however it is chunked. */
     const int whole = c->head_dim / 8 * 8; /* values in whole vectors; the rest one at a time below */
     const int chunk = n_queries == 1 ? last_length : VALUE_CHUNK;
+    /* the other queries read the chunk after the first, from cache: only the first prefetches */
     for (int i0 = 0; i0 < whole; i0 += 64) {
         const int vectors = (whole - i0) / 8 < 8 ? (whole - i0) / 8 : 8;
         const void *v = kv_at(values, (size_t)i0, half);
@@ -236,14 +237,15 @@ static ALWAYS_INLINE void attend(void *ctx, int task, int worker, bool half) {
             for (int q = 0; q < n_queries; q++) {
                 const int to = from + chunk < lengths[q] ? from + chunk : lengths[q];
                 if (from >= to) continue;
+                const bool ahead = decode && q == 0;
                 switch (vectors) { /* constant counts keep the sums in registers */
-                case 8: weighted_values(8, scores[q], filled, from, to, v, stride, sums[q], half, decode); break;
-                case 4: weighted_values(4, scores[q], filled, from, to, v, stride, sums[q], half, decode); break;
-                case 2: weighted_values(2, scores[q], filled, from, to, v, stride, sums[q], half, decode); break;
+                case 8: weighted_values(8, scores[q], filled, from, to, v, stride, sums[q], half, ahead); break;
+                case 4: weighted_values(4, scores[q], filled, from, to, v, stride, sums[q], half, ahead); break;
+                case 2: weighted_values(2, scores[q], filled, from, to, v, stride, sums[q], half, ahead); break;
                 default:
                     for (int k = 0; k < vectors; k++)
                         weighted_values(1, scores[q], filled, from, to, kv_at(v, 8 * (size_t)k, half), stride,
-                                        &sums[q][k], half, decode);
+                                        &sums[q][k], half, ahead);
                     break;
                 }
             }
@@ -280,15 +282,13 @@ static long attention_work(const model_config *c, const forward_rows *rows) {
     return work;
 }
 
-/* j->blocks must hold query_blocks(rows) and tasks be their count times the heads. */
-static void run_attention(attention_job *j, int tasks, const model_config *c, const forward_rows *rows,
-                          forward_workspace *ws) {
-    /* parallel only when there is enough to share: a few long rows, or many rows */
-    long work = attention_work(c, rows);
+/* The tasks on the threads when the work is worth sharing out (a few long rows, or many rows),
+ * else on this thread. */
+static void run_tasks(int tasks, long work, parallel_fn fn, void *job, const forward_workspace *ws) {
     if (work >= ATTENTION_PARALLEL_WORK) {
-        parallel_run_capped(tasks, ws->score_buffers, attention_task, j);
+        parallel_run_capped(tasks, ws->score_buffers, fn, job);
     } else {
-        for (int task = 0; task < tasks; task++) attention_task(j, task, 0);
+        for (int task = 0; task < tasks; task++) fn(job, task, 0);
     }
 }
 
@@ -297,7 +297,7 @@ void attention_of_rows(const model_config *c, const kv_cache *kv, int local_laye
     int blocks[rows->n_rows + 1];
     const int n_blocks = query_blocks(rows, blocks);
     attention_job j = {c, kv, local_layer, rows, ws, q, out, blocks};
-    run_attention(&j, n_blocks * c->n_heads, c, rows, ws);
+    run_tasks(n_blocks * c->n_heads, attention_work(c, rows), attention_task, &j, ws);
 }
 
 typedef struct {
@@ -318,9 +318,5 @@ void attention_of_pair(const model_config *c, const kv_cache *kv, const forward_
     pair_attention_job j = {{{c, kv, local_layers[0], rows, ws, q[0], out[0], blocks},
                              {c, kv, local_layers[1], rows, ws, q[1], out[1], blocks}},
                             n_blocks * c->n_heads};
-    if (2 * attention_work(c, rows) >= ATTENTION_PARALLEL_WORK) {
-        parallel_run_capped(2 * j.tasks, ws->score_buffers, pair_attention_task, &j);
-    } else {
-        for (int task = 0; task < 2 * j.tasks; task++) pair_attention_task(&j, task, 0);
-    }
+    run_tasks(2 * j.tasks, 2 * attention_work(c, rows), pair_attention_task, &j, ws);
 }

@@ -47,6 +47,13 @@ static uint32_t get_u32(const gguf_file *file, const char *key) {
     return value;
 }
 
+static gguf_string get_string(const gguf_file *file, const char *key) {
+    ramp_error err = {{0}};
+    gguf_string value = {0};
+    cr_assert_eq(gguf_get_string(file, key, &value, &err), 0, "%s", err.message);
+    return value;
+}
+
 static float get_f32(const gguf_file *file, const char *key) {
     ramp_error err = {{0}};
     float value = 0;
@@ -82,10 +89,7 @@ Test(synth, tiny_q8_0_model_has_llama_keys) {
     gguf_file f;
     char path[64];
     synth_and_open(&TINY, &f, path);
-    ramp_error err = {{0}};
-    gguf_string s;
-    cr_assert_eq(gguf_get_string(&f, "general.architecture", &s, &err), 0, "%s", err.message);
-    cr_expect(gguf_string_equals(s, "llama"));
+    cr_expect(gguf_string_equals(get_string(&f, "general.architecture"), "llama"));
     cr_expect_eq(f.version, 3);
     cr_expect_eq(f.alignment, 32);
     cr_expect_eq(get_u32(&f, "llama.block_count"), 2);
@@ -111,10 +115,7 @@ Test(synth, qwen2_keys_and_biases) {
     gguf_file f;
     char path[64];
     synth_and_open(&spec, &f, path);
-    ramp_error err = {{0}};
-    gguf_string s;
-    cr_assert_eq(gguf_get_string(&f, "general.architecture", &s, &err), 0, "%s", err.message);
-    cr_expect(gguf_string_equals(s, "qwen2"));
+    cr_expect(gguf_string_equals(get_string(&f, "general.architecture"), "qwen2"));
     cr_expect_eq(get_u32(&f, "qwen2.block_count"), 2);
     cr_expect_eq(get_u32(&f, "qwen2.attention.head_count_kv"), 2);
     cr_expect_float_eq(get_f32(&f, "qwen2.rope.freq_base"), 1e6f, 1.0f);
