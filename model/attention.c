@@ -139,7 +139,9 @@ typedef struct {
     forward_workspace *ws;
     const float *q;      /* [rows][dim] queries */
     float *out;          /* [rows][dim] attention output */
-    const int *blocks;   /* query block b is rows blocks[b] .. blocks[b + 1] - 1 (query_blocks) */
+    const int *blocks;     /* query block b is rows blocks[b] .. blocks[b + 1] - 1 (query_blocks) */
+    const int *first_task; /* block b's tasks are first_task[b] .. first_task[b + 1] - 1 (block_tasks) */
+    int n_blocks;
 } attention_job;
 
 /* Fills blocks[0..n] (n returned, blocks[n] = n_rows): rows of a block share the slot, have
@@ -159,7 +161,39 @@ static int query_blocks(const forward_rows *rows, int *blocks) {
     return n;
 }
 
-/* One (query block, head): computed whole by one thread, so the sums do not depend on the thread
+/* The queries that read a KV head together: a block's rows for one head, or for a one-row block the
+ * query heads that share a KV head (grouped-query attention), up to QUERY_BLOCK at a time. */
+static int head_groups_per_kv(const model_config *c) {
+    return (c->n_heads / c->n_kv_heads + QUERY_BLOCK - 1) / QUERY_BLOCK;
+}
+
+/* Fills first_task[0..n_blocks] and returns the task count: a block of prompt rows has a task per
+ * head, one row a task per group of its query heads, a row that only fills keys and values none. */
+static int block_tasks(const model_config *c, const forward_rows *rows, const int *blocks, int n_blocks,
+                       int *first_task) {
+    first_task[0] = 0;
+    for (int b = 0; b < n_blocks; b++) {
+        const int r0 = blocks[b], n_rows = blocks[b + 1] - r0;
+        const int tasks = rows->kv_only && rows->kv_only[r0] ? 0
+                          : n_rows == 1                      ? c->n_kv_heads * head_groups_per_kv(c)
+                                                             : c->n_heads;
+        first_task[b + 1] = first_task[b] + tasks;
+    }
+    return first_task[n_blocks];
+}
+
+/* The block whose tasks include task: the last b with first_task[b] <= task. */
+static int block_of_task(const int *first_task, int n_blocks, int task) {
+    int low = 0, high = n_blocks - 1;
+    while (low < high) {
+        const int mid = (low + high + 1) / 2;
+        if (first_task[mid] <= task) low = mid;
+        else high = mid - 1;
+    }
+    return low;
+}
+
+/* One task (block_tasks): computed whole by one thread, so the sums do not depend on the thread
  * count. */
 static ALWAYS_INLINE void attend(void *ctx, int task, int worker, bool half) {
     const attention_job *j = ctx;
@@ -167,22 +201,22 @@ static ALWAYS_INLINE void attend(void *ctx, int task, int worker, bool half) {
     forward_workspace *ws = j->ws;
     const int heads_per_kv = c->n_heads / c->n_kv_heads;
     const float scale = 1.0f / sqrtf((float)c->head_dim);
-    const int b = task / c->n_heads, h = task % c->n_heads;
+    const int b = block_of_task(j->first_task, j->n_blocks, task), unit = task - j->first_task[b];
     const int r0 = j->blocks[b], n_rows = j->blocks[b + 1] - r0;
-    if (j->rows->kv_only && j->rows->kv_only[r0]) return;
+    const bool decode = n_rows == 1; /* a block of prompt rows uses each line for several queries */
+    const int groups = head_groups_per_kv(c);
+    /* the first query head of the task: of group unit % groups of KV head unit / groups, or head unit */
+    const int h = decode ? unit / groups * heads_per_kv + unit % groups * QUERY_BLOCK : unit;
     const int slot = j->rows->slots[r0], first_length = j->rows->positions[r0] + 1;
     const unsigned char *filled = kv_filled(j->kv, slot, j->local_layer, 0);
     const void *keys = kv_head_keys(j->kv, slot, j->local_layer, h / heads_per_kv);
     const void *values = kv_head_values(j->kv, slot, j->local_layer, h / heads_per_kv);
     const size_t stride = (size_t)c->head_dim; /* elements from one position to the next */
-    const bool decode = n_rows == 1; /* a block of prompt rows uses each line for several queries */
-    /* The queries that read these keys and values together: a block's rows for head h, or for one
-     * row the query heads that share h's KV head (grouped-query attention), up to QUERY_BLOCK at a
-     * time. Query i sees lengths[i] positions. */
+    /* The queries that read these keys and values together (head_groups_per_kv); query i sees
+     * lengths[i] positions. */
     int n_queries, lengths[QUERY_BLOCK], heads[QUERY_BLOCK], query_rows[QUERY_BLOCK];
     if (decode) {
         const int in_group = h % heads_per_kv;
-        if (in_group % QUERY_BLOCK != 0) return; /* the task of head h - in_group % QUERY_BLOCK does h */
         n_queries = heads_per_kv - in_group < QUERY_BLOCK ? heads_per_kv - in_group : QUERY_BLOCK;
         for (int q = 0; q < n_queries; q++) heads[q] = h + q, query_rows[q] = r0, lengths[q] = first_length;
     } else {
@@ -294,10 +328,10 @@ static void run_tasks(int tasks, long work, parallel_fn fn, void *job, const for
 
 void attention_of_rows(const model_config *c, const kv_cache *kv, int local_layer, const forward_rows *rows,
                        const float *q, float *out, forward_workspace *ws) {
-    int blocks[rows->n_rows + 1];
-    const int n_blocks = query_blocks(rows, blocks);
-    attention_job j = {c, kv, local_layer, rows, ws, q, out, blocks};
-    run_tasks(n_blocks * c->n_heads, attention_work(c, rows), attention_task, &j, ws);
+    int blocks[rows->n_rows + 1], first_task[rows->n_rows + 1];
+    const int n_blocks = query_blocks(rows, blocks), tasks = block_tasks(c, rows, blocks, n_blocks, first_task);
+    attention_job j = {c, kv, local_layer, rows, ws, q, out, blocks, first_task, n_blocks};
+    run_tasks(tasks, attention_work(c, rows), attention_task, &j, ws);
 }
 
 typedef struct {
@@ -313,10 +347,10 @@ static void pair_attention_task(void *ctx, int task, int worker) {
 
 void attention_of_pair(const model_config *c, const kv_cache *kv, const forward_rows *rows, const int local_layers[2],
                        const float *const q[2], float *const out[2], forward_workspace *ws) {
-    int blocks[rows->n_rows + 1];
-    const int n_blocks = query_blocks(rows, blocks);
-    pair_attention_job j = {{{c, kv, local_layers[0], rows, ws, q[0], out[0], blocks},
-                             {c, kv, local_layers[1], rows, ws, q[1], out[1], blocks}},
-                            n_blocks * c->n_heads};
+    int blocks[rows->n_rows + 1], first_task[rows->n_rows + 1];
+    const int n_blocks = query_blocks(rows, blocks), tasks = block_tasks(c, rows, blocks, n_blocks, first_task);
+    pair_attention_job j = {{{c, kv, local_layers[0], rows, ws, q[0], out[0], blocks, first_task, n_blocks},
+                             {c, kv, local_layers[1], rows, ws, q[1], out[1], blocks, first_task, n_blocks}},
+                            tasks};
     run_tasks(2 * j.tasks, 2 * attention_work(c, rows), pair_attention_task, &j, ws);
 }

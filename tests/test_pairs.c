@@ -293,9 +293,10 @@ Test(pairs, decode_row_and_batch_neighbours_change_no_bit) {
 
 /* Plain layers too: prompt rows attend in blocks of consecutive rows (attention.c), and a row's bits
  * must not depend on the block it fell in. A row fed alone attends with its query heads grouped by
- * the KV head they share (lite16: two per KV head), a prompt block head by head: the same bits. Forty-one prompt rows in one batch (ten blocks of 4, one of 1)
- * give the bits of the same rows fed one at a time and of the same rows in batches of 3 beside
- * another sequence's rows (other block boundaries). */
+ * the KV head they share (lite16: two per KV head), a prompt block head by head: the same bits.
+ * Forty-one prompt rows in one batch (ten blocks of 4, one of 1) give the bits of the same rows fed
+ * one at a time and of the same rows in batches of 3 beside another sequence's rows (other block
+ * boundaries). */
 Test(pairs, plain_layers_give_prompt_rows_the_same_bits_in_any_block) {
     enum { N = 41, L = 16 }; /* more positions than a block sums at once (VALUE_CHUNK) */
     ramp_error err;
