@@ -17,8 +17,8 @@ enum { TILE_FEATURES = 64, TILE_ROWS = 64 };
  * shows. Measured in one process, alternating the two sizes token by token (2 threads, 100-150
  * tokens each, 2-4 runs per file, each against a control run whose two halves were the same):
  * decode tok/s +2% to +9% on 768x12 Q4_K_M, +2% on Q8_0, -1% to +2% on Q4_0, +-1% on F32, +1% to
- * +4% on the 7B layer shape in Q4_K_M. 16- and 32-row tasks lost 3% to 11%; 192 to 384 rows
- * gained less than 128. */
+ * +4% on the 7B layer shape in Q4_K_M. 16- and 32-row tasks lost 3% to 12%; 96 to 384 rows
+ * measured about as 128 did, within the noise. */
 enum { ONE_ROW_TILE_FEATURES = 128 };
 /* A tile of float weights with 2 to this many activation rows prefetches the next group of weight
  * rows into L2 while it works on the current one. So few rows do too little work per weight to
