@@ -13,7 +13,9 @@
 # bandwidth share: weight bytes read per token x tokens/s / the best read bandwidth measured
 # (scripts/read-bandwidth.c, once before the rounds and once at the start of each), and the same
 # per round against the read and the copy (STREAM) bandwidth measured right before that decode.
-# Threads: BENCH_QUANT_THREADS (default 2) for both engines. Then decode after a long prompt
+# Threads: BENCH_QUANT_THREADS (default 2) for both engines. Then the one-row kernels' two ceilings
+# (scripts/kernel-bandwidth.c: each weight type's kernel with its weights in L2, and from memory
+# next to a read loop of the same bytes), and decode after a long prompt
 # (BENCH_DEEP_TOKENS, default 1536; 0 skips it) on the Q4_0 file: ramp with its fp32 and its fp16 KV
 # cache against llama-bench's tg64 at that depth.
 #
@@ -311,6 +313,24 @@ if ceiling:
           f"{statistics.median(ceiling):.2f} ({min(ceiling):.2f}..{max(ceiling):.2f}):")
     print("  the most a read-only pass, decode included, could reach of the copy measure in those minutes")
 PY
+
+# --- the kernels' two ceilings ------------------------------------------------------------------
+# A decode is as fast as the slower of its kernels' arithmetic and the memory. kernel-bandwidth
+# (built against the library next to the ramp binary) measures both per weight type: each one-row
+# kernel with its weights in L2, and from memory back to back with a plain read loop of the same
+# bytes. The L2 figure as a share of the copy bandwidth is the most a decode of that type can reach
+# of the roofline however well it overlaps its reads.
+LIB=${RAMP_LIB:-$(dirname "$(readlink -f "$RAMP_BIN")")/../libramp.a}
+printf '\n== one-row (decode) kernels: arithmetic against memory, %s threads ==\n' "$THREADS"
+if [ -s "$LIB" ] && cc -O2 -march=native -fopenmp -Imodel scripts/kernel-bandwidth.c "$LIB" -lm \
+    -o "$W/kernel-bandwidth" 2>"$W/kbw.err"; then
+    copy_arg=()
+    [ -n "${COPY_BW:-}" ] && copy_arg=(--copy "$COPY_BW")
+    run "$W/kbw" "$W/kernel-bandwidth" "${copy_arg[@]}" "$THREADS" 512 && sed 's/^/  /' "$W/kbw.out" ||
+        fail "kernel-bandwidth" "$W/kbw.err"
+else
+    fail "building scripts/kernel-bandwidth.c against $LIB (make first)" "$W/kbw.err"
+fi
 
 # --- decode after a long prompt ------------------------------------------------------------------
 # A long context's decode reads every earlier position's keys and values at each step, as well as
