@@ -165,7 +165,7 @@ static void free_product(product *p) {
 
 static int measure(ggml_type type, int n, int threads, size_t memory_bytes, double copy_gbs, uint64_t *checksum) {
     if (!ggml_type_is_supported(type) || n % (int)ggml_type_block_elements(type) != 0) {
-        fprintf(stderr, "kernel-bandwidth: %s rows of %d values cannot be computed\n", ggml_type_name(type), n);
+        fprintf(stderr, "kernel-bandwidth: ramp's kernels do not compute %s rows of %d values\n", ggml_type_name(type), n);
         return -1;
     }
     float *x = malloc((size_t)n * sizeof *x);
@@ -207,7 +207,7 @@ static int measure(ggml_type type, int n, int threads, size_t memory_bytes, doub
 
 static ggml_type type_named(const char *name) {
     for (int t = 0; t < 64; t++)
-        if (ggml_type_is_supported((ggml_type)t) && strcasecmp(ggml_type_name((ggml_type)t), name) == 0) return (ggml_type)t;
+        if (strcasecmp(ggml_type_name((ggml_type)t), name) == 0) return (ggml_type)t;
     return (ggml_type)-1;
 }
 
@@ -220,8 +220,8 @@ int main(int argc, char **argv) {
     }
     const int threads = argc > 1 ? atoi(argv[1]) : 2;
     const size_t mib = argc > 2 ? (size_t)atol(argv[2]) : 512;
-    if (threads < 1 || mib < 16) {
-        fprintf(stderr, "usage: kernel-bandwidth [--copy GBS] THREADS [MIB >= 16] [TYPE:N ...]\n");
+    if (threads < 1 || mib < 64) { /* MIB: well beyond the last-level cache (32 MiB here) */
+        fprintf(stderr, "usage: kernel-bandwidth [--copy GBS] THREADS [MIB >= 64] [TYPE:N ...]\n");
         return 2;
     }
     omp_set_num_threads(threads);
