@@ -48,6 +48,14 @@ INLINE void prefetch_next(const unsigned char *w, size_t w_stride, int step, int
     prefetch_next_rows(w, w_stride, 16, step, steps);
 }
 
+/* How far ahead lanes16_one_row prefetches at least: sixteen 768-value Q4_0 rows are 6.9 KB, which
+ * arrived too late from memory. scripts/kernel-bandwidth.c, 2 threads, alternating runs, kernel
+ * against a read loop of the same bytes: q4_0:768 0.69-0.85 -> 0.94-0.96, q5_0:768 0.78 ->
+ * 0.91-0.94, q4_1:768 0.80 -> 0.87-0.90 (16 and 32 KB measured the same); Q8_0's 13 KB tiles keep
+ * the next one (at 16 KB: 0.90-0.91 -> 0.87-0.90). The K kernels, tried the same way, lost
+ * (q4_K:768 0.80 -> 0.71-0.74). */
+enum { ONE_ROW_AHEAD_MIN = 12288 };
+
 /* [dword k of row ROW16[L]] for k = 0..3, from 16 bytes at byte `at` of the 16 rows p + i * stride
  * (or, when rows is not NULL, at rows[i] + at). */
 INLINE void transpose16x(const unsigned char *p, size_t stride, const unsigned char *const *rows, size_t at,
@@ -196,7 +204,7 @@ INLINE void lanes16_one_row(ggml_type type, int n, const unsigned char *w, size_
         int chunks = 0;
         _Pragma("GCC unroll 8")
         for (int j = 0; j < GROUP_BLOCKS; j++) {
-            prefetch_next(w, w_stride, b + j, nb);
+            prefetch_rows_ahead(w, w_stride, 16, b + j, nb, ONE_ROW_AHEAD_MIN);
             const int s = j * bb;
             /* the chunks up to this block's last byte, and the word after it when the quants end at
              * a half word (never past the group: its last block starts at 2 mod 4, its quants at 0) */
@@ -213,7 +221,7 @@ INLINE void lanes16_one_row(ggml_type type, int n, const unsigned char *w, size_
         }
     }
     for (; b < nb; b++) {
-        prefetch_next(w, w_stride, b, nb);
+        prefetch_rows_ahead(w, w_stride, 16, b, nb, ONE_ROW_AHEAD_MIN);
         __m512i W[8];
         __m512 wd, wm;
         lanes16_load_block(type, w, w_stride, row_table, full, b, W, &wd, &wm);
