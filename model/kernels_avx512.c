@@ -48,21 +48,18 @@ INLINE void prefetch_next(const unsigned char *w, size_t w_stride, int step, int
     prefetch_next_rows(w, w_stride, 16, step, steps);
 }
 
-/* How far ahead lanes16_one_row prefetches at least: sixteen 768-value Q4_0 rows are 6.9 KB, which
- * arrived too late from memory. scripts/kernel-bandwidth.c, 2 threads, alternating runs, kernel
- * against a read loop of the same bytes: q4_0:768 0.69-0.85 -> 0.94-0.96, q5_0:768 0.78 ->
- * 0.91-0.94, q4_1:768 0.80 -> 0.87-0.90 (16 and 32 KB measured the same); Q8_0's 13 KB tiles keep
- * the next one (at 16 KB: 0.90-0.91 -> 0.87-0.90). The K kernels, tried the same way, lost
- * (q4_K:768 0.80 -> 0.71-0.74). */
-enum { ONE_ROW_AHEAD_MIN = 12288 };
-
-/* The same for the Q4_K and Q5_K sixteen-row kernel, which asks for its slice of the tile ahead in
- * four parts, one per pair of sub-blocks, rather than at once per super-block: with the tile at
- * least 12 KB ahead, q4_K:768 0.76-0.82 -> 0.84-0.88 of the read loop (kernel-bandwidth, 3
- * alternating runs; the next tile in four parts: 0.79-0.80; 4,096-value rows 0.87-0.91 either
- * way), and 768x12 Q4_K_M decode x1.04-1.11 in one process alternating the two token by token
- * (control runs give 1.00-1.03), the 7B-layer shape x1.01-1.03. */
-enum { K_ONE_ROW_AHEAD_MIN = 12288 };
+/* How far ahead the 32-value one-row kernel (lanes16_one_row) and the Q4_K/Q5_K sixteen-row kernel
+ * (k45_lanes16, any number of activation rows) prefetch at least: sixteen 768-value Q4_0 or Q4_K
+ * rows are 6.9 KB, which arrived too late from memory. scripts/kernel-bandwidth.c, 2 threads,
+ * alternating runs, kernel against a read loop of the same bytes: q4_0:768 0.69-0.85 -> 0.94-0.96,
+ * q5_0:768 0.78 -> 0.91-0.94, q4_1:768 0.80 -> 0.87-0.90 (at 16 KB; 16 and 32 KB measured as 12 for
+ * Q4_0); Q8_0's 13 KB tiles keep the next one (at 16 KB: 0.90-0.91 -> 0.87-0.90). The K kernel
+ * gained only with its slice of the tile asked for in four parts, one per pair of sub-blocks
+ * (asked for at once per super-block, 16 KB ahead lost: q4_K:768 0.80 -> 0.71-0.74): q4_K:768
+ * 0.76-0.82 -> 0.84-0.88 (the next tile in four parts: 0.79-0.80; 4,096-value rows 0.87-0.91
+ * either way), and 768x12 Q4_K_M decode x1.04-1.11 in one process alternating the two token by
+ * token (control runs give 1.00-1.03), the 7B-layer shape x1.01-1.03. */
+enum { TILE_AHEAD_MIN = 12288 };
 
 /* [dword k of row ROW16[L]] for k = 0..3, from 16 bytes at byte `at` of the 16 rows p + i * stride
  * (or, when rows is not NULL, at rows[i] + at). */
@@ -212,7 +209,7 @@ INLINE void lanes16_one_row(ggml_type type, int n, const unsigned char *w, size_
         int chunks = 0;
         _Pragma("GCC unroll 8")
         for (int j = 0; j < GROUP_BLOCKS; j++) {
-            prefetch_rows_ahead(w, w_stride, 16, b + j, nb, ONE_ROW_AHEAD_MIN);
+            prefetch_rows_ahead(w, w_stride, 16, b + j, nb, TILE_AHEAD_MIN);
             const int s = j * bb;
             /* the chunks up to this block's last byte, and the word after it when the quants end at
              * a half word (never past the group: its last block starts at 2 mod 4, its quants at 0) */
@@ -229,7 +226,7 @@ INLINE void lanes16_one_row(ggml_type type, int n, const unsigned char *w, size_
         }
     }
     for (; b < nb; b++) {
-        prefetch_rows_ahead(w, w_stride, 16, b, nb, ONE_ROW_AHEAD_MIN);
+        prefetch_rows_ahead(w, w_stride, 16, b, nb, TILE_AHEAD_MIN);
         __m512i W[8];
         __m512 wd, wm;
         lanes16_load_block(type, w, w_stride, row_table, full, b, W, &wd, &wm);
@@ -437,7 +434,7 @@ INLINE void k45_lanes16(bool five, int NA, int n, const unsigned char *w, size_t
         for (int r = 0; r < NA; r++) A[r] = _mm512_setzero_si512();
         UNROLL
         for (int c = 0; c < 4; c++) { /* sub-blocks 2c (low nibbles) and 2c + 1 (high nibbles) */
-            prefetch_rows_ahead(w, w_stride, 16, 4 * s + c, 4 * (n / 256), K_ONE_ROW_AHEAD_MIN);
+            prefetch_rows_ahead(w, w_stride, 16, 4 * s + c, 4 * (n / 256), TILE_AHEAD_MIN);
             __m512i t[8], lo[8], hi[8];
             transpose16x(w, w_stride, rows, qs + 32 * c, t);
             transpose16x(w, w_stride, rows, qs + 32 * c + 16, t + 4);

@@ -171,12 +171,16 @@ static int measure(ggml_type type, int n, int threads, size_t memory_bytes, doub
     float *x = malloc((size_t)n * sizeof *x);
     const act_kind kind = act_kind_of(type);
     void *act = aligned_alloc(64, act_row_bytes(kind, n));
-    if (!x || !act) return -1;
+    product small, large;
+    if (!x || !act || make_product(&small, type, n, (size_t)L2_BYTES_PER_THREAD * (size_t)threads, threads, act)) {
+        fprintf(stderr, "kernel-bandwidth: out of memory for %s rows of %d values\n", ggml_type_name(type), n);
+        free(act);
+        free(x);
+        return -1;
+    }
     for (int i = 0; i < n; i++) x[i] = (float)((i * 7919) % 2001 - 1000) / 1000.0f;
     act_quantize(kind, x, n, act);
 
-    product small, large;
-    if (make_product(&small, type, n, (size_t)L2_BYTES_PER_THREAD * (size_t)threads, threads, act)) return -1;
     (void)kernel_pass(&small); /* into the caches */
     double in_l2 = 0.0;
     for (int pass = 0; pass < L2_PASSES; pass++) {
@@ -185,7 +189,12 @@ static int measure(ggml_type type, int n, int threads, size_t memory_bytes, doub
     }
     free_product(&small);
 
-    if (make_product(&large, type, n, memory_bytes, threads, act)) return -1;
+    if (make_product(&large, type, n, memory_bytes, threads, act)) {
+        fprintf(stderr, "kernel-bandwidth: out of memory for %zu MiB of %s\n", memory_bytes >> 20, ggml_type_name(type));
+        free(act);
+        free(x);
+        return -1;
+    }
     double kernel[PAIRS], read[PAIRS], ratio[PAIRS];
     for (int pair = 0; pair < PAIRS; pair++) {
         kernel[pair] = kernel_pass(&large);
