@@ -514,7 +514,15 @@ INLINE void k45_tile16(bool five, int n, const void *w, size_t ws, int nw, const
  * 4096x2 Q4_K_M decode with the sixteen-row tile, against that stream, medians of the rounds'
  * ratios 1.12 (0.91..1.24) over 6 rounds, 1.03 (1.01..1.14) over 4 and 1.15 (1.03..1.49) over 8, all
  * Q4_K 1.26 and 1.22; the same for Q5_K, every Q5_K matrix of a 4096x2 Q5_K_M file from memory, 2
- * threads: 25.5-28.3 GB/s against 22.7-23.2. */
+ * threads: 25.5-28.3 GB/s against 22.7-23.2. Two more one-row designs measured no better
+ * (scripts/kernel-bandwidth.c, 2 threads, alternating runs, kernel against the read loop): that
+ * stream again with Q6_K's prefetch per super-block, 0.70-0.81 against the tile's 0.88-0.93; and
+ * this tile's own arithmetic with sixteen super-blocks of one row in the lanes (the activation
+ * rearranged into lane order once per row, the row read front to back): in L2 46-51 GB/s against
+ * 62-64, from memory about 0.9 at best (0.87-0.91 at 32-64 KB ahead; 0.35 without prefetches), as the tile. Nor
+ * did gathering the tile's quants with one 64-byte load per row and vshufi64x2 instead of
+ * vinserti32x4 (in L2 within the noise), or loads that touch the lines prefetched a step before
+ * (0.26-0.48: they wait for memory). */
 static NO_ASAN void tile16_q4_k(int n, const void *w, size_t ws, int nw, const void *act, size_t as, int na, float *o,
                                 size_t os) {
     k45_tile16(false, n, w, ws, nw, act, as, na, o, os);
