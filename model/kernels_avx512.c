@@ -44,10 +44,6 @@ INLINE __m512i dpbusd_bcast(__m512i acc, __m512i w, const void *p) {
     return acc;
 }
 
-INLINE void prefetch_next(const unsigned char *w, size_t w_stride, int step, int steps) {
-    prefetch_next_rows(w, w_stride, 16, step, steps);
-}
-
 /* How far ahead the 32-value one-row kernel (lanes16_one_row) and the Q4_K/Q5_K sixteen-row kernel
  * (k45_lanes16, any number of activation rows) prefetch at least: sixteen 768-value Q4_0 or Q4_K
  * rows are 6.9 KB, which arrived too late from memory. scripts/kernel-bandwidth.c, 2 threads,
@@ -249,7 +245,7 @@ INLINE void small_lanes16(ggml_type type, int NA, int n, const unsigned char *w,
     UNROLL_ROWS
     for (int r = 0; r < NA; r++) acc[r] = _mm512_setzero_ps();
     for (int b = 0; b < n / 32; b++) {
-        prefetch_next(w, w_stride, b, n / 32);
+        prefetch_rows_ahead(w, w_stride, 16, b, n / 32, 0);
         __m512i W[8];
         __m512 wd, wm;
         lanes16_load_block(type, w, w_stride, row_table, full, b, W, &wd, &wm);
@@ -519,10 +515,10 @@ INLINE void k45_tile16(bool five, int n, const void *w, size_t ws, int nw, const
  * stream again with Q6_K's prefetch per super-block, 0.70-0.81 against the tile's 0.88-0.93; and
  * this tile's own arithmetic with sixteen super-blocks of one row in the lanes (the activation
  * rearranged into lane order once per row, the row read front to back): in L2 46-51 GB/s against
- * 62-64, from memory about 0.9 at best (0.87-0.91 at 32-64 KB ahead; 0.35 without prefetches), as the tile. Nor
- * did gathering the tile's quants with one 64-byte load per row and vshufi64x2 instead of
- * vinserti32x4 (in L2 within the noise), or loads that touch the lines prefetched a step before
- * (0.26-0.48: they wait for memory). */
+ * 62-64, from memory about 0.9 at best (0.87-0.91 at 32-64 KB ahead; 0.35 without prefetches),
+ * as the tile. Nor did gathering the tile's quants with one 64-byte load per row and vshufi64x2
+ * instead of vinserti32x4 (in L2 within the noise), or loads that touch the lines prefetched a
+ * step before (0.26-0.48: they wait for memory). */
 static NO_ASAN void tile16_q4_k(int n, const void *w, size_t ws, int nw, const void *act, size_t as, int na, float *o,
                                 size_t os) {
     k45_tile16(false, n, w, ws, nw, act, as, na, o, os);
@@ -547,7 +543,7 @@ INLINE void q6k_lanes16(int NA, int n, const unsigned char *w, size_t w_stride, 
     UNROLL
     for (int r = 0; r < NA; r++) acc[r] = _mm512_setzero_ps();
     for (int s = 0; s < n / 256; s++) {
-        prefetch_next(w, w_stride, s, n / 256);
+        prefetch_rows_ahead(w, w_stride, 16, s, n / 256, 0);
         const size_t off = (size_t)s * block_bytes;
         __m512i scales[4]; /* signed bytes: scale j in byte j % 4 of scales[j / 4] (one transpose, not four gathers) */
         transpose16x(w, w_stride, rows, off + 192, scales);

@@ -29,17 +29,12 @@
 #include <sys/mman.h>
 #include <time.h>
 
+#include "clock.h"
 #include "gguf.h"
 #include "kernels.h"
 #include "quant.h"
 
 enum { PAIRS = 7, L2_BYTES_PER_THREAD = 512 * 1024, L2_PASSES = 400 };
-
-static double now(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
-}
 
 /* Byte offsets of the fp16 scale fields in one block (quant.h's layouts), -1 ended. */
 static const int *scale_fields(ggml_type type) {
@@ -95,7 +90,7 @@ typedef struct {
 
 /* One pass of out = W . x over every row, the threads taking contiguous shares; GB/s. */
 static double kernel_pass(const product *p) {
-    const double t0 = now();
+    const double t0 = clock_seconds();
 #pragma omp parallel
     {
         const int threads = omp_get_num_threads(), t = omp_get_thread_num();
@@ -105,12 +100,12 @@ static double kernel_pass(const product *p) {
             kernel_dot(p->type, p->n, p->w + (size_t)r * p->row_bytes, p->row_bytes, nw, p->act, 0, 1, p->out + r, 0);
         }
     }
-    return (double)p->rows * (double)p->row_bytes / (now() - t0) / 1e9;
+    return (double)p->rows * (double)p->row_bytes / (clock_seconds() - t0) / 1e9;
 }
 
 /* One pass of a plain read loop over [w, w + bytes), the threads taking contiguous shares; GB/s. */
 __attribute__((target("avx512f"))) static double read_pass(const unsigned char *w, size_t bytes, uint64_t *checksum) {
-    const double t0 = now();
+    const double t0 = clock_seconds();
     uint64_t total = 0;
 #pragma omp parallel reduction(+ : total)
     {
@@ -126,7 +121,7 @@ __attribute__((target("avx512f"))) static double read_pass(const unsigned char *
         total += (uint64_t)_mm512_reduce_add_epi64(_mm512_add_epi64(a, b));
     }
     *checksum += total;
-    return (double)bytes / (now() - t0) / 1e9;
+    return (double)bytes / (clock_seconds() - t0) / 1e9;
 }
 
 static int by_value(const void *a, const void *b) {
