@@ -118,39 +118,26 @@ typedef struct {
     const weight_matrix *w;
     const unsigned char *act;
     size_t act_stride;
-    int rows, cols, tile_features, feature_tiles;
-    int tasks, threads; /* for spread_task */
+    int rows, cols, tile_features, feature_tiles, tasks;
 } product_job;
-
-/* Task k as the threads claim them (one after the other from a shared counter, so with T threads
- * a thread takes about every T-th) -> the task computed: chunk k % T of T contiguous chunks, item
- * k / T of it (the last items of the longer chunks come last). A thread then walks its own rows in
- * memory order, and the kernels' prefetch of the next 16 weight rows fetches rows it computes next
- * rather than rows another thread has already done (measured, one thread taking every other
- * 64-row task from DRAM: 16-19 GB/s against 25-28 in memory order). A bijection on [0, n): only
- * who computes what changes, never a value. */
-static int spread_task(int k, int n, int threads) {
-    if (threads <= 1 || n <= threads) return k;
-    const int q = n / threads, r = n % threads;
-    if (k >= q * threads) { /* the extra item of chunk i < r */
-        const int i = k - q * threads;
-        return i * (q + 1) + q;
-    }
-    const int i = k % threads, j = k / threads;
-    return i * q + (i < r ? i : r) + j;
-}
 
 static void product_task(void *ctx, int task, int worker) {
     (void)worker;
     const product_job *j = ctx;
-    task = spread_task(task, j->tasks, j->threads);
     const int f0 = task % j->feature_tiles * j->tile_features, r0 = task / j->feature_tiles * TILE_ROWS;
     const int f1 = f0 + j->tile_features < j->w->rows ? f0 + j->tile_features : j->w->rows;
     const int r1 = r0 + TILE_ROWS < j->rows ? r0 + TILE_ROWS : j->rows;
     tile(j->out, j->w, j->act, j->act_stride, j->cols, f0, f1, r0, r1);
 }
 
-/* The products of matmul_weights_many, their tasks numbered one after the other. */
+/* The products of matmul_weights_many, their tasks numbered one after the other, and within a
+ * product in memory order (feature tiles first): the contiguous share of tasks each thread takes
+ * (parallel.h) is then a run of consecutive weight rows, and the rows its kernels prefetch ahead
+ * are rows it computes next. Before, threads claimed tasks one by one from a shared counter, and a
+ * quarter of the time a thread's next task was not the one after its last (it is 1% now). Decode,
+ * measured in one process with the two schemes alternating job by job, 129 tokens, 3 runs per
+ * file, time in the products old / new: 768x12 Q4_0 1.05-1.06, Q4_K_M 1.03-1.04, Q8_0 1.02-1.03,
+ * F32 1.00; 7B-layer Q4_0 1.02-1.06, Q4_K_M 1.03-1.05. */
 typedef struct {
     product_job jobs[MATMUL_MANY_MAX];
     int first_task[MATMUL_MANY_MAX + 1];
@@ -167,7 +154,6 @@ static void many_task(void *ctx, int task, int worker) {
 void matmul_weights_many(const matmul_product *products, int n) {
     for (int start = 0; start < n; start += MATMUL_MANY_MAX) { /* a few at a time: the job lives on the stack */
         many_job m = {.n = n - start < MATMUL_MANY_MAX ? n - start : MATMUL_MANY_MAX};
-        const int threads = parallel_threads();
         double macs = 0;
         for (int i = 0; i < m.n; i++) {
             const matmul_product *p = &products[start + i];
@@ -176,7 +162,7 @@ void matmul_weights_many(const matmul_product *products, int n) {
             const int feature_tiles = (p->w->rows + tile_features - 1) / tile_features;
             m.jobs[i] = (product_job){p->out, p->w, converted(p->a, kind), p->a->stride[kind], p->a->n_rows,
                                       p->a->n_cols, tile_features, feature_tiles,
-                                      feature_tiles * ((p->a->n_rows + TILE_ROWS - 1) / TILE_ROWS), threads};
+                                      feature_tiles * ((p->a->n_rows + TILE_ROWS - 1) / TILE_ROWS)};
             m.first_task[i + 1] = m.first_task[i] + m.jobs[i].tasks;
             macs += (double)p->a->n_rows * p->a->n_cols * p->w->rows;
         }

@@ -1,11 +1,17 @@
 /* parallel.c: the task pool of parallel.h.
  *
- * Protocol. A caller publishes a job (on its own stack) through pool.job and works on it like any
- * helper; when the job's counter runs out it withdraws the job (pool.job = NULL) and waits until
- * pool.inside is 0. A helper increments pool.inside before it looks at pool.job and decrements it
- * when it is done with the job it saw, so once the caller has withdrawn the job and seen inside
- * == 0, no helper holds a pointer to it. All atomics are sequentially consistent: simple to reason
+ * Protocol. A caller splits the tasks into one contiguous share per worker (pool.shares), publishes
+ * a job (on its own stack) through pool.job and works on it like any helper; when no share has a
+ * task left it withdraws the job (pool.job = NULL) and waits until pool.inside is 0. A helper
+ * increments pool.inside before it looks at pool.job and decrements it when it is done with the
+ * job it saw, so once the caller has withdrawn the job and seen inside == 0, no helper holds a
+ * pointer to it or touches the shares. All atomics are sequentially consistent: simple to reason
  * about, and their cost is nothing next to a task.
+ *
+ * Shares. A worker takes the tasks of its own share front to back. One that has none left takes
+ * the back half of the largest share (one compare-and-swap on the owner's word) and makes it its
+ * own, so a task is always in exactly one share or in the hands of exactly one worker. A share
+ * never regains a task it gave away, so a compare-and-swap cannot succeed on a stale value.
  */
 #include "parallel.h"
 
@@ -38,9 +44,14 @@ typedef struct {
     parallel_fn fn;
     void *ctx;
     int n_tasks, max_workers;
-    atomic_int next;   /* next task to claim */
     atomic_int joined; /* helpers that took a worker index */
 } job;
+
+/* The tasks [front, back) a worker has still to do, packed as front | back << 32 so that one
+ * compare-and-swap moves either end; on its own cache line, as its owner updates it per task. */
+typedef struct {
+    _Alignas(64) _Atomic uint64_t tasks;
+} share;
 
 static struct {
     pthread_mutex_t lock;
@@ -50,6 +61,7 @@ static struct {
     atomic_int sleepers;   /* helpers waiting on wake */
     atomic_bool owned;     /* a caller is running a job */
     atomic_uint published; /* jobs published so far (helpers use it to tell a new job from an old one) */
+    share shares[MAX_THREADS]; /* the published job's tasks, one share per worker index */
     int n_helpers;         /* created so far (under lock) */
     /* Back-off state, touched only by the caller that owns the pool. */
     int64_t sit_out_until_ns, backoff_ns;
@@ -66,9 +78,48 @@ int parallel_threads(void) {
     return n < 1 ? 1 : n > MAX_THREADS ? MAX_THREADS : n;
 }
 
+static uint64_t task_range(uint32_t front, uint32_t back) { return (uint64_t)front | (uint64_t)back << 32; }
+static uint32_t range_front(uint64_t range) { return (uint32_t)range; }
+static uint32_t range_back(uint64_t range) { return (uint32_t)(range >> 32); }
+
+/* The next task of the worker's own share, front first; false when the share is empty. */
+static bool take_own(int worker, int *task) {
+    _Atomic uint64_t *mine = &pool.shares[worker].tasks;
+    uint64_t range = atomic_load(mine);
+    while (range_front(range) < range_back(range))
+        if (atomic_compare_exchange_weak(mine, &range, task_range(range_front(range) + 1, range_back(range)))) {
+            *task = (int)range_front(range);
+            return true;
+        }
+    return false;
+}
+
+/* Moves the back half (at least one task) of the largest share into the worker's own, empty one;
+ * false when every share is empty. */
+static bool take_half_of_largest(const job *j, int worker) {
+    for (;;) {
+        int largest = -1;
+        uint64_t range = 0;
+        for (int w = 0; w < j->max_workers; w++) {
+            const uint64_t r = atomic_load(&pool.shares[w].tasks);
+            if (range_front(r) < range_back(r) &&
+                (largest < 0 || range_back(r) - range_front(r) > range_back(range) - range_front(range)))
+                largest = w, range = r;
+        }
+        if (largest < 0) return false;
+        const uint32_t front = range_front(range), back = range_back(range), middle = front + (back - front) / 2;
+        if (atomic_compare_exchange_strong(&pool.shares[largest].tasks, &range, task_range(front, middle))) {
+            atomic_store(&pool.shares[worker].tasks, task_range(middle, back));
+            return true;
+        }
+    }
+}
+
 static void work_on(job *j, int worker) {
     int task;
-    while ((task = atomic_fetch_add(&j->next, 1)) < j->n_tasks) j->fn(j->ctx, task, worker);
+    do {
+        while (take_own(worker, &task)) j->fn(j->ctx, task, worker);
+    } while (take_half_of_largest(j, worker));
 }
 
 static void *helper_main(void *unused) {
@@ -139,7 +190,10 @@ void parallel_run_capped(int n_tasks, int max_threads, parallel_fn fn, void *ctx
         return;
     }
     const int helpers = ensure_helpers(threads - 1);
-    job j = {fn, ctx, n_tasks, 1 + helpers, 0, 0};
+    job j = {fn, ctx, n_tasks, 1 + helpers, 0};
+    for (int w = 0; w < j.max_workers; w++)
+        atomic_store(&pool.shares[w].tasks, task_range((uint32_t)((int64_t)n_tasks * w / j.max_workers),
+                                                       (uint32_t)((int64_t)n_tasks * (w + 1) / j.max_workers)));
     atomic_store(&pool.job, &j);
     atomic_fetch_add(&pool.published, 1);
     if (atomic_load(&pool.sleepers) > 0) {

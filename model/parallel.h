@@ -3,8 +3,10 @@
  *
  * parallel_run(n, fn, ctx) calls fn(ctx, task, worker) once for every task in [0, n), on the
  * calling thread plus up to parallel_threads() - 1 helper threads, and returns when all are done.
- * Tasks are claimed one at a time from a shared counter, so whoever runs takes the next task: a
- * helper that the OS has not scheduled yet simply takes none, and the caller does not wait for it
+ * Each worker starts with a contiguous share of the tasks and takes them in order, so a thread walks
+ * its rows of a weight matrix in memory order and the rows its kernels prefetch are its own next
+ * ones. A worker whose share is done takes the back half of the largest share left: a helper that
+ * the OS has not scheduled yet ends up with nothing to do, and the caller does not wait for it
  * (OpenMP's fork/join would). The caller only waits for helpers that are inside a task. When
  * helpers keep arriving late (the caller spends longer waiting for them than they save), the pool
  * runs the next products on the calling thread alone for a while, backing off exponentially, so a

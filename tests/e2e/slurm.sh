@@ -85,6 +85,34 @@ sl_stop_check() {
     fi
 }
 
+# sl_submit_3nodes: submits the 3-node pipeline job (sets sl_job). Open MPI 4.1.4's TCP BTL
+# segfaults now and then inside MPI_Init_thread (see sb_run_job in slurm_batch.sh); such a
+# start-up crash (a task's "Segmentation fault" in the log before any output) is cancelled at once
+# and the job submitted again, once, with a "# note:" line. A second one, or any other failure,
+# is left to sl_check_pipeline_job.
+sl_submit_3nodes() {
+    local attempt err
+    for attempt in 1 2; do
+        # shellcheck disable=SC2046
+        slurm_client env $(slurm_netns_mpi_env) sbatch --parsable -D "$slurm_dir/jobs" -o "%j.out" \
+            -e "%j.err" -N 3 -n 4 -J ramp-3nodes \
+            --wrap "srun --mpi=pmix -l hostname >&2 && $sl_gen" >"$sl_dir/sbatch.out" 2>&1 &&
+            [[ $(cat "$sl_dir/sbatch.out") =~ ^[0-9]+$ ]] || return 1
+        sl_job=$(cat "$sl_dir/sbatch.out")
+        err=$slurm_dir/jobs/$sl_job.err
+        slurm_wait 120 eval 'case " $sl_final_states " in *" $(slurm_job_state "$sl_job") "*) true ;; *)
+            [ ! -s "$slurm_dir/jobs/$sl_job.out" ] && grep -q "task [0-9]*: Segmentation fault" "$err" 2>/dev/null ;; esac'
+        if [ "$attempt" = 1 ] && [ "$(slurm_job_state "$sl_job")" != COMPLETED ] &&
+            [ ! -s "$slurm_dir/jobs/$sl_job.out" ] && grep -q "task [0-9]*: Segmentation fault" "$err" 2>/dev/null; then
+            echo "# note: slurm netns: job $sl_job: '$(grep -m 1 'task [0-9]*: Segmentation fault' "$err")' before any output (Open MPI start-up crash); cancelled and submitted again"
+            slurm_client scancel "$sl_job" 2>/dev/null
+            slurm_wait_state 30 "$sl_job" $sl_final_states
+            continue
+        fi
+        return 0
+    done
+}
+
 # --- one node ------------------------------------------------------------------------------------
 sl_one_node() {
     local started
@@ -188,12 +216,7 @@ sl_netns_nodes() {
     local before=() after=() i
     for n in "${slurm_nodes[@]}"; do before+=("$(slurm_netns_bytes "$n")"); done
     started=$(now)
-    # shellcheck disable=SC2046
-    if slurm_client env $(slurm_netns_mpi_env) sbatch --parsable -D "$slurm_dir/jobs" -o "%j.out" \
-        -e "%j.err" -N 3 -n 4 -J ramp-3nodes \
-        --wrap "srun --mpi=pmix -l hostname >&2 && $sl_gen" >"$sl_dir/sbatch.out" 2>&1 &&
-        [[ $(cat "$sl_dir/sbatch.out") =~ ^[0-9]+$ ]]; then
-        sl_job=$(cat "$sl_dir/sbatch.out")
+    if sl_submit_3nodes; then
         sl_check_pipeline_job "slurm netns: sbatch -N 3 -n 4 'srun --mpi=pmix ramp generate' (btl tcp over the veths) equals one process" "$started"
         local hosts
         hosts=$(sed -n 's/^\([0-9]*\): \(n[0-9]*\)$/\1:\2/p' "$slurm_dir/jobs/$sl_job.err" | sort -n | paste -sd' ')

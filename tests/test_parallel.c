@@ -1,0 +1,109 @@
+/* test_parallel.c: the task pool (parallel.h) runs every task exactly once, on worker indices
+ * below the thread count; a worker takes its tasks in runs of consecutive ones (so a thread walks
+ * a weight matrix in memory order); and a helper stuck in a task does not keep the others from
+ * finishing the rest. */
+#include <criterion/criterion.h>
+
+#include <omp.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <time.h>
+
+#include "parallel.h"
+
+enum { MAX_TASKS = 20000, MAX_WORKERS = 8 };
+
+typedef struct {
+    atomic_int runs_of[MAX_TASKS];      /* how often each task ran */
+    int order[MAX_WORKERS][MAX_TASKS];  /* tasks in the order each worker ran them */
+    int done_by[MAX_WORKERS];           /* tasks each worker ran */
+    atomic_int bad_worker;              /* a worker index at or above the thread count */
+    int threads;
+    int stall_worker, stall_ms;         /* this worker's first task sleeps (stall_ms 0: none) ... */
+    int task_us;                        /* ... and every other task takes this long */
+} record;
+
+static void sleep_ms(int ms) {
+    struct timespec t = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    nanosleep(&t, NULL);
+}
+
+static void note_task(void *ctx, int task, int worker) {
+    record *r = ctx;
+    if (worker < 0 || worker >= r->threads || worker >= MAX_WORKERS) {
+        atomic_store(&r->bad_worker, 1);
+        return;
+    }
+    if (r->stall_ms && worker == r->stall_worker && r->done_by[worker] == 0) sleep_ms(r->stall_ms);
+    else if (r->task_us) {
+        struct timespec start, now;
+        clock_gettime(CLOCK_MONOTONIC, &start);
+        do clock_gettime(CLOCK_MONOTONIC, &now);
+        while ((now.tv_sec - start.tv_sec) * 1000000L + (now.tv_nsec - start.tv_nsec) / 1000 < r->task_us);
+    }
+    atomic_fetch_add(&r->runs_of[task], 1);
+    r->order[worker][r->done_by[worker]++] = task; /* only this worker writes its own row */
+}
+
+static record *run_recorded(int n_tasks, int threads, int stall_worker, int stall_ms, int task_us) {
+    record *r = calloc(1, sizeof *r);
+    cr_assert_not_null(r);
+    r->threads = threads;
+    r->stall_worker = stall_worker;
+    r->stall_ms = stall_ms;
+    r->task_us = task_us;
+    omp_set_num_threads(threads);
+    parallel_run(n_tasks, note_task, r);
+    return r;
+}
+
+/* Maximal runs of consecutive ascending tasks in each worker's order, summed over the workers. */
+static int runs_of_consecutive_tasks(const record *r) {
+    int runs = 0;
+    for (int w = 0; w < MAX_WORKERS; w++)
+        for (int i = 0; i < r->done_by[w]; i++) runs += i == 0 || r->order[w][i] != r->order[w][i - 1] + 1;
+    return runs;
+}
+
+Test(parallel, every_task_runs_exactly_once_on_a_valid_worker) {
+    const int sizes[] = {0, 1, 2, 3, 7, 64, 1000, MAX_TASKS};
+    for (int threads = 1; threads <= MAX_WORKERS; threads++)
+        for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++) {
+            record *r = run_recorded(sizes[s], threads, 0, 0, 0);
+            cr_expect_eq(atomic_load(&r->bad_worker), 0, "%d threads: a worker index out of range", threads);
+            int total = 0;
+            for (int w = 0; w < MAX_WORKERS; w++) total += r->done_by[w];
+            cr_expect_eq(total, sizes[s], "%d threads, %d tasks: %d ran", threads, sizes[s], total);
+            for (int t = 0; t < sizes[s]; t++)
+                cr_expect_eq(atomic_load(&r->runs_of[t]), 1, "%d threads, %d tasks: task %d ran %d times", threads,
+                             sizes[s], t, atomic_load(&r->runs_of[t]));
+            free(r);
+        }
+}
+
+/* With a shared counter, two threads would each see about n / 2 runs; with contiguous shares, a
+ * run starts only at a worker's first task and at each half it takes from another share, and
+ * each such take at least halves the work left in the largest share. */
+Test(parallel, a_worker_takes_consecutive_tasks) {
+    for (int threads = 1; threads <= 4; threads++) {
+        record *r = run_recorded(MAX_TASKS, threads, 0, 0, 0);
+        const int runs = runs_of_consecutive_tasks(r), bound = threads * (2 + 15); /* 2^15 > MAX_TASKS */
+        cr_expect_leq(runs, bound, "%d threads: %d runs of consecutive tasks, expected at most %d", threads, runs,
+                      bound);
+        free(r);
+    }
+    record *r = run_recorded(1000, 1, 0, 0, 0);
+    for (int t = 0; t < 1000; t++) cr_expect_eq(r->order[0][t], t, "one thread: task %d came %d-th", r->order[0][t], t);
+    free(r);
+}
+
+/* A helper that sleeps in its first task (as one whose core another job holds) keeps only that
+ * task: the caller takes the rest of its share meanwhile. The caller's tasks take 50 ms in all,
+ * time enough for the helper to join. */
+Test(parallel, a_stalled_helper_keeps_at_most_the_task_it_is_in) {
+    free(run_recorded(200, 2, 0, 0, 0)); /* the helper exists (a new one sits out the job in flight) */
+    record *r = run_recorded(200, 2, 1, 300, 250);
+    cr_expect_leq(r->done_by[1], 1, "the stalled helper ran %d tasks", r->done_by[1]);
+    cr_expect_eq(r->done_by[0] + r->done_by[1], 200);
+    free(r);
+}
