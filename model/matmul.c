@@ -12,10 +12,11 @@
  * the tile. The sizes only decide which thread computes what, never a value. */
 enum { TILE_FEATURES = 64, TILE_ROWS = 64 };
 /* A product of one activation row (decode) gives each task twice as many weight rows. Every task
- * costs a claim on the shared counter, whose cache line moves between the cores, and a kernel
- * start; one row times 64 rows of a 768-wide Q4_K matrix is only 27 KB of weights, so that cost
- * shows. Measured in one process, alternating the two sizes token by token (2 threads, 100-150
- * tokens each, 2-4 runs per file, each against a control run whose two halves were the same):
+ * costs a claim and a kernel start; one row times 64 rows of a 768-wide Q4_K matrix is only 27 KB
+ * of weights, so that cost shows. Measured when tasks were claimed from a shared counter (whose
+ * cache line moved between the cores), in one process, alternating the two sizes token by token
+ * (2 threads, 100-150 tokens each, 2-4 runs per file, each against a control run whose two halves
+ * were the same):
  * decode tok/s +2% to +9% on 768x12 Q4_K_M, +2% on Q8_0, -1% to +2% on Q4_0, +-1% on F32, +1% to
  * +4% on the 7B layer shape in Q4_K_M. 16- and 32-row tasks lost 3% to 12%; 96 to 384 rows
  * measured about as 128 did, within the noise. */
