@@ -9,9 +9,10 @@
  * about, and their cost is nothing next to a task.
  *
  * Shares. A worker takes the tasks of its own share front to back. One that has none left takes
- * the back half of the largest share (one compare-and-swap on the owner's word) and makes it its
- * own, so a task is always in exactly one share or in the hands of exactly one worker. A share
- * never regains a task it gave away, so a compare-and-swap cannot succeed on a stale value.
+ * the back half of the largest share (one compare-and-swap on the owner's word) and stores it in
+ * its own, empty word, which nobody else writes while it is empty; so a task is always in exactly
+ * one share or in the hands of exactly one worker. The packed word is a share's whole state: a
+ * compare-and-swap that succeeds takes exactly the tasks it read, whatever happened in between.
  */
 #include "parallel.h"
 
