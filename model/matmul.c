@@ -119,7 +119,7 @@ typedef struct {
     const weight_matrix *w;
     const unsigned char *act;
     size_t act_stride;
-    int rows, cols, tile_features, feature_tiles, tasks;
+    int rows, cols, tile_features, feature_tiles;
 } product_job;
 
 static void product_task(void *ctx, int task, int worker) {
@@ -162,9 +162,8 @@ void matmul_weights_many(const matmul_product *products, int n) {
             const int tile_features = p->a->n_rows == 1 ? ONE_ROW_TILE_FEATURES : TILE_FEATURES;
             const int feature_tiles = (p->w->rows + tile_features - 1) / tile_features;
             m.jobs[i] = (product_job){p->out, p->w, converted(p->a, kind), p->a->stride[kind], p->a->n_rows,
-                                      p->a->n_cols, tile_features, feature_tiles,
-                                      feature_tiles * ((p->a->n_rows + TILE_ROWS - 1) / TILE_ROWS)};
-            m.first_task[i + 1] = m.first_task[i] + m.jobs[i].tasks;
+                                      p->a->n_cols, tile_features, feature_tiles};
+            m.first_task[i + 1] = m.first_task[i] + feature_tiles * ((p->a->n_rows + TILE_ROWS - 1) / TILE_ROWS);
             macs += (double)p->a->n_rows * p->a->n_cols * p->w->rows;
         }
         if (macs >= PARALLEL_MIN_MACS) {

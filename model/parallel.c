@@ -44,7 +44,7 @@ enum {
 typedef struct {
     parallel_fn fn;
     void *ctx;
-    int n_tasks, max_workers;
+    int max_workers;
     atomic_int joined; /* helpers that took a worker index */
 } job;
 
@@ -82,12 +82,15 @@ int parallel_threads(void) {
 static uint64_t task_range(uint32_t front, uint32_t back) { return (uint64_t)front | (uint64_t)back << 32; }
 static uint32_t range_front(uint64_t range) { return (uint32_t)range; }
 static uint32_t range_back(uint64_t range) { return (uint32_t)(range >> 32); }
+static uint32_t range_size(uint64_t range) {
+    return range_front(range) < range_back(range) ? range_back(range) - range_front(range) : 0;
+}
 
 /* The next task of the worker's own share, front first; false when the share is empty. */
 static bool take_own(int worker, int *task) {
     _Atomic uint64_t *mine = &pool.shares[worker].tasks;
     uint64_t range = atomic_load(mine);
-    while (range_front(range) < range_back(range))
+    while (range_size(range) > 0)
         if (atomic_compare_exchange_weak(mine, &range, task_range(range_front(range) + 1, range_back(range)))) {
             *task = (int)range_front(range);
             return true;
@@ -103,9 +106,7 @@ static bool take_half_of_largest(const job *j, int worker) {
         uint64_t range = 0;
         for (int w = 0; w < j->max_workers; w++) {
             const uint64_t r = atomic_load(&pool.shares[w].tasks);
-            if (range_front(r) < range_back(r) &&
-                (largest < 0 || range_back(r) - range_front(r) > range_back(range) - range_front(range)))
-                largest = w, range = r;
+            if (range_size(r) > range_size(range)) largest = w, range = r;
         }
         if (largest < 0) return false;
         const uint32_t front = range_front(range), back = range_back(range), middle = front + (back - front) / 2;
@@ -191,7 +192,7 @@ void parallel_run_capped(int n_tasks, int max_threads, parallel_fn fn, void *ctx
         return;
     }
     const int helpers = ensure_helpers(threads - 1);
-    job j = {fn, ctx, n_tasks, 1 + helpers, 0};
+    job j = {fn, ctx, 1 + helpers, 0};
     for (int w = 0; w < j.max_workers; w++)
         atomic_store(&pool.shares[w].tasks, task_range((uint32_t)((int64_t)n_tasks * w / j.max_workers),
                                                        (uint32_t)((int64_t)n_tasks * (w + 1) / j.max_workers)));

@@ -31,7 +31,7 @@ sl_baseline=$sl_dir/single.out
 # Open MPI's own allocations show up as leaks under LeakSanitizer (SANITIZE=1 builds), as in
 # lib.sh's mpi_run.
 sl_gen="env ASAN_OPTIONS=${ASAN_OPTIONS:-}:detect_leaks=0 srun --mpi=pmix $RAMP_BIN generate -m $sl_model -f $sl_prompts -n $sl_tokens --temp 0 --threads 1 --timeout 60"
-sl_final_states="COMPLETED FAILED CANCELLED TIMEOUT NODE_FAIL OUT_OF_MEMORY BOOT_FAIL PREEMPTED DEADLINE"
+sl_final_states=$slurm_final_states
 sl_job=
 
 # sl_submit WHAT SBATCH_ARGS...: sbatch (job dir of this cluster, %j.out/%j.err) -> $sl_job.
@@ -85,13 +85,11 @@ sl_stop_check() {
     fi
 }
 
-# sl_submit_3nodes: submits the 3-node pipeline job (sets sl_job). Open MPI 4.1.4's TCP BTL
-# segfaults now and then inside MPI_Init_thread (see sb_run_job in slurm_batch.sh); such a
-# start-up crash (a task's "Segmentation fault" in the log before any output) is cancelled at once
-# and the job submitted again, once, with a "# note:" line. A second one, or any other failure,
-# is left to sl_check_pipeline_job.
+# sl_submit_3nodes: submits the 3-node pipeline job (sets sl_job). A start-up crash of Open MPI
+# (slurm_startup_crash, before any output) is cancelled and the job submitted again, once; a
+# second one, or any other failure, is left to sl_check_pipeline_job.
 sl_submit_3nodes() {
-    local attempt err
+    local attempt out err
     for attempt in 1 2; do
         # shellcheck disable=SC2046
         slurm_client env $(slurm_netns_mpi_env) sbatch --parsable -D "$slurm_dir/jobs" -o "%j.out" \
@@ -99,14 +97,13 @@ sl_submit_3nodes() {
             --wrap "srun --mpi=pmix -l hostname >&2 && $sl_gen" >"$sl_dir/sbatch.out" 2>&1 &&
             [[ $(cat "$sl_dir/sbatch.out") =~ ^[0-9]+$ ]] || return 1
         sl_job=$(cat "$sl_dir/sbatch.out")
-        err=$slurm_dir/jobs/$sl_job.err
+        out=$slurm_dir/jobs/$sl_job.out err=$slurm_dir/jobs/$sl_job.err
         slurm_wait 120 eval 'case " $sl_final_states " in *" $(slurm_job_state "$sl_job") "*) true ;; *)
-            [ ! -s "$slurm_dir/jobs/$sl_job.out" ] && grep -q "task [0-9]*: Segmentation fault" "$err" 2>/dev/null ;; esac'
-        if [ "$attempt" = 1 ] && [ "$(slurm_job_state "$sl_job")" != COMPLETED ] &&
-            [ ! -s "$slurm_dir/jobs/$sl_job.out" ] && grep -q "task [0-9]*: Segmentation fault" "$err" 2>/dev/null; then
-            echo "# note: slurm netns: job $sl_job: '$(grep -m 1 'task [0-9]*: Segmentation fault' "$err")' before any output (Open MPI start-up crash); cancelled and submitted again"
-            slurm_client scancel "$sl_job" 2>/dev/null
-            slurm_wait_state 30 "$sl_job" $sl_final_states
+            [ ! -s "$out" ] && slurm_startup_crash "$err" ;; esac'
+        if [ "$attempt" = 1 ] && [ "$(slurm_job_state "$sl_job")" != COMPLETED ] && [ ! -s "$out" ] &&
+            slurm_startup_crash "$err"; then
+            slurm_startup_crash_note "slurm netns" "$sl_job" "$err"
+            slurm_cancel "$sl_job"
             continue
         fi
         return 0

@@ -42,7 +42,7 @@ sb_base=$sb_dir/base.out
 SB_N=300
 SB_TABLE_N=${SB_TABLE_N:-100}
 SB_TABLE_RUNS=${SB_TABLE_RUNS:-3}
-sb_final_states="COMPLETED FAILED CANCELLED TIMEOUT NODE_FAIL OUT_OF_MEMORY BOOT_FAIL PREEMPTED DEADLINE"
+sb_final_states=$slurm_final_states
 sb_job=
 
 # sb_requests FIRST COUNT: COUNT requests from TREC test questions FIRST.. (every 5th a chat
@@ -87,12 +87,7 @@ sb_log() { echo "$sb_dir/ramp-batch-$1.log"; }
 sb_job_failed() {
     fail "$1" "job $2: state $(slurm_job_state "$2"), exit $(slurm_job_field "$2" ExitCode), Restarts=$(slurm_job_field "$2" Restarts)" \
         "$(grep -v '^ramp:  ' "$(sb_log "$2")" 2>/dev/null | grep -v 'ramp batch: \[' | head -n 12)" "$(SLURM_E2E_TAIL=6 slurm_logs_tail)"
-    sb_cancel "$2"
-}
-# sb_cancel JOB: scancel, then a bounded wait for its end.
-sb_cancel() {
-    slurm_client scancel "$1" 2>/dev/null
-    slurm_wait_state 30 "$1" $sb_final_states
+    slurm_cancel "$2"
 }
 # sb_wait_lines FILE N JOB SECONDS: until FILE has N lines (0), or the job is no longer running or
 # time ran out (1).
@@ -107,12 +102,9 @@ sb_wait_lines() {
 }
 
 # sb_run_job WHAT OUT SECONDS SBATCH_ARGS... -- BATCH_FLAGS...: submits, waits (bounded) for the job
-# to end; sets sb_job, sb_state and sb_t0 (the last submission's time). Open MPI 4.1.4's TCP BTL
-# segfaults now and then inside MPI_Init_thread (a NULL active-message callback called from its
-# receive handler, rank 3 on n3: 4 of about 170 3-node jobs here), and the other ranks then wait
-# in MPI_Init until srun --wait (cluster/launch) ends the step. Such a start-up crash (a task's
-# "Segmentation fault" in the log before any output line) is cancelled at once and the job
-# submitted again, once, with a "# note:" line; a second one, or any other failure, stays.
+# to end; sets sb_job, sb_state and sb_t0 (the last submission's time). A start-up crash of Open
+# MPI (slurm_startup_crash, before any output line) is cancelled at once and the job submitted
+# again, once, with a "# note:" line; a second one, or any other failure, stays.
 sb_state=
 sb_t0=
 sb_run_job() {
@@ -122,12 +114,12 @@ sb_run_job() {
         sb_t0=$(now)
         sb_submit "$what" "$out" "$@" || return 1
         slurm_wait "$seconds" eval 'case " $sb_final_states " in *" $(slurm_job_state "$sb_job") "*) true ;; *)
-            [ "$(sb_lines "$out")" -eq 0 ] && grep -q "task [0-9]*: Segmentation fault" "$(sb_log "$sb_job")" 2>/dev/null ;; esac'
+            [ "$(sb_lines "$out")" -eq 0 ] && slurm_startup_crash "$(sb_log "$sb_job")" ;; esac'
         sb_state=$(slurm_job_state "$sb_job")
         if [ "$sb_state" != COMPLETED ] && [ "$attempt" = 1 ] && [ "$(sb_lines "$out")" -eq 0 ] &&
-            grep -q "task [0-9]*: Segmentation fault" "$(sb_log "$sb_job")" 2>/dev/null; then
-            echo "# note: $what: job $sb_job: '$(grep -m 1 'task [0-9]*: Segmentation fault' "$(sb_log "$sb_job")")' before any output (Open MPI start-up crash); cancelled and submitted again"
-            sb_cancel "$sb_job"
+            slurm_startup_crash "$(sb_log "$sb_job")"; then
+            slurm_startup_crash_note "$what" "$sb_job" "$(sb_log "$sb_job")"
+            slurm_cancel "$sb_job"
             rm -f "$out" "$out.metrics.json"
             continue
         fi
@@ -387,7 +379,7 @@ sb_netns_nodes() {
             if [ "$state" != COMPLETED ]; then
                 bad+=("$shape run $run: job $job $state after $(elapsed_since "$t0") s, exit $(slurm_job_field "$job" ExitCode):"
                     "$(grep -v '^ramp:  ' "$(sb_log "$job")" 2>/dev/null | grep -v 'ramp batch: \[' | head -n 10)")
-                sb_cancel "$job"
+                slurm_cancel "$job"
                 continue
             fi
             p=$(sb_problems "$out" "$sb_dir/table.base")

@@ -502,6 +502,25 @@ slurm_wait_state() {
     slurm_wait "$seconds" eval 'case " $want " in *" $(slurm_job_state "$job") "*) true ;; *) false ;; esac'
 }
 
+# The states a job does not leave.
+slurm_final_states="COMPLETED FAILED CANCELLED TIMEOUT NODE_FAIL OUT_OF_MEMORY BOOT_FAIL PREEMPTED DEADLINE"
+
+# slurm_cancel JOBID: scancel, then a bounded wait for its end.
+slurm_cancel() {
+    slurm_client scancel "$1" 2>/dev/null
+    slurm_wait_state 30 "$1" $slurm_final_states
+}
+
+# slurm_startup_crash LOG: a task's "Segmentation fault" in the job's log. Open MPI 4.1.4's TCP
+# BTL segfaults now and then inside MPI_Init_thread (a NULL active-message callback called from
+# its receive handler: 4 of about 170 3-node jobs here), and the other ranks then wait in MPI_Init
+# until srun ends the step. A caller that sees it before any output cancels the job and submits it
+# again, once, printing slurm_startup_crash_note WHAT JOBID LOG.
+slurm_startup_crash() { grep -q "task [0-9]*: Segmentation fault" "$1" 2>/dev/null; }
+slurm_startup_crash_note() {
+    echo "# note: $1: job $2: '$(grep -m 1 'task [0-9]*: Segmentation fault' "$3")' before any output (Open MPI start-up crash); cancelled and submitted again"
+}
+
 # slurm_job_procs JOBID [VAR=VALUE]: PIDs of live processes of that job of our cluster (batch
 # script, srun, tasks), found by SLURM_CONF and SLURM_JOB_ID in their environment (and VAR=VALUE
 # too if given, e.g. SLURM_STEP_ID=0 for the tasks of step 0). Empty once the job is cleaned up.
