@@ -8,7 +8,9 @@
 # rounds (default 8: a shared machine's speed swings from one minute to the next): ramp's prompt
 # processing (a 128-token prompt timed after a warm-up copy of it, as llama-bench warms up too; -n 1)
 # and decode (64 tokens), then llama.cpp's llama-bench on the same file (pp128, tg64, one
-# repetition), interleaved so that both see the same machine load. Prints per file and engine min / median / max tokens/s, the
+# repetition), interleaved so that both see the same machine load. Both engines keep an fp16 KV cache
+# (llama-bench's default; ramp's --kv-type f16), and ramp's decode also runs with its default fp32
+# cache (its own row in the table, against the same llama.cpp figure). Prints per file and engine min / median / max tokens/s, the
 # ratio ramp / llama.cpp of each round (median, min, max), peak RSS, and both engines' decode
 # bandwidth share: weight bytes read per token x tokens/s / the best read bandwidth measured
 # (scripts/read-bandwidth.c, once before the rounds and once at the start of each), and the same
@@ -161,7 +163,7 @@ for round in $(seq "$ROUNDS"); do
         prompt_words "$WORDS" >"$W/pp-prompts"
         prompt_words "$WORDS" >>"$W/pp-prompts"
         if run "$tag-pp" /usr/bin/time -f "rss %M" "$BIN" generate -m "$f" -f "$W/pp-prompts" -n 1 --temp 0 \
-            --max-sequences 1 --threads "$THREADS" --metrics-json "$tag-pp.json"; then
+            --max-sequences 1 --threads "$THREADS" --kv-type f16 --metrics-json "$tag-pp.json"; then
             record "$f" ramp pp "$(ramp_json "$tag-pp.json" \
                 "d['request_details'][1]['prompt_tokens'] / d['request_details'][1]['prompt_seconds']")" \
                 "$(awk '/^rss/ {print $2}' "$tag-pp.err")"
@@ -181,14 +183,19 @@ for round in $(seq "$ROUNDS"); do
             bw=$("$W/read-bandwidth" "$THREADS" 512 2>/dev/null) && record "$f" bandwidth tg "$bw" 0
             bw=$("$W/read-bandwidth" "$THREADS" 512 copy 2>/dev/null) && record "$f" copy_bandwidth tg "$bw" 0
         fi
-        if run "$tag-tg" /usr/bin/time -f "rss %M" "$BIN" generate -m "$f" -p "Once upon a time" -n 65 --temp 0 \
-            --threads "$THREADS" --metrics-json "$tag-tg.json"; then
-            record "$f" ramp tg "$(ramp_json "$tag-tg.json" \
-                "(d['generated_tokens'] - 1) / (d['seconds'] - d['time_to_first_token_seconds'])")" \
-                "$(awk '/^rss/ {print $2}' "$tag-tg.err")"
-        else
-            fail "ramp decode, $(basename "$f"), round $round" "$tag-tg.err"
-        fi
+        # decode with the fp16 cache llama-bench keeps (kind tg), then with ramp's default fp32 (tg32)
+        for kv in f16 f32; do
+            kind=tg
+            [ "$kv" = f32 ] && kind=tg32
+            if run "$tag-$kind" /usr/bin/time -f "rss %M" "$BIN" generate -m "$f" -p "Once upon a time" -n 65 \
+                --temp 0 --threads "$THREADS" --kv-type "$kv" --metrics-json "$tag-$kind.json"; then
+                record "$f" ramp "$kind" "$(ramp_json "$tag-$kind.json" \
+                    "(d['generated_tokens'] - 1) / (d['seconds'] - d['time_to_first_token_seconds'])")" \
+                    "$(awk '/^rss/ {print $2}' "$tag-$kind.err")"
+            else
+                fail "ramp decode (--kv-type $kv), $(basename "$f"), round $round" "$tag-$kind.err"
+            fi
+        done
         if [ $have_peer -eq 1 ]; then
             if run "$tag-ltg" /usr/bin/time -f "rss %M" "$PEER/llama-bench" -m "$f" -t "$THREADS" -p 0 -n 64 -r 1 -o json; then
                 record "$f" llama tg "$(llama_ts "$tag-ltg.out")" "$(awk '/^rss/ {print $2}' "$tag-ltg.err")"
@@ -249,15 +256,23 @@ def read_tensor_bytes(path):
     return sum(names.values()) - skip
 
 rows = [line.split() for line in open(results)]
+def measured_as(engine, kind):
+    """The kind of row holding an engine's figure: ramp's fp32-cache decode (tg32) meets llama.cpp's
+    one decode (tg), and the bandwidths are recorded with tg."""
+    return "tg" if kind == "tg32" and engine != "ramp" else kind
 def values(f, engine, kind, col=3):
+    kind = measured_as(engine, kind)
     return [float(r[col]) for r in rows if r[0] == f and r[1] == engine and r[2] == kind and len(r) > col and r[col] != ""]
+def by_round(f, kind):
+    """{round: {engine: tok/s or bandwidth}} for one file and kind."""
+    rounds = {}
+    for r in rows:
+        if r[0] == f and r[2] == measured_as(r[1], kind) and len(r) > 5 and r[3] != "":
+            rounds.setdefault(r[5], {})[r[1]] = float(r[3])
+    return rounds
 def ratios(f, kind):
     """ramp / llama.cpp within each round (the two ran back to back, under the same load)."""
-    by_round = {}
-    for r in rows:
-        if r[0] == f and r[2] == kind and len(r) > 5 and r[3] != "":
-            by_round.setdefault(r[5], {})[r[1]] = float(r[3])
-    return [v["ramp"] / v["llama"] for v in by_round.values() if "ramp" in v and "llama" in v and v["llama"] > 0]
+    return [v["ramp"] / v["llama"] for v in by_round(f, kind).values() if "ramp" in v and "llama" in v and v["llama"] > 0]
 def fmt(v):
     if not v: return "-"
     return f"{statistics.median(v):7.1f} ({min(v):.1f}..{max(v):.1f})"
@@ -268,22 +283,19 @@ print("  %-34s %-5s %-26s %-26s %-22s %-9s %-9s %s" % ("file", "", "ramp tok/s m
 for f in files:
     name = os.path.basename(f).replace("synth-", "").replace(".gguf", "")
     size = os.path.getsize(f) / 2**20
-    for kind, label in (("pp", "pp128"), ("tg", "tg64")):
+    for kind, label in (("pp", "pp128"), ("tg", "tg64"), ("tg32", "tg64*")):
         r, l = values(f, "ramp", kind), values(f, "llama", kind)
         q = ratios(f, kind)
         ratio = f"{statistics.median(q):.2f} ({min(q):.2f}..{max(q):.2f})" if q else "-"
         rr, lr = values(f, "ramp", kind, 4), values(f, "llama", kind, 4)
         rss = lambda v: f"{max(v) / 1024:.0f} MiB" if v else "-"
         roof = ""
-        if kind == "tg" and r and bandwidth > 0:
+        if kind in ("tg", "tg32") and r and bandwidth > 0:
             share = lambda v, bw: f"{read_tensor_bytes(f) * statistics.median(v) / 1e9 / bw:.2f}" if v and bw > 0 else "-"
             roof = f"ramp {share(r, bandwidth)}, llama {share(l, bandwidth)}" if have_peer else f"ramp {share(r, bandwidth)}"
             if copy_bandwidth > 0:
                 roof += f" (copy bw: ramp {share(r, copy_bandwidth)}" + (f", llama {share(l, copy_bandwidth)})" if have_peer else ")")
-            per_round = {}
-            for row in rows:
-                if row[0] == f and row[2] == "tg" and len(row) > 5 and row[3] != "":
-                    per_round.setdefault(row[5], {})[row[1]] = float(row[3])
+            per_round = by_round(f, kind)
             def round_share(engine, measure):
                 v = [x[engine] * read_tensor_bytes(f) / 1e9 / x[measure] for x in per_round.values()
                      if engine in x and x.get(measure, 0) > 0]
@@ -296,6 +308,8 @@ for f in files:
               label, fmt(r), fmt(l) if have_peer else "(no peer)", ratio, rss(rr), rss(lr), roof))
 print()
 print("  ratio = ramp / llama.cpp within each round (run back to back), median (min..max) over rounds;")
+print("  KV cache: fp16 in both engines (llama-bench's default, ramp's --kv-type f16); tg64*: ramp with its default")
+print("  fp32 cache (exact against the references), against the same llama.cpp decode;")
 print("  RSS = peak resident set of the whole process (max over rounds);")
 print("  decode / read bw = weight bytes read per token (all tensors but the embedding) x median tok/s / best read bandwidth;")
 print("  (copy bw: the same against the best STREAM-style copy bandwidth, bytes read + written: the measure issue 10 names;")
