@@ -3,6 +3,7 @@
 
 #include "parallel.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -41,6 +42,11 @@ static void prefetch_weight_rows(const weight_matrix *w, int first) {
  * threads and waiting for them costs more than the work (and much more when another job keeps
  * one of the cores busy). */
 #define PARALLEL_MIN_MACS (1 << 18)
+
+/* Warm-ups (matmul_warm_up): for products of up to this many activation rows, and at most this many
+ * bytes per helper, half its L2. */
+enum { WARM_UP_MAX_ROWS = 8 };
+#define WARM_UP_MAX_BYTES ((size_t)512 * 1024)
 
 int act_buffer_init(act_buffer *a, int max_rows, int max_cols, ramp_error *err) {
     memset(a, 0, sizeof *a);
@@ -122,11 +128,19 @@ typedef struct {
     int rows, cols, tile_features, feature_tiles;
 } product_job;
 
+/* The weight rows of task `task` of a product with feature_tiles tiles of tile_features rows. */
+static void task_weight_rows(const weight_matrix *w, int tile_features, int feature_tiles, int task, int *first,
+                             int *end) {
+    *first = task % feature_tiles * tile_features;
+    *end = *first + tile_features < w->rows ? *first + tile_features : w->rows;
+}
+
 static void product_task(void *ctx, int task, int worker) {
     (void)worker;
     const product_job *j = ctx;
-    const int f0 = task % j->feature_tiles * j->tile_features, r0 = task / j->feature_tiles * TILE_ROWS;
-    const int f1 = f0 + j->tile_features < j->w->rows ? f0 + j->tile_features : j->w->rows;
+    int f0, f1;
+    task_weight_rows(j->w, j->tile_features, j->feature_tiles, task, &f0, &f1);
+    const int r0 = task / j->feature_tiles * TILE_ROWS;
     const int r1 = r0 + TILE_ROWS < j->rows ? r0 + TILE_ROWS : j->rows;
     tile(j->out, j->w, j->act, j->act_stride, j->cols, f0, f1, r0, r1);
 }
@@ -152,7 +166,46 @@ static void many_task(void *ctx, int task, int worker) {
     product_task((void *)&m->jobs[i], task - m->first_task[i], worker);
 }
 
+void matmul_warm_up(const weight_matrix *const *w, int n, int act_rows) {
+    const int threads = parallel_threads();
+    if (act_rows < 1 || act_rows > WARM_UP_MAX_ROWS || threads < 2 || n > MATMUL_MANY_MAX) return;
+    /* the tasks as matmul_weights_many numbers them, and each worker's share as parallel_run cuts it */
+    int first_task[MATMUL_MANY_MAX + 1] = {0}, tile_features = act_rows == 1 ? ONE_ROW_TILE_FEATURES : TILE_FEATURES;
+    double macs = 0;
+    for (int i = 0; i < n; i++) {
+        first_task[i + 1] = first_task[i] + (w[i]->rows + tile_features - 1) / tile_features;
+        macs += (double)act_rows * w[i]->cols * w[i]->rows;
+    }
+    if (macs < PARALLEL_MIN_MACS) return;
+    const int tasks = first_task[n];
+    for (int worker = 1; worker < threads; worker++) {
+        const int from = (int)((int64_t)tasks * worker / threads), to = (int)((int64_t)tasks * (worker + 1) / threads);
+        parallel_range ranges[MATMUL_MANY_MAX];
+        int n_ranges = 0;
+        size_t budget = WARM_UP_MAX_BYTES;
+        for (int i = 0; i < n && budget > 0; i++) {
+            const int a = from > first_task[i] ? from : first_task[i], b = to < first_task[i + 1] ? to : first_task[i + 1];
+            if (a >= b) continue;
+            const int feature_tiles = first_task[i + 1] - first_task[i];
+            int row0, row1, unused;
+            task_weight_rows(w[i], tile_features, feature_tiles, a - first_task[i], &row0, &unused);
+            task_weight_rows(w[i], tile_features, feature_tiles, b - 1 - first_task[i], &unused, &row1);
+            size_t bytes = (size_t)(row1 - row0) * w[i]->row_bytes;
+            if (bytes > budget) bytes = budget;
+            ranges[n_ranges++] = (parallel_range){(const char *)w[i]->data + (size_t)row0 * w[i]->row_bytes, bytes};
+            budget -= bytes;
+        }
+        parallel_warm_up(worker, ranges, n_ranges);
+    }
+}
+
+/* Ends the warm-ups: the products they were for have begun. */
+static void end_warm_ups(void) {
+    for (int worker = 1; worker < parallel_threads(); worker++) parallel_warm_up(worker, NULL, 0);
+}
+
 void matmul_weights_many(const matmul_product *products, int n) {
+    if (products[0].a->n_rows <= WARM_UP_MAX_ROWS) end_warm_ups();
     for (int start = 0; start < n; start += MATMUL_MANY_MAX) { /* a few at a time: the job lives on the stack */
         many_job m = {.n = n - start < MATMUL_MANY_MAX ? n - start : MATMUL_MANY_MAX};
         double macs = 0;

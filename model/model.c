@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "model_validate.h"
+#include "parallel.h"
 #include "quant.h"
 
 /* ---- shared validation ---------------------------------------------------------------------- */
@@ -528,6 +529,7 @@ done:
 
 void model_free(model *m) {
     if (!m) return;
+    parallel_end_warm_ups(); /* no helper may still read the weights (matmul_warm_up) */
     for (int i = 0; i < m->n_owned_buffers; i++) free(m->owned_buffers[i]);
     free(m->owned_buffers);
     if (m->tokenizer) tokenizer_free(m->tokenizer);

@@ -45,7 +45,6 @@ typedef struct {
     parallel_fn fn;
     void *ctx;
     int max_workers;
-    atomic_int joined; /* helpers that took a worker index */
 } job;
 
 /* The tasks [front, back) a worker has still to do, packed as front | back << 32 so that one
@@ -53,6 +52,20 @@ typedef struct {
 typedef struct {
     _Alignas(64) _Atomic uint64_t tasks;
 } share;
+
+/* The ranges a helper is to read into its cache (parallel_warm_up). A seqlock: posted is odd while
+ * the poster rewrites the ranges, and a helper takes a copy only when it read the same even count
+ * before and after copying. The helper reads real bytes (a loop of prefetches left the lines out of
+ * the cache: the core drops prefetches it has no room for), so the ranges must stay mapped while
+ * it reads them: it sets `reading` before it looks at posted and checks posted again every page,
+ * and parallel_end_warm_ups waits until it has seen `reading` clear after posting. */
+typedef struct {
+    _Alignas(64) atomic_uint posted;
+    atomic_bool reading;
+    atomic_int n;
+    _Atomic(const char *) start[PARALLEL_WARM_RANGES];
+    atomic_size_t bytes[PARALLEL_WARM_RANGES];
+} warm_up;
 
 static struct {
     pthread_mutex_t lock;
@@ -63,6 +76,7 @@ static struct {
     atomic_bool owned;     /* a caller is running a job */
     atomic_uint published; /* jobs published so far (helpers use it to tell a new job from an old one) */
     share shares[MAX_THREADS]; /* the published job's tasks, one share per worker index */
+    warm_up warm[MAX_THREADS]; /* what each helper is to read into its cache while idle */
     int n_helpers;         /* created so far (under lock) */
     /* Back-off state, touched only by the caller that owns the pool. */
     int64_t sit_out_until_ns, backoff_ns;
@@ -124,30 +138,79 @@ static void work_on(job *j, int worker) {
     } while (take_half_of_largest(j, worker));
 }
 
-static void *helper_main(void *unused) {
-    (void)unused;
+/* A helper's copy of its warm-up ranges and how far it got through them. */
+typedef struct {
+    unsigned posted; /* the count the copy was taken at */
+    int n, range;
+    const char *start[PARALLEL_WARM_RANGES];
+    size_t bytes[PARALLEL_WARM_RANGES], done;
+} warm_progress;
+
+/* Takes a consistent copy of the ranges if new ones were posted. */
+static void take_new_ranges(const warm_up *source, warm_progress *w) {
+    const unsigned before = atomic_load(&source->posted);
+    if (before == w->posted || before % 2) return;
+    warm_progress copy = {.posted = before, .n = atomic_load(&source->n)};
+    for (int i = 0; i < copy.n && i < PARALLEL_WARM_RANGES; i++) {
+        copy.start[i] = atomic_load(&source->start[i]);
+        copy.bytes[i] = atomic_load(&source->bytes[i]);
+    }
+    if (atomic_load(&source->posted) == before) *w = copy; /* else rewritten meanwhile: next time */
+}
+
+/* Reads one byte per cache line of what is left of the ranges, a page at a time, until they are done,
+ * a job other than `seen` is published or other ranges are posted. */
+static void read_ranges(const warm_up *source, warm_progress *w, unsigned seen) {
+    enum { PAGE = 4096 };
+    for (; w->range < w->n; w->range++, w->done = 0)
+        for (; w->done < w->bytes[w->range]; w->done += PAGE) {
+            if (atomic_load(&pool.published) != seen || atomic_load(&source->posted) != w->posted) return;
+            const char *page = w->start[w->range] + w->done;
+            const size_t end = w->bytes[w->range] - w->done < PAGE ? w->bytes[w->range] - w->done : PAGE;
+            unsigned char sink = 0;
+            for (size_t at = 0; at < end; at += 64) sink ^= *(volatile const unsigned char *)(page + at);
+            (void)sink;
+        }
+}
+
+/* One look at the helper's warm-up: reads what is left of its current ranges; true if it read any. */
+static bool warm_cache(warm_up *source, warm_progress *w, unsigned seen) {
+    atomic_store(&source->reading, true);
+    take_new_ranges(source, w);
+    const bool work = w->posted == atomic_load(&source->posted) && w->range < w->n;
+    if (work) read_ranges(source, w, seen);
+    atomic_store(&source->reading, false);
+    return work;
+}
+
+static void *helper_main(void *index) {
+    const int worker = (int)(intptr_t)index;
     unsigned seen = atomic_load(&pool.published);
+    warm_up *const warm_source = &pool.warm[worker];
+    warm_progress warm = {.posted = atomic_load(&warm_source->posted)};
     for (;;) {
-        /* wait for a job published after the last one this helper saw */
+        /* wait for a job published after the last one this helper saw, warming the cache meanwhile */
         int64_t spin_until = now_ns() + SPIN_NS;
         while (atomic_load(&pool.published) == seen) {
+            if (warm_cache(warm_source, &warm, seen)) {
+                spin_until = now_ns() + SPIN_NS;
+                continue;
+            }
             if (now_ns() < spin_until) {
                 sched_yield();
                 continue;
             }
             pthread_mutex_lock(&pool.lock);
             atomic_fetch_add(&pool.sleepers, 1);
-            while (atomic_load(&pool.published) == seen) pthread_cond_wait(&pool.wake, &pool.lock);
+            while (atomic_load(&pool.published) == seen && atomic_load(&warm_source->posted) == warm.posted)
+                pthread_cond_wait(&pool.wake, &pool.lock);
             atomic_fetch_sub(&pool.sleepers, 1);
             pthread_mutex_unlock(&pool.lock);
         }
         seen = atomic_load(&pool.published);
         atomic_fetch_add(&pool.inside, 1);
         job *j = atomic_load(&pool.job);
-        if (j) {
-            const int worker = 1 + atomic_fetch_add(&j->joined, 1);
-            if (worker < j->max_workers) work_on(j, worker);
-        }
+        if (j && worker < j->max_workers) work_on(j, worker);
         atomic_fetch_sub(&pool.inside, 1);
     }
     return NULL;
@@ -162,7 +225,7 @@ static int ensure_helpers(int helpers) {
         pthread_attr_t attr;
         pthread_attr_init(&attr);
         pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-        int failed = pthread_create(&thread, &attr, helper_main, NULL);
+        int failed = pthread_create(&thread, &attr, helper_main, (void *)(intptr_t)(pool.n_helpers + 1));
         pthread_attr_destroy(&attr);
         if (failed) break; /* run with the helpers there are */
         pool.n_helpers++;
@@ -170,6 +233,15 @@ static int ensure_helpers(int helpers) {
     int have = pool.n_helpers < helpers ? pool.n_helpers : helpers;
     pthread_mutex_unlock(&pool.lock);
     return have;
+}
+
+/* Wakes the helpers that sleep, after a job or a warm-up was posted. */
+static void wake_sleepers(void) {
+    if (atomic_load(&pool.sleepers) > 0) {
+        pthread_mutex_lock(&pool.lock);
+        pthread_cond_broadcast(&pool.wake);
+        pthread_mutex_unlock(&pool.lock);
+    }
 }
 
 static void run_alone(int n_tasks, parallel_fn fn, void *ctx) {
@@ -192,17 +264,13 @@ void parallel_run_capped(int n_tasks, int max_threads, parallel_fn fn, void *ctx
         return;
     }
     const int helpers = ensure_helpers(threads - 1);
-    job j = {fn, ctx, 1 + helpers, 0};
+    job j = {fn, ctx, 1 + helpers};
     for (int w = 0; w < j.max_workers; w++)
         atomic_store(&pool.shares[w].tasks, task_range((uint32_t)((int64_t)n_tasks * w / j.max_workers),
                                                        (uint32_t)((int64_t)n_tasks * (w + 1) / j.max_workers)));
     atomic_store(&pool.job, &j);
     atomic_fetch_add(&pool.published, 1);
-    if (atomic_load(&pool.sleepers) > 0) {
-        pthread_mutex_lock(&pool.lock);
-        pthread_cond_broadcast(&pool.wake);
-        pthread_mutex_unlock(&pool.lock);
-    }
+    wake_sleepers();
     work_on(&j, 0);
     atomic_store(&pool.job, NULL);
     const int64_t worked = now_ns();
@@ -217,6 +285,43 @@ void parallel_run_capped(int n_tasks, int max_threads, parallel_fn fn, void *ctx
     } else if (pool.backoff_ns) {
         pool.backoff_ns /= 2;
         if (pool.backoff_ns < BACKOFF_MIN_NS) pool.backoff_ns = 0;
+    }
+    atomic_store(&pool.owned, false);
+}
+
+/* Replaces helper `worker`'s ranges (the caller owns the pool). */
+static void post_ranges(int worker, const parallel_range *ranges, int n_ranges) {
+    warm_up *w = &pool.warm[worker];
+    atomic_fetch_add(&w->posted, 1); /* odd: being rewritten */
+    const int n = n_ranges < PARALLEL_WARM_RANGES ? n_ranges : PARALLEL_WARM_RANGES;
+    for (int i = 0; i < n; i++) {
+        atomic_store(&w->start[i], (const char *)ranges[i].start);
+        atomic_store(&w->bytes[i], ranges[i].bytes);
+    }
+    atomic_store(&w->n, n);
+    atomic_fetch_add(&w->posted, 1);
+}
+
+void parallel_warm_up(int worker, const parallel_range *ranges, int n_ranges) {
+    bool expected = false;
+    if (worker < 1 || worker >= MAX_THREADS || !atomic_compare_exchange_strong(&pool.owned, &expected, true)) return;
+    /* sitting out (helpers arrived late): the caller works alone, and so would the warmed lines */
+    if (now_ns() >= pool.sit_out_until_ns) {
+        post_ranges(worker, ranges, n_ranges);
+        wake_sleepers();
+    }
+    atomic_store(&pool.owned, false);
+}
+
+void parallel_end_warm_ups(void) {
+    bool expected = false;
+    while (!atomic_compare_exchange_strong(&pool.owned, &expected, true)) {
+        expected = false;
+        sched_yield();
+    }
+    for (int worker = 1; worker < MAX_THREADS; worker++) {
+        post_ranges(worker, NULL, 0);
+        while (atomic_load(&pool.warm[worker].reading)) sched_yield();
     }
     atomic_store(&pool.owned, false);
 }

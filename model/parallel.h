@@ -24,6 +24,8 @@
 #ifndef RAMP_PARALLEL_H
 #define RAMP_PARALLEL_H
 
+#include <stddef.h>
+
 typedef void (*parallel_fn)(void *ctx, int task, int worker);
 
 void parallel_run(int n_tasks, parallel_fn fn, void *ctx);
@@ -33,5 +35,22 @@ void parallel_run_capped(int n_tasks, int max_threads, parallel_fn fn, void *ctx
 
 /* The most threads (caller included) a parallel_run may use now: the size of per-worker scratch. */
 int parallel_threads(void);
+
+/* Helper `worker` (1 .. parallel_threads() - 1; a helper always has the same index) is to read
+ * these byte ranges into its cache (L2) while it has nothing else to do: the weights of its share
+ * of the product that comes next, fetched while the caller works alone between two products. It
+ * replaces what that helper was given before, is given up whenever a job needs the helper (and
+ * resumed after it). The helper reads those bytes, so they must stay mapped until
+ * parallel_end_warm_ups; no value changes. A no-op when another thread owns the pool, or while the
+ * pool sits out (helpers arriving late). */
+typedef struct {
+    const void *start;
+    size_t bytes;
+} parallel_range;
+enum { PARALLEL_WARM_RANGES = 8 };
+void parallel_warm_up(int worker, const parallel_range *ranges, int n_ranges);
+/* Ends every helper's warm-up and returns once none reads its ranges any more: call it before the
+ * memory they point into is unmapped or freed. */
+void parallel_end_warm_ups(void);
 
 #endif

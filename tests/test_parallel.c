@@ -1,13 +1,17 @@
 /* test_parallel.c: the task pool (parallel.h) runs every task exactly once, on worker indices
  * below the thread count; a worker takes its tasks in runs of consecutive ones (so a thread walks
- * a weight matrix in memory order); and a helper stuck in a task does not keep the others from
- * finishing the rest. */
+ * a weight matrix in memory order); a helper stuck in a task does not keep the others from
+ * finishing the rest; and an idle helper reads the ranges it is given to warm its cache, and has
+ * stopped reading them when parallel_end_warm_ups returns. */
 #include <criterion/criterion.h>
 
 #include <omp.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdlib.h>
+#include <sys/mman.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "parallel.h"
 
@@ -108,3 +112,55 @@ Test(parallel, a_stalled_helper_keeps_at_most_the_task_it_is_in) {
     cr_expect_eq(r->done_by[0] + r->done_by[1], 200);
     free(r);
 }
+
+/* Untouched anonymous pages are not resident; the helper's reads map them in (mincore). */
+static bool all_resident(const void *start, size_t bytes) {
+    const size_t page = (size_t)sysconf(_SC_PAGESIZE), pages = (bytes + page - 1) / page;
+    unsigned char *in = malloc(pages);
+    cr_assert_not_null(in);
+    cr_assert_eq(mincore((void *)start, bytes, in), 0);
+    bool all = true;
+    for (size_t i = 0; i < pages; i++) all = all && (in[i] & 1);
+    free(in);
+    return all;
+}
+
+Test(parallel, an_idle_helper_reads_the_ranges_it_is_given) {
+    free(run_recorded(200, 2, 0, 0, 0)); /* the helper exists */
+    const size_t bytes = 256 * 1024;
+    char *memory = mmap(NULL, 2 * bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    cr_assert_neq(memory, MAP_FAILED);
+    cr_assert(!all_resident(memory, bytes));
+    /* two ranges, the second ending inside a page */
+    const parallel_range ranges[] = {{memory, bytes / 2}, {memory + bytes / 2, bytes / 2 - 100}};
+    bool read = false;
+    for (int waited = 0; waited < 5000 && !read; waited += 10) {
+        /* posted again each time: a pool that sits out (a loaded machine made the helper late) takes none */
+        parallel_warm_up(1, ranges, 2);
+        sleep_ms(10);
+        read = all_resident(memory, bytes);
+    }
+    cr_expect(read, "the helper did not read the 256 KB it was given in 5 s");
+    cr_expect(!all_resident(memory + bytes, bytes), "the helper read past its ranges");
+    parallel_end_warm_ups();
+    munmap(memory, 2 * bytes);
+}
+
+/* Memory given to a helper is unmapped right after parallel_end_warm_ups, over and over, while the
+ * helper reads it and jobs interrupt it: a helper still reading would fault and end the test. */
+Test(parallel, no_helper_reads_after_the_warm_ups_end) {
+    free(run_recorded(200, 2, 0, 0, 0));
+    for (int round = 0; round < 3000; round++) {
+        const size_t bytes = 8u << 20; /* more than a helper reads before the end comes */
+        char *memory = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        cr_assert_neq(memory, MAP_FAILED);
+        const parallel_range range = {memory, bytes};
+        parallel_warm_up(1, &range, 1);
+        if (round % 2) free(run_recorded(50, 2, 0, 0, 0)); /* a job interrupts the reading */
+        struct timespec pause = {0, (round % 5) * 40000L}; /* the end comes 0 to 160 us in */
+        nanosleep(&pause, NULL);
+        parallel_end_warm_ups();
+        munmap(memory, bytes);
+    }
+}
+
