@@ -258,34 +258,35 @@ static void layer_forward(const model *m, int layer, kv_cache *kv, const forward
     const int local_layer = layer - m->slice.first_layer;
 
     norm_rows(&ws->act, ws->normed, hidden, w->attn_norm, n, dim, c->rms_eps);
+    /* Before each product, the one after it: the helpers read their shares of it into their caches
+     * as soon as they are done with this one, while this thread finishes and works alone. */
+    matmul_warm_up((const weight_matrix *[]){&w->wo}, 1, n);
     {
         const matmul_product qkv[] = {{ws->q, &ws->act, &w->wq}, {ws->k, &ws->act, &w->wk}, {ws->v, &ws->act, &w->wv}};
         matmul_weights_many(qkv, 3);
     }
-    /* each product is followed by work on this thread alone: the helpers fetch the next one's weights */
-    matmul_warm_up((const weight_matrix *[]){&w->wo}, 1, n);
     rope_and_store(c, w, kv, local_layer, rows, ws->q, ws->k, ws->v, ws);
     attention_of_rows(c, kv, local_layer, rows, ws->q, ws->attention, ws);
     act_buffer_set(&ws->act, ws->attention, n, dim);
-    matmul_weights(ws->projection, &ws->act, &w->wo);
     matmul_warm_up((const weight_matrix *[]){&w->w_gate, &w->w_up}, 2, n);
+    matmul_weights(ws->projection, &ws->act, &w->wo);
     add_residual(hidden, ws->projection, rows, dim);
 
     norm_rows(&ws->act, ws->normed, hidden, w->ffn_norm, n, dim, c->rms_eps);
+    matmul_warm_up((const weight_matrix *[]){&w->w_down}, 1, n);
     {
         const matmul_product gate_up[] = {{ws->gate, &ws->act, &w->w_gate}, {ws->up, &ws->act, &w->w_up}};
         matmul_weights_many(gate_up, 2);
     }
-    matmul_warm_up((const weight_matrix *[]){&w->w_down}, 1, n);
     silu_times(ws->gate, ws->up, (long)n * ffn);
     act_buffer_set(&ws->act, ws->gate, n, ffn);
-    matmul_weights(ws->projection, &ws->act, &w->w_down);
     if (layer + 1 < m->slice.end_layer) {
         const layer_weights *next = &m->layers[layer + 1];
         matmul_warm_up((const weight_matrix *[]){&next->wq, &next->wk, &next->wv}, 3, n);
     } else if (m->output.data) {
         matmul_warm_up((const weight_matrix *[]){&m->output}, 1, n);
     }
+    matmul_weights(ws->projection, &ws->act, &w->w_down);
     add_residual(hidden, ws->projection, rows, dim);
 }
 
@@ -439,11 +440,11 @@ int forward_layers_pausing(const model *m, int first_layer, int end_layer, const
 
 void forward_logits(const model *m, const float *hidden, int n, float *logits, forward_workspace *ws) {
     norm_rows(&ws->act, ws->normed, hidden, m->output_norm, n, m->config.dim, m->config.rms_eps);
-    matmul_weights(logits, &ws->act, &m->output);
     if (m->slice.first_layer < m->slice.end_layer) { /* the next step starts there, after the sampling */
         const layer_weights *first = &m->layers[m->slice.first_layer];
         matmul_warm_up((const weight_matrix *[]){&first->wq, &first->wk, &first->wv}, 3, n);
     }
+    matmul_weights(logits, &ws->act, &m->output);
 }
 
 void forward_logits_of(const model *m, const float *hidden, int n, const int *tokens, int n_tokens, float *out,

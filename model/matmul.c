@@ -199,13 +199,7 @@ void matmul_warm_up(const weight_matrix *const *w, int n, int act_rows) {
     }
 }
 
-/* Ends the warm-ups: the products they were for have begun. */
-static void end_warm_ups(void) {
-    for (int worker = 1; worker < parallel_threads(); worker++) parallel_warm_up(worker, NULL, 0);
-}
-
 void matmul_weights_many(const matmul_product *products, int n) {
-    if (products[0].a->n_rows <= WARM_UP_MAX_ROWS) end_warm_ups();
     for (int start = 0; start < n; start += MATMUL_MANY_MAX) { /* a few at a time: the job lives on the stack */
         many_job m = {.n = n - start < MATMUL_MANY_MAX ? n - start : MATMUL_MANY_MAX};
         double macs = 0;

@@ -48,10 +48,11 @@ typedef struct {
 } matmul_product;
 void matmul_weights_many(const matmul_product *products, int n);
 
-/* Says which products (weights w[0..n-1], with act_rows activation rows) this thread runs next, so
- * that the helper threads, idle while it works alone in between, read the weights of their shares
- * of them into their caches meanwhile (parallel_warm_up). Only for a few activation rows, whose
- * products wait on memory; changes no value. Starting any product ends the warm-ups. */
+/* Says which products (weights w[0..n-1], with act_rows activation rows) this thread runs after
+ * the one it starts next, so that each helper thread, once done with its part of that one, reads the
+ * weights of its shares of them into its cache while this thread finishes and works alone
+ * (parallel_warm_up). The next call replaces them. Only for a few activation rows, whose products
+ * wait on memory; changes no value. */
 void matmul_warm_up(const weight_matrix *const *w, int n, int act_rows);
 
 /* out[r][c] = x[r] . W[rows_wanted[c]] for c < n_wanted: selected output features only, with the
