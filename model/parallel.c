@@ -13,6 +13,10 @@
  * its own, empty word, which nobody else writes while it is empty; so a task is always in exactly
  * one share or in the hands of exactly one worker. The packed word is a share's whole state: a
  * compare-and-swap that succeeds takes exactly the tasks it read, whatever happened in between.
+ *
+ * Warm-ups. Helper i is always worker i, so the ranges posted for a worker (pool.warm, the weights
+ * of its share of a product to come) are read by the thread that will compute them; a helper reads
+ * them between jobs, in place of spinning.
  */
 #include "parallel.h"
 
