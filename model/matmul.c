@@ -169,7 +169,9 @@ static void many_task(void *ctx, int task, int worker) {
 void matmul_warm_up(const weight_matrix *const *w, int n, int act_rows) {
     const int threads = parallel_threads();
     if (act_rows < 1 || act_rows > WARM_UP_MAX_ROWS || threads < 2 || n > MATMUL_MANY_MAX) return;
-    /* the tasks as matmul_weights_many numbers them, and each worker's share as parallel_run cuts it */
+    /* the tasks as matmul_weights_many numbers them (one row tile each: act_rows <= TILE_ROWS), and
+     * each worker's share as parallel_run cuts it */
+    _Static_assert((int)WARM_UP_MAX_ROWS <= (int)TILE_ROWS, "a warmed product has one tile of activation rows");
     int first_task[MATMUL_MANY_MAX + 1] = {0}, tile_features = act_rows == 1 ? ONE_ROW_TILE_FEATURES : TILE_FEATURES;
     double macs = 0;
     for (int i = 0; i < n; i++) {
