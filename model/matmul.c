@@ -3,7 +3,6 @@
 
 #include "parallel.h"
 
-#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -181,7 +180,8 @@ void matmul_warm_up(const weight_matrix *const *w, int n, int act_rows) {
     if (macs < PARALLEL_MIN_MACS) return;
     const int tasks = first_task[n];
     for (int worker = 1; worker < threads; worker++) {
-        const int from = (int)((int64_t)tasks * worker / threads), to = (int)((int64_t)tasks * (worker + 1) / threads);
+        int from, to;
+        parallel_share(tasks, threads, worker, &from, &to);
         parallel_range ranges[MATMUL_MANY_MAX];
         int n_ranges = 0;
         size_t budget = WARM_UP_MAX_BYTES;

@@ -248,6 +248,11 @@ static void wake_sleepers(void) {
     }
 }
 
+void parallel_share(int n_tasks, int workers, int worker, int *from, int *to) {
+    *from = (int)((int64_t)n_tasks * worker / workers);
+    *to = (int)((int64_t)n_tasks * (worker + 1) / workers);
+}
+
 static void run_alone(int n_tasks, parallel_fn fn, void *ctx) {
     for (int task = 0; task < n_tasks; task++) fn(ctx, task, 0);
 }
@@ -269,9 +274,11 @@ void parallel_run_capped(int n_tasks, int max_threads, parallel_fn fn, void *ctx
     }
     const int helpers = ensure_helpers(threads - 1);
     job j = {fn, ctx, 1 + helpers};
-    for (int w = 0; w < j.max_workers; w++)
-        atomic_store(&pool.shares[w].tasks, task_range((uint32_t)((int64_t)n_tasks * w / j.max_workers),
-                                                       (uint32_t)((int64_t)n_tasks * (w + 1) / j.max_workers)));
+    for (int w = 0; w < j.max_workers; w++) {
+        int from, to;
+        parallel_share(n_tasks, j.max_workers, w, &from, &to);
+        atomic_store(&pool.shares[w].tasks, task_range((uint32_t)from, (uint32_t)to));
+    }
     atomic_store(&pool.job, &j);
     atomic_fetch_add(&pool.published, 1);
     wake_sleepers();
@@ -323,7 +330,7 @@ void parallel_end_warm_ups(void) {
         expected = false;
         sched_yield();
     }
-    for (int worker = 1; worker < MAX_THREADS; worker++) {
+    for (int worker = 1; worker <= pool.n_helpers; worker++) { /* helpers are made only by the owner */
         post_ranges(worker, NULL, 0);
         while (atomic_load(&pool.warm[worker].reading)) sched_yield();
     }

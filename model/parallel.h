@@ -36,6 +36,10 @@ void parallel_run_capped(int n_tasks, int max_threads, parallel_fn fn, void *ctx
 /* The most threads (caller included) a parallel_run may use now: the size of per-worker scratch. */
 int parallel_threads(void);
 
+/* The tasks [*from, *to) that worker `worker` of `workers` starts a job of n_tasks tasks with: how
+ * parallel_run cuts them, for code that prepares a worker's part ahead (matmul_warm_up). */
+void parallel_share(int n_tasks, int workers, int worker, int *from, int *to);
+
 /* Helper `worker` (1 .. parallel_threads() - 1; a helper always has the same index) is to read
  * these byte ranges into its cache (L2) while it has nothing else to do: the weights of its share
  * of the product that comes next, fetched while the caller works alone between two products. It

@@ -31,7 +31,6 @@ sl_baseline=$sl_dir/single.out
 # Open MPI's own allocations show up as leaks under LeakSanitizer (SANITIZE=1 builds), as in
 # lib.sh's mpi_run.
 sl_gen="env ASAN_OPTIONS=${ASAN_OPTIONS:-}:detect_leaks=0 srun --mpi=pmix $RAMP_BIN generate -m $sl_model -f $sl_prompts -n $sl_tokens --temp 0 --threads 1 --timeout 60"
-sl_final_states=$slurm_final_states
 sl_job=
 
 # sl_submit WHAT SBATCH_ARGS...: sbatch (job dir of this cluster, %j.out/%j.err) -> $sl_job.
@@ -52,7 +51,7 @@ sl_submit() {
 # and printed exactly the one-process output.
 sl_check_pipeline_job() {
     local what=$1 started=$2 state out=$slurm_dir/jobs/$sl_job.out err=$slurm_dir/jobs/$sl_job.err
-    slurm_wait_state 120 "$sl_job" $sl_final_states
+    slurm_wait_state 120 "$sl_job" $slurm_final_states
     state=$(slurm_job_state "$sl_job")
     if [ "$state" != COMPLETED ]; then
         fail "$what" "job $sl_job: state ${state:-unknown}, exit $(slurm_job_field "$sl_job" ExitCode)" \
@@ -98,7 +97,7 @@ sl_submit_3nodes() {
             [[ $(cat "$sl_dir/sbatch.out") =~ ^[0-9]+$ ]] || return 1
         sl_job=$(cat "$sl_dir/sbatch.out")
         out=$slurm_dir/jobs/$sl_job.out err=$slurm_dir/jobs/$sl_job.err
-        slurm_wait 120 eval 'case " $sl_final_states " in *" $(slurm_job_state "$sl_job") "*) true ;; *)
+        slurm_wait 120 eval 'case " $slurm_final_states " in *" $(slurm_job_state "$sl_job") "*) true ;; *)
             [ ! -s "$out" ] && slurm_startup_crash "$err" ;; esac'
         if [ "$attempt" = 1 ] && [ "$(slurm_job_state "$sl_job")" != COMPLETED ] && [ ! -s "$out" ] &&
             slurm_startup_crash "$err"; then
@@ -168,7 +167,7 @@ EOF
         return
     fi
     slurm_client scontrol update "JobId=$job" StartTime=now+3
-    slurm_wait_state 120 "$job" $sl_final_states
+    slurm_wait_state 120 "$job" $slurm_final_states
     local state restarts leftovers
     state=$(slurm_job_state "$job")
     restarts=$(slurm_job_field "$job" Restarts)

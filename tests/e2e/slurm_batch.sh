@@ -42,7 +42,6 @@ sb_base=$sb_dir/base.out
 SB_N=300
 SB_TABLE_N=${SB_TABLE_N:-100}
 SB_TABLE_RUNS=${SB_TABLE_RUNS:-3}
-sb_final_states=$slurm_final_states
 sb_job=
 
 # sb_requests FIRST COUNT: COUNT requests from TREC test questions FIRST.. (every 5th a chat
@@ -113,7 +112,7 @@ sb_run_job() {
     for attempt in 1 2; do
         sb_t0=$(now)
         sb_submit "$what" "$out" "$@" || return 1
-        slurm_wait "$seconds" eval 'case " $sb_final_states " in *" $(slurm_job_state "$sb_job") "*) true ;; *)
+        slurm_wait "$seconds" eval 'case " $slurm_final_states " in *" $(slurm_job_state "$sb_job") "*) true ;; *)
             [ "$(sb_lines "$out")" -eq 0 ] && slurm_startup_crash "$(sb_log "$sb_job")" ;; esac'
         sb_state=$(slurm_job_state "$sb_job")
         if [ "$sb_state" != COMPLETED ] && [ "$attempt" = 1 ] && [ "$(sb_lines "$out")" -eq 0 ] &&
@@ -141,7 +140,7 @@ sb_one_node() {
     started=$(now)
     sb_submit "slurm batch: sbatch -O -n 4 ramp-batch.sbatch" "$sb_dir/job.out" -O -n 4 -- || return
     job=$sb_job
-    slurm_wait_state 150 "$job" $sb_final_states
+    slurm_wait_state 150 "$job" $slurm_final_states
     state=$(slurm_job_state "$job")
     p=$(sb_problems "$sb_dir/job.out" "$sb_base")
     if [ "$state" != COMPLETED ]; then
@@ -190,7 +189,7 @@ sb_one_node() {
         counts+=("$how at $at_signal lines: ramp exited 75 at ${ended[-1]} lines, the job requeued")
         slurm_client scontrol update "JobId=$job" StartTime=now+3
     done
-    slurm_wait_state 150 "$job" $sb_final_states
+    slurm_wait_state 150 "$job" $slurm_final_states
     state=$(slurm_job_state "$job")
     restarts=$(slurm_job_field "$job" Restarts)
     problems=()
@@ -234,14 +233,14 @@ sb_one_node() {
             [ -n "$pids" ] && kill -KILL $pids 2>/dev/null
         fi
         at_signal=$(sb_lines "$out")
-        slurm_wait_state 60 "$job" $sb_final_states
+        slurm_wait_state 60 "$job" $slurm_final_states
         state=$(slurm_job_state "$job")
         slurm_wait 20 eval '[ -z "$(slurm_job_procs "$job")" ]'
         local left kept
         left=$(slurm_job_procs "$job")
         kept=$(sb_lines "$out")
         problems=()
-        case " $sb_final_states " in *" $state "*) ;; *) problems+=("state after the kill: ${state:-unknown}") ;; esac
+        case " $slurm_final_states " in *" $state "*) ;; *) problems+=("state after the kill: ${state:-unknown}") ;; esac
         [ "$(slurm_job_field "$job" Restarts)" = 0 ] || problems+=("the killed job was requeued")
         [ -z "$left" ] || problems+=("processes of the killed job left: $(ps -o pid,args -p "$(printf '%s\n' "$left" | paste -sd,)")")
         [ "$(tail -c 1 "$out" | od -An -c | tr -d ' ')" = '\n' ] || problems+=("the killed job left a torn last line")
@@ -262,7 +261,7 @@ sb_one_node() {
     done
     sb_submit "slurm batch: resubmission" "$out" -O -n 4 -- || return
     job=$sb_job
-    slurm_wait_state 150 "$job" $sb_final_states
+    slurm_wait_state 150 "$job" $slurm_final_states
     resumed=$(sed -n 's/^ramp batch: resuming: .* already answers \([0-9]*\) requests.*/\1/p' "$(sb_log "$job")" | head -n 1)
     p=$(sb_problems "$out" "$sb_base")
     if [ "$(slurm_job_state "$job")" != COMPLETED ]; then

@@ -516,9 +516,10 @@ slurm_cancel() {
 # its receive handler: 4 of about 170 3-node jobs here), and the other ranks then wait in MPI_Init
 # until srun ends the step. A caller that sees it before any output cancels the job and submits it
 # again, once, printing slurm_startup_crash_note WHAT JOBID LOG.
-slurm_startup_crash() { grep -q "task [0-9]*: Segmentation fault" "$1" 2>/dev/null; }
+slurm_startup_crash_line="task [0-9]*: Segmentation fault"
+slurm_startup_crash() { grep -q "$slurm_startup_crash_line" "$1" 2>/dev/null; }
 slurm_startup_crash_note() {
-    echo "# note: $1: job $2: '$(grep -m 1 'task [0-9]*: Segmentation fault' "$3")' before any output (Open MPI start-up crash); cancelled and submitted again"
+    echo "# note: $1: job $2: '$(grep -m 1 "$slurm_startup_crash_line" "$3")' before any output (Open MPI start-up crash); cancelled and submitted again"
 }
 
 # slurm_job_procs JOBID [VAR=VALUE]: PIDs of live processes of that job of our cluster (batch
