@@ -267,8 +267,11 @@ micro_batch *scheduler_find_batch(scheduler *s, uint64_t batch_id) {
 }
 
 int scheduler_sample(scheduler *s, int index, const float *logits) {
+    sampler *chooser = &s->requests[index].sampler;
+    /* greedy only reads the row: no copy of it (128 KB per token of a 32,000-token vocabulary) */
+    if (sampler_is_greedy(chooser)) return argmax(logits, s->config.vocab_size);
     memcpy(s->sampling_logits, logits, (size_t)s->config.vocab_size * sizeof(float));
-    return sampler_sample(&s->requests[index].sampler, s->sampling_logits);
+    return sampler_sample(chooser, s->sampling_logits);
 }
 
 void scheduler_accept_token(scheduler *s, int index, int token, double now) {

@@ -4,14 +4,41 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "exp8.h"
 #include "forward.h"
 
+/* The first index of the largest value, as one pass from the front that moves only on a strictly
+ * larger value gives it (a NaN never wins; a NaN at 0 is never beaten). Eight lanes, lane k taking
+ * values k, k + 8, ..., each keep their own first maximum; the lanes are merged taking the larger
+ * value, or the lower index of two equal ones, and the values past the last whole eight follow one
+ * at a time. One value at a time, each comparison waited for the previous one: 32 us of every
+ * greedy token of a 32,000-token vocabulary. */
 int argmax(const float *x, int n) {
-    int best = 0;
-    for (int i = 1; i < n; i++)
+    int best = 0, i = 0;
+    if (n >= 16) {
+        float8 top = float8_splat(x[0]);
+        int8_lanes top_at = {0}, at = {0, 1, 2, 3, 4, 5, 6, 7};
+        for (; i + 8 <= n; i += 8, at += 8) {
+            float8 v;
+            memcpy(&v, x + i, sizeof v);
+            const int8_lanes larger = v > top;
+            top = float8_select(larger, v, top);
+            top_at = (larger & at) | (~larger & top_at);
+        }
+        float lane_top[8];
+        int lane_at[8];
+        memcpy(lane_top, &top, sizeof lane_top);
+        memcpy(lane_at, &top_at, sizeof lane_at);
+        best = lane_at[0];
+        for (int k = 1; k < 8; k++)
+            if (lane_top[k] > x[best] || (lane_top[k] == x[best] && lane_at[k] < best)) best = lane_at[k];
+    }
+    for (i = i > 1 ? i : 1; i < n; i++)
         if (x[i] > x[best]) best = i;
     return best;
 }
+
+bool sampler_is_greedy(const sampler *s) { return s->params.temperature == 0.0f; }
 
 int sampling_params_validate(const sampling_params *p, ramp_error *err) {
     if (!(p->temperature >= 0.0f) || !isfinite(p->temperature))
@@ -52,7 +79,7 @@ static int by_probability_descending(const void *a, const void *b) {
 
 int sampler_sample(sampler *s, float *logits) {
     const int n = s->vocab_size;
-    if (s->params.temperature == 0.0f) return argmax(logits, n);
+    if (sampler_is_greedy(s)) return argmax(logits, n);
     for (int i = 0; i < n; i++) logits[i] /= s->params.temperature;
     softmax(logits, n);
     int kept = n;

@@ -9,6 +9,7 @@
 #ifndef RAMP_SAMPLER_H
 #define RAMP_SAMPLER_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "error.h"
@@ -35,8 +36,12 @@ typedef struct {
 int sampling_params_validate(const sampling_params *p, ramp_error *err);
 int sampler_init(sampler *s, const sampling_params *params, int vocab_size, ramp_error *err);
 void sampler_free(sampler *s);
-/* Picks a token; logits [vocab_size] are modified (scaled, turned into probabilities). */
+/* Picks a token; logits [vocab_size] are modified (scaled, turned into probabilities), except by
+ * a greedy sampler (temperature 0), which only reads them. */
 int sampler_sample(sampler *s, float *logits);
+bool sampler_is_greedy(const sampler *s);
+/* The lowest index of the largest of x[0 .. n-1] (n >= 1; a NaN never counts as largest, except
+ * at index 0, which nothing then beats). */
 int argmax(const float *x, int n);
 
 #endif

@@ -505,7 +505,6 @@ static int finish_batch(stage *s, stage_batch *b, ramp_error *err) {
             memcpy(s->workspace.projection + (size_t)n_out * dim, b->hidden + (size_t)r * dim, (size_t)dim * sizeof(float));
             s->request_ids[n_out++] = b->rows[r].request_id;
         }
-        if (n_out) forward_logits(&s->model, s->workspace.projection, n_out, s->head_logits, &s->workspace);
         Ramp__Output o = RAMP__OUTPUT__INIT;
         o.batch_id = b->batch_id;
         o.stage = (uint32_t)s->config.stage_index;
@@ -517,7 +516,16 @@ static int finish_batch(stage *s, stage_batch *b, ramp_error *err) {
         Ramp__Envelope e = RAMP__ENVELOPE__INIT;
         e.body_case = RAMP__ENVELOPE__BODY_OUTPUT;
         e.output = &o;
-        status = send_envelope(s->transport, 0, &e, s->head_logits, (size_t)n_out * vocab, err);
+        /* the logits are computed into the frame that carries them */
+        uint8_t *frame;
+        size_t length;
+        float *logits;
+        e.version = WIRE_PROTOCOL_VERSION;
+        status = wire_pack_room(&e, (size_t)n_out * vocab, &frame, &length, &logits, err);
+        if (!status) {
+            if (n_out) forward_logits(&s->model, s->workspace.projection, n_out, logits, &s->workspace);
+            status = transport_send(s->transport, 0, frame, length, err);
+        }
     }
     b->in_use = false;
     return status;

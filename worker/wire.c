@@ -7,22 +7,31 @@ static size_t header_end(size_t header_length) { /* u32 length + header, rounded
     return (4 + header_length + 3) & ~(size_t)3;
 }
 
-int wire_pack(const Ramp__Envelope *envelope, const float *payload, size_t n_payload_floats, uint8_t **frame,
-              size_t *frame_length, ramp_error *err) {
+int wire_pack_room(const Ramp__Envelope *envelope, size_t n_payload_floats, uint8_t **frame, size_t *frame_length,
+                   float **payload, ramp_error *err) {
     size_t header_length = ramp__envelope__get_packed_size(envelope);
     if (header_length > UINT32_MAX) return ramp_fail(err, "wire: header of %zu bytes is too large", header_length);
     size_t start = header_end(header_length), length = start + n_payload_floats * sizeof(float);
-    uint8_t *buffer = calloc(1, length);
+    uint8_t *buffer = malloc(length);
     if (!buffer) return ramp_fail(err, "wire: out of memory for a frame of %zu bytes", length);
+    memset(buffer, 0, start); /* the header's padding too: every byte sent is defined */
     uint32_t h = (uint32_t)header_length;
     buffer[0] = (uint8_t)h;
     buffer[1] = (uint8_t)(h >> 8);
     buffer[2] = (uint8_t)(h >> 16);
     buffer[3] = (uint8_t)(h >> 24);
     ramp__envelope__pack(envelope, buffer + 4);
-    if (n_payload_floats) memcpy(buffer + start, payload, n_payload_floats * sizeof(float));
     *frame = buffer;
     *frame_length = length;
+    *payload = (float *)(buffer + start);
+    return 0;
+}
+
+int wire_pack(const Ramp__Envelope *envelope, const float *payload, size_t n_payload_floats, uint8_t **frame,
+              size_t *frame_length, ramp_error *err) {
+    float *room = NULL;
+    if (wire_pack_room(envelope, n_payload_floats, frame, frame_length, &room, err)) return -1;
+    if (n_payload_floats) memcpy(room, payload, n_payload_floats * sizeof(float));
     return 0;
 }
 

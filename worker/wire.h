@@ -18,6 +18,11 @@
 
 int wire_pack(const Ramp__Envelope *envelope, const float *payload, size_t n_payload_floats, uint8_t **frame,
               size_t *frame_length, ramp_error *err);
+/* As wire_pack, but the payload's n_payload_floats floats are left for the caller to write before
+ * the frame is sent: *payload points at them, inside the frame. A stage computes a row of logits
+ * (128 KB for a 32,000-token vocabulary) straight into the frame instead of copying it in. */
+int wire_pack_room(const Ramp__Envelope *envelope, size_t n_payload_floats, uint8_t **frame, size_t *frame_length,
+                   float **payload, ramp_error *err);
 int wire_unpack(const uint8_t *frame, size_t frame_length, Ramp__Envelope **envelope, const float **payload,
                 size_t *n_payload_floats, ramp_error *err);
 void wire_envelope_free(Ramp__Envelope *envelope);
