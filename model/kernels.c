@@ -110,7 +110,7 @@ static void act_quantize_with(block_quantizer quantize_block, act_kind kind, con
 /* ---- dispatch ------------------------------------------------------------------------------------ */
 
 static block_quantizer quantizer_for(kernel_level level) {
-    block_quantizer fast = level == KERNELS_AVX512 ? kernels_avx512_quantizer() : NULL;
+    block_quantizer fast = level >= KERNELS_AVX512 ? kernels_avx512_quantizer() : NULL;
     return fast ? fast : quantize_block_portable;
 }
 
@@ -124,7 +124,7 @@ bool act_quantize_at(kernel_level level, act_kind kind, const float *x, int n, v
     return true;
 }
 
-static const char *const LEVEL_NAMES[KERNEL_LEVELS] = {"portable", "avx2", "avx512"};
+static const char *const LEVEL_NAMES[KERNEL_LEVELS] = {"portable", "avx2", "avx512", "avx512-vbmi2"};
 
 const char *kernel_level_name(kernel_level level) {
     return level >= 0 && level < KERNEL_LEVELS ? LEVEL_NAMES[level] : "unknown";
@@ -153,6 +153,9 @@ static bool cpu_offers(kernel_level level) {
         return cpu_offers(KERNELS_AVX2) && __builtin_cpu_supports("avx512f") &&
                __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
                __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vnni");
+    case KERNELS_AVX512_VBMI2:
+        __builtin_cpu_init();
+        return cpu_offers(KERNELS_AVX512) && __builtin_cpu_supports("avx512vbmi2");
 #endif
     default: return false;
     }
@@ -191,7 +194,7 @@ bool kernel_level_available(kernel_level level) {
 
 static dot_fn kernel_for(kernel_level level, ggml_type type) {
     dot_fn fn = NULL;
-    if (level == KERNELS_AVX512) fn = kernels_avx512_for(type);
+    if (level >= KERNELS_AVX512) fn = kernels_avx512_for(type, level == KERNELS_AVX512_VBMI2);
     if (!fn && level >= KERNELS_AVX2) fn = kernels_avx2_for(type);
     if (!fn) fn = kernels_portable_for(type);
     return fn;
@@ -201,7 +204,7 @@ static dot_fn kernel_for(kernel_level level, ggml_type type) {
  * others get them KERNEL_NARROW_A at a time (the numbers are the same either way). */
 static void dot_at(kernel_level level, dot_fn fn, ggml_type type, int n, const void *w_rows, size_t w_stride, int nw,
                    const void *act, size_t act_stride, int na, float *out, size_t out_stride) {
-    if (na > KERNEL_NARROW_A && level == KERNELS_AVX512) {
+    if (na > KERNEL_NARROW_A && level >= KERNELS_AVX512) {
         dot_fn wide = kernels_avx512_wide_for(type);
         if (wide) {
             wide(n, w_rows, w_stride, nw, act, act_stride, na, out, out_stride);

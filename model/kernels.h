@@ -58,7 +58,9 @@ typedef struct {
 
 typedef enum { ACT_F32, ACT_Q8_32, ACT_Q8_256, ACT_KINDS } act_kind;
 
-typedef enum { KERNELS_PORTABLE, KERNELS_AVX2, KERNELS_AVX512, KERNEL_LEVELS } kernel_level;
+/* KERNELS_AVX512_VBMI2: the AVX-512 kernels, with one more instruction (vpshrdd) where the CPU has
+ * it (Ice Lake and later, AMD Zen 4; Cascade Lake has VNNI without it). */
+typedef enum { KERNELS_PORTABLE, KERNELS_AVX2, KERNELS_AVX512, KERNELS_AVX512_VBMI2, KERNEL_LEVELS } kernel_level;
 
 act_kind act_kind_of(ggml_type type);
 /* Bytes of one converted row of n values (n a multiple of the kind's block; any n for ACT_F32). */
@@ -86,7 +88,7 @@ bool kernel_dot_at(kernel_level level, ggml_type type, int n, const void *w_rows
                    const void *act, size_t act_stride, int na, float *out, size_t out_stride);
 
 /* The level kernel_dot uses: the best this CPU supports, chosen once (thread-safe), unless the
- * environment variable RAMP_KERNELS names a lower one (portable, avx2, avx512). */
+ * environment variable RAMP_KERNELS names a lower one (portable, avx2, avx512, avx512-vbmi2). */
 kernel_level kernels_level(void);
 const char *kernel_level_name(kernel_level level);
 bool kernel_level_available(kernel_level level);

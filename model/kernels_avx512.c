@@ -105,6 +105,12 @@ INLINE __m512 lane_scales16(const unsigned char *const row_table[16], size_t at)
 #undef HALF
 }
 
+/* Q4_0 and Q4_1 keep each high nibble where it is, as 16 x its value: an AND instead of a shift
+ * and an AND per quant vector; lanes16_block divides their products' sum by 16 again, exactly
+ * (Q4_0 768-value rows, one thread, weights in L2: 24.6 -> 25.6 GB/s). Q5_0 and Q5_1 put their
+ * fifth bit above the nibble, where a high nibble in place leaves no room. */
+INLINE bool nibbles_in_place(ggml_type type) { return type == GGML_TYPE_Q4_0 || type == GGML_TYPE_Q4_1; }
+
 /* A block's quants for every lane (row) from its transposed words q[k] (quant bytes 4k .. 4k+3;
  * Q8_0: k < 8, the others k < 4, with qh the fifth bits): W[k] meets activation bytes 4k .. 4k+3. */
 INLINE void lanes16_quants(ggml_type type, const __m512i q[8], __m512i qh, __m512i W[8]) {
@@ -115,6 +121,14 @@ INLINE void lanes16_quants(ggml_type type, const __m512i q[8], __m512i qh, __m51
         return;
     }
     const __m512i mask = _mm512_set1_epi8(0x0f);
+    if (nibbles_in_place(type)) {
+        UNROLL
+        for (int k = 0; k < 4; k++) {
+            W[k] = _mm512_and_si512(q[k], mask);
+            W[k + 4] = _mm512_andnot_si512(mask, q[k]); /* 16 x the high nibble */
+        }
+        return;
+    }
     UNROLL
     for (int k = 0; k < 4; k++) {
         W[k] = _mm512_and_si512(q[k], mask);
@@ -135,13 +149,26 @@ INLINE void lanes16_block(ggml_type type, int NA, int b, const __m512i W[8], __m
         const int8_t *x = a[r].q + 32 * b;
         /* two chains of four vpdpbusd instead of one of eight (integer sums: the same value),
          * so that more of them run at once: Q4_0 4096x4096, 16 rows, one thread 2.52 -> 2.36 ms */
-        __m512i even = _mm512_setzero_si512(), odd = _mm512_setzero_si512();
-        UNROLL
-        for (int k = 0; k < 8; k += 2) {
-            even = dpbusd_bcast(even, W[k], x + 4 * k);
-            odd = dpbusd_bcast(odd, W[k + 1], x + 4 * k + 4);
+        __m512i sums;
+        if (nibbles_in_place(type)) {
+            /* the high nibbles' products sum to 16 x theirs: a multiple of 16, which the arithmetic
+             * shift divides exactly */
+            __m512i low = _mm512_setzero_si512(), high = _mm512_setzero_si512();
+            UNROLL
+            for (int k = 0; k < 4; k++) {
+                low = dpbusd_bcast(low, W[k], x + 4 * k);
+                high = dpbusd_bcast(high, W[k + 4], x + 4 * k + 16);
+            }
+            sums = _mm512_add_epi32(low, _mm512_srai_epi32(high, 4));
+        } else {
+            __m512i even = _mm512_setzero_si512(), odd = _mm512_setzero_si512();
+            UNROLL
+            for (int k = 0; k < 8; k += 2) {
+                even = dpbusd_bcast(even, W[k], x + 4 * k);
+                odd = dpbusd_bcast(odd, W[k + 1], x + 4 * k + 4);
+            }
+            sums = _mm512_add_epi32(even, odd);
         }
-        __m512i sums = _mm512_add_epi32(even, odd);
         if (bias) sums = _mm512_sub_epi32(sums, _mm512_set1_epi32(bias * a[r].sum[b]));
         acc[r] = _mm512_fmadd_ps(_mm512_mul_ps(wd, _mm512_set1_ps(a[r].d[b])), _mm512_cvtepi32_ps(sums), acc[r]);
         if (type == GGML_TYPE_Q4_1 || type == GGML_TYPE_Q5_1)
@@ -179,15 +206,20 @@ enum { GROUP_BLOCKS = 8, GROUP_CHUNK_MAX = GROUP_BLOCKS * 34 / 16 };
 
 /* The 32 bits at byte o (even) of each lane's group, from its transposed words D (word i: bytes
  * 4i .. 4i+3); half16_at: the 16 bits at o, in the low half of the lane. */
-INLINE __m512i word32_at(const __m512i *D, int o) {
+INLINE __m512i word32_at(const __m512i *D, int o, bool vbmi2) {
     if (o % 4 == 0) return D[o / 4];
+    if (vbmi2) { /* vpshrdd: both halves in one instruction (AVX512-VBMI2), where the CPU has it */
+        __m512i word;
+        __asm__("vpshrdd $16, %2, %1, %0" : "=v"(word) : "v"(D[o / 4]), "v"(D[o / 4 + 1]));
+        return word;
+    }
     return _mm512_or_si512(_mm512_srli_epi32(D[o / 4], 16), _mm512_slli_epi32(D[o / 4 + 1], 16));
 }
 INLINE __m512i half16_at(const __m512i *D, int o) { return o % 4 == 0 ? D[o / 4] : _mm512_srli_epi32(D[o / 4], 16); }
 INLINE __m512 fp16_lanes_at(const __m512i *D, int o) { return _mm512_cvtph_ps(_mm512_cvtepi32_epi16(half16_at(D, o))); }
 
 INLINE void lanes16_one_row(ggml_type type, int n, const unsigned char *w, size_t w_stride, int nw,
-                            const act_q8_32_view *a, float *out) {
+                            const act_q8_32_view *a, float *out, bool vbmi2) {
     const int bb = (int)block_bytes_of(type), at = quants_at(type), nb = n / 32;
     const bool five = type == GGML_TYPE_Q5_0 || type == GGML_TYPE_Q5_1;
     const bool has_min = type == GGML_TYPE_Q4_1 || type == GGML_TYPE_Q5_1;
@@ -215,8 +247,8 @@ INLINE void lanes16_one_row(ggml_type type, int n, const unsigned char *w, size_
             for (; chunks < need; chunks++) transpose16x(w, w_stride, rows, group + 16 * (size_t)chunks, D + 4 * chunks);
             __m512i q[8], W[8];
             _Pragma("GCC unroll 8")
-            for (int k = 0; k < quant_words; k++) q[k] = word32_at(D, s + at + 4 * k);
-            lanes16_quants(type, q, five ? word32_at(D, s + at - 4) : _mm512_setzero_si512(), W);
+            for (int k = 0; k < quant_words; k++) q[k] = word32_at(D, s + at + 4 * k, vbmi2);
+            lanes16_quants(type, q, five ? word32_at(D, s + at - 4, vbmi2) : _mm512_setzero_si512(), W);
             const __m512 wd = fp16_lanes_at(D, s), wm = has_min ? fp16_lanes_at(D, s + 2) : _mm512_setzero_ps();
             lanes16_block(type, 1, b + j, W, wd, wm, a, &acc);
         }
@@ -260,14 +292,14 @@ INLINE void small_lanes16(ggml_type type, int NA, int n, const unsigned char *w,
 }
 
 INLINE void small_tile16(ggml_type type, int n, const void *w, size_t ws, int nw, const void *act, size_t as, int na,
-                         float *o, size_t os) {
+                         float *o, size_t os, bool vbmi2) {
     act_q8_32_view a[KERNEL_MAX_A];
     for (int r = 0; r < na; r++) a[r] = act_q8_32_at((const char *)act + (size_t)r * as, n);
     for (int f = 0; f < nw; f += 16) {
         const unsigned char *rows = (const unsigned char *)w + (size_t)f * ws;
         const int count = nw - f < 16 ? nw - f : 16;
         switch (na) {
-        case 1: lanes16_one_row(type, n, rows, ws, count, a, o + f); break;
+        case 1: lanes16_one_row(type, n, rows, ws, count, a, o + f, vbmi2); break;
         case 2: small_lanes16(type, 2, n, rows, ws, count, a, o + f, os); break;
         case 3: small_lanes16(type, 3, n, rows, ws, count, a, o + f, os); break;
         case 4: small_lanes16(type, 4, n, rows, ws, count, a, o + f, os); break;
@@ -279,10 +311,18 @@ INLINE void small_tile16(ggml_type type, int n, const void *w, size_t ws, int nw
     }
 }
 
+/* Each 32-value type's tile twice: with vpshrdd for the words at a half-word offset (Q4_0's
+ * 18-byte and Q8_0's 34-byte blocks put every other block's quants there), for CPUs with
+ * AVX512-VBMI2 (KERNELS_AVX512_VBMI2), and without. Q4_0 768-value rows, one thread, weights in L2:
+ * 25.6 -> 27.5 GB/s. */
 #define SMALL_TILE16(name, type)                                                                               \
     static NO_ASAN void name(int n, const void *w, size_t ws, int nw, const void *act, size_t as, int na,       \
                              float *o, size_t os) {                                                            \
-        small_tile16(type, n, w, ws, nw, act, as, na, o, os);                                                  \
+        small_tile16(type, n, w, ws, nw, act, as, na, o, os, false);                                           \
+    }                                                                                                          \
+    static NO_ASAN void name##_vbmi2(int n, const void *w, size_t ws, int nw, const void *act, size_t as,      \
+                                     int na, float *o, size_t os) {                                            \
+        small_tile16(type, n, w, ws, nw, act, as, na, o, os, true);                                            \
     }
 
 SMALL_TILE16(tile16_q8_0, GGML_TYPE_Q8_0)
@@ -297,8 +337,8 @@ SMALL_TILE16(tile16_q5_1, GGML_TYPE_Q5_1)
 INLINE void small_tile16_wide(ggml_type type, int n, const void *w, size_t ws, int nw, const void *act, size_t as,
                               int na, float *o, size_t os) {
     if (na < 16) {
-        small_tile16(type, n, w, ws, nw, act, as, 8, o, os);
-        small_tile16(type, n, w, ws, nw, (const char *)act + 8 * as, as, na - 8, o + 8 * os, os);
+        small_tile16(type, n, w, ws, nw, act, as, 8, o, os, false);
+        small_tile16(type, n, w, ws, nw, (const char *)act + 8 * as, as, na - 8, o + 8 * os, os, false);
         return;
     }
     act_q8_32_view a[16];
@@ -970,16 +1010,16 @@ static NO_ASAN float quantize_block16(const float *x, int count, int8_t *q) {
 
 block_quantizer kernels_avx512_quantizer(void) { return quantize_block16; }
 
-dot_fn kernels_avx512_for(ggml_type type) {
+dot_fn kernels_avx512_for(ggml_type type, bool vbmi2) {
     switch (type) {
     case GGML_TYPE_F32: return tile16_f32;
     case GGML_TYPE_F16: return tile16_f16;
     case GGML_TYPE_BF16: return tile16_bf16;
-    case GGML_TYPE_Q8_0: return tile16_q8_0;
-    case GGML_TYPE_Q4_0: return tile16_q4_0;
-    case GGML_TYPE_Q4_1: return tile16_q4_1;
-    case GGML_TYPE_Q5_0: return tile16_q5_0;
-    case GGML_TYPE_Q5_1: return tile16_q5_1;
+    case GGML_TYPE_Q8_0: return vbmi2 ? tile16_q8_0_vbmi2 : tile16_q8_0;
+    case GGML_TYPE_Q4_0: return vbmi2 ? tile16_q4_0_vbmi2 : tile16_q4_0;
+    case GGML_TYPE_Q4_1: return vbmi2 ? tile16_q4_1_vbmi2 : tile16_q4_1;
+    case GGML_TYPE_Q5_0: return vbmi2 ? tile16_q5_0_vbmi2 : tile16_q5_0;
+    case GGML_TYPE_Q5_1: return vbmi2 ? tile16_q5_1_vbmi2 : tile16_q5_1;
     case GGML_TYPE_Q4_K: return tile16_q4_k;
     case GGML_TYPE_Q5_K: return tile16_q5_k;
     case GGML_TYPE_Q6_K: return tile16_q6_k;
@@ -1002,8 +1042,9 @@ dot_fn kernels_avx512_wide_for(ggml_type type) {
 }
 #else
 block_quantizer kernels_avx512_quantizer(void) { return NULL; }
-dot_fn kernels_avx512_for(ggml_type type) {
+dot_fn kernels_avx512_for(ggml_type type, bool vbmi2) {
     (void)type;
+    (void)vbmi2;
     return NULL;
 }
 dot_fn kernels_avx512_wide_for(ggml_type type) {

@@ -57,7 +57,7 @@ static inline act_q8_256_view act_q8_256_at(const void *row, int n) {
  * portable one, which computes the same numbers). */
 dot_fn kernels_portable_for(ggml_type type);
 dot_fn kernels_avx2_for(ggml_type type);
-dot_fn kernels_avx512_for(ggml_type type);
+dot_fn kernels_avx512_for(ggml_type type, bool vbmi2); /* vbmi2: the CPU has AVX512-VBMI2 */
 /* These take at most KERNEL_NARROW_A activation rows a call (kernels.c splits wider tiles); the
  * AVX-512 kernels for 32-value blocks and Q4_K, Q5_K, Q6_K also come in a form that takes 9 to
  * KERNEL_MAX_A at once (kernels_avx512_wide_for; NULL for other types). */
