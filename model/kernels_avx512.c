@@ -477,14 +477,19 @@ INLINE void k45_lanes16(bool five, int NA, int n, const unsigned char *w, size_t
             UNROLL
             for (int m = 0; m < 8; m++) {
                 lo[m] = _mm512_and_si512(t[m], nibble);
-                hi[m] = _mm512_and_si512(_mm512_srli_epi16(t[m], 4), nibble);
+                /* Q4_K: the high nibbles stay in place, 16 x their value (as Q4_0's, lanes16_quants) */
+                hi[m] = five ? _mm512_and_si512(_mm512_srli_epi16(t[m], 4), nibble) : _mm512_andnot_si512(nibble, t[m]);
                 if (five) { /* bit 2c of qh for the low nibbles, bit 2c + 1 for the high ones */
                     lo[m] = _mm512_or_si512(lo[m], _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(h[m], 2 * c), one_bits), 4));
                     hi[m] = _mm512_or_si512(hi[m],
                                             _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(h[m], 2 * c + 1), one_bits), 4));
                 }
             }
-            const __m512i sc_a = _mm512_and_si512(_mm512_srli_epi32(c < 2 ? sc_lo : sc_hi, 16 * (c % 2)), _mm512_set1_epi32(0xff));
+            __m512i sc_a = _mm512_and_si512(_mm512_srli_epi32(c < 2 ? sc_lo : sc_hi, 16 * (c % 2)), _mm512_set1_epi32(0xff));
+            /* Q4_K: with its high nibbles at 16 x (above), A sums 16 x every product, the low ones'
+             * through 16 x their scale; divided by 16 once per super-block (at most 8 x 63 x 32 x
+             * 240 x 128 < 2^31, so exact) */
+            if (!five) sc_a = _mm512_slli_epi32(sc_a, 4);
             const __m512i sc_b = _mm512_and_si512(_mm512_srli_epi32(c < 2 ? sc_lo : sc_hi, 16 * (c % 2) + 8), _mm512_set1_epi32(0xff));
             UNROLL
             for (int r = 0; r < NA; r++) {
@@ -500,6 +505,7 @@ INLINE void k45_lanes16(bool five, int NA, int n, const unsigned char *w, size_t
         }
         UNROLL
         for (int r = 0; r < NA; r++) {
+            if (!five) A[r] = _mm512_srai_epi32(A[r], 4);
             /* B = sum of min_j * (activation sum of sub-block j), as four int16 pair products */
             const int16_t *bs = a[r].bsum + 16 * s;
             int x32[8];
