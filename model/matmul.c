@@ -127,6 +127,9 @@ typedef struct {
     int rows, cols, tile_features, feature_tiles;
 } product_job;
 
+/* Weight rows per task of a product with act_rows activation rows. */
+static int tile_features_for(int act_rows) { return act_rows == 1 ? ONE_ROW_TILE_FEATURES : TILE_FEATURES; }
+
 /* The weight rows of task `task` of a product with feature_tiles tiles of tile_features rows. */
 static void task_weight_rows(const weight_matrix *w, int tile_features, int feature_tiles, int task, int *first,
                              int *end) {
@@ -171,7 +174,7 @@ void matmul_warm_up(const weight_matrix *const *w, int n, int act_rows) {
     /* the tasks as matmul_weights_many numbers them (one row tile each: act_rows <= TILE_ROWS), and
      * each worker's share as parallel_run cuts it */
     _Static_assert((int)WARM_UP_MAX_ROWS <= (int)TILE_ROWS, "a warmed product has one tile of activation rows");
-    int first_task[MATMUL_MANY_MAX + 1] = {0}, tile_features = act_rows == 1 ? ONE_ROW_TILE_FEATURES : TILE_FEATURES;
+    int first_task[MATMUL_MANY_MAX + 1] = {0}, tile_features = tile_features_for(act_rows);
     double macs = 0;
     for (int i = 0; i < n; i++) {
         first_task[i + 1] = first_task[i] + (w[i]->rows + tile_features - 1) / tile_features;
@@ -208,7 +211,7 @@ void matmul_weights_many(const matmul_product *products, int n) {
         for (int i = 0; i < m.n; i++) {
             const matmul_product *p = &products[start + i];
             const act_kind kind = act_kind_of(p->w->type);
-            const int tile_features = p->a->n_rows == 1 ? ONE_ROW_TILE_FEATURES : TILE_FEATURES;
+            const int tile_features = tile_features_for(p->a->n_rows);
             const int feature_tiles = (p->w->rows + tile_features - 1) / tile_features;
             m.jobs[i] = (product_job){p->out, p->w, converted(p->a, kind), p->a->stride[kind], p->a->n_rows,
                                       p->a->n_cols, tile_features, feature_tiles};

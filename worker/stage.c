@@ -105,8 +105,8 @@ int stage_open(stage *s, const stage_config *config, int rank, transport *t, ram
     s->slot_owner = malloc((size_t)config->max_sequences * sizeof *s->slot_owner);
     if (s->slot_owner)
         for (int i = 0; i < config->max_sequences; i++) s->slot_owner[i] = SLOT_FREE;
-    int widest_head = c->vocab_size > head_width(s) ? c->vocab_size : head_width(s);
-    s->head_logits = malloc(rows * (size_t)widest_head * sizeof(float));
+    /* the exit heads' logits (the last stage computes its own into the frame that carries them) */
+    s->head_logits = malloc(rows * (size_t)head_width(s) * sizeof(float));
     s->slots = malloc(rows * sizeof(int));
     s->positions = malloc(rows * sizeof(int));
     s->kv_only = malloc(rows * sizeof(bool));
@@ -174,12 +174,19 @@ void stage_close(stage *s) {
     memset(s, 0, sizeof *s);
 }
 
+/* A frame of e (stamped with this build's protocol version) with room for n payload floats. */
+static int pack_room(Ramp__Envelope *e, size_t n, uint8_t **frame, size_t *length, float **payload, ramp_error *err) {
+    e->version = WIRE_PROTOCOL_VERSION;
+    return wire_pack_room(e, n, frame, length, payload, err);
+}
+
 static int pack_and_send(transport *t, int destination, Ramp__Envelope *e, const float *payload, size_t n, bool urgent,
                          ramp_error *err) {
     uint8_t *frame;
     size_t length;
-    e->version = WIRE_PROTOCOL_VERSION;
-    if (wire_pack(e, payload, n, &frame, &length, err)) return -1;
+    float *room;
+    if (pack_room(e, n, &frame, &length, &room, err)) return -1;
+    if (n) memcpy(room, payload, n * sizeof(float));
     return urgent ? transport_send_urgent(t, destination, frame, length, err)
                   : transport_send(t, destination, frame, length, err);
 }
@@ -520,8 +527,7 @@ static int finish_batch(stage *s, stage_batch *b, ramp_error *err) {
         uint8_t *frame;
         size_t length;
         float *logits;
-        e.version = WIRE_PROTOCOL_VERSION;
-        status = wire_pack_room(&e, (size_t)n_out * vocab, &frame, &length, &logits, err);
+        status = pack_room(&e, (size_t)n_out * vocab, &frame, &length, &logits, err);
         if (!status) {
             if (n_out) forward_logits(&s->model, s->workspace.projection, n_out, logits, &s->workspace);
             status = transport_send(s->transport, 0, frame, length, err);

@@ -27,14 +27,6 @@ int wire_pack_room(const Ramp__Envelope *envelope, size_t n_payload_floats, uint
     return 0;
 }
 
-int wire_pack(const Ramp__Envelope *envelope, const float *payload, size_t n_payload_floats, uint8_t **frame,
-              size_t *frame_length, ramp_error *err) {
-    float *room = NULL;
-    if (wire_pack_room(envelope, n_payload_floats, frame, frame_length, &room, err)) return -1;
-    if (n_payload_floats) memcpy(room, payload, n_payload_floats * sizeof(float));
-    return 0;
-}
-
 int wire_unpack(const uint8_t *frame, size_t frame_length, Ramp__Envelope **envelope, const float **payload,
                 size_t *n_payload_floats, ramp_error *err) {
     if (frame_length < 4) return ramp_fail(err, "wire: frame of %zu bytes is shorter than its 4-byte length", frame_length);
