@@ -3,7 +3,9 @@
  *
  * The fingerprint is the file's size and a 64-bit FNV-1a hash of its first and last MiB (a GGUF's
  * header and tensor table, a llama2.c header; the tail catches a file cut short or re-quantized).
- * Reading 2 MiB costs milliseconds even for multi-GB files; it is not a cryptographic check.
+ * Reading 2 MiB costs milliseconds even for multi-GB files; it is not a cryptographic check. The
+ * first part of a split model (gguf_split.h) is fingerprinted with all its other parts: the total
+ * size, and the first and last MiB of each part.
  */
 #ifndef RAMP_FILE_IDENTITY_H
 #define RAMP_FILE_IDENTITY_H

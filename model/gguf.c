@@ -14,6 +14,7 @@
  * and the elements. All numbers are little-endian.
  */
 #include "gguf.h"
+#include "gguf_split.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -339,6 +340,10 @@ static int reject_duplicate_names(const gguf_file *f, bool tensors, ramp_error *
     return rc;
 }
 
+int gguf_reject_duplicate_tensors(const gguf_file *file, ramp_error *err) {
+    return reject_duplicate_names(file, true, err);
+}
+
 static int read_alignment(gguf_file *f, ramp_error *err) {
     f->alignment = DEFAULT_ALIGNMENT;
     if (gguf_find(f, "general.alignment") == NULL) return 0;
@@ -472,6 +477,13 @@ int gguf_open_buffer(gguf_file *file, const void *data, size_t size, const char 
 }
 
 int gguf_open(gguf_file *file, const char *path, ramp_error *err) {
+    if (gguf_open_single(file, path, err)) return -1;
+    if (gguf_split_open_parts(file, err) == 0) return 0;
+    gguf_close(file);
+    return -1;
+}
+
+int gguf_open_single(gguf_file *file, const char *path, ramp_error *err) {
     memset(file, 0, sizeof *file);
     struct stat st;
     /* stat before open: opening a FIFO for reading would block. */
@@ -498,6 +510,8 @@ int gguf_open(gguf_file *file, const char *path, ramp_error *err) {
 }
 
 void gguf_close(gguf_file *file) {
+    for (uint32_t i = 0; i < file->n_other_parts; i++) gguf_close(&file->other_parts[i]);
+    free(file->other_parts);
     if (file->kvs != NULL)
         for (uint64_t i = 0; i < file->n_kvs; i++) {
             free(file->kvs[i].key);

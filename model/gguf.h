@@ -108,7 +108,7 @@ typedef struct {
     const void *data; /* into the mapping */
 } gguf_tensor;
 
-typedef struct {
+typedef struct gguf_file {
     char *path; /* owned copy, used in messages */
     void *map;
     size_t map_size;
@@ -121,16 +121,28 @@ typedef struct {
     uint64_t n_tensors;
     gguf_tensor *tensors;
     uint64_t data_offset; /* file offset of the tensor data section */
+    /* A model split over several files (gguf_split.h): this is its first part, which holds every
+     * metadata key, and these are the others. Their tensors are in `tensors` above too (each
+     * tensor's offset and data belong to the part it is in); they are closed with this file.
+     * NULL and 0 for a model in one file. */
+    struct gguf_file *other_parts;
+    uint32_t n_other_parts;
 } gguf_file;
 
-/* Opens and validates path. On failure *file is left closed (nothing to free). */
+/* Opens and validates path. When path is the first part of a split model, the other parts are
+ * opened and validated too (gguf_split.h), and their tensors join this file's. On failure *file is
+ * left closed (nothing to free). */
 int gguf_open(gguf_file *file, const char *path, ramp_error *err);
-/* Same checks on a caller-owned buffer (not copied; must outlive the gguf_file). Used by tests
- * and fuzzers. path is only used in messages. */
+/* The same for path on its own: a part of a split model without the others. */
+int gguf_open_single(gguf_file *file, const char *path, ramp_error *err);
+/* gguf_open_single's checks on a caller-owned buffer (not copied; must outlive the gguf_file).
+ * Used by tests and fuzzers. path is only used in messages. */
 int gguf_open_buffer(gguf_file *file, const void *data, size_t size, const char *path, ramp_error *err);
 void gguf_close(gguf_file *file);
 
 const gguf_kv *gguf_find(const gguf_file *file, const char *key);
+/* Fails naming the first tensor name that occurs twice in file->tensors. */
+int gguf_reject_duplicate_tensors(const gguf_file *file, ramp_error *err);
 const gguf_tensor *gguf_find_tensor(const gguf_file *file, const char *name);
 
 /* Typed getters: fail with a message naming the file and key when the key is missing, has the

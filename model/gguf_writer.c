@@ -116,6 +116,16 @@ int gguf_writer_add_string(gguf_writer *w, const char *key, const char *value, r
     return append_string(w, value, err);
 }
 
+int gguf_writer_add_u16(gguf_writer *w, const char *key, uint16_t value, ramp_error *err) {
+    if (begin_entry(w, key, GGUF_VALUE_UINT16, err)) return -1;
+    return append_le(w, value, 2, err);
+}
+
+int gguf_writer_add_i32(gguf_writer *w, const char *key, int32_t value, ramp_error *err) {
+    if (begin_entry(w, key, GGUF_VALUE_INT32, err)) return -1;
+    return append_le(w, (uint32_t)value, 4, err);
+}
+
 int gguf_writer_add_u32(gguf_writer *w, const char *key, uint32_t value, ramp_error *err) {
     if (begin_entry(w, key, GGUF_VALUE_UINT32, err)) return -1;
     return append_le(w, value, 4, err);

@@ -34,6 +34,8 @@ int gguf_writer_create(gguf_writer **out, const char *path, ramp_error *err);
 
 /* Metadata, before gguf_writer_begin_data. Keys must be unique. Values are copied. */
 int gguf_writer_add_string(gguf_writer *w, const char *key, const char *value, ramp_error *err);
+int gguf_writer_add_u16(gguf_writer *w, const char *key, uint16_t value, ramp_error *err);
+int gguf_writer_add_i32(gguf_writer *w, const char *key, int32_t value, ramp_error *err);
 int gguf_writer_add_u32(gguf_writer *w, const char *key, uint32_t value, ramp_error *err);
 int gguf_writer_add_f32(gguf_writer *w, const char *key, float value, ramp_error *err);
 int gguf_writer_add_bool(gguf_writer *w, const char *key, bool value, ramp_error *err);

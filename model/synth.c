@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "gguf_split.h"
 #include "gguf_writer.h"
 #include "quant.h"
 
@@ -38,6 +39,8 @@ typedef struct {
 } tensor_desc;
 
 static size_t tensors_per_layer(const synth_spec *s) { return WEIGHTS_PER_LAYER + (s->qwen2 ? BIASES_PER_LAYER : 0); }
+
+static size_t tensor_count(const synth_spec *s);
 
 int synth_validate(const synth_spec *s, ramp_error *err) {
     const struct { const char *name; int value; } sizes[] = {
@@ -65,6 +68,9 @@ int synth_validate(const synth_spec *s, ramp_error *err) {
     if (s->dim % block != 0 || s->ffn % block != 0)
         return ramp_fail(err, "synthetic model: dim %d and ffn %d must be multiples of %d for %s weights", s->dim,
                          s->ffn, block, ggml_type_name(s->type));
+    if (s->parts < 0 || (size_t)s->parts > tensor_count(s) || s->parts > UINT16_MAX)
+        return ramp_fail(err, "synthetic model: %d parts for %zu tensors, expected 1 to %zu", s->parts,
+                         tensor_count(s), tensor_count(s) < UINT16_MAX ? tensor_count(s) : (size_t)UINT16_MAX);
     return 0;
 }
 
@@ -202,8 +208,9 @@ static int write_tensor(gguf_writer *w, const synth_spec *s, const tensor_desc *
     return rc;
 }
 
-static int declare_tensors(gguf_writer *w, const synth_spec *s, ramp_error *err) {
-    for (size_t i = 0; i < tensor_count(s); i++) {
+/* Tensors [from, to) of the model, in the order they are declared and written. */
+static int declare_tensors(gguf_writer *w, const synth_spec *s, size_t from, size_t to, ramp_error *err) {
+    for (size_t i = from; i < to; i++) {
         tensor_desc t;
         describe_tensor(s, i, &t);
         if (gguf_writer_add_tensor(w, t.name, t.n_dims, t.dims, storage_type(s, &t), err)) return -1;
@@ -211,8 +218,8 @@ static int declare_tensors(gguf_writer *w, const synth_spec *s, ramp_error *err)
     return 0;
 }
 
-static int write_tensors(gguf_writer *w, const synth_spec *s, ramp_error *err) {
-    for (size_t i = 0; i < tensor_count(s); i++) {
+static int write_tensors(gguf_writer *w, const synth_spec *s, size_t from, size_t to, ramp_error *err) {
+    for (size_t i = from; i < to; i++) {
         tensor_desc t;
         describe_tensor(s, i, &t);
         if (write_tensor(w, s, &t, err)) return -1;
@@ -313,12 +320,43 @@ done:
     return rc;
 }
 
-int synth_write(const synth_spec *spec, const char *path, ramp_error *err) {
-    if (synth_validate(spec, err)) return -1;
+/* The keys gguf-split gives every part, with its types (llama.cpp checks them). */
+static int add_split_keys(gguf_writer *w, const synth_spec *s, int part, ramp_error *err) {
+    int failed = gguf_writer_add_u16(w, "split.no", (uint16_t)part, err) ||
+                 gguf_writer_add_u16(w, "split.count", (uint16_t)s->parts, err) ||
+                 gguf_writer_add_i32(w, "split.tensors.count", (int32_t)tensor_count(s), err);
+    return failed ? -1 : 0;
+}
+
+/* One file: tensors [from, to) of the model, with its metadata when it is the first (or only) file
+ * and the split keys when the model is split. */
+static int write_file(const synth_spec *s, const char *path, int part, size_t from, size_t to, ramp_error *err) {
     gguf_writer *w;
     if (gguf_writer_create(&w, path, err)) return -1;
-    int failed = add_hyperparameters(w, spec, err) || add_vocabulary(w, spec, err) || declare_tensors(w, spec, err) ||
-                 gguf_writer_begin_data(w, err) || write_tensors(w, spec, err) || gguf_writer_finish(w, err);
+    int failed = (part == 0 && (add_hyperparameters(w, s, err) || add_vocabulary(w, s, err))) ||
+                 (s->parts > 1 && add_split_keys(w, s, part, err)) || declare_tensors(w, s, from, to, err) ||
+                 gguf_writer_begin_data(w, err) || write_tensors(w, s, from, to, err) || gguf_writer_finish(w, err);
     gguf_writer_free(w); /* deletes the file unless finish succeeded */
     return failed ? -1 : 0;
+}
+
+int synth_write(const synth_spec *spec, const char *path, ramp_error *err) {
+    if (synth_validate(spec, err)) return -1;
+    const size_t n = tensor_count(spec);
+    if (spec->parts <= 1) return write_file(spec, path, 0, 0, n, err);
+    const size_t parts = (size_t)spec->parts;
+    for (size_t i = 0; i < parts; i++) {
+        char *part = gguf_split_part_path(path, strlen(path), (uint32_t)(i + 1), (uint32_t)parts);
+        int rc = part ? write_file(spec, part, (int)i, n * i / parts, n * (i + 1) / parts, err)
+                      : ramp_fail(err, "%s: out of memory", path);
+        free(part);
+        if (rc == 0) continue;
+        for (size_t done = 0; done < i; done++) { /* no half-written model left behind */
+            char *written = gguf_split_part_path(path, strlen(path), (uint32_t)(done + 1), (uint32_t)parts);
+            if (written) remove(written);
+            free(written);
+        }
+        return -1;
+    }
+    return 0;
 }

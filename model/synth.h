@@ -33,13 +33,17 @@ typedef struct {
     uint64_t seed;
     bool qwen2;     /* general.architecture qwen2: qwen2.* keys and blk.N.attn_q/attn_k/attn_v.bias
                        (random, fp32) after each layer's weights */
+    int parts;      /* 0 or 1: one file. More: that many files, as llama.cpp's gguf-split writes a
+                       model (gguf_split.h), the tensors shared out in order; synth_write's path is
+                       then their prefix: PATH-00001-of-0000N.gguf, ... */
 } synth_spec;
 
 /* Checks the spec (positive sizes, dim % heads, heads % kv_heads, an even head size, room for the
  * 259 special and byte tokens, block-aligned rows for quantized types). */
 int synth_validate(const synth_spec *spec, ramp_error *err);
 
-/* Writes the model to path. On failure no file is left behind. */
+/* Writes the model to path (or, with spec->parts > 1, to the parts named after it). On failure no
+ * file is left behind. */
 int synth_write(const synth_spec *spec, const char *path, ramp_error *err);
 
 /* The fp32 values synth_write generates for the named tensor (before conversion to spec->type),
