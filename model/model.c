@@ -160,6 +160,15 @@ static int gguf_read_config(const gguf_file *f, model_config *c, ramp_error *err
             return ramp_fail(err, "%s: %s is %u, but ramp needs the head size to be embedding_length / head_count = %d",
                              f->path, key.text, value, c->head_dim);
     }
+    /* Mixtral and the like are general.architecture llama with experts in place of each layer's
+     * feed-forward: refused by name rather than as a missing blk.0.ffn_gate.weight. */
+    key = arch_key(a, "expert_count");
+    if (gguf_find(f, key.text)) {
+        if (gguf_get_u32(f, key.text, &value, err)) return -1;
+        if (value > 0)
+            return ramp_fail(err, "%s: %s is %u: a mixture-of-experts model, which ramp cannot run yet (it runs "
+                                  "dense models, one feed-forward per layer)", f->path, key.text, value);
+    }
     c->context_length = 2048;
     key = arch_key(a, "context_length");
     if (gguf_find(f, key.text)) {

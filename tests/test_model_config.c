@@ -26,6 +26,7 @@ typedef struct {
     float scaling_factor;
     const float *rope_freqs; /* [PAIRS] or NULL: no tensor */
     uint32_t key_length;     /* <arch>.attention.key_length, or 0: no key */
+    uint32_t expert_count;   /* <arch>.expert_count, or 0: no key */
 } tiny_spec;
 
 static uint32_t rng_state;
@@ -66,6 +67,10 @@ static void write_tiny(const tiny_spec *s, char *out, size_t size) {
     for (size_t i = 0; i < sizeof u32s / sizeof u32s[0]; i++) {
         snprintf(key, sizeof key, "%s.%s", s->arch, u32s[i].name);
         cr_assert_eq(gguf_writer_add_u32(w, key, u32s[i].value, &err), 0, "%s", err.message);
+    }
+    if (s->expert_count) {
+        snprintf(key, sizeof key, "%s.expert_count", s->arch);
+        cr_assert_eq(gguf_writer_add_u32(w, key, s->expert_count, &err), 0, "%s", err.message);
     }
     if (s->key_length) {
         snprintf(key, sizeof key, "%s.attention.key_length", s->arch);
@@ -142,6 +147,13 @@ Test(model_config, an_architecture_other_than_llama_or_qwen2_is_refused_by_name)
     ramp_error err = {{0}};
     cr_assert_eq(read_tiny_config(&(tiny_spec){.arch = "gemma2"}, &err), -1);
     cr_assert_not_null(strstr(err.message, "architecture 'gemma2' is not supported"), "%s", err.message);
+}
+
+/* Mixtral-style files (architecture llama, experts instead of one feed-forward) are refused by name. */
+Test(model_config, a_mixture_of_experts_is_refused_by_name) {
+    ramp_error err = {{0}};
+    cr_assert_eq(read_tiny_config(&(tiny_spec){.arch = "llama", .expert_count = 8}, &err), -1);
+    cr_assert_not_null(strstr(err.message, "llama.expert_count is 8: a mixture-of-experts model"), "%s", err.message);
 }
 
 /* A head size of the file's own (attention.key_length) other than dim / heads is refused by name;
