@@ -47,7 +47,7 @@ int split_parse(const char *text, int n_layers, int n_stages, layer_range *range
 
 /* Multiply-adds per row: a layer's matrices, and the LM head (vocab x dim). */
 static double layer_cost(const model_config *c) {
-    return 2.0 * c->dim * c->dim + 2.0 * c->kv_dim * c->dim + 3.0 * c->ffn_dim * c->dim;
+    return 2.0 * c->q_dim * c->dim + 2.0 * c->kv_dim * c->dim + 3.0 * c->ffn_dim * c->dim;
 }
 static double head_cost(const model_config *c) { return (double)c->vocab_size * c->dim; }
 

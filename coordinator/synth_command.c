@@ -10,10 +10,11 @@
 static void synth_usage(FILE *out) {
     fprintf(out, "usage: ramp synth -o FILE.gguf --dim D --layers L --heads H --kv-heads K --ffn F --vocab V\n"
                  "                  [--context C] [--type f32|f16|q8_0|q4_0] [--seed S] [--arch llama|qwen2]\n"
-                 "                  [--parts N]\n\n"
+                 "                  [--head-size S] [--parts N]\n\n"
                  "Writes a valid llama- (or qwen2-) architecture GGUF with seeded random weights (for benchmarks\n"
                  "and tests); qwen2 adds the query, key and value biases. --parts N writes the model as N files,\n"
-                 "as llama.cpp's gguf-split does: FILE-00001-of-0000N.gguf, ... (open the first one).\n"
+                 "as llama.cpp's gguf-split does: FILE-00001-of-0000N.gguf, ... (open the first one). --head-size S\n"
+                 "gives the heads their own size (attention.key_length), apart from dim / heads.\n"
                  "Defaults: context 2048, type f32, seed 1; kv-heads defaults to heads.\n");
 }
 
@@ -21,7 +22,7 @@ int command_synth(int argc, char **argv, transport *mpi) {
     synth_spec spec = {.context = 2048, .type = GGML_TYPE_F32, .seed = 1};
     const char *output = NULL;
     ramp_error err;
-    enum { DIM = 1000, LAYERS, HEADS, KV_HEADS, FFN, VOCAB, CONTEXT, TYPE, SEED, ARCH, PARTS };
+    enum { DIM = 1000, LAYERS, HEADS, KV_HEADS, FFN, VOCAB, CONTEXT, TYPE, SEED, ARCH, PARTS, HEAD_SIZE };
     static const struct option long_options[] = {
         {"output", required_argument, 0, 'o'}, {"dim", required_argument, 0, DIM},
         {"layers", required_argument, 0, LAYERS}, {"heads", required_argument, 0, HEADS},
@@ -29,6 +30,7 @@ int command_synth(int argc, char **argv, transport *mpi) {
         {"vocab", required_argument, 0, VOCAB}, {"context", required_argument, 0, CONTEXT},
         {"type", required_argument, 0, TYPE}, {"seed", required_argument, 0, SEED},
         {"arch", required_argument, 0, ARCH}, {"parts", required_argument, 0, PARTS},
+        {"head-size", required_argument, 0, HEAD_SIZE},
         {"help", no_argument, 0, 'h'}, {0, 0, 0, 0},
     };
     int c;
@@ -46,6 +48,7 @@ int command_synth(int argc, char **argv, transport *mpi) {
         case CONTEXT: bad = cli_parse_int("--context", optarg, 2, 1 << 20, &spec.context, &err); break;
         case SEED: bad = cli_parse_u64("--seed", optarg, &spec.seed, &err); break;
         case PARTS: bad = cli_parse_int("--parts", optarg, 1, 65535, &spec.parts, &err); break;
+        case HEAD_SIZE: bad = cli_parse_int("--head-size", optarg, 2, 4096, &spec.head_size, &err); break;
         case TYPE:
             if (!strcmp(optarg, "f32")) spec.type = GGML_TYPE_F32;
             else if (!strcmp(optarg, "f16")) spec.type = GGML_TYPE_F16;

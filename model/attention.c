@@ -227,8 +227,8 @@ static ALWAYS_INLINE void attend(void *ctx, int task, int worker, bool half) {
     const float *query[QUERY_BLOCK];
     float *scores[QUERY_BLOCK], *out[QUERY_BLOCK];
     for (int q = 0; q < n_queries; q++) {
-        query[q] = j->q + (size_t)query_rows[q] * c->dim + heads[q] * c->head_dim;
-        out[q] = j->out + (size_t)query_rows[q] * c->dim + heads[q] * c->head_dim;
+        query[q] = j->q + (size_t)query_rows[q] * c->q_dim + heads[q] * c->head_dim;
+        out[q] = j->out + (size_t)query_rows[q] * c->q_dim + heads[q] * c->head_dim;
         scores[q] = ws->scores + ((size_t)worker * QUERY_BLOCK + (size_t)q) * ws->max_context;
     }
     /* Decode: the starts of both runs at once, as the loops prefetch only from KV_PREFETCH_AHEAD on
@@ -312,7 +312,7 @@ static void attention_task(void *ctx, int task, int worker) {
 static long attention_work(const model_config *c, const forward_rows *rows) {
     long work = 0;
     for (int r = 0; r < rows->n_rows && work < ATTENTION_PARALLEL_WORK; r++)
-        work += (long)(rows->positions[r] + 1) * c->dim;
+        work += (long)(rows->positions[r] + 1) * c->q_dim;
     return work;
 }
 

@@ -93,6 +93,12 @@ static void silu_times(float *gate, const float *up, long elements) {
     parallel_run((int)((elements + SILU_CHUNK - 1) / SILU_CHUNK), silu_task, &j);
 }
 
+/* The widest row a product takes in: the embedding, the attention output or the feed-forward's. */
+static int widest_activation(const model_config *c) {
+    int widest = c->dim > c->q_dim ? c->dim : c->q_dim;
+    return c->ffn_dim > widest ? c->ffn_dim : widest;
+}
+
 int forward_workspace_init(forward_workspace *ws, const model_config *c, int max_rows, int max_context,
                            ramp_error *err) {
     memset(ws, 0, sizeof *ws);
@@ -104,7 +110,7 @@ int forward_workspace_init(forward_workspace *ws, const model_config *c, int max
     float **buffers[] = {&ws->normed, &ws->q, &ws->attention, &ws->projection, &ws->k, &ws->v,
                          &ws->gate, &ws->up, &ws->rope_cos, &ws->rope_sin, &ws->scores, &ws->rope_frequency};
     ws->score_buffers = parallel_threads();
-    size_t sizes[] = {rows * c->dim, rows * c->dim, rows * c->dim, rows * c->dim, rows * c->kv_dim,
+    size_t sizes[] = {rows * c->dim, rows * c->q_dim, rows * c->q_dim, rows * c->dim, rows * c->kv_dim,
                       rows * c->kv_dim, rows * c->ffn_dim, rows * c->ffn_dim, rows * (c->rope_dim / 2),
                       rows * (c->rope_dim / 2), (size_t)ws->score_buffers * attention_scratch_floats(max_context),
                       (size_t)(c->rope_dim / 2)};
@@ -117,7 +123,7 @@ int forward_workspace_init(forward_workspace *ws, const model_config *c, int max
     }
     for (int i = 0; i < c->rope_dim / 2; i++) /* once, not for every row of every batch */
         ws->rope_frequency[i] = 1.0f / powf(c->rope_base, (float)(2 * i) / (float)c->rope_dim);
-    if (act_buffer_init(&ws->act, max_rows, c->ffn_dim > c->dim ? c->ffn_dim : c->dim, err)) {
+    if (act_buffer_init(&ws->act, max_rows, widest_activation(c), err)) {
         forward_workspace_free(ws);
         return -1;
     }
@@ -138,14 +144,14 @@ int forward_workspace_enable_pairs(forward_workspace *ws, const model_config *c,
     if (!b) return ramp_fail(err, "workspace: out of memory for a layer pair");
     size_t rows = (size_t)ws->max_rows;
     float **buffers[] = {&b->normed, &b->q, &b->attention, &b->projection, &b->k, &b->v, &b->gate, &b->up};
-    size_t sizes[] = {rows * c->dim,    rows * c->dim,    rows * c->dim,     rows * c->dim,
+    size_t sizes[] = {rows * c->dim,    rows * c->q_dim,  rows * c->q_dim,   rows * c->dim,
                       rows * c->kv_dim, rows * c->kv_dim, rows * c->ffn_dim, rows * c->ffn_dim};
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++)
         if (!(*buffers[i] = malloc((sizes[i] ? sizes[i] : 1) * sizeof(float)))) {
             pair_buffers_free(b);
             return ramp_fail(err, "workspace: out of memory for a layer pair of %d rows", ws->max_rows);
         }
-    if (act_buffer_init(&b->act, ws->max_rows, c->ffn_dim > c->dim ? c->ffn_dim : c->dim, err)) {
+    if (act_buffer_init(&b->act, ws->max_rows, widest_activation(c), err)) {
         pair_buffers_free(b);
         return -1;
     }
@@ -237,14 +243,14 @@ static void add_residual(float *hidden, const float *update, const forward_rows 
  * into the cache of local_layer. */
 static void rope_and_store(const model_config *c, const layer_weights *w, kv_cache *kv, int local_layer,
                            const forward_rows *rows, float *q, float *k, float *v, const forward_workspace *ws) {
-    const int dim = c->dim, kv_dim = c->kv_dim, pairs = c->rope_dim / 2;
-    add_bias(q, w->q_bias, rows->n_rows, dim);
+    const int q_dim = c->q_dim, kv_dim = c->kv_dim, pairs = c->rope_dim / 2;
+    add_bias(q, w->q_bias, rows->n_rows, q_dim);
     add_bias(k, w->k_bias, rows->n_rows, kv_dim);
     add_bias(v, w->v_bias, rows->n_rows, kv_dim);
     for (int r = 0; r < rows->n_rows; r++) {
         const float *cos_row = ws->rope_cos + r * pairs, *sin_row = ws->rope_sin + r * pairs;
         kv_prepare(kv, rows->slots[r], local_layer, rows->positions[r]);
-        rope_apply(q + (size_t)r * dim, c->n_heads, c->head_dim, c->rope_dim, c->rope_halves, cos_row, sin_row);
+        rope_apply(q + (size_t)r * q_dim, c->n_heads, c->head_dim, c->rope_dim, c->rope_halves, cos_row, sin_row);
         rope_apply(k + (size_t)r * kv_dim, c->n_kv_heads, c->head_dim, c->rope_dim, c->rope_halves, cos_row, sin_row);
         kv_store(kv, rows->slots[r], local_layer, rows->positions[r], k + (size_t)r * kv_dim, v + (size_t)r * kv_dim);
     }
@@ -267,7 +273,7 @@ static void layer_forward(const model *m, int layer, kv_cache *kv, const forward
     }
     rope_and_store(c, w, kv, local_layer, rows, ws->q, ws->k, ws->v, ws);
     attention_of_rows(c, kv, local_layer, rows, ws->q, ws->attention, ws);
-    act_buffer_set(&ws->act, ws->attention, n, dim);
+    act_buffer_set(&ws->act, ws->attention, n, c->q_dim);
     matmul_warm_up((const weight_matrix *[]){&w->w_gate, &w->w_up}, 2, n);
     matmul_weights(ws->projection, &ws->act, &w->wo);
     add_residual(hidden, ws->projection, rows, dim);
@@ -347,7 +353,7 @@ static int pair_forward(const model *m, int layer, kv_cache *kv, const forward_r
     }
     n_products = 0;
     for (int i = from; i < to; i++) {
-        act_buffer_set(x[i].act, x[i].attention, n, dim);
+        act_buffer_set(x[i].act, x[i].attention, n, c->q_dim);
         products[n_products++] = (matmul_product){x[i].projection, x[i].act, &x[i].w->wo};
     }
     matmul_weights_many(products, n_products);

@@ -28,7 +28,8 @@ static int config_validate(const char *path, const model_config *c, ramp_error *
     if (c->dim > (1 << 16) || c->ffn_dim > (1 << 18) || c->n_layers > 1024 || c->vocab_size > (1 << 22))
         return ramp_fail(err, "%s: implausible model sizes (dim %d, ffn %d, layers %d, vocab %d)", path, c->dim,
                          c->ffn_dim, c->n_layers, c->vocab_size);
-    if (c->dim % c->n_heads != 0)
+    /* without a head size of the file's own, the heads share the embedding out evenly */
+    if (c->q_dim != c->dim && c->head_dim == c->dim / c->n_heads)
         return ramp_fail(err, "%s: embedding length %d is not a multiple of the head count %d", path, c->dim,
                          c->n_heads);
     if (c->n_heads % c->n_kv_heads != 0)
@@ -44,8 +45,10 @@ static int config_validate(const char *path, const model_config *c, ramp_error *
     return 0;
 }
 
-static void config_derive(model_config *c) {
-    c->head_dim = c->n_heads > 0 ? c->dim / c->n_heads : 0;
+/* The head size and widths that follow from the sizes read; head_size 0: dim / n_heads. */
+static void config_derive(model_config *c, int head_size) {
+    c->head_dim = head_size > 0 ? head_size : c->n_heads > 0 ? c->dim / c->n_heads : 0;
+    c->q_dim = c->head_dim * c->n_heads;
     c->kv_dim = c->head_dim * c->n_kv_heads;
 }
 
@@ -148,18 +151,23 @@ static int gguf_read_config(const gguf_file *f, model_config *c, ramp_error *err
         c->n_kv_heads = (int)(value > INT32_MAX ? 0 : value);
     }
     if (model_shape_check(f->path, c, err)) return -1;
-    config_derive(c);
-    /* A head size of its own (Mistral NeMo: 128 with dim 5120 and 32 heads) changes every attention
-     * shape; refused by name rather than failing later on a tensor's shape. */
+    /* A head size of the file's own (Mistral NeMo and Small: 128 with dim 5120 and 32 heads) sets the
+     * width of the queries, keys and values apart from the embedding's. Keys and values of different
+     * sizes are refused by name rather than failing later on a tensor's shape. */
     static const char *const head_sizes[] = {"attention.key_length", "attention.value_length"};
+    uint32_t sizes[2] = {0, 0};
     for (size_t i = 0; i < sizeof head_sizes / sizeof head_sizes[0]; i++) {
         key = arch_key(a, head_sizes[i]);
         if (!gguf_find(f, key.text)) continue;
-        if (gguf_get_u32(f, key.text, &value, err)) return -1;
-        if (value != (uint32_t)c->head_dim)
-            return ramp_fail(err, "%s: %s is %u, but ramp needs the head size to be embedding_length / head_count = %d",
-                             f->path, key.text, value, c->head_dim);
+        if (gguf_get_u32(f, key.text, &sizes[i], err)) return -1;
+        if (sizes[i] < 2 || sizes[i] > 4096 || (uint64_t)sizes[i] * (uint64_t)c->n_heads > (1u << 16))
+            return ramp_fail(err, "%s: %s is %u, expected 2 to 4096 and at most %d per head (65536 in all over %d "
+                                  "heads)", f->path, key.text, sizes[i], (1 << 16) / c->n_heads, c->n_heads);
     }
+    if (sizes[0] && sizes[1] && sizes[0] != sizes[1])
+        return ramp_fail(err, "%s: keys of %u values per head and values of %u: ramp runs heads whose keys and values "
+                              "have the same size", f->path, sizes[0], sizes[1]);
+    config_derive(c, (int)(sizes[0] ? sizes[0] : sizes[1]));
     /* Mixtral and the like are general.architecture llama with experts in place of each layer's
      * feed-forward: refused by name rather than as a missing blk.0.ffn_gate.weight. */
     key = arch_key(a, "expert_count");
@@ -264,8 +272,8 @@ static int gguf_load_weights(model *m, ramp_error *err) {
     for (int l = m->slice.first_layer; l < m->slice.end_layer; l++) {
         layer_weights *w = &m->layers[l];
         const struct { const char *suffix; int rows, cols; weight_matrix *field; } matrices[] = {
-            {"attn_q", c->dim, c->dim, &w->wq},           {"attn_k", c->kv_dim, c->dim, &w->wk},
-            {"attn_v", c->kv_dim, c->dim, &w->wv},        {"attn_output", c->dim, c->dim, &w->wo},
+            {"attn_q", c->q_dim, c->dim, &w->wq},         {"attn_k", c->kv_dim, c->dim, &w->wk},
+            {"attn_v", c->kv_dim, c->dim, &w->wv},        {"attn_output", c->dim, c->q_dim, &w->wo},
             {"ffn_gate", c->ffn_dim, c->dim, &w->w_gate}, {"ffn_up", c->ffn_dim, c->dim, &w->w_up},
             {"ffn_down", c->dim, c->ffn_dim, &w->w_down},
         };
@@ -281,7 +289,7 @@ static int gguf_load_weights(model *m, ramp_error *err) {
         /* Query, key and value biases where the file has them (Qwen2 always; llama.cpp applies them
          * to a llama file too). A bias ramp would not apply is refused rather than left out. */
         const struct { const char *suffix; int n; const float **field; } biases[] = {
-            {"attn_q", c->dim, &w->q_bias}, {"attn_k", c->kv_dim, &w->k_bias}, {"attn_v", c->kv_dim, &w->v_bias}};
+            {"attn_q", c->q_dim, &w->q_bias}, {"attn_k", c->kv_dim, &w->k_bias}, {"attn_v", c->kv_dim, &w->v_bias}};
         for (size_t i = 0; i < sizeof biases / sizeof biases[0]; i++) {
             snprintf(name, sizeof name, "blk.%d.%s.bias", l, biases[i].suffix);
             if (gguf_find_tensor(&m->gguf, name) && gguf_vector(m, name, biases[i].n, biases[i].field, err)) return -1;
@@ -377,7 +385,7 @@ static int llama2c_read_header(const char *path, const void *map, size_t size, m
     *shared_head = h[5] > 0;
     c->vocab_size = h[5] == INT32_MIN ? 0 : abs(h[5]);
     c->context_length = h[6];
-    config_derive(c);
+    config_derive(c, 0);
     c->rope_dim = c->head_dim;
     c->rope_base = 10000.0f;
     c->rope_freq_scale = 1.0f;

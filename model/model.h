@@ -31,7 +31,9 @@ typedef struct {
     int n_layers;
     int n_heads;
     int n_kv_heads;     /* grouped-query attention: n_heads is a multiple of it */
-    int head_dim;       /* dim / n_heads */
+    int head_dim;       /* dim / n_heads, or the file's own head size (attention.key_length) */
+    int q_dim;          /* n_heads * head_dim: the queries' and the attention output's width (dim
+                           unless the file sets its own head size, as Mistral NeMo and Small do) */
     int kv_dim;         /* n_kv_heads * head_dim */
     int ffn_dim;
     int vocab_size;
@@ -46,13 +48,13 @@ typedef struct {
 
 typedef struct {
     const float *attn_norm; /* [dim] */
-    weight_matrix wq;       /* [dim][dim] */
+    weight_matrix wq;       /* [q_dim][dim] */
     weight_matrix wk;       /* [kv_dim][dim] */
     weight_matrix wv;       /* [kv_dim][dim] */
-    const float *q_bias;    /* [dim], added to the query; NULL when the file has none (Llama) */
+    const float *q_bias;    /* [q_dim], added to the query; NULL when the file has none (Llama) */
     const float *k_bias;    /* [kv_dim] or NULL */
     const float *v_bias;    /* [kv_dim] or NULL */
-    weight_matrix wo;       /* [dim][dim] */
+    weight_matrix wo;       /* [dim][q_dim] */
     const float *ffn_norm;  /* [dim] */
     weight_matrix w_gate;   /* [ffn_dim][dim] */
     weight_matrix w_up;     /* [ffn_dim][dim] */

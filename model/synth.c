@@ -41,6 +41,7 @@ typedef struct {
 static size_t tensors_per_layer(const synth_spec *s) { return WEIGHTS_PER_LAYER + (s->qwen2 ? BIASES_PER_LAYER : 0); }
 
 static size_t tensor_count(const synth_spec *s);
+static int head_size(const synth_spec *s);
 
 int synth_validate(const synth_spec *s, ramp_error *err) {
     const struct { const char *name; int value; } sizes[] = {
@@ -51,13 +52,15 @@ int synth_validate(const synth_spec *s, ramp_error *err) {
         if (sizes[i].value <= 0)
             return ramp_fail(err, "synthetic model: %s is %d, expected a positive number", sizes[i].name,
                              sizes[i].value);
-    if (s->dim % s->heads != 0)
+    if (s->head_size == 0 && s->dim % s->heads != 0)
         return ramp_fail(err, "synthetic model: dim %d is not a multiple of heads %d", s->dim, s->heads);
+    if (s->head_size < 0 || s->head_size > 4096 || (long)s->head_size * s->heads > (1L << 16))
+        return ramp_fail(err, "synthetic model: head size %d for %d heads, expected 0 (dim / heads) or up to 4096 "
+                              "and 65536 in all", s->head_size, s->heads);
     if (s->heads % s->kv_heads != 0)
         return ramp_fail(err, "synthetic model: heads %d is not a multiple of kv_heads %d", s->heads, s->kv_heads);
-    if ((s->dim / s->heads) % 2 != 0)
-        return ramp_fail(err, "synthetic model: head size %d (dim / heads) is odd, expected even for RoPE",
-                         s->dim / s->heads);
+    if (head_size(s) % 2 != 0)
+        return ramp_fail(err, "synthetic model: head size %d is odd, expected even for RoPE", head_size(s));
     if (s->vocab < FIRST_FILLER_TOKEN)
         return ramp_fail(err, "synthetic model: vocab %d is too small, expected at least %d (3 special tokens and "
                               "256 byte tokens)", s->vocab, FIRST_FILLER_TOKEN);
@@ -78,6 +81,8 @@ int synth_validate(const synth_spec *s, ramp_error *err) {
 
 static size_t tensor_count(const synth_spec *s) { return 3 + (size_t)s->layers * tensors_per_layer(s); }
 
+static int head_size(const synth_spec *s) { return s->head_size > 0 ? s->head_size : s->dim / s->heads; }
+
 static void set_shape(tensor_desc *t, uint64_t row_length, uint64_t rows) {
     t->n_dims = rows == 1 ? 1 : 2;
     t->dims[0] = row_length;
@@ -88,7 +93,7 @@ static void set_shape(tensor_desc *t, uint64_t row_length, uint64_t rows) {
 /* Tensor i in file order: token_embd, output_norm, output, then blk.0.* .. blk.(layers-1).*. */
 static void describe_tensor(const synth_spec *s, size_t index, tensor_desc *t) {
     uint64_t dim = (uint64_t)s->dim, ffn = (uint64_t)s->ffn, vocab = (uint64_t)s->vocab;
-    uint64_t kv_dim = dim / (uint64_t)s->heads * (uint64_t)s->kv_heads;
+    uint64_t head = (uint64_t)head_size(s), q_dim = head * (uint64_t)s->heads, kv_dim = head * (uint64_t)s->kv_heads;
     memset(t, 0, sizeof *t);
     if (index < 3) {
         static const char *const names[] = {"token_embd.weight", "output_norm.weight", "output.weight"};
@@ -99,7 +104,7 @@ static void describe_tensor(const synth_spec *s, size_t index, tensor_desc *t) {
     size_t layer = (index - 3) / tensors_per_layer(s), kind = (index - 3) % tensors_per_layer(s);
     if (kind >= WEIGHTS_PER_LAYER) { /* Qwen2's biases: [dim] for the query, [kv_dim] for key and value */
         snprintf(t->name, sizeof t->name, "blk.%zu.%s.bias", layer, LAYER_BIASES[kind - WEIGHTS_PER_LAYER]);
-        set_shape(t, kind == WEIGHTS_PER_LAYER ? dim : kv_dim, 1);
+        set_shape(t, kind == WEIGHTS_PER_LAYER ? q_dim : kv_dim, 1);
         t->is_norm = false;
         t->is_bias = true;
         return;
@@ -107,7 +112,8 @@ static void describe_tensor(const synth_spec *s, size_t index, tensor_desc *t) {
     snprintf(t->name, sizeof t->name, "blk.%zu.%s.weight", layer, LAYER_TENSORS[kind]);
     switch (kind) {
     case 0: case 5: set_shape(t, dim, 1); break;          /* attn_norm, ffn_norm */
-    case 1: case 4: set_shape(t, dim, dim); break;        /* attn_q, attn_output */
+    case 1: set_shape(t, dim, q_dim); break;              /* attn_q */
+    case 4: set_shape(t, q_dim, dim); break;              /* attn_output */
     case 2: case 3: set_shape(t, dim, kv_dim); break;     /* attn_k, attn_v */
     case 6: case 7: set_shape(t, dim, ffn); break;        /* ffn_gate, ffn_up */
     default: set_shape(t, ffn, dim); break;               /* ffn_down */
@@ -250,7 +256,9 @@ static int add_hyperparameters(gguf_writer *w, const synth_spec *s, ramp_error *
            gguf_writer_add_u32(w, KEY("feed_forward_length"), (uint32_t)s->ffn, err) ||
            gguf_writer_add_u32(w, KEY("attention.head_count"), (uint32_t)s->heads, err) ||
            gguf_writer_add_u32(w, KEY("attention.head_count_kv"), (uint32_t)s->kv_heads, err) ||
-           gguf_writer_add_u32(w, KEY("rope.dimension_count"), (uint32_t)(s->dim / s->heads), err) ||
+           gguf_writer_add_u32(w, KEY("rope.dimension_count"), (uint32_t)head_size(s), err) ||
+           (s->head_size > 0 && (gguf_writer_add_u32(w, KEY("attention.key_length"), (uint32_t)s->head_size, err) ||
+                                 gguf_writer_add_u32(w, KEY("attention.value_length"), (uint32_t)s->head_size, err))) ||
            /* Qwen2's own base, so that a reader that ignored the key would rotate visibly differently */
            gguf_writer_add_f32(w, KEY("rope.freq_base"), s->qwen2 ? 1000000.0f : 10000.0f, err) ||
            gguf_writer_add_f32(w, KEY("attention.layer_norm_rms_epsilon"), s->qwen2 ? 1e-6f : 1e-5f, err);

@@ -7,7 +7,7 @@
  *
  *   token_embd.weight [dim, vocab]    output_norm.weight [dim]    output.weight [dim, vocab]
  *   blk.N.attn_norm.weight [dim]      blk.N.attn_q.weight [dim, dim]
- *   blk.N.attn_k/attn_v.weight [dim, kv_dim]  (kv_dim = dim / heads * kv_heads)
+ *   blk.N.attn_k/attn_v.weight [dim, kv_dim]  (kv_dim = dim / heads * kv_heads; see head_size)
  *   blk.N.attn_output.weight [dim, dim]       blk.N.ffn_norm.weight [dim]
  *   blk.N.ffn_gate/ffn_up.weight [dim, ffn]   blk.N.ffn_down.weight [ffn, dim]
  *
@@ -33,6 +33,9 @@ typedef struct {
     uint64_t seed;
     bool qwen2;     /* general.architecture qwen2: qwen2.* keys and blk.N.attn_q/attn_k/attn_v.bias
                        (random, fp32) after each layer's weights */
+    int head_size;  /* 0: dim / heads. Else the heads' own size, written as attention.key_length and
+                       value_length (as Mistral NeMo's files have it): attn_q is [dim, heads x head_size],
+                       attn_output [heads x head_size, dim], attn_k and attn_v [dim, kv_heads x head_size] */
     int parts;      /* 0 or 1: one file. More: that many files, as llama.cpp's gguf-split writes a
                        model (gguf_split.h), the tensors shared out in order; synth_write's path is
                        then their prefix: PATH-00001-of-0000N.gguf, ... */

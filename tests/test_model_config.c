@@ -26,6 +26,7 @@ typedef struct {
     float scaling_factor;
     const float *rope_freqs; /* [PAIRS] or NULL: no tensor */
     uint32_t key_length;     /* <arch>.attention.key_length, or 0: no key */
+    uint32_t value_length;   /* <arch>.attention.value_length, or 0: no key */
     uint32_t expert_count;   /* <arch>.expert_count, or 0: no key */
 } tiny_spec;
 
@@ -75,6 +76,10 @@ static void write_tiny(const tiny_spec *s, char *out, size_t size) {
     if (s->key_length) {
         snprintf(key, sizeof key, "%s.attention.key_length", s->arch);
         cr_assert_eq(gguf_writer_add_u32(w, key, s->key_length, &err), 0, "%s", err.message);
+    }
+    if (s->value_length) {
+        snprintf(key, sizeof key, "%s.attention.value_length", s->arch);
+        cr_assert_eq(gguf_writer_add_u32(w, key, s->value_length, &err), 0, "%s", err.message);
     }
     if (s->scaling_type) {
         cr_assert_eq(gguf_writer_add_string(w, "llama.rope.scaling.type", s->scaling_type, &err), 0);
@@ -156,12 +161,23 @@ Test(model_config, a_mixture_of_experts_is_refused_by_name) {
     cr_assert_not_null(strstr(err.message, "llama.expert_count is 8: a mixture-of-experts model"), "%s", err.message);
 }
 
-/* A head size of the file's own (attention.key_length) other than dim / heads is refused by name;
- * the same size stated explicitly loads. */
-Test(model_config, a_head_size_other_than_dim_over_heads_is_refused_by_name) {
+/* A head size of the file's own (attention.key_length, as Mistral NeMo and Small set it) gives the
+ * queries, keys and values their own width; keys and values of different sizes are refused by name. */
+Test(model_config, a_head_size_of_the_files_own_sets_the_attention_widths) {
     ramp_error err = {{0}};
-    cr_assert_eq(read_tiny_config(&(tiny_spec){.arch = "llama", .key_length = 8}, &err), -1);
-    cr_assert_not_null(strstr(err.message, "llama.attention.key_length is 8"), "%s", err.message);
+    char path[256];
+    write_tiny(&(tiny_spec){.arch = "llama", .key_length = 8, .value_length = 8}, path, sizeof path);
+    model_config c;
+    cr_assert_eq(model_read_config(path, &c, &err), 0, "%s", err.message);
+    unlink(path);
+    cr_expect_eq(c.head_dim, 8);
+    cr_expect_eq(c.q_dim, 8 * HEADS);
+    cr_expect_eq(c.kv_dim, 8 * c.n_kv_heads);
+    cr_expect_eq(c.rope_dim, 8, "RoPE turns the whole head unless the file says otherwise");
+    cr_assert_eq(read_tiny_config(&(tiny_spec){.arch = "llama", .key_length = 8, .value_length = 16}, &err), -1);
+    cr_assert_not_null(strstr(err.message, "keys of 8 values per head and values of 16"), "%s", err.message);
+    cr_assert_eq(read_tiny_config(&(tiny_spec){.arch = "llama", .key_length = 1u << 20}, &err), -1);
+    cr_assert_not_null(strstr(err.message, "llama.attention.key_length is 1048576"), "%s", err.message);
     cr_assert_eq(read_tiny_config(&(tiny_spec){.arch = "llama", .key_length = DIM / HEADS}, &err), 0, "%s",
                  err.message);
 }

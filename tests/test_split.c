@@ -21,6 +21,7 @@ static model_config tiny_head_config(void) {
     c.n_heads = 4;
     c.n_kv_heads = 4;
     c.head_dim = 16;
+    c.q_dim = 64;
     c.kv_dim = 64;
     c.ffn_dim = 64;
     c.vocab_size = 1;
@@ -95,7 +96,7 @@ Test(split, exit_aware_without_exits_is_as_balanced_as_compute) {
 
 Test(split, exit_aware_puts_more_layers_on_later_stages_of_a_real_shape) {
     /* lite16's shape, rows leaving steadily from layer 4 on: the last stage takes the most layers. */
-    model_config c = {.dim = 128, .n_layers = 16, .n_heads = 4, .n_kv_heads = 2, .head_dim = 32, .kv_dim = 64,
+    model_config c = {.dim = 128, .n_layers = 16, .n_heads = 4, .n_kv_heads = 2, .head_dim = 32, .q_dim = 128, .kv_dim = 64,
                       .ffn_dim = 384, .vocab_size = 512};
     double reach[16];
     for (int l = 0; l < 16; l++) reach[l] = l < 4 ? 1.0 : 1.0 - 0.06 * (l - 3);

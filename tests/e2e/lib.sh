@@ -160,3 +160,31 @@ batch_problems() {
         diff <(batch_norm "$ref") <(batch_norm "$file") | head -n 4 | cut -c1-240
     fi
 }
+
+# --- llama.cpp beside ramp ----------------------------------------------------------------------
+# greedy_differs_from_llama FILE TOKENS PROMPTS SCRATCH_DIR: returns the number of prompts (one per
+# line of PROMPTS) whose greedy continuation of TOKENS tokens differs between ramp and llama.cpp's
+# llama-simple ($PEER; 0: all the same), printing both texts of each that differs.
+# llama-simple prints the first piece's U+2581 (SentencePiece vocabulary; <s> before it where the
+# file asks for BOS) before the prompt; its raw bytes that are not UTF-8 are decoded as ramp writes
+# them (U+FFFD each).
+greedy_differs_from_llama() {
+    local file=$1 tokens=$2 prompts=$3 scratch=$4 prompt differ=0
+    while IFS= read -r prompt; do
+        run 60 "$RAMP_BIN" generate -m "$file" -p "$prompt" -n "$tokens" --temp 0
+        cp "$OUT" "$scratch/ramp.txt"
+        run 60 "$PEER/llama-simple" -m "$file" -n "$tokens" "$prompt"
+        python3 - "$scratch/ramp.txt" "$OUT" <<'PY' || {
+import re, sys
+def norm(path):
+    text = open(path, "rb").read().decode("utf-8", errors="replace")
+    return re.sub(r"^<s>", "", text).replace("\u2581", " ").strip()
+sys.exit(0 if norm(sys.argv[1]) == norm(sys.argv[2]) else 1)
+PY
+            differ=$((differ + 1))
+            echo "# ramp:      $(head -c 200 "$scratch/ramp.txt")"
+            echo "# llama.cpp: $(head -c 200 "$OUT")"
+        }
+    done <"$prompts"
+    return "$differ"
+}

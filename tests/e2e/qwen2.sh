@@ -17,38 +17,12 @@ printf '%s\n' "Once upon a time there was" "Hello world" "Question: Who wrote Ha
 ramp synth -o "$q2_file" --arch qwen2 --dim 128 --layers 3 --heads 4 --kv-heads 2 --ffn 256 --vocab 4096 --seed 7
 check $? "qwen2: ramp synth --arch qwen2 writes a file" "$(last_run_details)"
 
-# q2_same_as_llama FILE TOKENS: the number of prompts whose greedy continuation of TOKENS tokens
-# differs between ramp and llama-simple (0: all the same).
-# llama-simple prints the first piece's U+2581 (SentencePiece vocabulary; <s> before it where the file
-# asks for BOS, which qwen2 files do not) before the prompt;
-# its raw bytes that are not UTF-8 are decoded as ramp writes them (U+FFFD each).
-q2_same_as_llama() {
-    local file=$1 tokens=$2 prompt differ=0
-    while IFS= read -r prompt; do
-        run 60 "$RAMP_BIN" generate -m "$file" -p "$prompt" -n "$tokens" --temp 0
-        cp "$OUT" "$q2_dir/ramp.txt"
-        run 60 "$PEER/llama-simple" -m "$file" -n "$tokens" "$prompt"
-        python3 - "$q2_dir/ramp.txt" "$OUT" <<'PY' || {
-import re, sys
-def norm(path):
-    text = open(path, "rb").read().decode("utf-8", errors="replace")
-    return re.sub(r"^<s>", "", text).replace("\u2581", " ").strip()
-sys.exit(0 if norm(sys.argv[1]) == norm(sys.argv[2]) else 1)
-PY
-            differ=$((differ + 1))
-            echo "# ramp:      $(head -c 200 "$q2_dir/ramp.txt")"
-            echo "# llama.cpp: $(head -c 200 "$OUT")"
-        }
-    done <"$q2_dir/prompts.txt"
-    return "$differ"
-}
-
 . "$here/../scripts/llama-peer.sh"
 PEER=${BENCH_PEER:-$RAMP_SHARED/peers/llama.cpp}
 if peer_usable "$PEER" llama-simple llama-quantize; then
     # Even in F32 the engines sum in different orders: a near-tie between a random model's two
     # best tokens can tip (one of these prompts' first token does, without BOS); 7 of 8 must match.
-    q2_same_as_llama "$q2_file" "$Q2_TOKENS"
+    greedy_differs_from_llama "$q2_file" "$Q2_TOKENS" "$q2_dir/prompts.txt" "$q2_dir"
     differ=$?
     check $((differ > 1)) "qwen2: F32 greedy text equals llama.cpp's on $((8 - differ)) of 8 prompts ($Q2_TOKENS tokens; at least 7)" \
         "$differ of 8 differ"
@@ -59,7 +33,7 @@ if peer_usable "$PEER" llama-simple llama-quantize; then
     for q2_type in Q8_0 Q4_K_M; do
         run 120 "$PEER/llama-quantize" "$q2_file" "$q2_dir/qwen2-$q2_type.gguf" "$q2_type"
         if [ "$RC" -eq 0 ]; then
-            q2_same_as_llama "$q2_dir/qwen2-$q2_type.gguf" 6
+            greedy_differs_from_llama "$q2_dir/qwen2-$q2_type.gguf" 6 "$q2_dir/prompts.txt" "$q2_dir"
             differ=$?
             check $((differ > 2)) "qwen2: $q2_type (llama-quantize): the first 6 greedy tokens equal llama.cpp's on $((8 - differ)) of 8 prompts (at least 6)" \
                 "$differ of 8 differ"
