@@ -9,10 +9,11 @@
 
 static void synth_usage(FILE *out) {
     fprintf(out, "usage: ramp synth -o FILE.gguf --dim D --layers L --heads H --kv-heads K --ffn F --vocab V\n"
-                 "                  [--context C] [--type f32|f16|q8_0|q4_0] [--seed S] [--arch llama|qwen2]\n"
+                 "                  [--context C] [--type f32|f16|q8_0|q4_0] [--seed S] [--arch llama|qwen2|qwen3]\n"
                  "                  [--head-size S] [--parts N]\n\n"
-                 "Writes a valid llama- (or qwen2-) architecture GGUF with seeded random weights (for benchmarks\n"
-                 "and tests); qwen2 adds the query, key and value biases. --parts N writes the model as N files,\n"
+                 "Writes a valid llama- (or qwen2-, qwen3-) architecture GGUF with seeded random weights (for benchmarks\n"
+                 "and tests); qwen2 adds the query, key and value biases, qwen3 the query and key head norms.\n"
+                 "--parts N writes the model as N files,\n"
                  "as llama.cpp's gguf-split does: FILE-00001-of-0000N.gguf, ... (open the first one). --head-size S\n"
                  "gives the heads their own size (attention.key_length), apart from dim / heads.\n"
                  "Defaults: context 2048, type f32, seed 1; kv-heads defaults to heads.\n");
@@ -57,8 +58,12 @@ int command_synth(int argc, char **argv, transport *mpi) {
             else bad = -1, cli_error(&err, "--type expects f32, f16, q8_0 or q4_0, got '%s'", optarg);
             break;
         case ARCH:
-            if (!strcmp(optarg, "llama") || !strcmp(optarg, "qwen2")) spec.qwen2 = !strcmp(optarg, "qwen2");
-            else bad = -1, cli_error(&err, "--arch expects llama or qwen2, got '%s'", optarg);
+            if (!strcmp(optarg, "llama") || !strcmp(optarg, "qwen2") || !strcmp(optarg, "qwen3")) {
+                spec.qwen2 = !strcmp(optarg, "qwen2");
+                spec.qwen3 = !strcmp(optarg, "qwen3");
+            } else {
+                bad = -1, cli_error(&err, "--arch expects llama, qwen2 or qwen3, got '%s'", optarg);
+            }
             break;
         case 'h': synth_usage(stdout); return 0;
         default: synth_usage(stderr); return 2;

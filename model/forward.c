@@ -239,8 +239,13 @@ static void add_residual(float *hidden, const float *update, const forward_rows 
     }
 }
 
-/* The layer's biases (if any) and RoPE on the rows' queries and keys, then their keys and values
- * into the cache of local_layer. */
+/* Each of the n_heads heads of one row RMS-normalized with the same weights (Qwen3). */
+static void norm_heads(float *row, int n_heads, int head_dim, const float *weight, float eps) {
+    for (int h = 0; h < n_heads; h++) rmsnorm(row + (size_t)h * head_dim, row + (size_t)h * head_dim, weight, head_dim, eps);
+}
+
+/* The layer's biases (if any), head norms (if any) and RoPE on the rows' queries and keys, then
+ * their keys and values into the cache of local_layer. */
 static void rope_and_store(const model_config *c, const layer_weights *w, kv_cache *kv, int local_layer,
                            const forward_rows *rows, float *q, float *k, float *v, const forward_workspace *ws) {
     const int q_dim = c->q_dim, kv_dim = c->kv_dim, pairs = c->rope_dim / 2;
@@ -250,6 +255,8 @@ static void rope_and_store(const model_config *c, const layer_weights *w, kv_cac
     for (int r = 0; r < rows->n_rows; r++) {
         const float *cos_row = ws->rope_cos + r * pairs, *sin_row = ws->rope_sin + r * pairs;
         kv_prepare(kv, rows->slots[r], local_layer, rows->positions[r]);
+        if (w->q_norm) norm_heads(q + (size_t)r * q_dim, c->n_heads, c->head_dim, w->q_norm, c->rms_eps);
+        if (w->k_norm) norm_heads(k + (size_t)r * kv_dim, c->n_kv_heads, c->head_dim, w->k_norm, c->rms_eps);
         rope_apply(q + (size_t)r * q_dim, c->n_heads, c->head_dim, c->rope_dim, c->rope_halves, cos_row, sin_row);
         rope_apply(k + (size_t)r * kv_dim, c->n_kv_heads, c->head_dim, c->rope_dim, c->rope_halves, cos_row, sin_row);
         kv_store(kv, rows->slots[r], local_layer, rows->positions[r], k + (size_t)r * kv_dim, v + (size_t)r * kv_dim);

@@ -77,10 +77,10 @@ static int model_keep_buffer(model *m, float *buffer) {
  * and what sets them apart (model.h). */
 typedef struct {
     const char *name;
-    bool rope_halves;
+    bool rope_halves, head_norms;
 } architecture;
 
-static const architecture ARCHITECTURES[] = {{"llama", false}, {"qwen2", true}};
+static const architecture ARCHITECTURES[] = {{"llama", false, false}, {"qwen2", true, false}, {"qwen3", true, true}};
 
 /* "<architecture>.<suffix>", the name of a hyperparameter key. */
 typedef struct {
@@ -131,7 +131,7 @@ static int gguf_read_config(const gguf_file *f, model_config *c, ramp_error *err
     if (!a)
         return ramp_fail(err, "%s: architecture '%.*s' is not supported: ramp runs the llama architecture (Llama 1-3, "
                               "Mistral, TinyLlama, SmolLM and other files whose general.architecture is 'llama') "
-                              "and qwen2 (Qwen2, Qwen2.5)",
+                              ", qwen2 (Qwen2, Qwen2.5) and qwen3 (Qwen3's dense models)",
                          f->path, (int)(name.length < 64 ? name.length : 64), name.data);
     uint32_t value;
     const key_name required_keys[] = {arch_key(a, "block_count"), arch_key(a, "embedding_length"),
@@ -144,6 +144,7 @@ static int gguf_read_config(const gguf_file *f, model_config *c, ramp_error *err
         *required_fields[i] = (int)value;
     }
     c->rope_halves = a->rope_halves;
+    c->head_norms = a->head_norms;
     c->n_kv_heads = c->n_heads;
     key_name key = arch_key(a, "attention.head_count_kv");
     if (gguf_find(f, key.text)) {
@@ -293,6 +294,12 @@ static int gguf_load_weights(model *m, ramp_error *err) {
         for (size_t i = 0; i < sizeof biases / sizeof biases[0]; i++) {
             snprintf(name, sizeof name, "blk.%d.%s.bias", l, biases[i].suffix);
             if (gguf_find_tensor(&m->gguf, name) && gguf_vector(m, name, biases[i].n, biases[i].field, err)) return -1;
+        }
+        if (c->head_norms) {
+            snprintf(name, sizeof name, "blk.%d.attn_q_norm.weight", l);
+            if (gguf_vector(m, name, c->head_dim, &w->q_norm, err)) return -1;
+            snprintf(name, sizeof name, "blk.%d.attn_k_norm.weight", l);
+            if (gguf_vector(m, name, c->head_dim, &w->k_norm, err)) return -1;
         }
         static const char *const unsupported_biases[] = {"attn_output", "ffn_gate", "ffn_up", "ffn_down"};
         for (size_t i = 0; i < sizeof unsupported_biases / sizeof unsupported_biases[0]; i++) {

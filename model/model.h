@@ -1,6 +1,7 @@
 /* model.h: a Llama-architecture model's configuration and weights, or a slice of them. Qwen2
  * files (general.architecture qwen2) are the same network with biases on the query, key and value
- * products and RoPE over the two halves of each head; they load too.
+ * products and RoPE over the two halves of each head; they load too, as do Qwen3 files (qwen3:
+ * RoPE over head halves, no biases, and each query and key head RMS-normalized before RoPE).
  *
  * model_load reads a GGUF file or a llama2.c checkpoint (chosen by the file's first bytes). Every
  * matrix stays in its stored form, in place in the file mapping: a weight_matrix (kernels.h) of
@@ -43,6 +44,8 @@ typedef struct {
     float rope_freq_scale; /* linear RoPE scaling: positions times this (1 = none) */
     bool rope_halves;   /* RoPE rotates (x[i], x[i + rope_dim / 2]) of each head (Qwen2, llama.cpp's
                            "NEOX" order) instead of Llama's (x[2i], x[2i + 1]) */
+    bool head_norms;    /* each query and key head is RMS-normalized (with its own weights) before
+                           RoPE (Qwen3) */
     float rms_eps;
 } model_config;
 
@@ -52,6 +55,8 @@ typedef struct {
     weight_matrix wk;       /* [kv_dim][dim] */
     weight_matrix wv;       /* [kv_dim][dim] */
     const float *q_bias;    /* [q_dim], added to the query; NULL when the file has none (Llama) */
+    const float *q_norm;    /* [head_dim]: weights of each query head's RMS norm (head_norms), or NULL */
+    const float *k_norm;    /* [head_dim]: the same for each key head, or NULL */
     const float *k_bias;    /* [kv_dim] or NULL */
     const float *v_bias;    /* [kv_dim] or NULL */
     weight_matrix wo;       /* [dim][q_dim] */

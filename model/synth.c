@@ -30,15 +30,21 @@ static const char *const LAYER_TENSORS[] = {"attn_norm", "attn_q",   "attn_k", "
 #define WEIGHTS_PER_LAYER (sizeof LAYER_TENSORS / sizeof LAYER_TENSORS[0])
 static const char *const LAYER_BIASES[] = {"attn_q", "attn_k", "attn_v"}; /* Qwen2 */
 #define BIASES_PER_LAYER (sizeof LAYER_BIASES / sizeof LAYER_BIASES[0])
+static const char *const LAYER_HEAD_NORMS[] = {"attn_q_norm", "attn_k_norm"}; /* Qwen3 */
+#define HEAD_NORMS_PER_LAYER (sizeof LAYER_HEAD_NORMS / sizeof LAYER_HEAD_NORMS[0])
 
 typedef struct {
     char name[64];
     uint32_t n_dims;
     uint64_t dims[2]; /* dims[0] = row length (input size), dims[1] = rows (output size) */
-    bool is_norm, is_bias;
+    bool is_norm, is_bias, is_head_norm;
 } tensor_desc;
 
-static size_t tensors_per_layer(const synth_spec *s) { return WEIGHTS_PER_LAYER + (s->qwen2 ? BIASES_PER_LAYER : 0); }
+/* A layer's tensors after its weights: Qwen2's biases, or Qwen3's head norms. */
+static size_t extras_per_layer(const synth_spec *s) {
+    return s->qwen2 ? BIASES_PER_LAYER : s->qwen3 ? HEAD_NORMS_PER_LAYER : 0;
+}
+static size_t tensors_per_layer(const synth_spec *s) { return WEIGHTS_PER_LAYER + extras_per_layer(s); }
 
 static size_t tensor_count(const synth_spec *s);
 static int head_size(const synth_spec *s);
@@ -52,6 +58,7 @@ int synth_validate(const synth_spec *s, ramp_error *err) {
         if (sizes[i].value <= 0)
             return ramp_fail(err, "synthetic model: %s is %d, expected a positive number", sizes[i].name,
                              sizes[i].value);
+    if (s->qwen2 && s->qwen3) return ramp_fail(err, "synthetic model: qwen2 or qwen3, not both");
     if (s->head_size == 0 && s->dim % s->heads != 0)
         return ramp_fail(err, "synthetic model: dim %d is not a multiple of heads %d", s->dim, s->heads);
     if (s->head_size < 0 || s->head_size > 4096 || (long)s->head_size * s->heads > (1L << 16))
@@ -102,7 +109,14 @@ static void describe_tensor(const synth_spec *s, size_t index, tensor_desc *t) {
         return;
     }
     size_t layer = (index - 3) / tensors_per_layer(s), kind = (index - 3) % tensors_per_layer(s);
-    if (kind >= WEIGHTS_PER_LAYER) { /* Qwen2's biases: [dim] for the query, [kv_dim] for key and value */
+    if (kind >= WEIGHTS_PER_LAYER && s->qwen3) { /* Qwen3's head norms: [head size] */
+        snprintf(t->name, sizeof t->name, "blk.%zu.%s.weight", layer, LAYER_HEAD_NORMS[kind - WEIGHTS_PER_LAYER]);
+        set_shape(t, head, 1);
+        t->is_norm = false;
+        t->is_head_norm = true;
+        return;
+    }
+    if (kind >= WEIGHTS_PER_LAYER) { /* Qwen2's biases: [q_dim] for the query, [kv_dim] for key and value */
         snprintf(t->name, sizeof t->name, "blk.%zu.%s.bias", layer, LAYER_BIASES[kind - WEIGHTS_PER_LAYER]);
         set_shape(t, kind == WEIGHTS_PER_LAYER ? q_dim : kv_dim, 1);
         t->is_norm = false;
@@ -128,7 +142,7 @@ static ggml_type storage_type(const synth_spec *s, const tensor_desc *t) {
 
 typedef struct {
     uint64_t state; /* xorshift64*, never 0 */
-    float scale;
+    float scale, offset; /* values: offset + uniform in +-scale */
     bool ones;      /* norm weights are all 1 */
 } value_stream;
 
@@ -143,7 +157,8 @@ static value_stream stream_for(const synth_spec *s, const tensor_desc *t) {
     uint64_t hash = 0xcbf29ce484222325ull; /* FNV-1a of the name */
     for (const char *c = t->name; *c; c++) hash = (hash ^ (unsigned char)*c) * 0x100000001b3ull;
     value_stream v = {.state = splitmix64(s->seed ^ hash), .ones = t->is_norm};
-    v.scale = t->is_bias ? 0.5f : 1.0f / sqrtf((float)t->dims[0]);
+    v.scale = t->is_bias || t->is_head_norm ? 0.5f : 1.0f / sqrtf((float)t->dims[0]);
+    v.offset = t->is_head_norm ? 1.0f : 0.0f; /* weights in [0.5, 1.5): a reader that skipped them differs */
     if (v.state == 0) v.state = 1;
     return v;
 }
@@ -159,7 +174,7 @@ static void fill_values(value_stream *v, float *out, size_t n) {
         v->state ^= v->state >> 27;
         uint64_t r = v->state * 0x2545f4914f6cdd1dull;
         float unit = (float)(r >> 40) / 16777216.0f; /* 24 random bits -> [0, 1) */
-        out[i] = (2.0f * unit - 1.0f) * v->scale;
+        out[i] = v->offset + (2.0f * unit - 1.0f) * v->scale;
     }
 }
 
@@ -244,7 +259,8 @@ static uint32_t file_type(ggml_type type) {
 }
 
 static int add_hyperparameters(gguf_writer *w, const synth_spec *s, ramp_error *err) {
-    const char *arch = s->qwen2 ? "qwen2" : "llama";
+    const char *arch = s->qwen2 ? "qwen2" : s->qwen3 ? "qwen3" : "llama";
+    const bool qwen = s->qwen2 || s->qwen3;
     char key[64];
 #define KEY(suffix) (snprintf(key, sizeof key, "%s.%s", arch, suffix), key)
     int failed = gguf_writer_add_string(w, "general.architecture", arch, err) ||
@@ -260,8 +276,8 @@ static int add_hyperparameters(gguf_writer *w, const synth_spec *s, ramp_error *
            (s->head_size > 0 && (gguf_writer_add_u32(w, KEY("attention.key_length"), (uint32_t)s->head_size, err) ||
                                  gguf_writer_add_u32(w, KEY("attention.value_length"), (uint32_t)s->head_size, err))) ||
            /* Qwen2's own base, so that a reader that ignored the key would rotate visibly differently */
-           gguf_writer_add_f32(w, KEY("rope.freq_base"), s->qwen2 ? 1000000.0f : 10000.0f, err) ||
-           gguf_writer_add_f32(w, KEY("attention.layer_norm_rms_epsilon"), s->qwen2 ? 1e-6f : 1e-5f, err);
+           gguf_writer_add_f32(w, KEY("rope.freq_base"), qwen ? 1000000.0f : 10000.0f, err) ||
+           gguf_writer_add_f32(w, KEY("attention.layer_norm_rms_epsilon"), qwen ? 1e-6f : 1e-5f, err);
 #undef KEY
     return failed ? -1 : 0;
 }
@@ -318,7 +334,7 @@ static int add_vocabulary(gguf_writer *w, const synth_spec *s, ramp_error *err) 
                  gguf_writer_add_u32(w, "tokenizer.ggml.bos_token_id", 1, err) ||
                  gguf_writer_add_u32(w, "tokenizer.ggml.eos_token_id", 2, err) ||
                  /* as Qwen2's converter writes it: no BOS in front of a prompt */
-                 (s->qwen2 && gguf_writer_add_bool(w, "tokenizer.ggml.add_bos_token", false, err));
+                 ((s->qwen2 || s->qwen3) && gguf_writer_add_bool(w, "tokenizer.ggml.add_bos_token", false, err));
     rc = failed ? -1 : 0;
 done:
     free(pieces);

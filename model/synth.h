@@ -33,6 +33,8 @@ typedef struct {
     uint64_t seed;
     bool qwen2;     /* general.architecture qwen2: qwen2.* keys and blk.N.attn_q/attn_k/attn_v.bias
                        (random, fp32) after each layer's weights */
+    bool qwen3;     /* general.architecture qwen3: qwen3.* keys and blk.N.attn_q_norm/attn_k_norm.weight
+                       ([head size], fp32, random in [0.5, 1.5)) after each layer's weights */
     int head_size;  /* 0: dim / heads. Else the heads' own size, written as attention.key_length and
                        value_length (as Mistral NeMo's files have it): attn_q is [dim, heads x head_size],
                        attn_output [heads x head_size, dim], attn_k and attn_v [dim, kv_heads x head_size] */

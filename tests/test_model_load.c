@@ -545,3 +545,43 @@ Test(model_load, qwen2_keys_rope_halves_and_biases) {
     cr_expect_null(m.layers[1].v_bias);
     model_free(&m);
 }
+
+/* A qwen3 file (ramp synth --arch qwen3) with heads wider than dim / heads, as Qwen3-0.6B has:
+ * RoPE over head halves, no biases, and each layer's query and key head-norm weights as written. */
+Test(model_load, qwen3_head_norms_and_own_head_size) {
+    synth_spec spec = {.dim = 64, .layers = 2, .heads = 4, .kv_heads = 2, .ffn = 96, .vocab = 300,
+                       .context = 128, .type = GGML_TYPE_Q8_0, .seed = 5, .qwen3 = true, .head_size = 32};
+    char path[] = "/tmp/ramp-test-qwen3-XXXXXX";
+    int fd = mkstemp(path);
+    cr_assert_geq(fd, 0);
+    close(fd);
+    ramp_error err = {{0}};
+    cr_assert_eq(synth_write(&spec, path, &err), 0, "%s", err.message);
+    model m;
+    int status = model_load(&m, path, NULL, false, NULL, &err);
+    unlink(path);
+    cr_assert_eq(status, 0, "%s", err.message);
+    cr_expect(m.config.rope_halves);
+    cr_expect(m.config.head_norms);
+    cr_expect_eq(m.config.head_dim, 32);
+    cr_expect_eq(m.config.q_dim, 128, "4 heads of 32 over an embedding of 64");
+    cr_expect_eq(m.layers[1].wq.rows, 128);
+    cr_expect_eq(m.layers[1].wo.cols, 128);
+    for (int l = 0; l < spec.layers; l++) {
+        cr_expect_null(m.layers[l].q_bias);
+        const struct { const char *suffix; const float *loaded; } norms[] = {
+            {"attn_q_norm", m.layers[l].q_norm}, {"attn_k_norm", m.layers[l].k_norm}};
+        for (int i = 0; i < 2; i++) {
+            char name[64];
+            snprintf(name, sizeof name, "blk.%d.%s.weight", l, norms[i].suffix);
+            cr_assert_not_null(norms[i].loaded, "%s not loaded", name);
+            float expected[32];
+            cr_assert_eq(synth_tensor_values(&spec, name, expected, 32, &err), 0, "%s", err.message);
+            for (int j = 0; j < 32; j++)
+                cr_assert_eq(norms[i].loaded[j], expected[j], "%s[%d] = %g, expected %g", name, j, norms[i].loaded[j],
+                             expected[j]);
+            cr_expect(expected[0] >= 0.5f && expected[0] < 1.5f, "head-norm weights around 1: %g", expected[0]);
+        }
+    }
+    model_free(&m);
+}
