@@ -11,11 +11,11 @@ static void synth_usage(FILE *out) {
     fprintf(out, "usage: ramp synth -o FILE.gguf --dim D --layers L --heads H --kv-heads K --ffn F --vocab V\n"
                  "                  [--context C] [--type f32|f16|q8_0|q4_0] [--seed S] [--arch llama|qwen2|qwen3]\n"
                  "                  [--head-size S] [--parts N]\n\n"
-                 "Writes a valid llama- (or qwen2-, qwen3-) architecture GGUF with seeded random weights (for benchmarks\n"
-                 "and tests); qwen2 adds the query, key and value biases, qwen3 the query and key head norms.\n"
-                 "--parts N writes the model as N files,\n"
-                 "as llama.cpp's gguf-split does: FILE-00001-of-0000N.gguf, ... (open the first one). --head-size S\n"
-                 "gives the heads their own size (attention.key_length), apart from dim / heads.\n"
+                 "Writes a valid llama-, qwen2- or qwen3-architecture GGUF with seeded random weights (for\n"
+                 "benchmarks and tests); qwen2 adds the query, key and value biases, qwen3 the query and key\n"
+                 "head norms. --head-size S gives the heads their own size (attention.key_length) instead of\n"
+                 "dim / heads. --parts N writes the model as N files, as llama.cpp's gguf-split does:\n"
+                 "FILE-00001-of-0000N.gguf, ... (open the first one).\n"
                  "Defaults: context 2048, type f32, seed 1; kv-heads defaults to heads.\n");
 }
 

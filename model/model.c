@@ -130,8 +130,8 @@ static int gguf_read_config(const gguf_file *f, model_config *c, ramp_error *err
         if (gguf_string_equals(name, ARCHITECTURES[i].name)) a = &ARCHITECTURES[i];
     if (!a)
         return ramp_fail(err, "%s: architecture '%.*s' is not supported: ramp runs the llama architecture (Llama 1-3, "
-                              "Mistral, TinyLlama, SmolLM and other files whose general.architecture is 'llama') "
-                              ", qwen2 (Qwen2, Qwen2.5) and qwen3 (Qwen3's dense models)",
+                              "Mistral, TinyLlama, SmolLM and other files whose general.architecture is 'llama'), "
+                              "qwen2 (Qwen2, Qwen2.5) and qwen3 (Qwen3's dense models)",
                          f->path, (int)(name.length < 64 ? name.length : 64), name.data);
     uint32_t value;
     const key_name required_keys[] = {arch_key(a, "block_count"), arch_key(a, "embedding_length"),
@@ -162,8 +162,8 @@ static int gguf_read_config(const gguf_file *f, model_config *c, ramp_error *err
         if (!gguf_find(f, key.text)) continue;
         if (gguf_get_u32(f, key.text, &sizes[i], err)) return -1;
         if (sizes[i] < 2 || sizes[i] > 4096 || (uint64_t)sizes[i] * (uint64_t)c->n_heads > (1u << 16))
-            return ramp_fail(err, "%s: %s is %u, expected 2 to 4096 and at most %d per head (65536 in all over %d "
-                                  "heads)", f->path, key.text, sizes[i], (1 << 16) / c->n_heads, c->n_heads);
+            return ramp_fail(err, "%s: %s is %u, expected 2 to 4096 values per head, and at most 65536 over all %d "
+                                  "heads", f->path, key.text, sizes[i], c->n_heads);
     }
     if (sizes[0] && sizes[1] && sizes[0] != sizes[1])
         return ramp_fail(err, "%s: keys of %u values per head and values of %u: ramp runs heads whose keys and values "
