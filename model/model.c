@@ -77,10 +77,12 @@ static int model_keep_buffer(model *m, float *buffer) {
  * and what sets them apart (model.h). */
 typedef struct {
     const char *name;
-    bool rope_halves, head_norms;
+    bool rope_halves, head_norms, fused_gate_up;
 } architecture;
 
-static const architecture ARCHITECTURES[] = {{"llama", false, false}, {"qwen2", true, false}, {"qwen3", true, true}};
+static const architecture ARCHITECTURES[] = {
+    {"llama", false, false, false}, {"qwen2", true, false, false}, {"qwen3", true, true, false}, {"phi3", true, false, true},
+};
 
 /* "<architecture>.<suffix>", the name of a hyperparameter key. */
 typedef struct {
@@ -131,7 +133,7 @@ static int gguf_read_config(const gguf_file *f, model_config *c, ramp_error *err
     if (!a)
         return ramp_fail(err, "%s: architecture '%.*s' is not supported: ramp runs the llama architecture (Llama 1-3, "
                               "Mistral, TinyLlama, SmolLM and other files whose general.architecture is 'llama'), "
-                              "qwen2 (Qwen2, Qwen2.5) and qwen3 (Qwen3's dense models)",
+                              "qwen2 (Qwen2, Qwen2.5), qwen3 (Qwen3's dense models) and phi3 (Phi-3, Phi-3.5 mini)",
                          f->path, (int)(name.length < 64 ? name.length : 64), name.data);
     uint32_t value;
     const key_name required_keys[] = {arch_key(a, "block_count"), arch_key(a, "embedding_length"),
@@ -145,6 +147,7 @@ static int gguf_read_config(const gguf_file *f, model_config *c, ramp_error *err
     }
     c->rope_halves = a->rope_halves;
     c->head_norms = a->head_norms;
+    c->fused_gate_up = a->fused_gate_up;
     c->n_kv_heads = c->n_heads;
     key_name key = arch_key(a, "attention.head_count_kv");
     if (gguf_find(f, key.text)) {
@@ -197,6 +200,13 @@ static int gguf_read_config(const gguf_file *f, model_config *c, ramp_error *err
     key = arch_key(a, "attention.layer_norm_rms_epsilon");
     if (gguf_find(f, key.text) && gguf_get_f32(f, key.text, &c->rms_eps, err)) return -1;
     if (gguf_read_rope_scaling(f, a, c, err)) return -1;
+    /* Phi-3's 128k-context models rescale RoPE per frequency and the attention with it (LongRoPE);
+     * refused rather than run wrong. Their 4k-context siblings have no such tensors. */
+    static const char *const long_rope[] = {"rope_factors_long.weight", "rope_factors_short.weight"};
+    for (size_t i = 0; i < sizeof long_rope / sizeof long_rope[0]; i++)
+        if (gguf_find_tensor(f, long_rope[i]))
+            return ramp_fail(err, "%s: tensor %s: LongRoPE (Phi-3's 128k-context models), which ramp cannot run yet "
+                                  "(the 4k-context models load)", f->path, long_rope[i]);
     /* The vocabulary size is the embedding's row count. */
     const gguf_tensor *embedding = gguf_find_tensor(f, "token_embd.weight");
     if (!embedding) return ramp_fail(err, "%s: tensor token_embd.weight is missing", f->path);
@@ -253,6 +263,14 @@ static int gguf_vector(model *m, const char *name, int n, const float **out, ram
     return 0;
 }
 
+/* Rows [first, first + rows) of a matrix, in place: a part of a fused one. */
+static weight_matrix matrix_rows(const weight_matrix *whole, int first, int rows) {
+    weight_matrix part = *whole;
+    part.rows = rows;
+    part.data = (const char *)whole->data + (size_t)first * whole->row_bytes;
+    return part;
+}
+
 /* A matrix, in place in the mapping, in its stored type. */
 static int gguf_matrix(model *m, const char *name, int rows, int cols, weight_matrix *out, ramp_error *err) {
     const gguf_tensor *t;
@@ -272,17 +290,40 @@ static int gguf_load_weights(model *m, ramp_error *err) {
     int type_counts[64] = {0};
     for (int l = m->slice.first_layer; l < m->slice.end_layer; l++) {
         layer_weights *w = &m->layers[l];
-        const struct { const char *suffix; int rows, cols; weight_matrix *field; } matrices[] = {
-            {"attn_q", c->q_dim, c->dim, &w->wq},         {"attn_k", c->kv_dim, c->dim, &w->wk},
-            {"attn_v", c->kv_dim, c->dim, &w->wv},        {"attn_output", c->dim, c->q_dim, &w->wo},
-            {"ffn_gate", c->ffn_dim, c->dim, &w->w_gate}, {"ffn_up", c->ffn_dim, c->dim, &w->w_up},
-            {"ffn_down", c->dim, c->ffn_dim, &w->w_down},
+        /* Fused matrices (Phi-3) load whole and are cut into row ranges; the rest one by one. */
+        snprintf(name, sizeof name, "blk.%d.attn_qkv.weight", l);
+        const bool fused_qkv = gguf_find_tensor(&m->gguf, name) != NULL;
+        if (fused_qkv) {
+            weight_matrix qkv;
+            if (gguf_matrix(m, name, c->q_dim + 2 * c->kv_dim, c->dim, &qkv, err)) return -1;
+            w->wq = matrix_rows(&qkv, 0, c->q_dim);
+            w->wk = matrix_rows(&qkv, c->q_dim, c->kv_dim);
+            w->wv = matrix_rows(&qkv, c->q_dim + c->kv_dim, c->kv_dim);
+            if ((unsigned)qkv.type < 64) type_counts[qkv.type]++;
+        }
+        if (c->fused_gate_up) {
+            weight_matrix gate_up;
+            snprintf(name, sizeof name, "blk.%d.ffn_up.weight", l);
+            if (gguf_matrix(m, name, 2 * c->ffn_dim, c->dim, &gate_up, err)) return -1;
+            w->w_gate = matrix_rows(&gate_up, 0, c->ffn_dim);
+            w->w_up = matrix_rows(&gate_up, c->ffn_dim, c->ffn_dim);
+            if ((unsigned)gate_up.type < 64) type_counts[gate_up.type]++;
+        }
+        const struct { const char *suffix; int rows, cols; weight_matrix *field; bool loaded; } matrices[] = {
+            {"attn_q", c->q_dim, c->dim, &w->wq, fused_qkv},
+            {"attn_k", c->kv_dim, c->dim, &w->wk, fused_qkv},
+            {"attn_v", c->kv_dim, c->dim, &w->wv, fused_qkv},
+            {"attn_output", c->dim, c->q_dim, &w->wo, false},
+            {"ffn_gate", c->ffn_dim, c->dim, &w->w_gate, c->fused_gate_up},
+            {"ffn_up", c->ffn_dim, c->dim, &w->w_up, c->fused_gate_up},
+            {"ffn_down", c->dim, c->ffn_dim, &w->w_down, false},
         };
         snprintf(name, sizeof name, "blk.%d.attn_norm.weight", l);
         if (gguf_vector(m, name, c->dim, &w->attn_norm, err)) return -1;
         snprintf(name, sizeof name, "blk.%d.ffn_norm.weight", l);
         if (gguf_vector(m, name, c->dim, &w->ffn_norm, err)) return -1;
         for (size_t i = 0; i < sizeof matrices / sizeof matrices[0]; i++) {
+            if (matrices[i].loaded) continue;
             snprintf(name, sizeof name, "blk.%d.%s.weight", l, matrices[i].suffix);
             if (gguf_matrix(m, name, matrices[i].rows, matrices[i].cols, matrices[i].field, err)) return -1;
             if ((unsigned)matrices[i].field->type < 64) type_counts[matrices[i].field->type]++;
@@ -301,7 +342,7 @@ static int gguf_load_weights(model *m, ramp_error *err) {
             snprintf(name, sizeof name, "blk.%d.attn_k_norm.weight", l);
             if (gguf_vector(m, name, c->head_dim, &w->k_norm, err)) return -1;
         }
-        static const char *const unsupported_biases[] = {"attn_output", "ffn_gate", "ffn_up", "ffn_down"};
+        static const char *const unsupported_biases[] = {"attn_qkv", "attn_output", "ffn_gate", "ffn_up", "ffn_down"};
         for (size_t i = 0; i < sizeof unsupported_biases / sizeof unsupported_biases[0]; i++) {
             snprintf(name, sizeof name, "blk.%d.%s.bias", l, unsupported_biases[i]);
             if (gguf_find_tensor(&m->gguf, name))

@@ -1,7 +1,9 @@
 /* model.h: a Llama-architecture model's configuration and weights, or a slice of them. Qwen2
  * files (general.architecture qwen2) are the same network with biases on the query, key and value
  * products and RoPE over the two halves of each head; they load too, as do Qwen3 files (qwen3:
- * RoPE over head halves, no biases, and each query and key head RMS-normalized before RoPE).
+ * RoPE over head halves, no biases, and each query and key head RMS-normalized before RoPE) and
+ * Phi-3 files (phi3: RoPE over head halves, the query, key and value matrices fused into one, and
+ * the gate and up matrices into another; wq, wk, wv, w_gate and w_up are then row ranges of them).
  *
  * model_load reads a GGUF file or a llama2.c checkpoint (chosen by the file's first bytes). Every
  * matrix stays in its stored form, in place in the file mapping: a weight_matrix (kernels.h) of
@@ -46,6 +48,9 @@ typedef struct {
                            "NEOX" order) instead of Llama's (x[2i], x[2i + 1]) */
     bool head_norms;    /* each query and key head is RMS-normalized (with its own weights) before
                            RoPE (Qwen3) */
+    bool fused_gate_up; /* ffn_up holds the gate's ffn_dim rows, then the up's, and there is no
+                           ffn_gate (Phi-3); a fused attn_qkv (query, key then value rows) loads
+                           wherever a file has one */
     float rms_eps;
 } model_config;
 

@@ -32,6 +32,9 @@ static const char *const LAYER_BIASES[] = {"attn_q", "attn_k", "attn_v"}; /* Qwe
 #define BIASES_PER_LAYER (sizeof LAYER_BIASES / sizeof LAYER_BIASES[0])
 static const char *const LAYER_HEAD_NORMS[] = {"attn_q_norm", "attn_k_norm"}; /* Qwen3 */
 #define HEAD_NORMS_PER_LAYER (sizeof LAYER_HEAD_NORMS / sizeof LAYER_HEAD_NORMS[0])
+/* Phi-3: the query, key and value matrices in one, and the gate and up matrices in another */
+static const char *const PHI3_LAYER_TENSORS[] = {"attn_norm", "attn_qkv", "attn_output", "ffn_norm", "ffn_up", "ffn_down"};
+#define PHI3_TENSORS_PER_LAYER (sizeof PHI3_LAYER_TENSORS / sizeof PHI3_LAYER_TENSORS[0])
 
 typedef struct {
     char name[64];
@@ -44,7 +47,9 @@ typedef struct {
 static size_t extras_per_layer(const synth_spec *s) {
     return s->qwen2 ? BIASES_PER_LAYER : s->qwen3 ? HEAD_NORMS_PER_LAYER : 0;
 }
-static size_t tensors_per_layer(const synth_spec *s) { return WEIGHTS_PER_LAYER + extras_per_layer(s); }
+static size_t tensors_per_layer(const synth_spec *s) {
+    return s->phi3 ? PHI3_TENSORS_PER_LAYER : WEIGHTS_PER_LAYER + extras_per_layer(s);
+}
 
 static size_t tensor_count(const synth_spec *s);
 static int head_size(const synth_spec *s);
@@ -58,7 +63,7 @@ int synth_validate(const synth_spec *s, ramp_error *err) {
         if (sizes[i].value <= 0)
             return ramp_fail(err, "synthetic model: %s is %d, expected a positive number", sizes[i].name,
                              sizes[i].value);
-    if (s->qwen2 && s->qwen3) return ramp_fail(err, "synthetic model: qwen2 or qwen3, not both");
+    if (s->qwen2 + s->qwen3 + s->phi3 > 1) return ramp_fail(err, "synthetic model: one of qwen2, qwen3 and phi3");
     if (s->head_size == 0 && s->dim % s->heads != 0)
         return ramp_fail(err, "synthetic model: dim %d is not a multiple of heads %d", s->dim, s->heads);
     if (s->head_size < 0 || s->head_size > 4096 || (long)s->head_size * s->heads > (1L << 16))
@@ -109,6 +114,17 @@ static void describe_tensor(const synth_spec *s, size_t index, tensor_desc *t) {
         return;
     }
     size_t layer = (index - 3) / tensors_per_layer(s), kind = (index - 3) % tensors_per_layer(s);
+    if (s->phi3) {
+        snprintf(t->name, sizeof t->name, "blk.%zu.%s.weight", layer, PHI3_LAYER_TENSORS[kind]);
+        switch (kind) {
+        case 0: case 3: set_shape(t, dim, 1); break;                 /* attn_norm, ffn_norm */
+        case 1: set_shape(t, dim, q_dim + 2 * kv_dim); break;        /* attn_qkv: query, key, value rows */
+        case 2: set_shape(t, q_dim, dim); break;                     /* attn_output */
+        case 4: set_shape(t, dim, 2 * ffn); break;                   /* ffn_up: gate rows, then up rows */
+        default: set_shape(t, ffn, dim); break;                      /* ffn_down */
+        }
+        return;
+    }
     if (kind >= WEIGHTS_PER_LAYER && s->qwen3) { /* Qwen3's head norms: [head size] */
         snprintf(t->name, sizeof t->name, "blk.%zu.%s.weight", layer, LAYER_HEAD_NORMS[kind - WEIGHTS_PER_LAYER]);
         set_shape(t, head, 1);
@@ -259,7 +275,7 @@ static uint32_t file_type(ggml_type type) {
 }
 
 static int add_hyperparameters(gguf_writer *w, const synth_spec *s, ramp_error *err) {
-    const char *arch = s->qwen2 ? "qwen2" : s->qwen3 ? "qwen3" : "llama";
+    const char *arch = s->qwen2 ? "qwen2" : s->qwen3 ? "qwen3" : s->phi3 ? "phi3" : "llama";
     const bool qwen = s->qwen2 || s->qwen3;
     char key[64];
 #define KEY(suffix) (snprintf(key, sizeof key, "%s.%s", arch, suffix), key)

@@ -35,6 +35,9 @@ typedef struct {
                        (random, fp32) after each layer's weights */
     bool qwen3;     /* general.architecture qwen3: qwen3.* keys and blk.N.attn_q_norm/attn_k_norm.weight
                        ([head size], fp32, random in [0.5, 1.5)) after each layer's weights */
+    bool phi3;      /* general.architecture phi3: phi3.* keys, blk.N.attn_qkv.weight [dim, q + 2 kv rows]
+                       for the three attention inputs and blk.N.ffn_up.weight [dim, 2 ffn] for the gate
+                       then the up rows (no ffn_gate) */
     int head_size;  /* 0: dim / heads. Else the heads' own size, written as attention.key_length and
                        value_length (as Mistral NeMo's files have it): attn_q is [dim, heads x head_size],
                        attn_output [heads x head_size, dim], attn_k and attn_v [dim, kv_heads x head_size] */

@@ -10,6 +10,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "forward.h"
 #include "model.h"
@@ -546,21 +548,27 @@ Test(model_load, qwen2_keys_rope_halves_and_biases) {
     model_free(&m);
 }
 
+/* Writes spec to a fresh temporary file (its name into path) and loads the whole model from it. */
+static void synth_and_load(const synth_spec *spec, char path[64], model *m) {
+    snprintf(path, 64, "/tmp/ramp-test-synth-XXXXXX");
+    int fd = mkstemp(path);
+    cr_assert_geq(fd, 0);
+    close(fd);
+    ramp_error err = {{0}};
+    cr_assert_eq(synth_write(spec, path, &err), 0, "%s", err.message);
+    cr_assert_eq(model_load(m, path, NULL, false, NULL, &err), 0, "%s", err.message);
+}
+
 /* A qwen3 file (ramp synth --arch qwen3) with heads wider than dim / heads, as Qwen3-0.6B has:
  * RoPE over head halves, no biases, and each layer's query and key head-norm weights as written. */
 Test(model_load, qwen3_head_norms_and_own_head_size) {
     synth_spec spec = {.dim = 64, .layers = 2, .heads = 4, .kv_heads = 2, .ffn = 96, .vocab = 300,
                        .context = 128, .type = GGML_TYPE_Q8_0, .seed = 5, .qwen3 = true, .head_size = 32};
-    char path[] = "/tmp/ramp-test-qwen3-XXXXXX";
-    int fd = mkstemp(path);
-    cr_assert_geq(fd, 0);
-    close(fd);
-    ramp_error err = {{0}};
-    cr_assert_eq(synth_write(&spec, path, &err), 0, "%s", err.message);
+    char path[64];
     model m;
-    int status = model_load(&m, path, NULL, false, NULL, &err);
+    synth_and_load(&spec, path, &m);
     unlink(path);
-    cr_assert_eq(status, 0, "%s", err.message);
+    ramp_error err = {{0}};
     cr_expect(m.config.rope_halves);
     cr_expect(m.config.head_norms);
     cr_expect_eq(m.config.head_dim, 32);
@@ -583,5 +591,42 @@ Test(model_load, qwen3_head_norms_and_own_head_size) {
             cr_expect(expected[0] >= 0.5f && expected[0] < 1.5f, "head-norm weights around 1: %g", expected[0]);
         }
     }
+    model_free(&m);
+}
+
+/* A phi3 file (ramp synth --arch phi3): the fused attn_qkv and ffn_up load in place, cut into the
+ * query, key and value rows and the gate and up rows, and the weights figure counts each byte once. */
+Test(model_load, phi3_fused_matrices_are_row_ranges_in_place) {
+    synth_spec spec = {.dim = 64, .layers = 2, .heads = 4, .kv_heads = 2, .ffn = 96, .vocab = 300,
+                       .context = 128, .type = GGML_TYPE_Q8_0, .seed = 5, .phi3 = true};
+    char path[64];
+    model m;
+    synth_and_load(&spec, path, &m);
+    cr_expect(m.config.rope_halves);
+    cr_expect(m.config.fused_gate_up);
+    for (int l = 0; l < spec.layers; l++) {
+        const layer_weights *w = &m.layers[l];
+        const gguf_tensor *qkv = NULL, *up = NULL;
+        char name[64];
+        snprintf(name, sizeof name, "blk.%d.attn_qkv.weight", l);
+        qkv = gguf_find_tensor(&m.gguf, name);
+        snprintf(name, sizeof name, "blk.%d.ffn_up.weight", l);
+        up = gguf_find_tensor(&m.gguf, name);
+        cr_assert_not_null(qkv);
+        cr_assert_not_null(up);
+        const char *q = qkv->data, *g = up->data;
+        cr_expect_eq((const char *)w->wq.data, q);
+        cr_expect_eq((const char *)w->wk.data, q + (size_t)m.config.q_dim * w->wq.row_bytes);
+        cr_expect_eq((const char *)w->wv.data, q + (size_t)(m.config.q_dim + m.config.kv_dim) * w->wq.row_bytes);
+        cr_expect_eq(w->wq.rows, m.config.q_dim);
+        cr_expect_eq(w->wk.rows, m.config.kv_dim);
+        cr_expect_eq((const char *)w->w_gate.data, g, "the gate's rows come first");
+        cr_expect_eq((const char *)w->w_up.data, g + (size_t)spec.ffn * w->w_gate.row_bytes);
+        cr_expect_eq(w->w_up.rows, spec.ffn);
+    }
+    struct stat st;
+    cr_assert_eq(stat(path, &st), 0);
+    cr_expect_leq(m.weight_bytes, (size_t)st.st_size, "each fused matrix is counted once");
+    unlink(path);
     model_free(&m);
 }

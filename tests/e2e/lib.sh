@@ -188,3 +188,44 @@ PY
     done <"$prompts"
     return "$differ"
 }
+
+# llama_parity_checks LABEL DIR F32_FILE Q8_FILE: one architecture's synthetic files against
+# llama.cpp where the peer runs (F32: the greedy text of 16 tokens on at least 7 of the 8 prompts
+# in DIR/prompts.txt; Q8_0: the first token on at least 7 of 8, as a random model's near-ties make
+# longer quantized texts part ways within a few tokens in either engine), then the Q8_0 file's text
+# in one process against 2 pipeline stages under mpirun.
+llama_parity_checks() {
+    local label=$1 dir=$2 f32=$3 q8=$4 differ
+    . "$here/../scripts/llama-peer.sh"
+    PEER=${BENCH_PEER:-$RAMP_SHARED/peers/llama.cpp}
+    if peer_usable "$PEER" llama-simple; then
+        greedy_differs_from_llama "$f32" 16 "$dir/prompts.txt" "$dir"
+        differ=$?
+        check $((differ > 1)) "$label: F32 greedy text equals llama.cpp's on $((8 - differ)) of 8 prompts (16 tokens; at least 7)" \
+            "$differ of 8 differ"
+        greedy_differs_from_llama "$q8" 1 "$dir/prompts.txt" "$dir"
+        differ=$?
+        check $((differ > 1)) "$label: Q8_0, the first greedy token equals llama.cpp's on $((8 - differ)) of 8 prompts (at least 7)" \
+            "$differ of 8 differ"
+    else
+        skip "$label: greedy text against llama.cpp" "$PEER_PROBLEM"
+    fi
+    run 60 "$RAMP_BIN" generate -m "$q8" -f "$dir/prompts.txt" -n 16 --temp 0
+    cp "$OUT" "$dir/one.txt"
+    [ "$RC" -eq 0 ] && [ -s "$OUT" ]
+    check $? "$label: Q8_0, one process" "$(last_run_details)"
+    if have_mpi; then
+        mpi_run 120 3 generate -m "$q8" -f "$dir/prompts.txt" -n 16 --temp 0 --timeout 30
+        [ "$RC" -eq 0 ] && cmp -s "$OUT" "$dir/one.txt"
+        check $? "$label: mpirun -np 3 (2 stages) prints the one-process text" "$(last_run_details)"
+    else
+        skip "$label: pipeline split" "no mpirun"
+    fi
+}
+
+# parity_prompts DIR: the eight prompts the architecture checks continue, into DIR/prompts.txt.
+parity_prompts() {
+    printf '%s\n' "Once upon a time there was" "Hello world" "Question: Who wrote Hamlet ?" \
+        "Review: a gorgeous, witty, seductive movie." "The cat sat on the mat and" "Tom and Lily went to the park" \
+        "Question: What is the capital of France ?" "Review: dull and lifeless" >"$1/prompts.txt"
+}
