@@ -10,7 +10,7 @@
 static const char *const FAMILY_NAMES[] = {
     [CHAT_TEMPLATE_FALLBACK] = "fallback", [CHAT_TEMPLATE_LLAMA2] = "llama2",   [CHAT_TEMPLATE_LLAMA3] = "llama3",
     [CHAT_TEMPLATE_CHATML] = "chatml",     [CHAT_TEMPLATE_ZEPHYR] = "zephyr",   [CHAT_TEMPLATE_MISTRAL] = "mistral",
-    [CHAT_TEMPLATE_GEMMA] = "gemma",
+    [CHAT_TEMPLATE_GEMMA] = "gemma",       [CHAT_TEMPLATE_PHI3] = "phi3",
 };
 enum { N_FAMILIES = (int)(sizeof FAMILY_NAMES / sizeof FAMILY_NAMES[0]) };
 
@@ -30,8 +30,9 @@ chat_template_family chat_template_detect(const char *template_text) {
         return strstr(template_text, "<<SYS>>") ? CHAT_TEMPLATE_LLAMA2 : CHAT_TEMPLATE_MISTRAL;
     if (strstr(template_text, "<|start_header_id|>")) return CHAT_TEMPLATE_LLAMA3;
     if (strstr(template_text, "<start_of_turn>")) return CHAT_TEMPLATE_GEMMA;
-    /* Phi-3 also writes <|user|>, but ends turns with <|end|> where Zephyr writes EOS: not ours. */
-    if (strstr(template_text, "<|user|>") && !strstr(template_text, "<|end|>")) return CHAT_TEMPLATE_ZEPHYR;
+    /* Phi-3 writes <|user|> as Zephyr does, but ends turns with <|end|> where Zephyr writes EOS. */
+    if (strstr(template_text, "<|user|>"))
+        return strstr(template_text, "<|end|>") ? CHAT_TEMPLATE_PHI3 : CHAT_TEMPLATE_ZEPHYR;
     return CHAT_TEMPLATE_FALLBACK;
 }
 
@@ -146,6 +147,8 @@ static const turn_format LLAMA3_FORMAT = {"<|start_header_id|>",
                                           "<|start_header_id|>assistant<|end_header_id|>\n\n"};
 static const turn_format ZEPHYR_FORMAT = {
     "<|", {"system", "user", "assistant"}, "|>\n", "</s>\n", false, "<|assistant|>\n"};
+static const turn_format PHI3_FORMAT = {
+    "<|", {"system", "user", "assistant"}, "|>\n", "<|end|>\n", false, "<|assistant|>\n"};
 static const turn_format FALLBACK_FORMAT = {"", {"System", "User", "Assistant"}, ": ", "\n", false, "Assistant:"};
 
 static int render_turns(const turn_format *f, const chat_message *messages, const chat_role *roles, int n,
@@ -260,6 +263,7 @@ int chat_template_render(chat_template_family family, const chat_message *messag
     case CHAT_TEMPLATE_CHATML: rc = render_turns(&CHATML_FORMAT, messages, roles, n_messages, &out, err); break;
     case CHAT_TEMPLATE_LLAMA3: rc = render_turns(&LLAMA3_FORMAT, messages, roles, n_messages, &out, err); break;
     case CHAT_TEMPLATE_ZEPHYR: rc = render_turns(&ZEPHYR_FORMAT, messages, roles, n_messages, &out, err); break;
+    case CHAT_TEMPLATE_PHI3: rc = render_turns(&PHI3_FORMAT, messages, roles, n_messages, &out, err); break;
     case CHAT_TEMPLATE_LLAMA2:
     case CHAT_TEMPLATE_MISTRAL:
     case CHAT_TEMPLATE_GEMMA: rc = render_folded(family, messages, roles, n_messages, &out, err); break;

@@ -3,8 +3,8 @@
  * A GGUF may carry `tokenizer.chat_template` (a Jinja template). ramp does not run Jinja: it
  * recognises the common families by marker text anywhere in the whole template, in this order:
  *   ChatML ("<|im_start|>"); "[INST]": Llama-2 with "<<SYS>>", Mistral without it; Llama-3
- *   ("<|start_header_id|>"); Gemma ("<start_of_turn>"); Zephyr ("<|user|>", unless the template
- *   also has Phi-3's "<|end|>"). A family's own name ("chatml", ...) is accepted as well.
+ *   ("<|start_header_id|>"); Gemma ("<start_of_turn>"); Phi-3 ("<|user|>" and "<|end|>"); Zephyr
+ *   ("<|user|>" alone). A family's own name ("chatml", ...) is accepted as well.
  * It renders them itself, as the real template does with add_generation_prompt=true:
  *   llama2   [INST] <<SYS>>\n{system}\n<</SYS>>\n\n{user} [/INST] {assistant} </s><s>[INST] {user} [/INST]
  *            (Llama-2-chat; user and assistant text stripped as the template's .strip() does)
@@ -19,6 +19,7 @@
  *   llama3   <|start_header_id|>{role}<|end_header_id|>\n\n{content, trimmed}<|eot_id|> ...
  *            <|start_header_id|>assistant<|end_header_id|>\n\n   (the 3.0 format, no date preamble)
  *   zephyr   <|{role}|>\n{content}</s>\n ... <|assistant|>\n   (EOS written as "</s>")
+ *   phi3     <|{role}|>\n{content}<|end|>\n ... <|assistant|>\n   (Phi-3 and Phi-3.5 instruct)
  * Trimming is Python's str.strip() (Unicode whitespace); other content is copied byte for byte.
  * Llama-2, Mistral and Gemma have no system turn: each system message is held and written at the
  * start of the next user turn (an empty user turn when none follows). Llama-2 and Mistral open
@@ -44,6 +45,7 @@ typedef enum {
     CHAT_TEMPLATE_ZEPHYR,
     CHAT_TEMPLATE_MISTRAL,
     CHAT_TEMPLATE_GEMMA,
+    CHAT_TEMPLATE_PHI3,
 } chat_template_family;
 
 /* One message; role is "system", "user" or "assistant" (others are refused by render). Content

@@ -80,7 +80,7 @@ static const char GEMMA_TEMPLATE[] =
     "%}{{ '<start_of_turn>' + role + '\\n' + message['content'] | trim + '<end_of_turn>\\n' }}{% endfor %}{% if "
     "add_generation_prompt %}{{'<start_of_turn>model\\n'}}{% endif %}";
 
-/* microsoft/Phi-3-mini-4k-instruct: <|user|> like Zephyr, but <|end|> ends turns. Not supported. */
+/* microsoft/Phi-3-mini-4k-instruct: <|user|> like Zephyr, but <|end|> ends turns. */
 static const char PHI3_TEMPLATE[] =
     "{% for message in messages %}{% if message['role'] == 'system' %}{{'<|system|>\\n' + message['content'] + "
     "'<|end|>\\n'}}{% elif message['role'] == 'user' %}{{'<|user|>\\n' + message['content'] + '<|end|>\\n'}}{% elif "
@@ -171,6 +171,7 @@ Test(chat_template_detect, real_templates) {
     cr_assert_eq(chat_template_detect(MISTRAL_TEMPLATE), CHAT_TEMPLATE_MISTRAL);
     cr_assert_eq(chat_template_detect(MISTRAL_V3_EXCERPT), CHAT_TEMPLATE_MISTRAL);
     cr_assert_eq(chat_template_detect(GEMMA_TEMPLATE), CHAT_TEMPLATE_GEMMA);
+    cr_assert_eq(chat_template_detect(PHI3_TEMPLATE), CHAT_TEMPLATE_PHI3);
 }
 
 Test(chat_template_detect, first_200_characters) {
@@ -199,7 +200,6 @@ Test(chat_template_detect, fallback) {
     cr_assert_eq(chat_template_detect(""), CHAT_TEMPLATE_FALLBACK);
     cr_assert_eq(chat_template_detect("{{ messages }}"), CHAT_TEMPLATE_FALLBACK);
     cr_assert_eq(chat_template_detect(VICUNA_TEMPLATE), CHAT_TEMPLATE_FALLBACK);
-    cr_assert_eq(chat_template_detect(PHI3_TEMPLATE), CHAT_TEMPLATE_FALLBACK);
     cr_assert_eq(chat_template_detect("INST SYS im_start"), CHAT_TEMPLATE_FALLBACK);
 }
 
@@ -213,11 +213,11 @@ Test(chat_template_detect, marker_order) {
 }
 
 Test(chat_template_detect, names) {
-    const char *names[] = {"fallback", "llama2", "llama3", "chatml", "zephyr", "mistral", "gemma"};
+    const char *names[] = {"fallback", "llama2", "llama3", "chatml", "zephyr", "mistral", "gemma", "phi3"};
     chat_template_family families[] = {CHAT_TEMPLATE_FALLBACK, CHAT_TEMPLATE_LLAMA2, CHAT_TEMPLATE_LLAMA3,
                                        CHAT_TEMPLATE_CHATML,   CHAT_TEMPLATE_ZEPHYR, CHAT_TEMPLATE_MISTRAL,
-                                       CHAT_TEMPLATE_GEMMA};
-    for (int i = 0; i < 7; i++) {
+                                       CHAT_TEMPLATE_GEMMA,    CHAT_TEMPLATE_PHI3};
+    for (int i = 0; i < 8; i++) {
         cr_assert_str_eq(chat_template_name(families[i]), names[i]);
         cr_assert_eq(chat_template_detect(names[i]), families[i], "name %s", names[i]);
     }
@@ -249,6 +249,16 @@ Test(chat_template_render, chatml) {
                   "<|im_start|>assistant\nHi there<|im_end|>\n"
                   "<|im_start|>user\nWho are you?<|im_end|>\n"
                   "<|im_start|>assistant\n");
+}
+
+/* As Phi-3-mini-4k-instruct's and Phi-3.5-mini-instruct's template writes it. */
+Test(chat_template_render, phi3) {
+    expect_render(CHAT_TEMPLATE_PHI3, basic_conversation(), 4,
+                  "<|system|>\nYou are a helpful assistant.<|end|>\n"
+                  "<|user|>\nHello<|end|>\n"
+                  "<|assistant|>\nHi there<|end|>\n"
+                  "<|user|>\nWho are you?<|end|>\n"
+                  "<|assistant|>\n");
 }
 
 Test(chat_template_render, zephyr) {
