@@ -200,7 +200,7 @@ static ALWAYS_INLINE void attend(void *ctx, int task, int worker, bool half) {
     const model_config *c = j->c;
     forward_workspace *ws = j->ws;
     const int heads_per_kv = c->n_heads / c->n_kv_heads;
-    const float scale = 1.0f / sqrtf((float)c->head_dim);
+    const float scale = c->attention_scale;
     const int b = block_of_task(j->first_task, j->n_blocks, task), unit = task - j->first_task[b];
     const int r0 = j->blocks[b], n_rows = j->blocks[b + 1] - r0;
     const bool decode = n_rows == 1; /* a block of prompt rows uses each line for several queries */

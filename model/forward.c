@@ -184,8 +184,10 @@ int forward_embed(const model *m, const int *tokens, int n, float *hidden, ramp_
     for (int i = 0; i < n; i++) {
         if (tokens[i] < 0 || tokens[i] >= m->config.vocab_size)
             return ramp_fail(err, "token id %d out of range (vocabulary of %d)", tokens[i], m->config.vocab_size);
-        dequantize(e->type, (const char *)e->data + (size_t)tokens[i] * e->row_bytes, hidden + (size_t)i * dim,
-                   (size_t)dim);
+        float *row = hidden + (size_t)i * dim;
+        dequantize(e->type, (const char *)e->data + (size_t)tokens[i] * e->row_bytes, row, (size_t)dim);
+        if (m->config.embedding_scale != 1.0f)
+            for (int k = 0; k < dim; k++) row[k] *= m->config.embedding_scale;
     }
     return 0;
 }
@@ -230,13 +232,24 @@ static void add_bias(float *x, const float *bias, int n, int len) {
 }
 
 /* hidden += update, except for rows that only fill keys/values (their state stays as it was). */
-static void add_residual(float *hidden, const float *update, const forward_rows *rows, int dim) {
+/* hidden += scale x update (Granite's residual multiplier; 1 elsewhere, the plain sum). */
+static void add_residual(float *hidden, const float *update, const forward_rows *rows, int dim, float scale) {
     for (int r = 0; r < rows->n_rows; r++) {
         if (rows->kv_only && rows->kv_only[r]) continue;
         float *h = hidden + (size_t)r * dim;
         const float *u = update + (size_t)r * dim;
-        for (int i = 0; i < dim; i++) h[i] += u[i];
+        if (scale == 1.0f)
+            for (int i = 0; i < dim; i++) h[i] += u[i];
+        else
+            for (int i = 0; i < dim; i++) h[i] += u[i] * scale;
     }
+}
+
+/* Granite's logits are divided by its logit scale (as llama.cpp: times its inverse). */
+static void scale_logits(const model *m, float *logits, size_t n) {
+    if (m->config.logit_scale == 1.0f) return;
+    const float inverse = 1.0f / m->config.logit_scale;
+    for (size_t i = 0; i < n; i++) logits[i] *= inverse;
 }
 
 /* Each of the n_heads heads of one row RMS-normalized with the same weights (Qwen3). */
@@ -283,7 +296,7 @@ static void layer_forward(const model *m, int layer, kv_cache *kv, const forward
     act_buffer_set(&ws->act, ws->attention, n, c->q_dim);
     matmul_warm_up((const weight_matrix *[]){&w->w_gate, &w->w_up}, 2, n);
     matmul_weights(ws->projection, &ws->act, &w->wo);
-    add_residual(hidden, ws->projection, rows, dim);
+    add_residual(hidden, ws->projection, rows, dim, c->residual_scale);
 
     norm_rows(&ws->act, ws->normed, hidden, w->ffn_norm, n, dim, c->rms_eps);
     matmul_warm_up((const weight_matrix *[]){&w->w_down}, 1, n);
@@ -300,7 +313,7 @@ static void layer_forward(const model *m, int layer, kv_cache *kv, const forward
         matmul_warm_up((const weight_matrix *[]){&m->output}, 1, n);
     }
     matmul_weights(ws->projection, &ws->act, &w->w_down);
-    add_residual(hidden, ws->projection, rows, dim);
+    add_residual(hidden, ws->projection, rows, dim, c->residual_scale);
 }
 
 /* ---- layer-parallel pairs (forward.h) --------------------------------------------------------- */
@@ -365,7 +378,7 @@ static int pair_forward(const model *m, int layer, kv_cache *kv, const forward_r
     }
     matmul_weights_many(products, n_products);
     if (swap_contributions(partner, x, n, dim, err)) return -1;
-    for (int i = 0; i < 2; i++) add_residual(hidden, x[i].projection, rows, dim); /* h + a, then + b */
+    for (int i = 0; i < 2; i++) add_residual(hidden, x[i].projection, rows, dim, c->residual_scale); /* h + a, then + b */
 
     /* MLP: both members read h' */
     n_products = 0;
@@ -383,7 +396,7 @@ static int pair_forward(const model *m, int layer, kv_cache *kv, const forward_r
     }
     matmul_weights_many(products, n_products);
     if (swap_contributions(partner, x, n, dim, err)) return -1;
-    for (int i = 0; i < 2; i++) add_residual(hidden, x[i].projection, rows, dim);
+    for (int i = 0; i < 2; i++) add_residual(hidden, x[i].projection, rows, dim, c->residual_scale);
     return 0;
 }
 
@@ -458,10 +471,12 @@ void forward_logits(const model *m, const float *hidden, int n, float *logits, f
         matmul_warm_up((const weight_matrix *[]){&first->wq, &first->wk, &first->wv}, 3, n);
     }
     matmul_weights(logits, &ws->act, &m->output);
+    scale_logits(m, logits, (size_t)n * (size_t)m->output.rows);
 }
 
 void forward_logits_of(const model *m, const float *hidden, int n, const int *tokens, int n_tokens, float *out,
                        forward_workspace *ws) {
     norm_rows(&ws->act, ws->normed, hidden, m->output_norm, n, m->config.dim, m->config.rms_eps);
     matmul_weight_rows(out, &ws->act, &m->output, tokens, n_tokens);
+    scale_logits(m, out, (size_t)n * (size_t)n_tokens);
 }

@@ -1,5 +1,7 @@
 #include "model.h"
 
+#include <math.h>
+
 #include <errno.h>
 #include <stdbool.h>
 #include <fcntl.h>
@@ -50,6 +52,8 @@ static void config_derive(model_config *c, int head_size) {
     c->head_dim = head_size > 0 ? head_size : c->n_heads > 0 ? c->dim / c->n_heads : 0;
     c->q_dim = c->head_dim * c->n_heads;
     c->kv_dim = c->head_dim * c->n_kv_heads;
+    c->attention_scale = c->head_dim > 0 ? 1.0f / sqrtf((float)c->head_dim) : 0.0f;
+    c->embedding_scale = c->residual_scale = c->logit_scale = 1.0f;
 }
 
 static int slice_resolve(const char *path, const model_config *c, const model_slice *requested,
@@ -77,11 +81,12 @@ static int model_keep_buffer(model *m, float *buffer) {
  * and what sets them apart (model.h). */
 typedef struct {
     const char *name;
-    bool rope_halves, head_norms, fused_gate_up;
+    bool rope_halves, head_norms, fused_gate_up, multipliers;
 } architecture;
 
 static const architecture ARCHITECTURES[] = {
-    {"llama", false, false, false}, {"qwen2", true, false, false}, {"qwen3", true, true, false}, {"phi3", true, false, true},
+    {"llama", false, false, false, false}, {"qwen2", true, false, false, false}, {"qwen3", true, true, false, false},
+    {"phi3", true, false, true, false},    {"granite", false, false, false, true},
 };
 
 /* "<architecture>.<suffix>", the name of a hyperparameter key. */
@@ -124,6 +129,27 @@ static int gguf_read_rope_scaling(const gguf_file *f, const architecture *a, mod
     return 0;
 }
 
+/* Granite's multipliers (model_config): logit_scale is required, as llama.cpp has it; the others
+ * keep their defaults when absent. A Granite without RoPE (rope.scaling.finetuned false) is refused. */
+static int gguf_read_multipliers(const gguf_file *f, const architecture *a, model_config *c, ramp_error *err) {
+    const struct { const char *suffix; float *field; bool required; } keys[] = {
+        {"embedding_scale", &c->embedding_scale, false}, {"attention.scale", &c->attention_scale, false},
+        {"residual_scale", &c->residual_scale, false},   {"logit_scale", &c->logit_scale, true},
+    };
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+        key_name key = arch_key(a, keys[i].suffix);
+        if (!gguf_find(f, key.text) && !keys[i].required) continue;
+        if (gguf_get_f32(f, key.text, keys[i].field, err)) return -1;
+        if (!(*keys[i].field > 0.0f) || !isfinite(*keys[i].field))
+            return ramp_fail(err, "%s: %s is %g, expected a positive number", f->path, key.text, *keys[i].field);
+    }
+    const gguf_kv *finetuned = gguf_find(f, arch_key(a, "rope.scaling.finetuned").text);
+    if (finetuned && finetuned->type == GGUF_VALUE_BOOL && !finetuned->value.b)
+        return ramp_fail(err, "%s: %s.rope.scaling.finetuned is false: a Granite without RoPE, which ramp cannot run",
+                         f->path, a->name);
+    return 0;
+}
+
 static int gguf_read_config(const gguf_file *f, model_config *c, ramp_error *err) {
     gguf_string name;
     if (gguf_get_string(f, "general.architecture", &name, err)) return -1;
@@ -133,7 +159,8 @@ static int gguf_read_config(const gguf_file *f, model_config *c, ramp_error *err
     if (!a)
         return ramp_fail(err, "%s: architecture '%.*s' is not supported: ramp runs the llama architecture (Llama 1-3, "
                               "Mistral, TinyLlama, SmolLM and other files whose general.architecture is 'llama'), "
-                              "qwen2 (Qwen2, Qwen2.5), qwen3 (Qwen3's dense models) and phi3 (Phi-3, Phi-3.5 mini)",
+                              "qwen2 (Qwen2, Qwen2.5), qwen3 (Qwen3's dense models), phi3 (Phi-3, Phi-3.5 mini) and "
+                              "granite (IBM Granite 3's dense models)",
                          f->path, (int)(name.length < 64 ? name.length : 64), name.data);
     uint32_t value;
     const key_name required_keys[] = {arch_key(a, "block_count"), arch_key(a, "embedding_length"),
@@ -200,6 +227,7 @@ static int gguf_read_config(const gguf_file *f, model_config *c, ramp_error *err
     key = arch_key(a, "attention.layer_norm_rms_epsilon");
     if (gguf_find(f, key.text) && gguf_get_f32(f, key.text, &c->rms_eps, err)) return -1;
     if (gguf_read_rope_scaling(f, a, c, err)) return -1;
+    if (a->multipliers && gguf_read_multipliers(f, a, c, err)) return -1;
     /* Phi-3's 128k-context models rescale RoPE per frequency and the attention with it (LongRoPE);
      * refused rather than run wrong. Their 4k-context siblings have no such tensors. */
     static const char *const long_rope[] = {"rope_factors_long.weight", "rope_factors_short.weight"};

@@ -48,6 +48,10 @@ typedef struct {
                            "NEOX" order) instead of Llama's (x[2i], x[2i + 1]) */
     bool head_norms;    /* each query and key head is RMS-normalized (with its own weights) before
                            RoPE (Qwen3) */
+    /* Granite's multipliers (1 elsewhere; attention_scale 1 / sqrt(head_dim) elsewhere): the
+     * embedding rows, the attention scores, each block's output before it joins the residual
+     * stream, and the logits (divided by logit_scale). */
+    float embedding_scale, attention_scale, residual_scale, logit_scale;
     bool fused_gate_up; /* ffn_up holds the gate's ffn_dim rows, then the up's, and there is no
                            ffn_gate (Phi-3); a fused attn_qkv (query, key then value rows) loads
                            wherever a file has one */

@@ -63,7 +63,8 @@ int synth_validate(const synth_spec *s, ramp_error *err) {
         if (sizes[i].value <= 0)
             return ramp_fail(err, "synthetic model: %s is %d, expected a positive number", sizes[i].name,
                              sizes[i].value);
-    if (s->qwen2 + s->qwen3 + s->phi3 > 1) return ramp_fail(err, "synthetic model: one of qwen2, qwen3 and phi3");
+    if (s->qwen2 + s->qwen3 + s->phi3 + s->granite > 1)
+        return ramp_fail(err, "synthetic model: one of qwen2, qwen3, phi3 and granite");
     if (s->head_size == 0 && s->dim % s->heads != 0)
         return ramp_fail(err, "synthetic model: dim %d is not a multiple of heads %d", s->dim, s->heads);
     if (s->head_size < 0 || s->head_size > 4096 || (long)s->head_size * s->heads > (1L << 16))
@@ -275,7 +276,7 @@ static uint32_t file_type(ggml_type type) {
 }
 
 static int add_hyperparameters(gguf_writer *w, const synth_spec *s, ramp_error *err) {
-    const char *arch = s->qwen2 ? "qwen2" : s->qwen3 ? "qwen3" : s->phi3 ? "phi3" : "llama";
+    const char *arch = s->qwen2 ? "qwen2" : s->qwen3 ? "qwen3" : s->phi3 ? "phi3" : s->granite ? "granite" : "llama";
     const bool qwen = s->qwen2 || s->qwen3;
     char key[64];
 #define KEY(suffix) (snprintf(key, sizeof key, "%s.%s", arch, suffix), key)
@@ -293,7 +294,12 @@ static int add_hyperparameters(gguf_writer *w, const synth_spec *s, ramp_error *
                                  gguf_writer_add_u32(w, KEY("attention.value_length"), (uint32_t)s->head_size, err))) ||
            /* Qwen2's own base, so that a reader that ignored the key would rotate visibly differently */
            gguf_writer_add_f32(w, KEY("rope.freq_base"), qwen ? 1000000.0f : 10000.0f, err) ||
-           gguf_writer_add_f32(w, KEY("attention.layer_norm_rms_epsilon"), qwen ? 1e-6f : 1e-5f, err);
+           gguf_writer_add_f32(w, KEY("attention.layer_norm_rms_epsilon"), qwen ? 1e-6f : 1e-5f, err) ||
+           /* Granite 3.0 2B's multipliers, but the attention's, which stands apart from 1 / sqrt(head size) */
+           (s->granite && (gguf_writer_add_f32(w, KEY("embedding_scale"), 12.0f, err) ||
+                           gguf_writer_add_f32(w, KEY("attention.scale"), 0.0625f, err) ||
+                           gguf_writer_add_f32(w, KEY("residual_scale"), 0.22f, err) ||
+                           gguf_writer_add_f32(w, KEY("logit_scale"), 8.0f, err)));
 #undef KEY
     return failed ? -1 : 0;
 }

@@ -38,6 +38,8 @@ typedef struct {
     bool phi3;      /* general.architecture phi3: phi3.* keys, blk.N.attn_qkv.weight [dim, q + 2 kv rows]
                        for the three attention inputs and blk.N.ffn_up.weight [dim, 2 ffn] for the gate
                        then the up rows (no ffn_gate) */
+    bool granite;   /* general.architecture granite: granite.* keys with Granite 3.0 2B's embedding (12),
+                       residual (0.22) and logit (8) multipliers and an attention scale of 1/16 */
     int head_size;  /* 0: dim / heads. Else the heads' own size, written as attention.key_length and
                        value_length (as Mistral NeMo's files have it): attn_q is [dim, heads x head_size],
                        attn_output [heads x head_size, dim], attn_k and attn_v [dim, kv_heads x head_size] */

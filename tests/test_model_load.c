@@ -630,3 +630,67 @@ Test(model_load, phi3_fused_matrices_are_row_ranges_in_place) {
     unlink(path);
     model_free(&m);
 }
+
+/* The logits of token 5 at position 0, through the whole model. */
+static void logits_of_one_token(const model *m, float *out) {
+    ramp_error err = {{0}};
+    const model_config *c = &m->config;
+    kv_cache kv;
+    cr_assert_eq(kv_cache_init(&kv, c->n_layers, c->n_kv_heads, c->head_dim, KV_F32, 1, &err), 0, "%s", err.message);
+    cr_assert_eq(kv_slot_reserve(&kv, 0, 8, &err), 0, "%s", err.message);
+    forward_workspace ws;
+    cr_assert_eq(forward_workspace_init(&ws, c, 8, 8, &err), 0, "%s", err.message);
+    int token = 5, slot = 0, position = 0;
+    float *hidden = calloc((size_t)c->dim, sizeof(float));
+    cr_assert_eq(forward_embed(m, &token, 1, hidden, &err), 0, "%s", err.message);
+    forward_rows rows = {1, &slot, &position, NULL};
+    cr_assert_eq(forward_layers(m, 0, c->n_layers, &kv, &rows, hidden, &ws, &err), 0, "%s", err.message);
+    forward_logits(m, hidden, 1, out, &ws);
+    free(hidden);
+    forward_workspace_free(&ws);
+    kv_cache_free(&kv);
+}
+
+/* A granite file's multipliers load as written, and its logits are those of the same file with
+ * granite.logit_scale set to 1, divided by the scale (8: a power of two, so exactly). */
+Test(model_load, granite_multipliers_and_logit_scale) {
+    synth_spec spec = {.dim = 64, .layers = 2, .heads = 4, .kv_heads = 2, .ffn = 96, .vocab = 300,
+                       .context = 128, .type = GGML_TYPE_F32, .seed = 5, .granite = true};
+    char path[64], unscaled_path[80];
+    model m, unscaled;
+    synth_and_load(&spec, path, &m);
+    cr_expect_float_eq(m.config.embedding_scale, 12.0f, 0.0f);
+    cr_expect_float_eq(m.config.attention_scale, 0.0625f, 0.0f);
+    cr_expect_float_eq(m.config.residual_scale, 0.22f, 0.0f);
+    cr_expect_float_eq(m.config.logit_scale, 8.0f, 0.0f);
+    /* the same bytes with the logit scale's value (after its key and 4-byte type) set to 1 */
+    FILE *in = fopen(path, "rb");
+    cr_assert_not_null(in);
+    static unsigned char bytes[1 << 20];
+    size_t n = fread(bytes, 1, sizeof bytes, in);
+    fclose(in);
+    cr_assert(n > 0 && n < sizeof bytes, "the file fits the buffer");
+    const char key[] = "granite.logit_scale";
+    unsigned char *at = memmem(bytes, n, key, sizeof key - 1);
+    cr_assert_not_null(at);
+    const float one = 1.0f;
+    memcpy(at + sizeof key - 1 + 4, &one, sizeof one);
+    snprintf(unscaled_path, sizeof unscaled_path, "%s-unscaled", path);
+    FILE *out = fopen(unscaled_path, "wb");
+    cr_assert_not_null(out);
+    cr_assert_eq(fwrite(bytes, 1, n, out), n);
+    fclose(out);
+    ramp_error err = {{0}};
+    cr_assert_eq(model_load(&unscaled, unscaled_path, NULL, false, NULL, &err), 0, "%s", err.message);
+    cr_assert_float_eq(unscaled.config.logit_scale, 1.0f, 0.0f);
+    float scaled_logits[300], plain_logits[300];
+    logits_of_one_token(&m, scaled_logits);
+    logits_of_one_token(&unscaled, plain_logits);
+    for (int i = 0; i < 300; i++)
+        cr_assert_eq(scaled_logits[i], plain_logits[i] * 0.125f, "logit %d: %g, expected %g / 8", i, scaled_logits[i],
+                     plain_logits[i]);
+    model_free(&m);
+    model_free(&unscaled);
+    unlink(path);
+    unlink(unscaled_path);
+}
