@@ -47,6 +47,16 @@ enum {
     "(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}" digits \
     "| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"
 
+/* Mistral's Tekken (Mistral NeMo, Mistral Small 3, Pixtral): a word is an optional leading
+ * non-letter and a run of letters that may start upper case and goes on lower case (or stays upper
+ * case); digits one by one. tokenizer.json writes the letter cases as Unicode classes; this is
+ * llama.cpp's form of it ([^a-z] and [^A-Z] among letters, by lookahead), so that text outside
+ * ASCII splits as llama.cpp splits it. */
+#define TEKKEN_PATTERN                                                                                    \
+    "[^\\r\\n\\p{L}\\p{N}]?((?=[\\p{L}])([^a-z]))*((?=[\\p{L}])([^A-Z]))+|"                               \
+    "[^\\r\\n\\p{L}\\p{N}]?((?=[\\p{L}])([^a-z]))+((?=[\\p{L}])([^A-Z]))*|\\p{N}|"                      \
+    " ?[^\\s\\p{L}\\p{N}]+[\\r\\n/]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"
+
 enum { MAX_PRETOKENIZERS = 4 };
 
 typedef struct {
@@ -66,6 +76,7 @@ static const pretokenizer_spec PRETOKENIZERS[] = {
     {"qwen2 deepseek-r1-qwen megrez stablelm2 hunyuan", false, {LLAMA3_PATTERN("")}},
     {"smollm starcoder refact command-r codeshell exaone minerva-7b", false, {"\\p{N}", GPT2_PATTERN}},
     {"falcon", false, {"[\\p{P}\\$\\+<=>\\^~\\|`]+", GPT2_PATTERN, "[0-9][0-9][0-9]"}},
+    {"tekken", true, {TEKKEN_PATTERN}},
 };
 
 /* The spec whose names include name (length n), or NULL. */
@@ -382,7 +393,7 @@ static int compile_pretokenizers(tokenizer *tok, const gguf_file *file, ramp_err
     const pretokenizer_spec *spec = find_pretokenizer(name.data, name.length);
     if (spec == NULL)
         return ramp_fail(err, "%s: tokenizer.ggml.pre is \"%.*s\", a pre-tokenizer ramp does not know (known: default, "
-                              "gpt-2, llama-bpe/llama3, qwen2, smollm/starcoder, falcon and their aliases)",
+                              "gpt-2, llama-bpe/llama3, qwen2, smollm/starcoder, falcon, tekken and their aliases)",
                          file->path, (int)(name.length < 64 ? name.length : 64), name.data);
     tok->ignore_merges = spec->ignore_merges;
     for (int i = 0; i < MAX_PRETOKENIZERS && spec->patterns[i]; i++) {

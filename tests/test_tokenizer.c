@@ -718,9 +718,9 @@ Test(tokenizer_handmade, gpt2_merges_by_rank) {
 /* Digits and a few pieces, with merges that would join "12345" whole: what the pre-tokenizer cuts
  * shows in the tokens. */
 static const char *const PRE_TOKENS[] = {"1", "2", "3", "4", "5", "12", "123", "1234", "12345", "x", "y", "z",
-                                         "xyz", "'", "S", "'S", "a", "\xc4\xa0", "\xc4\xa0" "a"};
-enum { T1, T2, T3, T4, T5, T12, T123, T1234, T12345, TX, TY, TZ, TXYZ, TQUOTE, TS, TQS, TA, TSPACE, TSPACE_A };
-static const char *const PRE_MERGES[] = {"1 2", "12 3", "123 4", "1234 5", "' S", "\xc4\xa0 a"};
+                                         "xyz", "'", "S", "'S", "a", "\xc4\xa0", "\xc4\xa0" "a", "aS"};
+enum { T1, T2, T3, T4, T5, T12, T123, T1234, T12345, TX, TY, TZ, TXYZ, TQUOTE, TS, TQS, TA, TSPACE, TSPACE_A, TAS };
+static const char *const PRE_MERGES[] = {"1 2", "12 3", "123 4", "1234 5", "' S", "\xc4\xa0 a", "a S"};
 
 static tokenizer *pre_tokenizer(const char *pre) {
     vocab_spec spec = {.model = "gpt2", .tokens = PRE_TOKENS, .n_tokens = sizeof PRE_TOKENS / sizeof PRE_TOKENS[0],
@@ -768,6 +768,18 @@ Test(tokenizer_pre, llama3_takes_whole_words_from_the_vocabulary_and_any_case_co
     EXPECT_IDS("gpt-2", "'S", TQUOTE, TS); /* GPT-2's contractions are lower case: "'" and "S" split */
     EXPECT_IDS("gpt-2", " a", TSPACE_A);
     EXPECT_IDS("llama-bpe", " a", TSPACE_A);
+}
+
+/* Mistral's Tekken: digits one by one, whole words from the vocabulary, and a word ends where a
+ * lower-case run meets an upper-case letter. */
+Test(tokenizer_pre, tekken_splits_at_case_changes) {
+    EXPECT_IDS("tekken", "12345", T1, T2, T3, T4, T5);
+    EXPECT_IDS("tekken", "xyz", TXYZ);
+    EXPECT_IDS("tekken", "aS", TA, TS);     /* "a" | "S" */
+    EXPECT_IDS("gpt-2", "aS", TAS);         /* one word, merged */
+    EXPECT_IDS("llama-bpe", "aS", TAS);     /* one word, a token as a whole */
+    EXPECT_IDS("tekken", "Sa", TS, TA);     /* "Sa" stays one word (no merge joins it) */
+    EXPECT_IDS("tekken", " a", TSPACE_A);
 }
 
 Test(tokenizer_pre, an_unknown_pre_tokenizer_is_refused_by_name) {
