@@ -60,15 +60,8 @@ int command_synth(int argc, char **argv, transport *mpi) {
             else bad = -1, cli_error(&err, "--type expects f32, f16, q8_0 or q4_0, got '%s'", optarg);
             break;
         case ARCH:
-            if (!strcmp(optarg, "llama") || !strcmp(optarg, "qwen2") || !strcmp(optarg, "qwen3") ||
-                !strcmp(optarg, "phi3") || !strcmp(optarg, "granite")) {
-                spec.qwen2 = !strcmp(optarg, "qwen2");
-                spec.qwen3 = !strcmp(optarg, "qwen3");
-                spec.phi3 = !strcmp(optarg, "phi3");
-                spec.granite = !strcmp(optarg, "granite");
-            } else {
-                bad = -1, cli_error(&err, "--arch expects llama, qwen2, qwen3, phi3 or granite, got '%s'", optarg);
-            }
+            if (synth_arch_named(optarg) >= 0) spec.arch = (synth_arch)synth_arch_named(optarg);
+            else bad = -1, cli_error(&err, "--arch expects llama, qwen2, qwen3, phi3 or granite, got '%s'", optarg);
             break;
         case 'h': synth_usage(stdout); return 0;
         default: synth_usage(stderr); return 2;

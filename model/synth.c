@@ -45,14 +45,24 @@ typedef struct {
 
 /* A layer's tensors after its weights: Qwen2's biases, or Qwen3's head norms. */
 static size_t extras_per_layer(const synth_spec *s) {
-    return s->qwen2 ? BIASES_PER_LAYER : s->qwen3 ? HEAD_NORMS_PER_LAYER : 0;
+    return s->arch == SYNTH_QWEN2 ? BIASES_PER_LAYER : s->arch == SYNTH_QWEN3 ? HEAD_NORMS_PER_LAYER : 0;
 }
 static size_t tensors_per_layer(const synth_spec *s) {
-    return s->phi3 ? PHI3_TENSORS_PER_LAYER : WEIGHTS_PER_LAYER + extras_per_layer(s);
+    return s->arch == SYNTH_PHI3 ? PHI3_TENSORS_PER_LAYER : WEIGHTS_PER_LAYER + extras_per_layer(s);
 }
 
 static size_t tensor_count(const synth_spec *s);
 static int head_size(const synth_spec *s);
+
+static const char *const ARCH_NAMES[SYNTH_ARCHS] = {"llama", "qwen2", "qwen3", "phi3", "granite"};
+
+const char *synth_arch_name(synth_arch arch) { return (unsigned)arch < SYNTH_ARCHS ? ARCH_NAMES[arch] : "unknown"; }
+
+int synth_arch_named(const char *name) {
+    for (int a = 0; a < SYNTH_ARCHS; a++)
+        if (strcmp(name, ARCH_NAMES[a]) == 0) return a;
+    return -1;
+}
 
 int synth_validate(const synth_spec *s, ramp_error *err) {
     const struct { const char *name; int value; } sizes[] = {
@@ -63,8 +73,7 @@ int synth_validate(const synth_spec *s, ramp_error *err) {
         if (sizes[i].value <= 0)
             return ramp_fail(err, "synthetic model: %s is %d, expected a positive number", sizes[i].name,
                              sizes[i].value);
-    if (s->qwen2 + s->qwen3 + s->phi3 + s->granite > 1)
-        return ramp_fail(err, "synthetic model: one of qwen2, qwen3, phi3 and granite");
+    if ((unsigned)s->arch >= SYNTH_ARCHS) return ramp_fail(err, "synthetic model: architecture %d is unknown", (int)s->arch);
     if (s->head_size == 0 && s->dim % s->heads != 0)
         return ramp_fail(err, "synthetic model: dim %d is not a multiple of heads %d", s->dim, s->heads);
     if (s->head_size < 0 || s->head_size > 4096 || (long)s->head_size * s->heads > (1L << 16))
@@ -115,7 +124,7 @@ static void describe_tensor(const synth_spec *s, size_t index, tensor_desc *t) {
         return;
     }
     size_t layer = (index - 3) / tensors_per_layer(s), kind = (index - 3) % tensors_per_layer(s);
-    if (s->phi3) {
+    if (s->arch == SYNTH_PHI3) {
         snprintf(t->name, sizeof t->name, "blk.%zu.%s.weight", layer, PHI3_LAYER_TENSORS[kind]);
         switch (kind) {
         case 0: case 3: set_shape(t, dim, 1); break;                 /* attn_norm, ffn_norm */
@@ -126,7 +135,7 @@ static void describe_tensor(const synth_spec *s, size_t index, tensor_desc *t) {
         }
         return;
     }
-    if (kind >= WEIGHTS_PER_LAYER && s->qwen3) { /* Qwen3's head norms: [head size] */
+    if (kind >= WEIGHTS_PER_LAYER && s->arch == SYNTH_QWEN3) { /* Qwen3's head norms: [head size] */
         snprintf(t->name, sizeof t->name, "blk.%zu.%s.weight", layer, LAYER_HEAD_NORMS[kind - WEIGHTS_PER_LAYER]);
         set_shape(t, head, 1);
         t->is_norm = false;
@@ -276,8 +285,8 @@ static uint32_t file_type(ggml_type type) {
 }
 
 static int add_hyperparameters(gguf_writer *w, const synth_spec *s, ramp_error *err) {
-    const char *arch = s->qwen2 ? "qwen2" : s->qwen3 ? "qwen3" : s->phi3 ? "phi3" : s->granite ? "granite" : "llama";
-    const bool qwen = s->qwen2 || s->qwen3;
+    const char *arch = synth_arch_name(s->arch);
+    const bool qwen = s->arch == SYNTH_QWEN2 || s->arch == SYNTH_QWEN3;
     char key[64];
 #define KEY(suffix) (snprintf(key, sizeof key, "%s.%s", arch, suffix), key)
     int failed = gguf_writer_add_string(w, "general.architecture", arch, err) ||
@@ -296,7 +305,7 @@ static int add_hyperparameters(gguf_writer *w, const synth_spec *s, ramp_error *
            gguf_writer_add_f32(w, KEY("rope.freq_base"), qwen ? 1000000.0f : 10000.0f, err) ||
            gguf_writer_add_f32(w, KEY("attention.layer_norm_rms_epsilon"), qwen ? 1e-6f : 1e-5f, err) ||
            /* Granite 3.0 2B's multipliers, but the attention's, which stands apart from 1 / sqrt(head size) */
-           (s->granite && (gguf_writer_add_f32(w, KEY("embedding_scale"), 12.0f, err) ||
+           (s->arch == SYNTH_GRANITE && (gguf_writer_add_f32(w, KEY("embedding_scale"), 12.0f, err) ||
                            gguf_writer_add_f32(w, KEY("attention.scale"), 0.0625f, err) ||
                            gguf_writer_add_f32(w, KEY("residual_scale"), 0.22f, err) ||
                            gguf_writer_add_f32(w, KEY("logit_scale"), 8.0f, err)));
@@ -356,7 +365,8 @@ static int add_vocabulary(gguf_writer *w, const synth_spec *s, ramp_error *err) 
                  gguf_writer_add_u32(w, "tokenizer.ggml.bos_token_id", 1, err) ||
                  gguf_writer_add_u32(w, "tokenizer.ggml.eos_token_id", 2, err) ||
                  /* as Qwen2's converter writes it: no BOS in front of a prompt */
-                 ((s->qwen2 || s->qwen3) && gguf_writer_add_bool(w, "tokenizer.ggml.add_bos_token", false, err));
+                 ((s->arch == SYNTH_QWEN2 || s->arch == SYNTH_QWEN3) &&
+                  gguf_writer_add_bool(w, "tokenizer.ggml.add_bos_token", false, err));
     rc = failed ? -1 : 0;
 done:
     free(pieces);

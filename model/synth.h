@@ -27,19 +27,29 @@
 #include "error.h"
 #include "gguf.h"
 
+/* The architectures synth writes, each as llama.cpp's converter lays it out:
+ *   SYNTH_LLAMA    llama.* keys, the tensors above;
+ *   SYNTH_QWEN2    qwen2.* keys and blk.N.attn_q/attn_k/attn_v.bias (random, fp32) after each
+ *                  layer's weights;
+ *   SYNTH_QWEN3    qwen3.* keys and blk.N.attn_q_norm/attn_k_norm.weight ([head size], fp32, random
+ *                  in [0.5, 1.5)) after each layer's weights;
+ *   SYNTH_PHI3     phi3.* keys, blk.N.attn_qkv.weight [dim, q + 2 kv rows] for the three attention
+ *                  inputs and blk.N.ffn_up.weight [dim, 2 ffn] for the gate then the up rows (no
+ *                  ffn_gate);
+ *   SYNTH_GRANITE  granite.* keys with Granite 3.0 2B's embedding (12), residual (0.22) and logit (8)
+ *                  multipliers and an attention scale of 1/16. */
+typedef enum { SYNTH_LLAMA, SYNTH_QWEN2, SYNTH_QWEN3, SYNTH_PHI3, SYNTH_GRANITE, SYNTH_ARCHS } synth_arch;
+
+/* general.architecture of an architecture ("llama", ...); synth_arch_named: the reverse, -1 for
+ * a name synth does not write. */
+const char *synth_arch_name(synth_arch arch);
+int synth_arch_named(const char *name);
+
 typedef struct {
     int dim, layers, heads, kv_heads, ffn, vocab, context;
     ggml_type type; /* storage type of the matrices */
     uint64_t seed;
-    bool qwen2;     /* general.architecture qwen2: qwen2.* keys and blk.N.attn_q/attn_k/attn_v.bias
-                       (random, fp32) after each layer's weights */
-    bool qwen3;     /* general.architecture qwen3: qwen3.* keys and blk.N.attn_q_norm/attn_k_norm.weight
-                       ([head size], fp32, random in [0.5, 1.5)) after each layer's weights */
-    bool phi3;      /* general.architecture phi3: phi3.* keys, blk.N.attn_qkv.weight [dim, q + 2 kv rows]
-                       for the three attention inputs and blk.N.ffn_up.weight [dim, 2 ffn] for the gate
-                       then the up rows (no ffn_gate) */
-    bool granite;   /* general.architecture granite: granite.* keys with Granite 3.0 2B's embedding (12),
-                       residual (0.22) and logit (8) multipliers and an attention scale of 1/16 */
+    synth_arch arch; /* the network and general.architecture (synth_arch) */
     int head_size;  /* 0: dim / heads. Else the heads' own size, written as attention.key_length and
                        value_length (as Mistral NeMo's files have it): attn_q is [dim, heads x head_size],
                        attn_output [heads x head_size, dim], attn_k and attn_v [dim, kv_heads x head_size] */

@@ -505,7 +505,7 @@ Test(forward_math, tiled_matmul_is_exact_and_independent_of_threads) {
  * query, key and value biases as written; a llama file of the same shape has no biases. */
 Test(model_load, qwen2_keys_rope_halves_and_biases) {
     synth_spec spec = {.dim = 64, .layers = 2, .heads = 4, .kv_heads = 2, .ffn = 96, .vocab = 300,
-                       .context = 128, .type = GGML_TYPE_Q8_0, .seed = 3, .qwen2 = true};
+                       .context = 128, .type = GGML_TYPE_Q8_0, .seed = 3, .arch = SYNTH_QWEN2};
     char path[] = "/tmp/ramp-test-qwen2-XXXXXX";
     int fd = mkstemp(path);
     cr_assert_geq(fd, 0);
@@ -537,7 +537,7 @@ Test(model_load, qwen2_keys_rope_halves_and_biases) {
     }
     model_free(&m);
 
-    spec.qwen2 = false;
+    spec.arch = SYNTH_LLAMA;
     cr_assert_eq(synth_write(&spec, path, &err), 0, "%s", err.message);
     status = model_load(&m, path, NULL, false, NULL, &err);
     unlink(path);
@@ -563,7 +563,7 @@ static void synth_and_load(const synth_spec *spec, char path[64], model *m) {
  * RoPE over head halves, no biases, and each layer's query and key head-norm weights as written. */
 Test(model_load, qwen3_head_norms_and_own_head_size) {
     synth_spec spec = {.dim = 64, .layers = 2, .heads = 4, .kv_heads = 2, .ffn = 96, .vocab = 300,
-                       .context = 128, .type = GGML_TYPE_Q8_0, .seed = 5, .qwen3 = true, .head_size = 32};
+                       .context = 128, .type = GGML_TYPE_Q8_0, .seed = 5, .arch = SYNTH_QWEN3, .head_size = 32};
     char path[64];
     model m;
     synth_and_load(&spec, path, &m);
@@ -598,7 +598,7 @@ Test(model_load, qwen3_head_norms_and_own_head_size) {
  * query, key and value rows and the gate and up rows, and the weights figure counts each byte once. */
 Test(model_load, phi3_fused_matrices_are_row_ranges_in_place) {
     synth_spec spec = {.dim = 64, .layers = 2, .heads = 4, .kv_heads = 2, .ffn = 96, .vocab = 300,
-                       .context = 128, .type = GGML_TYPE_Q8_0, .seed = 5, .phi3 = true};
+                       .context = 128, .type = GGML_TYPE_Q8_0, .seed = 5, .arch = SYNTH_PHI3};
     char path[64];
     model m;
     synth_and_load(&spec, path, &m);
@@ -655,7 +655,7 @@ static void logits_of_one_token(const model *m, float *out) {
  * granite.logit_scale set to 1, divided by the scale (8: a power of two, so exactly). */
 Test(model_load, granite_multipliers_and_logit_scale) {
     synth_spec spec = {.dim = 64, .layers = 2, .heads = 4, .kv_heads = 2, .ffn = 96, .vocab = 300,
-                       .context = 128, .type = GGML_TYPE_F32, .seed = 5, .granite = true};
+                       .context = 128, .type = GGML_TYPE_F32, .seed = 5, .arch = SYNTH_GRANITE};
     char path[64], unscaled_path[80];
     model m, unscaled;
     synth_and_load(&spec, path, &m);

@@ -111,7 +111,7 @@ Test(synth, tiny_q8_0_model_has_llama_keys) {
  * weights, with random values (not ones, as norms have). */
 Test(synth, qwen2_keys_and_biases) {
     synth_spec spec = TINY;
-    spec.qwen2 = true;
+    spec.arch = SYNTH_QWEN2;
     gguf_file f;
     char path[64];
     synth_and_open(&spec, &f, path);
