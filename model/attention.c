@@ -135,6 +135,7 @@ typedef struct {
     const model_config *c;
     const kv_cache *kv;
     int local_layer;
+    int window; /* positions seen, counted back from the query's own; 0: all */
     const forward_rows *rows;
     forward_workspace *ws;
     const float *q;      /* [rows][dim] queries */
@@ -253,7 +254,11 @@ static ALWAYS_INLINE void attend(void *ctx, int task, int worker, bool half) {
         }
     }
     for (int q = 0; q < n_queries; q++) {
-        for (int t = 0; t < lengths[q]; t++) scores[q][t] = filled[t] ? scores[q][t] * scale : -INFINITY;
+        /* a sliding window masks the positions before it as an unfilled one is masked: exp(-inf) = 0,
+         * and adding 0 leaves the softmax's and the values' sums as they were */
+        const int seen_from = j->window > 0 && lengths[q] > j->window ? lengths[q] - j->window : 0;
+        for (int t = 0; t < lengths[q]; t++)
+            scores[q][t] = filled[t] && t >= seen_from ? scores[q][t] * scale : -INFINITY;
         softmax(scores[q], lengths[q]);
     }
     /* out[i] = sum over t (in order) of scores[t] * value_t[i]: positions are the outer loop and up
@@ -326,11 +331,11 @@ static void run_tasks(int tasks, long work, parallel_fn fn, void *job, const for
     }
 }
 
-void attention_of_rows(const model_config *c, const kv_cache *kv, int local_layer, const forward_rows *rows,
+void attention_of_rows(const model_config *c, const kv_cache *kv, int local_layer, int window, const forward_rows *rows,
                        const float *q, float *out, forward_workspace *ws) {
     int blocks[rows->n_rows + 1], first_task[rows->n_rows + 1];
     const int n_blocks = query_blocks(rows, blocks), tasks = block_tasks(c, rows, blocks, n_blocks, first_task);
-    attention_job j = {c, kv, local_layer, rows, ws, q, out, blocks, first_task, n_blocks};
+    attention_job j = {c, kv, local_layer, window, rows, ws, q, out, blocks, first_task, n_blocks};
     run_tasks(tasks, attention_work(c, rows), attention_task, &j, ws);
 }
 
@@ -349,8 +354,8 @@ void attention_of_pair(const model_config *c, const kv_cache *kv, const forward_
                        const float *const q[2], float *const out[2], forward_workspace *ws) {
     int blocks[rows->n_rows + 1], first_task[rows->n_rows + 1];
     const int n_blocks = query_blocks(rows, blocks), tasks = block_tasks(c, rows, blocks, n_blocks, first_task);
-    pair_attention_job j = {{{c, kv, local_layers[0], rows, ws, q[0], out[0], blocks, first_task, n_blocks},
-                             {c, kv, local_layers[1], rows, ws, q[1], out[1], blocks, first_task, n_blocks}},
+    pair_attention_job j = {{{c, kv, local_layers[0], 0, rows, ws, q[0], out[0], blocks, first_task, n_blocks},
+                             {c, kv, local_layers[1], 0, rows, ws, q[1], out[1], blocks, first_task, n_blocks}},
                             tasks};
     run_tasks(2 * j.tasks, 2 * attention_work(c, rows), pair_attention_task, &j, ws);
 }

@@ -19,7 +19,8 @@
 
 size_t attention_scratch_floats(int max_context);
 
-void attention_of_rows(const model_config *c, const kv_cache *kv, int local_layer, const forward_rows *rows,
+/* window: the positions each query sees, counted back from its own (0: all of them). */
+void attention_of_rows(const model_config *c, const kv_cache *kv, int local_layer, int window, const forward_rows *rows,
                        const float *q, float *out, forward_workspace *ws);
 
 /* The two members of a layer-parallel pair (forward.h) at once: every (member, block, head) task

@@ -56,11 +56,19 @@ void softmax(float *x, int size) {
 }
 
 /* SwiGLU: gate[i] = silu(gate[i]) * up[i] = gate[i] / (1 + e^-gate[i]) * up[i]. */
-static void silu_times_range(float *gate, const float *up, long from, long to) {
+/* GELU in its tanh form, as Gemma's gelu_pytorch_tanh: 0.5 x (1 + tanh(sqrt(2 / pi) (x + 0.044715 x^3))),
+ * with tanh(y) = 1 - 2 / (e^2y + 1) (e^2y overflowing to infinity gives 1). */
+static inline float8 gelu8(float8 x) {
+    const float8 y = float8_splat(0.7978845608028654f) * (x + float8_splat(0.044715f) * x * x * x);
+    const float8 t = float8_splat(1.0f) - float8_splat(2.0f) / (exp8(float8_splat(2.0f) * y) + float8_splat(1.0f));
+    return float8_splat(0.5f) * x * (float8_splat(1.0f) + t);
+}
+
+static void silu_times_range(float *gate, const float *up, long from, long to, bool gelu) {
     for (long i = from; i < to; i += 8) {
         const int count = to - i < 8 ? (int)(to - i) : 8;
         const float8 g = float8_load_partial(gate + i, count, 0.0f), u = float8_load_partial(up + i, count, 0.0f);
-        const float8 out = g / (float8_splat(1.0f) + exp8(-g)) * u;
+        const float8 out = gelu ? gelu8(g) * u : g / (float8_splat(1.0f) + exp8(-g)) * u;
         float8_store_partial(gate + i, out, count);
     }
 }
@@ -75,21 +83,23 @@ typedef struct {
     float *gate;
     const float *up;
     long elements;
+    bool gelu;
 } silu_job;
 
 static void silu_task(void *ctx, int task, int worker) {
     (void)worker;
     const silu_job *j = ctx;
     const long from = (long)task * SILU_CHUNK, to = from + SILU_CHUNK < j->elements ? from + SILU_CHUNK : j->elements;
-    silu_times_range(j->gate, j->up, from, to);
+    silu_times_range(j->gate, j->up, from, to, j->gelu);
 }
 
-static void silu_times(float *gate, const float *up, long elements) {
+/* gate = act(gate) * up, act SiLU or (gelu) GELU. */
+static void silu_times(float *gate, const float *up, long elements, bool gelu) {
     if (elements < 2 * SILU_CHUNK) { /* a decoded row (7B: 11,008 values): not worth waking a thread */
-        silu_times_range(gate, up, 0, elements);
+        silu_times_range(gate, up, 0, elements, gelu);
         return;
     }
-    silu_job j = {gate, up, elements};
+    silu_job j = {gate, up, elements, gelu};
     parallel_run((int)((elements + SILU_CHUNK - 1) / SILU_CHUNK), silu_task, &j);
 }
 
@@ -107,12 +117,15 @@ int forward_workspace_init(forward_workspace *ws, const model_config *c, int max
     ws->max_rows = max_rows;
     ws->max_context = max_context;
     size_t rows = (size_t)max_rows;
-    float **buffers[] = {&ws->normed, &ws->q, &ws->attention, &ws->projection, &ws->k, &ws->v,
-                         &ws->gate, &ws->up, &ws->rope_cos, &ws->rope_sin, &ws->scores, &ws->rope_frequency};
+    float **buffers[] = {&ws->normed,   &ws->q,        &ws->attention, &ws->projection,     &ws->k,
+                         &ws->v,        &ws->gate,     &ws->up,        &ws->rope_cos,       &ws->rope_sin,
+                         &ws->scores,   &ws->rope_frequency, &ws->rope_cos_local, &ws->rope_sin_local,
+                         &ws->rope_frequency_local};
     ws->score_buffers = parallel_threads();
     size_t sizes[] = {rows * c->dim, rows * c->q_dim, rows * c->q_dim, rows * c->dim, rows * c->kv_dim,
                       rows * c->kv_dim, rows * c->ffn_dim, rows * c->ffn_dim, rows * (c->rope_dim / 2),
                       rows * (c->rope_dim / 2), (size_t)ws->score_buffers * attention_scratch_floats(max_context),
+                      (size_t)(c->rope_dim / 2), rows * (c->rope_dim / 2), rows * (c->rope_dim / 2),
                       (size_t)(c->rope_dim / 2)};
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
         *buffers[i] = malloc((sizes[i] ? sizes[i] : 1) * sizeof(float));
@@ -121,8 +134,11 @@ int forward_workspace_init(forward_workspace *ws, const model_config *c, int max
             return ramp_fail(err, "workspace: out of memory for %d rows", max_rows);
         }
     }
-    for (int i = 0; i < c->rope_dim / 2; i++) /* once, not for every row of every batch */
+    for (int i = 0; i < c->rope_dim / 2; i++) { /* once, not for every row of every batch */
         ws->rope_frequency[i] = 1.0f / powf(c->rope_base, (float)(2 * i) / (float)c->rope_dim);
+        if (c->sliding_window > 0)
+            ws->rope_frequency_local[i] = 1.0f / powf(c->rope_base_local, (float)(2 * i) / (float)c->rope_dim);
+    }
     if (act_buffer_init(&ws->act, max_rows, widest_activation(c), err)) {
         forward_workspace_free(ws);
         return -1;
@@ -172,6 +188,9 @@ void forward_workspace_free(forward_workspace *ws) {
     free(ws->rope_cos);
     free(ws->rope_sin);
     free(ws->rope_frequency);
+    free(ws->rope_cos_local);
+    free(ws->rope_sin_local);
+    free(ws->rope_frequency_local);
     free(ws->scores);
     act_buffer_free(&ws->act);
     memset(ws, 0, sizeof *ws);
@@ -204,6 +223,11 @@ static void rope_prepare(const model *m, const forward_rows *rows, forward_works
             float angle = (float)rows->positions[r] * c->rope_freq_scale * frequency;
             ws->rope_cos[r * pairs + i] = cosf(angle);
             ws->rope_sin[r * pairs + i] = sinf(angle);
+            if (c->sliding_window > 0) { /* Gemma 3's local layers: their own base, no scaling */
+                const float local = (float)rows->positions[r] * ws->rope_frequency_local[i];
+                ws->rope_cos_local[r * pairs + i] = cosf(local);
+                ws->rope_sin_local[r * pairs + i] = sinf(local);
+            }
         }
     }
 }
@@ -245,6 +269,12 @@ static void add_residual(float *hidden, const float *update, const forward_rows 
     }
 }
 
+/* Gemma 3's norm of a block's output before it joins the residual stream (weight NULL: none). */
+static void post_norm(float *rows_out, const float *weight, int n, int dim, float eps) {
+    if (!weight) return;
+    for (int r = 0; r < n; r++) rmsnorm(rows_out + (size_t)r * dim, rows_out + (size_t)r * dim, weight, dim, eps);
+}
+
 /* Granite's logits are divided by its logit scale (as llama.cpp: times its inverse). */
 static void scale_logits(const model *m, float *logits, size_t n) {
     if (m->config.logit_scale == 1.0f) return;
@@ -259,14 +289,15 @@ static void norm_heads(float *row, int n_heads, int head_dim, const float *weigh
 
 /* The layer's biases (if any), head norms (if any) and RoPE on the rows' queries and keys, then
  * their keys and values into the cache of local_layer. */
-static void rope_and_store(const model_config *c, const layer_weights *w, kv_cache *kv, int local_layer,
+static void rope_and_store(const model_config *c, const layer_weights *w, kv_cache *kv, int local_layer, int window,
                            const forward_rows *rows, float *q, float *k, float *v, const forward_workspace *ws) {
+    const float *cos_table = window ? ws->rope_cos_local : ws->rope_cos, *sin_table = window ? ws->rope_sin_local : ws->rope_sin;
     const int q_dim = c->q_dim, kv_dim = c->kv_dim, pairs = c->rope_dim / 2;
     add_bias(q, w->q_bias, rows->n_rows, q_dim);
     add_bias(k, w->k_bias, rows->n_rows, kv_dim);
     add_bias(v, w->v_bias, rows->n_rows, kv_dim);
     for (int r = 0; r < rows->n_rows; r++) {
-        const float *cos_row = ws->rope_cos + r * pairs, *sin_row = ws->rope_sin + r * pairs;
+        const float *cos_row = cos_table + r * pairs, *sin_row = sin_table + r * pairs;
         kv_prepare(kv, rows->slots[r], local_layer, rows->positions[r]);
         if (w->q_norm) norm_heads(q + (size_t)r * q_dim, c->n_heads, c->head_dim, w->q_norm, c->rms_eps);
         if (w->k_norm) norm_heads(k + (size_t)r * kv_dim, c->n_kv_heads, c->head_dim, w->k_norm, c->rms_eps);
@@ -291,11 +322,13 @@ static void layer_forward(const model *m, int layer, kv_cache *kv, const forward
         const matmul_product qkv[] = {{ws->q, &ws->act, &w->wq}, {ws->k, &ws->act, &w->wk}, {ws->v, &ws->act, &w->wv}};
         matmul_weights_many(qkv, 3);
     }
-    rope_and_store(c, w, kv, local_layer, rows, ws->q, ws->k, ws->v, ws);
-    attention_of_rows(c, kv, local_layer, rows, ws->q, ws->attention, ws);
+    const int window = model_layer_window(c, layer);
+    rope_and_store(c, w, kv, local_layer, window, rows, ws->q, ws->k, ws->v, ws);
+    attention_of_rows(c, kv, local_layer, window, rows, ws->q, ws->attention, ws);
     act_buffer_set(&ws->act, ws->attention, n, c->q_dim);
     matmul_warm_up((const weight_matrix *[]){&w->w_gate, &w->w_up}, 2, n);
     matmul_weights(ws->projection, &ws->act, &w->wo);
+    post_norm(ws->projection, w->attn_post_norm, n, dim, c->rms_eps);
     add_residual(hidden, ws->projection, rows, dim, c->residual_scale);
 
     norm_rows(&ws->act, ws->normed, hidden, w->ffn_norm, n, dim, c->rms_eps);
@@ -304,7 +337,7 @@ static void layer_forward(const model *m, int layer, kv_cache *kv, const forward
         const matmul_product gate_up[] = {{ws->gate, &ws->act, &w->w_gate}, {ws->up, &ws->act, &w->w_up}};
         matmul_weights_many(gate_up, 2);
     }
-    silu_times(ws->gate, ws->up, (long)n * ffn);
+    silu_times(ws->gate, ws->up, (long)n * ffn, c->gelu);
     act_buffer_set(&ws->act, ws->gate, n, ffn);
     if (layer + 1 < m->slice.end_layer) {
         const layer_weights *next = &m->layers[layer + 1];
@@ -313,6 +346,7 @@ static void layer_forward(const model *m, int layer, kv_cache *kv, const forward
         matmul_warm_up((const weight_matrix *[]){&m->output}, 1, n);
     }
     matmul_weights(ws->projection, &ws->act, &w->w_down);
+    post_norm(ws->projection, w->ffn_post_norm, n, dim, c->rms_eps);
     add_residual(hidden, ws->projection, rows, dim, c->residual_scale);
 }
 
@@ -362,9 +396,9 @@ static int pair_forward(const model *m, int layer, kv_cache *kv, const forward_r
         products[n_products++] = (matmul_product){x[i].v, x[i].act, &x[i].w->wv};
     }
     matmul_weights_many(products, n_products);
-    for (int i = from; i < to; i++) rope_and_store(c, x[i].w, kv, x[i].local_layer, rows, x[i].q, x[i].k, x[i].v, ws);
+    for (int i = from; i < to; i++) rope_and_store(c, x[i].w, kv, x[i].local_layer, 0, rows, x[i].q, x[i].k, x[i].v, ws);
     if (partner) {
-        attention_of_rows(c, kv, x[from].local_layer, rows, x[from].q, x[from].attention, ws);
+        attention_of_rows(c, kv, x[from].local_layer, 0, rows, x[from].q, x[from].attention, ws);
     } else {
         const int local_layers[2] = {x[0].local_layer, x[1].local_layer};
         const float *const q[2] = {x[0].q, x[1].q};
@@ -390,7 +424,7 @@ static int pair_forward(const model *m, int layer, kv_cache *kv, const forward_r
     matmul_weights_many(products, n_products);
     n_products = 0;
     for (int i = from; i < to; i++) {
-        silu_times(x[i].gate, x[i].up, (long)n * ffn);
+        silu_times(x[i].gate, x[i].up, (long)n * ffn, c->gelu);
         act_buffer_set(x[i].act, x[i].gate, n, ffn);
         products[n_products++] = (matmul_product){x[i].projection, x[i].act, &x[i].w->w_down};
     }
@@ -414,6 +448,9 @@ int forward_layers_pausing(const model *m, int first_layer, int end_layer, const
                            const forward_rows *rows, float *hidden, forward_workspace *ws, const forward_pause *pause,
                            ramp_error *err) {
     if (pairs && pairs->first < pairs->end) {
+        if (m->config.sliding_window > 0 || m->config.gelu)
+            return ramp_fail(err, "parallel layers: %s's layers (sliding windows, norms after each block) cannot be "
+                                  "paired yet", m->path);
         if ((pairs->end - pairs->first) % 2)
             return ramp_fail(err, "parallel layers %d-%d: expected an even number of layers to pair, found %d",
                              pairs->first, pairs->end - 1, pairs->end - pairs->first);

@@ -44,6 +44,7 @@ typedef struct {
     float *gate, *up;                                   /* [max_rows][ffn_dim] */
     float *rope_cos, *rope_sin;                         /* [max_rows][rope_dim / 2] */
     float *rope_frequency;                              /* [rope_dim / 2]: 1 / base^(2i / rope_dim) */
+    float *rope_cos_local, *rope_sin_local, *rope_frequency_local; /* the same for Gemma 3's local layers */
     int score_buffers;                                  /* threads that may attend at once */
     float *scores; /* [score_buffers][attention_scratch_floats(max_context)] attention weights (attention.h) */
     act_buffer act;                                     /* converted inputs of the products */

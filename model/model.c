@@ -82,11 +82,13 @@ static int model_keep_buffer(model *m, float *buffer) {
 typedef struct {
     const char *name;
     bool rope_halves, head_norms, fused_gate_up, multipliers;
+    bool gemma3; /* sliding windows, norms after attention and feed-forward, GELU, sqrt(dim) embedding */
 } architecture;
 
 static const architecture ARCHITECTURES[] = {
-    {"llama", false, false, false, false}, {"qwen2", true, false, false, false}, {"qwen3", true, true, false, false},
-    {"phi3", true, false, true, false},    {"granite", false, false, false, true},
+    {"llama", false, false, false, false, false}, {"qwen2", true, false, false, false, false},
+    {"qwen3", true, true, false, false, false},   {"phi3", true, false, true, false, false},
+    {"granite", false, false, false, true, false}, {"gemma3", true, true, false, false, true},
 };
 
 /* "<architecture>.<suffix>", the name of a hyperparameter key. */
@@ -150,6 +152,27 @@ static int gguf_read_multipliers(const gguf_file *f, const architecture *a, mode
     return 0;
 }
 
+/* Gemma 3 as llama.cpp runs it: the embedding times sqrt(dim); every sixth layer global, the others
+ * attending to the last attention.sliding_window positions with RoPE base 10000 and no scaling; the
+ * queries scaled by 1 / sqrt(head size), but by 1 / sqrt(dim / heads) for the 62-layer 27B model (its
+ * query_pre_attn_scalar, which the file does not carry). A file without a sliding window is refused:
+ * llama.cpp then runs another graph (with a final logit soft cap). */
+static int gguf_read_gemma3(const gguf_file *f, const architecture *a, model_config *c, ramp_error *err) {
+    key_name key = arch_key(a, "attention.sliding_window");
+    uint32_t window = 0;
+    if (gguf_find(f, key.text) && gguf_get_u32(f, key.text, &window, err)) return -1;
+    if (window == 0 || window > (1u << 20))
+        return ramp_fail(err, "%s: %s is %u: a Gemma 3 file without a sliding window, which ramp cannot run", f->path,
+                         key.text, window);
+    c->sliding_window = (int)window;
+    c->sliding_pattern = 6;
+    c->rope_base_local = 10000.0f;
+    c->gelu = true;
+    c->embedding_scale = sqrtf((float)c->dim);
+    if (c->n_layers == 62) c->attention_scale = 1.0f / sqrtf((float)(c->dim / c->n_heads));
+    return 0;
+}
+
 static int gguf_read_config(const gguf_file *f, model_config *c, ramp_error *err) {
     gguf_string name;
     if (gguf_get_string(f, "general.architecture", &name, err)) return -1;
@@ -159,8 +182,8 @@ static int gguf_read_config(const gguf_file *f, model_config *c, ramp_error *err
     if (!a)
         return ramp_fail(err, "%s: architecture '%.*s' is not supported: ramp runs the llama architecture (Llama 1-3, "
                               "Mistral, TinyLlama, SmolLM and other files whose general.architecture is 'llama'), "
-                              "qwen2 (Qwen2, Qwen2.5), qwen3 (Qwen3's dense models), phi3 (Phi-3, Phi-3.5 mini) and "
-                              "granite (IBM Granite 3's dense models)",
+                              "qwen2 (Qwen2, Qwen2.5), qwen3 (Qwen3's dense models), phi3 (Phi-3, Phi-3.5 mini), "
+                              "granite (IBM Granite 3's dense models) and gemma3 (Gemma 3)",
                          f->path, (int)(name.length < 64 ? name.length : 64), name.data);
     uint32_t value;
     const key_name required_keys[] = {arch_key(a, "block_count"), arch_key(a, "embedding_length"),
@@ -228,6 +251,7 @@ static int gguf_read_config(const gguf_file *f, model_config *c, ramp_error *err
     if (gguf_find(f, key.text) && gguf_get_f32(f, key.text, &c->rms_eps, err)) return -1;
     if (gguf_read_rope_scaling(f, a, c, err)) return -1;
     if (a->multipliers && gguf_read_multipliers(f, a, c, err)) return -1;
+    if (a->gemma3 && gguf_read_gemma3(f, a, c, err)) return -1;
     /* Phi-3's 128k-context models rescale RoPE per frequency and the attention with it (LongRoPE);
      * refused rather than run wrong. Their 4k-context siblings have no such tensors. */
     static const char *const long_rope[] = {"rope_factors_long.weight", "rope_factors_short.weight"};
@@ -363,6 +387,12 @@ static int gguf_load_weights(model *m, ramp_error *err) {
         for (size_t i = 0; i < sizeof biases / sizeof biases[0]; i++) {
             snprintf(name, sizeof name, "blk.%d.%s.bias", l, biases[i].suffix);
             if (gguf_find_tensor(&m->gguf, name) && gguf_vector(m, name, biases[i].n, biases[i].field, err)) return -1;
+        }
+        if (c->gelu) { /* Gemma 3's norms after attention and after the feed-forward */
+            snprintf(name, sizeof name, "blk.%d.post_attention_norm.weight", l);
+            if (gguf_vector(m, name, c->dim, &w->attn_post_norm, err)) return -1;
+            snprintf(name, sizeof name, "blk.%d.post_ffw_norm.weight", l);
+            if (gguf_vector(m, name, c->dim, &w->ffn_post_norm, err)) return -1;
         }
         if (c->head_norms) {
             snprintf(name, sizeof name, "blk.%d.attn_q_norm.weight", l);

@@ -52,11 +52,23 @@ typedef struct {
      * embedding rows, the attention scores, each block's output before it joins the residual
      * stream, and the logits (divided by logit_scale). */
     float embedding_scale, attention_scale, residual_scale, logit_scale;
+    /* Gemma 3: sliding-window attention on the local layers (layer l is local unless (l + 1) is a
+     * multiple of sliding_pattern), which see only the last sliding_window positions and rotate with
+     * their own RoPE base and no scaling; 0 where every layer sees every position. */
+    int sliding_window, sliding_pattern;
+    float rope_base_local;
+    bool gelu;          /* the feed-forward gate is GELU (tanh form; Gemma) instead of SiLU */
     bool fused_gate_up; /* ffn_up holds the gate's ffn_dim rows, then the up's, and there is no
                            ffn_gate (Phi-3); a fused attn_qkv (query, key then value rows) loads
                            wherever a file has one */
     float rms_eps;
 } model_config;
+
+/* The positions layer `layer` attends to, counted back from its own: sliding_window on Gemma 3's
+ * local layers (llama.cpp's pattern: every sliding_pattern-th layer is global), 0 (all) elsewhere. */
+static inline int model_layer_window(const model_config *c, int layer) {
+    return c->sliding_window > 0 && (layer + 1) % c->sliding_pattern != 0 ? c->sliding_window : 0;
+}
 
 typedef struct {
     const float *attn_norm; /* [dim] */
@@ -66,6 +78,8 @@ typedef struct {
     const float *q_bias;    /* [q_dim], added to the query; NULL when the file has none (Llama) */
     const float *q_norm;    /* [head_dim]: weights of each query head's RMS norm (head_norms), or NULL */
     const float *k_norm;    /* [head_dim]: the same for each key head, or NULL */
+    const float *attn_post_norm; /* [dim]: RMS norm of attention's output before the residual (Gemma 3), or NULL */
+    const float *ffn_post_norm;  /* [dim]: the same for the feed-forward's output, or NULL */
     const float *k_bias;    /* [kv_dim] or NULL */
     const float *v_bias;    /* [kv_dim] or NULL */
     weight_matrix wo;       /* [dim][q_dim] */

@@ -32,6 +32,10 @@ static const char *const LAYER_BIASES[] = {"attn_q", "attn_k", "attn_v"}; /* Qwe
 #define BIASES_PER_LAYER (sizeof LAYER_BIASES / sizeof LAYER_BIASES[0])
 static const char *const LAYER_HEAD_NORMS[] = {"attn_q_norm", "attn_k_norm"}; /* Qwen3 */
 #define HEAD_NORMS_PER_LAYER (sizeof LAYER_HEAD_NORMS / sizeof LAYER_HEAD_NORMS[0])
+/* Gemma 3: the head norms, then the norms after attention and after the feed-forward */
+static const char *const GEMMA3_LAYER_NORMS[] = {"attn_q_norm", "attn_k_norm", "post_attention_norm", "post_ffw_norm"};
+#define GEMMA3_NORMS_PER_LAYER (sizeof GEMMA3_LAYER_NORMS / sizeof GEMMA3_LAYER_NORMS[0])
+enum { GEMMA3_SLIDING_WINDOW = 6 }; /* short, so that short prompts reach past it */
 /* Phi-3: the query, key and value matrices in one, and the gate and up matrices in another */
 static const char *const PHI3_LAYER_TENSORS[] = {"attn_norm", "attn_qkv", "attn_output", "ffn_norm", "ffn_up", "ffn_down"};
 #define PHI3_TENSORS_PER_LAYER (sizeof PHI3_LAYER_TENSORS / sizeof PHI3_LAYER_TENSORS[0])
@@ -45,7 +49,10 @@ typedef struct {
 
 /* A layer's tensors after its weights: Qwen2's biases, or Qwen3's head norms. */
 static size_t extras_per_layer(const synth_spec *s) {
-    return s->arch == SYNTH_QWEN2 ? BIASES_PER_LAYER : s->arch == SYNTH_QWEN3 ? HEAD_NORMS_PER_LAYER : 0;
+    return s->arch == SYNTH_QWEN2   ? BIASES_PER_LAYER
+           : s->arch == SYNTH_QWEN3  ? HEAD_NORMS_PER_LAYER
+           : s->arch == SYNTH_GEMMA3 ? GEMMA3_NORMS_PER_LAYER
+                                     : 0;
 }
 static size_t tensors_per_layer(const synth_spec *s) {
     return s->arch == SYNTH_PHI3 ? PHI3_TENSORS_PER_LAYER : WEIGHTS_PER_LAYER + extras_per_layer(s);
@@ -54,7 +61,7 @@ static size_t tensors_per_layer(const synth_spec *s) {
 static size_t tensor_count(const synth_spec *s);
 static int head_size(const synth_spec *s);
 
-static const char *const ARCH_NAMES[SYNTH_ARCHS] = {"llama", "qwen2", "qwen3", "phi3", "granite"};
+static const char *const ARCH_NAMES[SYNTH_ARCHS] = {"llama", "qwen2", "qwen3", "phi3", "granite", "gemma3"};
 
 const char *synth_arch_name(synth_arch arch) { return (unsigned)arch < SYNTH_ARCHS ? ARCH_NAMES[arch] : "unknown"; }
 
@@ -135,9 +142,12 @@ static void describe_tensor(const synth_spec *s, size_t index, tensor_desc *t) {
         }
         return;
     }
-    if (kind >= WEIGHTS_PER_LAYER && s->arch == SYNTH_QWEN3) { /* Qwen3's head norms: [head size] */
-        snprintf(t->name, sizeof t->name, "blk.%zu.%s.weight", layer, LAYER_HEAD_NORMS[kind - WEIGHTS_PER_LAYER]);
-        set_shape(t, head, 1);
+    if (kind >= WEIGHTS_PER_LAYER && (s->arch == SYNTH_QWEN3 || s->arch == SYNTH_GEMMA3)) {
+        /* head norms [head size]; Gemma 3's norms after attention and feed-forward [dim] */
+        const size_t extra = kind - WEIGHTS_PER_LAYER;
+        snprintf(t->name, sizeof t->name, "blk.%zu.%s.weight", layer,
+                 s->arch == SYNTH_GEMMA3 ? GEMMA3_LAYER_NORMS[extra] : LAYER_HEAD_NORMS[extra]);
+        set_shape(t, extra < 2 ? head : dim, 1);
         t->is_norm = false;
         t->is_head_norm = true;
         return;
@@ -286,7 +296,7 @@ static uint32_t file_type(ggml_type type) {
 
 static int add_hyperparameters(gguf_writer *w, const synth_spec *s, ramp_error *err) {
     const char *arch = synth_arch_name(s->arch);
-    const bool qwen = s->arch == SYNTH_QWEN2 || s->arch == SYNTH_QWEN3;
+    const bool qwen = s->arch == SYNTH_QWEN2 || s->arch == SYNTH_QWEN3 || s->arch == SYNTH_GEMMA3;
     char key[64];
 #define KEY(suffix) (snprintf(key, sizeof key, "%s.%s", arch, suffix), key)
     int failed = gguf_writer_add_string(w, "general.architecture", arch, err) ||
@@ -305,6 +315,8 @@ static int add_hyperparameters(gguf_writer *w, const synth_spec *s, ramp_error *
            gguf_writer_add_f32(w, KEY("rope.freq_base"), qwen ? 1000000.0f : 10000.0f, err) ||
            gguf_writer_add_f32(w, KEY("attention.layer_norm_rms_epsilon"), qwen ? 1e-6f : 1e-5f, err) ||
            /* Granite 3.0 2B's multipliers, but the attention's, which stands apart from 1 / sqrt(head size) */
+           (s->arch == SYNTH_GEMMA3 &&
+            gguf_writer_add_u32(w, KEY("attention.sliding_window"), GEMMA3_SLIDING_WINDOW, err)) ||
            (s->arch == SYNTH_GRANITE && (gguf_writer_add_f32(w, KEY("embedding_scale"), 12.0f, err) ||
                            gguf_writer_add_f32(w, KEY("attention.scale"), 0.0625f, err) ||
                            gguf_writer_add_f32(w, KEY("residual_scale"), 0.22f, err) ||

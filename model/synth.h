@@ -37,8 +37,11 @@
  *                  inputs and blk.N.ffn_up.weight [dim, 2 ffn] for the gate then the up rows (no
  *                  ffn_gate);
  *   SYNTH_GRANITE  granite.* keys with Granite 3.0 2B's embedding (12), residual (0.22) and logit (8)
- *                  multipliers and an attention scale of 1/16. */
-typedef enum { SYNTH_LLAMA, SYNTH_QWEN2, SYNTH_QWEN3, SYNTH_PHI3, SYNTH_GRANITE, SYNTH_ARCHS } synth_arch;
+ *                  multipliers and an attention scale of 1/16;
+ *   SYNTH_GEMMA3   gemma3.* keys with a sliding window of 6 positions, and after each layer's weights
+ *                  its attn_q_norm, attn_k_norm ([head size]), post_attention_norm and post_ffw_norm
+ *                  ([dim]) weights, random in [0.5, 1.5). */
+typedef enum { SYNTH_LLAMA, SYNTH_QWEN2, SYNTH_QWEN3, SYNTH_PHI3, SYNTH_GRANITE, SYNTH_GEMMA3, SYNTH_ARCHS } synth_arch;
 
 /* general.architecture of an architecture ("llama", ...); synth_arch_named: the reverse, -1 for
  * a name synth does not write. */

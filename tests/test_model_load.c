@@ -694,3 +694,24 @@ Test(model_load, granite_multipliers_and_logit_scale) {
     unlink(path);
     unlink(unscaled_path);
 }
+
+/* A gemma3 file (ramp synth --arch gemma3): its sliding window and pattern (five local layers, then a
+ * global one), the embedding scale sqrt(dim), the GELU gate and the norms after each block. */
+Test(model_load, gemma3_window_pattern_and_norms) {
+    synth_spec spec = {.dim = 64, .layers = 7, .heads = 4, .kv_heads = 2, .ffn = 96, .vocab = 300,
+                       .context = 128, .type = GGML_TYPE_Q8_0, .seed = 5, .arch = SYNTH_GEMMA3};
+    char path[64];
+    model m;
+    synth_and_load(&spec, path, &m);
+    unlink(path);
+    cr_expect_eq(m.config.sliding_window, 6);
+    cr_expect(m.config.gelu && m.config.head_norms && m.config.rope_halves);
+    cr_expect_float_eq(m.config.embedding_scale, 8.0f, 0.0f, "sqrt(64)");
+    for (int l = 0; l < 7; l++) {
+        cr_expect_eq(model_layer_window(&m.config, l), l == 5 ? 0 : 6, "layer %d", l);
+        cr_expect_not_null(m.layers[l].attn_post_norm);
+        cr_expect_not_null(m.layers[l].ffn_post_norm);
+        cr_expect_not_null(m.layers[l].q_norm);
+    }
+    model_free(&m);
+}

@@ -56,15 +56,8 @@ for hs_type in f32 q8_0; do
     fi
 done
 
-# Keys and values of different sizes are refused by name (a byte of value_length changed in place).
-python3 - "$hs_dir/f32.gguf" "$hs_dir/uneven.gguf" <<'PY'
-import struct, sys
-data = bytearray(open(sys.argv[1], "rb").read())
-key = b"llama.attention.value_length"
-at = data.index(key) + len(key) + 4  # past the key and its value type
-data[at:at + 4] = struct.pack("<I", 64)
-open(sys.argv[2], "wb").write(data)
-PY
+# Keys and values of different sizes are refused by name (value_length changed in place).
+gguf_set_u32 "$hs_dir/f32.gguf" "$hs_dir/uneven.gguf" llama.attention.value_length 64
 ramp generate -m "$hs_dir/uneven.gguf" -p "Hello" -n 2
 [ "$RC" -eq 1 ] && grep -q "keys of 48 values per head and values of 64" "$ERR"
 check $? "head size: keys and values of different sizes are refused by name" "$(last_run_details)"

@@ -229,3 +229,16 @@ parity_prompts() {
         "Review: a gorgeous, witty, seductive movie." "The cat sat on the mat and" "Tom and Lily went to the park" \
         "Question: What is the capital of France ?" "Review: dull and lifeless" >"$1/prompts.txt"
 }
+
+# gguf_set_u32 IN OUT KEY VALUE: a copy of the GGUF file IN at OUT with the uint32 metadata value of
+# KEY replaced in place (the same length, so every offset stays valid).
+gguf_set_u32() {
+    python3 - "$1" "$2" "$3" "$4" <<'PY'
+import struct, sys
+data = bytearray(open(sys.argv[1], "rb").read())
+key = sys.argv[3].encode()
+at = data.index(key) + len(key) + 4  # past the key and its value type
+data[at:at + 4] = struct.pack("<I", int(sys.argv[4]))
+open(sys.argv[2], "wb").write(data)
+PY
+}
