@@ -259,6 +259,9 @@ static ALWAYS_INLINE void attend(void *ctx, int task, int worker, bool half) {
         const int seen_from = j->window > 0 && lengths[q] > j->window ? lengths[q] - j->window : 0;
         for (int t = 0; t < lengths[q]; t++)
             scores[q][t] = filled[t] && t >= seen_from ? scores[q][t] * scale : -INFINITY;
+        if (c->attention_softcap > 0.0f) /* Gemma 2: cap x tanh(score / cap), as llama.cpp computes it */
+            for (int t = seen_from; t < lengths[q]; t++)
+                if (filled[t]) scores[q][t] = tanhf(scores[q][t] * (1.0f / c->attention_softcap)) * c->attention_softcap;
         softmax(scores[q], lengths[q]);
     }
     /* out[i] = sum over t (in order) of scores[t] * value_t[i]: positions are the outer loop and up

@@ -275,11 +275,16 @@ static void post_norm(float *rows_out, const float *weight, int n, int dim, floa
     for (int r = 0; r < n; r++) rmsnorm(rows_out + (size_t)r * dim, rows_out + (size_t)r * dim, weight, dim, eps);
 }
 
-/* Granite's logits are divided by its logit scale (as llama.cpp: times its inverse). */
+/* Granite's logits are divided by its logit scale (as llama.cpp: times its inverse); Gemma 2's are
+ * soft-capped: cap x tanh(logit / cap), as llama.cpp computes it. */
 static void scale_logits(const model *m, float *logits, size_t n) {
-    if (m->config.logit_scale == 1.0f) return;
-    const float inverse = 1.0f / m->config.logit_scale;
-    for (size_t i = 0; i < n; i++) logits[i] *= inverse;
+    if (m->config.logit_scale != 1.0f) {
+        const float inverse = 1.0f / m->config.logit_scale;
+        for (size_t i = 0; i < n; i++) logits[i] *= inverse;
+    }
+    const float cap = m->config.logit_softcap;
+    if (cap > 0.0f)
+        for (size_t i = 0; i < n; i++) logits[i] = tanhf(logits[i] * (1.0f / cap)) * cap;
 }
 
 /* Each of the n_heads heads of one row RMS-normalized with the same weights (Qwen3). */

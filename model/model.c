@@ -82,13 +82,14 @@ static int model_keep_buffer(model *m, float *buffer) {
 typedef struct {
     const char *name;
     bool rope_halves, head_norms, fused_gate_up, multipliers;
-    bool gemma3; /* sliding windows, norms after attention and feed-forward, GELU, sqrt(dim) embedding */
+    int gemma; /* 2 or 3: sliding windows, norms after attention and feed-forward, GELU, sqrt(dim) embedding */
 } architecture;
 
 static const architecture ARCHITECTURES[] = {
-    {"llama", false, false, false, false, false}, {"qwen2", true, false, false, false, false},
-    {"qwen3", true, true, false, false, false},   {"phi3", true, false, true, false, false},
-    {"granite", false, false, false, true, false}, {"gemma3", true, true, false, false, true},
+    {"llama", false, false, false, false, 0}, {"qwen2", true, false, false, false, 0},
+    {"qwen3", true, true, false, false, 0},   {"phi3", true, false, true, false, 0},
+    {"granite", false, false, false, true, 0}, {"gemma2", true, false, false, false, 2},
+    {"gemma3", true, true, false, false, 3},
 };
 
 /* "<architecture>.<suffix>", the name of a hyperparameter key. */
@@ -152,24 +153,40 @@ static int gguf_read_multipliers(const gguf_file *f, const architecture *a, mode
     return 0;
 }
 
-/* Gemma 3 as llama.cpp runs it: the embedding times sqrt(dim); every sixth layer global, the others
- * attending to the last attention.sliding_window positions with RoPE base 10000 and no scaling; the
- * queries scaled by 1 / sqrt(head size), but by 1 / sqrt(dim / heads) for the 62-layer 27B model (its
- * query_pre_attn_scalar, which the file does not carry). A file without a sliding window is refused:
- * llama.cpp then runs another graph (with a final logit soft cap). */
-static int gguf_read_gemma3(const gguf_file *f, const architecture *a, model_config *c, ramp_error *err) {
+/* Gemma 2 and 3 as llama.cpp runs them: the embedding times sqrt(dim); a GELU gate; local layers
+ * attending to the last attention.sliding_window positions: every other layer in Gemma 2 (window
+ * 4096 unless the file says), five of every six in Gemma 3 (whose local layers rotate with RoPE base
+ * 10000 and no scaling). The queries are scaled by 1 / sqrt(head size), but by 1 / sqrt(dim / heads)
+ * for the 27B models (46 layers in Gemma 2, 62 in Gemma 3: their query_pre_attn_scalar, which the
+ * file does not carry). Gemma 2 soft-caps the attention scores (50) and the logits (30) unless the
+ * file says otherwise. A Gemma 3 file without a sliding window is refused: llama.cpp then runs
+ * another graph. */
+static int gguf_read_gemma(const gguf_file *f, const architecture *a, model_config *c, ramp_error *err) {
     key_name key = arch_key(a, "attention.sliding_window");
-    uint32_t window = 0;
+    uint32_t window = a->gemma == 2 ? 4096 : 0;
     if (gguf_find(f, key.text) && gguf_get_u32(f, key.text, &window, err)) return -1;
     if (window == 0 || window > (1u << 20))
-        return ramp_fail(err, "%s: %s is %u: a Gemma 3 file without a sliding window, which ramp cannot run", f->path,
-                         key.text, window);
+        return ramp_fail(err, "%s: %s is %u: a Gemma %d file without a sliding window, which ramp cannot run",
+                         f->path, key.text, window, a->gemma);
     c->sliding_window = (int)window;
-    c->sliding_pattern = 6;
-    c->rope_base_local = 10000.0f;
+    c->sliding_pattern = a->gemma == 2 ? 2 : 6;
+    c->rope_base_local = a->gemma == 2 ? c->rope_base : 10000.0f;
     c->gelu = true;
     c->embedding_scale = sqrtf((float)c->dim);
-    if (c->n_layers == 62) c->attention_scale = 1.0f / sqrtf((float)(c->dim / c->n_heads));
+    if (c->n_layers == (a->gemma == 2 ? 46 : 62)) c->attention_scale = 1.0f / sqrtf((float)(c->dim / c->n_heads));
+    if (a->gemma == 2) {
+        const struct { const char *suffix; float *field; float fallback; } caps[] = {
+            {"attn_logit_softcapping", &c->attention_softcap, 50.0f},
+            {"final_logit_softcapping", &c->logit_softcap, 30.0f},
+        };
+        for (size_t i = 0; i < sizeof caps / sizeof caps[0]; i++) {
+            *caps[i].field = caps[i].fallback;
+            key = arch_key(a, caps[i].suffix);
+            if (gguf_find(f, key.text) && gguf_get_f32(f, key.text, caps[i].field, err)) return -1;
+            if (!(*caps[i].field > 0.0f) || !isfinite(*caps[i].field))
+                return ramp_fail(err, "%s: %s is %g, expected a positive number", f->path, key.text, *caps[i].field);
+        }
+    }
     return 0;
 }
 
@@ -183,7 +200,7 @@ static int gguf_read_config(const gguf_file *f, model_config *c, ramp_error *err
         return ramp_fail(err, "%s: architecture '%.*s' is not supported: ramp runs the llama architecture (Llama 1-3, "
                               "Mistral, TinyLlama, SmolLM and other files whose general.architecture is 'llama'), "
                               "qwen2 (Qwen2, Qwen2.5), qwen3 (Qwen3's dense models), phi3 (Phi-3, Phi-3.5 mini), "
-                              "granite (IBM Granite 3's dense models) and gemma3 (Gemma 3)",
+                              "granite (IBM Granite 3's dense models), gemma2 (Gemma 2) and gemma3 (Gemma 3)",
                          f->path, (int)(name.length < 64 ? name.length : 64), name.data);
     uint32_t value;
     const key_name required_keys[] = {arch_key(a, "block_count"), arch_key(a, "embedding_length"),
@@ -251,7 +268,7 @@ static int gguf_read_config(const gguf_file *f, model_config *c, ramp_error *err
     if (gguf_find(f, key.text) && gguf_get_f32(f, key.text, &c->rms_eps, err)) return -1;
     if (gguf_read_rope_scaling(f, a, c, err)) return -1;
     if (a->multipliers && gguf_read_multipliers(f, a, c, err)) return -1;
-    if (a->gemma3 && gguf_read_gemma3(f, a, c, err)) return -1;
+    if (a->gemma && gguf_read_gemma(f, a, c, err)) return -1;
     /* Phi-3's 128k-context models rescale RoPE per frequency and the attention with it (LongRoPE);
      * refused rather than run wrong. Their 4k-context siblings have no such tensors. */
     static const char *const long_rope[] = {"rope_factors_long.weight", "rope_factors_short.weight"};

@@ -58,6 +58,9 @@ typedef struct {
     int sliding_window, sliding_pattern;
     float rope_base_local;
     bool gelu;          /* the feed-forward gate is GELU (tanh form; Gemma) instead of SiLU */
+    /* Gemma 2's soft caps, cap x tanh(x / cap), on the attention scores (after their scale) and on
+     * the logits; 0: none. */
+    float attention_softcap, logit_softcap;
     bool fused_gate_up; /* ffn_up holds the gate's ffn_dim rows, then the up's, and there is no
                            ffn_gate (Phi-3); a fused attn_qkv (query, key then value rows) loads
                            wherever a file has one */

@@ -35,6 +35,8 @@ static const char *const LAYER_HEAD_NORMS[] = {"attn_q_norm", "attn_k_norm"}; /*
 /* Gemma 3: the head norms, then the norms after attention and after the feed-forward */
 static const char *const GEMMA3_LAYER_NORMS[] = {"attn_q_norm", "attn_k_norm", "post_attention_norm", "post_ffw_norm"};
 #define GEMMA3_NORMS_PER_LAYER (sizeof GEMMA3_LAYER_NORMS / sizeof GEMMA3_LAYER_NORMS[0])
+/* Gemma 2: Gemma 3's without the head norms */
+#define GEMMA2_NORMS_PER_LAYER (GEMMA3_NORMS_PER_LAYER - 2)
 enum { GEMMA3_SLIDING_WINDOW = 6 }; /* short, so that short prompts reach past it */
 /* Phi-3: the query, key and value matrices in one, and the gate and up matrices in another */
 static const char *const PHI3_LAYER_TENSORS[] = {"attn_norm", "attn_qkv", "attn_output", "ffn_norm", "ffn_up", "ffn_down"};
@@ -52,6 +54,7 @@ static size_t extras_per_layer(const synth_spec *s) {
     return s->arch == SYNTH_QWEN2   ? BIASES_PER_LAYER
            : s->arch == SYNTH_QWEN3  ? HEAD_NORMS_PER_LAYER
            : s->arch == SYNTH_GEMMA3 ? GEMMA3_NORMS_PER_LAYER
+           : s->arch == SYNTH_GEMMA2 ? GEMMA2_NORMS_PER_LAYER
                                      : 0;
 }
 static size_t tensors_per_layer(const synth_spec *s) {
@@ -61,7 +64,7 @@ static size_t tensors_per_layer(const synth_spec *s) {
 static size_t tensor_count(const synth_spec *s);
 static int head_size(const synth_spec *s);
 
-static const char *const ARCH_NAMES[SYNTH_ARCHS] = {"llama", "qwen2", "qwen3", "phi3", "granite", "gemma3"};
+static const char *const ARCH_NAMES[SYNTH_ARCHS] = {"llama", "qwen2", "qwen3", "phi3", "granite", "gemma3", "gemma2"};
 
 const char *synth_arch_name(synth_arch arch) { return (unsigned)arch < SYNTH_ARCHS ? ARCH_NAMES[arch] : "unknown"; }
 
@@ -108,7 +111,11 @@ int synth_validate(const synth_spec *s, ramp_error *err) {
 
 /* ---- the tensor list ----------------------------------------------------------------------------- */
 
-static size_t tensor_count(const synth_spec *s) { return 3 + (size_t)s->layers * tensors_per_layer(s); }
+/* token_embd, output_norm and output; Gemma 2 has no output (llama.cpp reads the embedding for it,
+ * and refuses a file with one more tensor than it reads). */
+static size_t model_tensors(const synth_spec *s) { return s->arch == SYNTH_GEMMA2 ? 2 : 3; }
+
+static size_t tensor_count(const synth_spec *s) { return model_tensors(s) + (size_t)s->layers * tensors_per_layer(s); }
 
 static int head_size(const synth_spec *s) { return s->head_size > 0 ? s->head_size : s->dim / s->heads; }
 
@@ -124,13 +131,14 @@ static void describe_tensor(const synth_spec *s, size_t index, tensor_desc *t) {
     uint64_t dim = (uint64_t)s->dim, ffn = (uint64_t)s->ffn, vocab = (uint64_t)s->vocab;
     uint64_t head = (uint64_t)head_size(s), q_dim = head * (uint64_t)s->heads, kv_dim = head * (uint64_t)s->kv_heads;
     memset(t, 0, sizeof *t);
-    if (index < 3) {
+    if (index < model_tensors(s)) {
         static const char *const names[] = {"token_embd.weight", "output_norm.weight", "output.weight"};
         snprintf(t->name, sizeof t->name, "%s", names[index]);
         set_shape(t, dim, index == 1 ? 1 : vocab);
         return;
     }
-    size_t layer = (index - 3) / tensors_per_layer(s), kind = (index - 3) % tensors_per_layer(s);
+    const size_t in_layers = index - model_tensors(s);
+    size_t layer = in_layers / tensors_per_layer(s), kind = in_layers % tensors_per_layer(s);
     if (s->arch == SYNTH_PHI3) {
         snprintf(t->name, sizeof t->name, "blk.%zu.%s.weight", layer, PHI3_LAYER_TENSORS[kind]);
         switch (kind) {
@@ -142,11 +150,11 @@ static void describe_tensor(const synth_spec *s, size_t index, tensor_desc *t) {
         }
         return;
     }
-    if (kind >= WEIGHTS_PER_LAYER && (s->arch == SYNTH_QWEN3 || s->arch == SYNTH_GEMMA3)) {
-        /* head norms [head size]; Gemma 3's norms after attention and feed-forward [dim] */
-        const size_t extra = kind - WEIGHTS_PER_LAYER;
+    if (kind >= WEIGHTS_PER_LAYER && (s->arch == SYNTH_QWEN3 || s->arch == SYNTH_GEMMA3 || s->arch == SYNTH_GEMMA2)) {
+        /* head norms [head size]; Gemma's norms after attention and feed-forward [dim] */
+        const size_t extra = kind - WEIGHTS_PER_LAYER + (s->arch == SYNTH_GEMMA2 ? 2 : 0);
         snprintf(t->name, sizeof t->name, "blk.%zu.%s.weight", layer,
-                 s->arch == SYNTH_GEMMA3 ? GEMMA3_LAYER_NORMS[extra] : LAYER_HEAD_NORMS[extra]);
+                 s->arch == SYNTH_QWEN3 ? LAYER_HEAD_NORMS[extra] : GEMMA3_LAYER_NORMS[extra]);
         set_shape(t, extra < 2 ? head : dim, 1);
         t->is_norm = false;
         t->is_head_norm = true;
@@ -296,7 +304,8 @@ static uint32_t file_type(ggml_type type) {
 
 static int add_hyperparameters(gguf_writer *w, const synth_spec *s, ramp_error *err) {
     const char *arch = synth_arch_name(s->arch);
-    const bool qwen = s->arch == SYNTH_QWEN2 || s->arch == SYNTH_QWEN3 || s->arch == SYNTH_GEMMA3;
+    const bool gemma = s->arch == SYNTH_GEMMA2 || s->arch == SYNTH_GEMMA3;
+    const bool qwen = s->arch == SYNTH_QWEN2 || s->arch == SYNTH_QWEN3 || gemma;
     char key[64];
 #define KEY(suffix) (snprintf(key, sizeof key, "%s.%s", arch, suffix), key)
     int failed = gguf_writer_add_string(w, "general.architecture", arch, err) ||
@@ -315,8 +324,10 @@ static int add_hyperparameters(gguf_writer *w, const synth_spec *s, ramp_error *
            gguf_writer_add_f32(w, KEY("rope.freq_base"), qwen ? 1000000.0f : 10000.0f, err) ||
            gguf_writer_add_f32(w, KEY("attention.layer_norm_rms_epsilon"), qwen ? 1e-6f : 1e-5f, err) ||
            /* Granite 3.0 2B's multipliers, but the attention's, which stands apart from 1 / sqrt(head size) */
-           (s->arch == SYNTH_GEMMA3 &&
-            gguf_writer_add_u32(w, KEY("attention.sliding_window"), GEMMA3_SLIDING_WINDOW, err)) ||
+           (gemma && gguf_writer_add_u32(w, KEY("attention.sliding_window"), GEMMA3_SLIDING_WINDOW, err)) ||
+           /* soft caps low enough to change the attention (Gemma 2 2B's are 50 and 30) */
+           (s->arch == SYNTH_GEMMA2 && (gguf_writer_add_f32(w, KEY("attn_logit_softcapping"), 1.0f, err) ||
+                                        gguf_writer_add_f32(w, KEY("final_logit_softcapping"), 3.0f, err))) ||
            (s->arch == SYNTH_GRANITE && (gguf_writer_add_f32(w, KEY("embedding_scale"), 12.0f, err) ||
                            gguf_writer_add_f32(w, KEY("attention.scale"), 0.0625f, err) ||
                            gguf_writer_add_f32(w, KEY("residual_scale"), 0.22f, err) ||

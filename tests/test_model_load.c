@@ -715,3 +715,28 @@ Test(model_load, gemma3_window_pattern_and_norms) {
     }
     model_free(&m);
 }
+
+/* A gemma2 file (ramp synth --arch gemma2): every other layer local, no output matrix (the embedding
+ * serves), its soft caps as written, and logits capped: within (-3, 3) and not all alike. */
+Test(model_load, gemma2_pattern_caps_and_capped_logits) {
+    synth_spec spec = {.dim = 64, .layers = 4, .heads = 4, .kv_heads = 2, .ffn = 96, .vocab = 300,
+                       .context = 128, .type = GGML_TYPE_F32, .seed = 5, .arch = SYNTH_GEMMA2};
+    char path[64];
+    model m;
+    synth_and_load(&spec, path, &m);
+    unlink(path);
+    cr_expect_float_eq(m.config.attention_softcap, 1.0f, 0.0f);
+    cr_expect_float_eq(m.config.logit_softcap, 3.0f, 0.0f);
+    for (int l = 0; l < 4; l++) cr_expect_eq(model_layer_window(&m.config, l), l % 2 == 0 ? 6 : 0, "layer %d", l);
+    cr_expect_eq(m.output.data, m.token_embedding.data, "the embedding is the output matrix");
+    float logits[300];
+    logits_of_one_token(&m, logits);
+    float lowest = logits[0], highest = logits[0];
+    for (int i = 0; i < 300; i++) {
+        cr_assert(logits[i] > -3.0f && logits[i] < 3.0f, "logit %d = %g, outside the cap of 3", i, logits[i]);
+        lowest = fminf(lowest, logits[i]);
+        highest = fmaxf(highest, logits[i]);
+    }
+    cr_expect_gt(highest - lowest, 0.01f);
+    model_free(&m);
+}
