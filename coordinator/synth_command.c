@@ -9,13 +9,13 @@
 
 static void synth_usage(FILE *out) {
     fprintf(out, "usage: ramp synth -o FILE.gguf --dim D --layers L --heads H --kv-heads K --ffn F --vocab V\n"
-                 "                  [--context C] [--type f32|f16|q8_0|q4_0] [--seed S] [--arch llama|qwen2|qwen3|phi3|granite|gemma2|gemma3]\n"
+                 "                  [--context C] [--type f32|f16|q8_0|q4_0] [--seed S] [--arch llama|qwen2|qwen3|phi3|granite|gemma|gemma2|gemma3]\n"
                  "                  [--head-size S] [--parts N]\n\n"
                  "Writes a valid llama-, qwen2-, qwen3-, phi3-, granite-, gemma2- or gemma3-architecture GGUF with\n"
                  "seeded random weights (for benchmarks and tests); qwen2 adds the query, key and value biases, qwen3 the query\n"
                  "and key head norms, phi3 fuses the query, key and value matrices and the gate and up ones,\n"
-                 "granite sets Granite's multipliers, gemma2 and gemma3 write Gemma's norms and a sliding window\n"
-                 "of 6 (gemma2 with soft caps).\n"
+                 "granite sets Granite's multipliers, gemma writes Gemma's layout, gemma2 and gemma3 Gemma's norms\n"
+                 "after each block and a sliding window of 6 (gemma2 with soft caps).\n"
                  "--head-size S gives the heads their own size (attention.key_length) instead of\n"
                  "dim / heads. --parts N writes the model as N files, as llama.cpp's gguf-split does:\n"
                  "FILE-00001-of-0000N.gguf, ... (open the first one).\n"
@@ -62,7 +62,7 @@ int command_synth(int argc, char **argv, transport *mpi) {
             break;
         case ARCH:
             if (synth_arch_named(optarg) >= 0) spec.arch = (synth_arch)synth_arch_named(optarg);
-            else bad = -1, cli_error(&err, "--arch expects llama, qwen2, qwen3, phi3, granite, gemma2 or gemma3, got '%s'", optarg);
+            else bad = -1, cli_error(&err, "--arch expects llama, qwen2, qwen3, phi3, granite, gemma, gemma2 or gemma3, got '%s'", optarg);
             break;
         case 'h': synth_usage(stdout); return 0;
         default: synth_usage(stderr); return 2;

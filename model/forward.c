@@ -453,7 +453,7 @@ int forward_layers_pausing(const model *m, int first_layer, int end_layer, const
                            const forward_rows *rows, float *hidden, forward_workspace *ws, const forward_pause *pause,
                            ramp_error *err) {
     if (pairs && pairs->first < pairs->end) {
-        if (m->config.sliding_window > 0 || m->config.gelu)
+        if (m->config.sliding_window > 0 || m->config.block_norms)
             return ramp_fail(err, "parallel layers: %s's layers (sliding windows, norms after each block) cannot be "
                                   "paired yet", m->path);
         if ((pairs->end - pairs->first) % 2)

@@ -88,7 +88,8 @@ typedef struct {
 static const architecture ARCHITECTURES[] = {
     {"llama", false, false, false, false, 0}, {"qwen2", true, false, false, false, 0},
     {"qwen3", true, true, false, false, 0},   {"phi3", true, false, true, false, 0},
-    {"granite", false, false, false, true, 0}, {"gemma2", true, false, false, false, 2},
+    {"granite", false, false, false, true, 0}, {"gemma", true, false, false, false, 1},
+    {"gemma2", true, false, false, false, 2},
     {"gemma3", true, true, false, false, 3},
 };
 
@@ -153,7 +154,8 @@ static int gguf_read_multipliers(const gguf_file *f, const architecture *a, mode
     return 0;
 }
 
-/* Gemma 2 and 3 as llama.cpp runs them: the embedding times sqrt(dim); a GELU gate; local layers
+/* Gemma, Gemma 2 and 3 as llama.cpp runs them: the embedding times sqrt(dim); a GELU gate; in
+ * Gemma 2 and 3 norms after attention and after the feed-forward, and local layers
  * attending to the last attention.sliding_window positions: every other layer in Gemma 2 (window
  * 4096 unless the file says), five of every six in Gemma 3 (whose local layers rotate with RoPE base
  * 10000 and no scaling). The queries are scaled by 1 / sqrt(head size), but by 1 / sqrt(dim / heads)
@@ -162,6 +164,10 @@ static int gguf_read_multipliers(const gguf_file *f, const architecture *a, mode
  * file says otherwise. A Gemma 3 file without a sliding window is refused: llama.cpp then runs
  * another graph. */
 static int gguf_read_gemma(const gguf_file *f, const architecture *a, model_config *c, ramp_error *err) {
+    c->gelu = true;
+    c->embedding_scale = sqrtf((float)c->dim);
+    if (a->gemma == 1) return 0; /* Gemma: no windows, no norms after the blocks, no caps */
+    c->block_norms = true;
     key_name key = arch_key(a, "attention.sliding_window");
     uint32_t window = a->gemma == 2 ? 4096 : 0;
     if (gguf_find(f, key.text) && gguf_get_u32(f, key.text, &window, err)) return -1;
@@ -171,8 +177,6 @@ static int gguf_read_gemma(const gguf_file *f, const architecture *a, model_conf
     c->sliding_window = (int)window;
     c->sliding_pattern = a->gemma == 2 ? 2 : 6;
     c->rope_base_local = a->gemma == 2 ? c->rope_base : 10000.0f;
-    c->gelu = true;
-    c->embedding_scale = sqrtf((float)c->dim);
     if (c->n_layers == (a->gemma == 2 ? 46 : 62)) c->attention_scale = 1.0f / sqrtf((float)(c->dim / c->n_heads));
     if (a->gemma == 2) {
         const struct { const char *suffix; float *field; float fallback; } caps[] = {
@@ -200,7 +204,7 @@ static int gguf_read_config(const gguf_file *f, model_config *c, ramp_error *err
         return ramp_fail(err, "%s: architecture '%.*s' is not supported: ramp runs the llama architecture (Llama 1-3, "
                               "Mistral, TinyLlama, SmolLM and other files whose general.architecture is 'llama'), "
                               "qwen2 (Qwen2, Qwen2.5), qwen3 (Qwen3's dense models), phi3 (Phi-3, Phi-3.5 mini), "
-                              "granite (IBM Granite 3's dense models), gemma2 (Gemma 2) and gemma3 (Gemma 3)",
+                              "granite (IBM Granite 3's dense models), gemma, gemma2 and gemma3 (Gemma 1 to 3)",
                          f->path, (int)(name.length < 64 ? name.length : 64), name.data);
     uint32_t value;
     const key_name required_keys[] = {arch_key(a, "block_count"), arch_key(a, "embedding_length"),
@@ -405,7 +409,7 @@ static int gguf_load_weights(model *m, ramp_error *err) {
             snprintf(name, sizeof name, "blk.%d.%s.bias", l, biases[i].suffix);
             if (gguf_find_tensor(&m->gguf, name) && gguf_vector(m, name, biases[i].n, biases[i].field, err)) return -1;
         }
-        if (c->gelu) { /* Gemma 3's norms after attention and after the feed-forward */
+        if (c->block_norms) { /* Gemma 2 and 3's norms after attention and after the feed-forward */
             snprintf(name, sizeof name, "blk.%d.post_attention_norm.weight", l);
             if (gguf_vector(m, name, c->dim, &w->attn_post_norm, err)) return -1;
             snprintf(name, sizeof name, "blk.%d.post_ffw_norm.weight", l);

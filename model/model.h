@@ -58,6 +58,7 @@ typedef struct {
     int sliding_window, sliding_pattern;
     float rope_base_local;
     bool gelu;          /* the feed-forward gate is GELU (tanh form; Gemma) instead of SiLU */
+    bool block_norms;   /* RMS norms after attention and after the feed-forward (Gemma 2 and 3) */
     /* Gemma 2's soft caps, cap x tanh(x / cap), on the attention scores (after their scale) and on
      * the logits; 0: none. */
     float attention_softcap, logit_softcap;

@@ -64,7 +64,8 @@ static size_t tensors_per_layer(const synth_spec *s) {
 static size_t tensor_count(const synth_spec *s);
 static int head_size(const synth_spec *s);
 
-static const char *const ARCH_NAMES[SYNTH_ARCHS] = {"llama", "qwen2", "qwen3", "phi3", "granite", "gemma3", "gemma2"};
+static const char *const ARCH_NAMES[SYNTH_ARCHS] = {"llama",  "qwen2",  "qwen3", "phi3", "granite",
+                                                     "gemma3", "gemma2", "gemma"};
 
 const char *synth_arch_name(synth_arch arch) { return (unsigned)arch < SYNTH_ARCHS ? ARCH_NAMES[arch] : "unknown"; }
 
@@ -111,9 +112,9 @@ int synth_validate(const synth_spec *s, ramp_error *err) {
 
 /* ---- the tensor list ----------------------------------------------------------------------------- */
 
-/* token_embd, output_norm and output; Gemma 2 has no output (llama.cpp reads the embedding for it,
+/* token_embd, output_norm and output; Gemma and Gemma 2 have no output (llama.cpp reads the embedding for it,
  * and refuses a file with one more tensor than it reads). */
-static size_t model_tensors(const synth_spec *s) { return s->arch == SYNTH_GEMMA2 ? 2 : 3; }
+static size_t model_tensors(const synth_spec *s) { return s->arch == SYNTH_GEMMA2 || s->arch == SYNTH_GEMMA ? 2 : 3; }
 
 static size_t tensor_count(const synth_spec *s) { return model_tensors(s) + (size_t)s->layers * tensors_per_layer(s); }
 
@@ -304,8 +305,8 @@ static uint32_t file_type(ggml_type type) {
 
 static int add_hyperparameters(gguf_writer *w, const synth_spec *s, ramp_error *err) {
     const char *arch = synth_arch_name(s->arch);
-    const bool gemma = s->arch == SYNTH_GEMMA2 || s->arch == SYNTH_GEMMA3;
-    const bool qwen = s->arch == SYNTH_QWEN2 || s->arch == SYNTH_QWEN3 || gemma;
+    const bool gemma = s->arch == SYNTH_GEMMA2 || s->arch == SYNTH_GEMMA3; /* the windowed ones */
+    const bool qwen = s->arch == SYNTH_QWEN2 || s->arch == SYNTH_QWEN3 || gemma || s->arch == SYNTH_GEMMA;
     char key[64];
 #define KEY(suffix) (snprintf(key, sizeof key, "%s.%s", arch, suffix), key)
     int failed = gguf_writer_add_string(w, "general.architecture", arch, err) ||

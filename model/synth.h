@@ -42,9 +42,12 @@
  *                  its attn_q_norm, attn_k_norm ([head size]), post_attention_norm and post_ffw_norm
  *                  ([dim]) weights, random in [0.5, 1.5);
  *   SYNTH_GEMMA2   gemma2.* keys with the same window, soft caps of 1 on the attention scores and 3 on
- *                  the logits, and Gemma 3's norms after each block (no head norms). */
+ *                  the logits, and Gemma 3's norms after each block (no head norms), and no output
+ *                  matrix (llama.cpp reads the embedding for it and refuses a file with one);
+ *   SYNTH_GEMMA    gemma.* keys, Llama's tensors without the output matrix (as Gemma 2). */
 typedef enum {
-    SYNTH_LLAMA, SYNTH_QWEN2, SYNTH_QWEN3, SYNTH_PHI3, SYNTH_GRANITE, SYNTH_GEMMA3, SYNTH_GEMMA2, SYNTH_ARCHS
+    SYNTH_LLAMA, SYNTH_QWEN2, SYNTH_QWEN3, SYNTH_PHI3, SYNTH_GRANITE, SYNTH_GEMMA3, SYNTH_GEMMA2, SYNTH_GEMMA,
+    SYNTH_ARCHS
 } synth_arch;
 
 /* general.architecture of an architecture ("llama", ...); synth_arch_named: the reverse, -1 for

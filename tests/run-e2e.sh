@@ -3,7 +3,7 @@
 #
 #   RAMP_SHARED=../shared RAMP_BIN=bin/ramp tests/run-e2e.sh [SECTION...]
 #
-# SECTION is any of: reference qwen2 qwen3 phi3 granite gemma2 gemma3 head_size split_files corrupt untrusted multirank pairs stage_memory failure exit plots batch
+# SECTION is any of: reference qwen2 qwen3 phi3 granite gemma gemma2 gemma3 head_size split_files corrupt untrusted multirank pairs stage_memory failure exit plots batch
 # slurm slurm_batch serve fresh_build (default: all, in that order); each is tests/e2e/SECTION.sh, sourced in a subshell
 # (helpers from tests/e2e/lib.sh), so a section that stops early is reported as a failure and the
 # others still run. Every check prints one line, "ok - ..." or "not ok - ..." (with "#" detail
@@ -58,7 +58,7 @@ trap 'exit 130' INT TERM
 . "$here/e2e/lib.sh"
 
 sections=("$@")
-[ ${#sections[@]} -eq 0 ] && sections=(reference qwen2 qwen3 phi3 granite gemma2 gemma3 head_size split_files corrupt untrusted multirank pairs stage_memory failure exit plots batch slurm slurm_batch serve fresh_build)
+[ ${#sections[@]} -eq 0 ] && sections=(reference qwen2 qwen3 phi3 granite gemma gemma2 gemma3 head_size split_files corrupt untrusted multirank pairs stage_memory failure exit plots batch slurm slurm_batch serve fresh_build)
 
 echo "# ramp end-to-end: RAMP_BIN=$RAMP_BIN RAMP_SHARED=$RAMP_SHARED"
 started=$(now)
