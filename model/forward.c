@@ -64,7 +64,7 @@ static inline float8 gelu8(float8 x) {
     return float8_splat(0.5f) * x * (float8_splat(1.0f) + t);
 }
 
-static void silu_times_range(float *gate, const float *up, long from, long to, bool gelu) {
+static void gate_times_range(float *gate, const float *up, long from, long to, bool gelu) {
     for (long i = from; i < to; i += 8) {
         const int count = to - i < 8 ? (int)(to - i) : 8;
         const float8 g = float8_load_partial(gate + i, count, 0.0f), u = float8_load_partial(up + i, count, 0.0f);
@@ -73,34 +73,34 @@ static void silu_times_range(float *gate, const float *up, long from, long to, b
     }
 }
 
-/* A batch's SwiGLU is shared out between the threads in chunks of this many values: on one thread
+/* A batch's gated activation (SwiGLU, or Gemma's GELU gate) is shared out between the threads in chunks of this many values: on one thread
  * it took 9-11% of lite16's layer time in a 2-thread eval (its products are small: dim 128), while
  * the other thread waited for the down projection. Each value is computed alone, so the chunks
  * change no bit. */
-enum { SILU_CHUNK = 8192 };
+enum { GATE_CHUNK = 8192 };
 
 typedef struct {
     float *gate;
     const float *up;
     long elements;
     bool gelu;
-} silu_job;
+} gate_job;
 
-static void silu_task(void *ctx, int task, int worker) {
+static void gate_task(void *ctx, int task, int worker) {
     (void)worker;
-    const silu_job *j = ctx;
-    const long from = (long)task * SILU_CHUNK, to = from + SILU_CHUNK < j->elements ? from + SILU_CHUNK : j->elements;
-    silu_times_range(j->gate, j->up, from, to, j->gelu);
+    const gate_job *j = ctx;
+    const long from = (long)task * GATE_CHUNK, to = from + GATE_CHUNK < j->elements ? from + GATE_CHUNK : j->elements;
+    gate_times_range(j->gate, j->up, from, to, j->gelu);
 }
 
 /* gate = act(gate) * up, act SiLU or (gelu) GELU. */
-static void silu_times(float *gate, const float *up, long elements, bool gelu) {
-    if (elements < 2 * SILU_CHUNK) { /* a decoded row (7B: 11,008 values): not worth waking a thread */
-        silu_times_range(gate, up, 0, elements, gelu);
+static void gate_times(float *gate, const float *up, long elements, bool gelu) {
+    if (elements < 2 * GATE_CHUNK) { /* a decoded row (7B: 11,008 values): not worth waking a thread */
+        gate_times_range(gate, up, 0, elements, gelu);
         return;
     }
-    silu_job j = {gate, up, elements, gelu};
-    parallel_run((int)((elements + SILU_CHUNK - 1) / SILU_CHUNK), silu_task, &j);
+    gate_job j = {gate, up, elements, gelu};
+    parallel_run((int)((elements + GATE_CHUNK - 1) / GATE_CHUNK), gate_task, &j);
 }
 
 /* The widest row a product takes in: the embedding, the attention output or the feed-forward's. */
@@ -342,7 +342,7 @@ static void layer_forward(const model *m, int layer, kv_cache *kv, const forward
         const matmul_product gate_up[] = {{ws->gate, &ws->act, &w->w_gate}, {ws->up, &ws->act, &w->w_up}};
         matmul_weights_many(gate_up, 2);
     }
-    silu_times(ws->gate, ws->up, (long)n * ffn, c->gelu);
+    gate_times(ws->gate, ws->up, (long)n * ffn, c->gelu);
     act_buffer_set(&ws->act, ws->gate, n, ffn);
     if (layer + 1 < m->slice.end_layer) {
         const layer_weights *next = &m->layers[layer + 1];
@@ -429,7 +429,7 @@ static int pair_forward(const model *m, int layer, kv_cache *kv, const forward_r
     matmul_weights_many(products, n_products);
     n_products = 0;
     for (int i = from; i < to; i++) {
-        silu_times(x[i].gate, x[i].up, (long)n * ffn, c->gelu);
+        gate_times(x[i].gate, x[i].up, (long)n * ffn, c->gelu);
         act_buffer_set(x[i].act, x[i].gate, n, ffn);
         products[n_products++] = (matmul_product){x[i].projection, x[i].act, &x[i].w->w_down};
     }

@@ -47,13 +47,8 @@ for hs_type in f32 q8_0; do
     run 60 "$RAMP_BIN" generate -m "$hs_dir/$hs_type.gguf" -f "$hs_dir/prompts.txt" -n "$HS_TOKENS" --temp 0 --stages 3
     [ "$RC" -eq 0 ] && cmp -s "$OUT" "$hs_dir/one.txt"
     check $? "head size: $hs_type, --stages 3 prints the one-process text" "$(last_run_details)"
-    if have_mpi; then
-        mpi_run 120 3 generate -m "$hs_dir/$hs_type.gguf" -f "$hs_dir/prompts.txt" -n "$HS_TOKENS" --temp 0 --timeout 30
-        [ "$RC" -eq 0 ] && cmp -s "$OUT" "$hs_dir/one.txt"
-        check $? "head size: $hs_type, mpirun -np 3 (2 stages) prints the one-process text" "$(last_run_details)"
-    else
-        skip "head size: $hs_type, pipeline split" "no mpirun"
-    fi
+    two_stages_print "head size: $hs_type, mpirun -np 3 (2 stages) prints the one-process text" "$hs_dir/one.txt" \
+        -m "$hs_dir/$hs_type.gguf" -f "$hs_dir/prompts.txt" -n "$HS_TOKENS"
 done
 
 # Keys and values of different sizes are refused by name (value_length changed in place).

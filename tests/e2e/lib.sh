@@ -214,13 +214,33 @@ llama_parity_checks() {
     cp "$OUT" "$dir/one.txt"
     [ "$RC" -eq 0 ] && [ -s "$OUT" ]
     check $? "$label: Q8_0, one process" "$(last_run_details)"
-    if have_mpi; then
-        mpi_run 120 3 generate -m "$q8" -f "$dir/prompts.txt" -n 16 --temp 0 --timeout 30
-        [ "$RC" -eq 0 ] && cmp -s "$OUT" "$dir/one.txt"
-        check $? "$label: mpirun -np 3 (2 stages) prints the one-process text" "$(last_run_details)"
-    else
-        skip "$label: pipeline split" "no mpirun"
+    two_stages_print "$label: mpirun -np 3 (2 stages) prints the one-process text" "$dir/one.txt" \
+        -m "$q8" -f "$dir/prompts.txt" -n 16
+}
+
+# two_stages_print WHAT BASELINE GENERATE_ARGS...: `generate GENERATE_ARGS --temp 0` as a pipeline of
+# 2 stages under mpirun prints exactly BASELINE (skipped without mpirun).
+two_stages_print() {
+    local what=$1 baseline=$2
+    shift 2
+    if ! have_mpi; then
+        skip "$what" "no mpirun"
+        return
     fi
+    mpi_run 120 3 generate "$@" --temp 0 --timeout 30
+    [ "$RC" -eq 0 ] && cmp -s "$OUT" "$baseline"
+    check $? "$what" "$(last_run_details)"
+}
+
+# texts_differ WHAT PROMPTS FILE_A FILE_B: the greedy texts (16 tokens) of two files differ, as a
+# setting the reader must honour changes them.
+texts_differ() {
+    local what=$1 prompts=$2 a=$3 b=$4
+    run 60 "$RAMP_BIN" generate -m "$b" -f "$prompts" -n 16 --temp 0
+    cp "$OUT" "$OUT.other"
+    run 60 "$RAMP_BIN" generate -m "$a" -f "$prompts" -n 16 --temp 0
+    [ "$RC" -eq 0 ] && ! cmp -s "$OUT" "$OUT.other"
+    check $? "$what" "$(last_run_details)"
 }
 
 # parity_prompts DIR: the eight prompts the architecture checks continue, into DIR/prompts.txt.

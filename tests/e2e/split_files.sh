@@ -27,13 +27,8 @@ ramp generate -m "$split_first" -f "$split_dir/prompts.txt" -n 16 --temp 0
 [ "$RC" -eq 0 ] && [ -s "$OUT" ] && cmp -s "$OUT" "$split_dir/whole.txt"
 check $? "split: the four parts, opened by the first, print what the one-file model prints" \
     "$(last_run_details)" "$(diff "$split_dir/whole.txt" "$OUT" | head -n 4)"
-if have_mpi; then
-    mpi_run 120 3 generate -m "$split_first" -f "$split_dir/prompts.txt" -n 16 --temp 0 --timeout 30
-    [ "$RC" -eq 0 ] && cmp -s "$OUT" "$split_dir/whole.txt"
-    check $? "split: mpirun -np 3 (2 stages) on the parts prints the one-file text" "$(last_run_details)"
-else
-    skip "split: pipeline stages on the parts" "no mpirun"
-fi
+two_stages_print "split: mpirun -np 3 (2 stages) on the parts prints the one-file text" "$split_dir/whole.txt" \
+    -m "$split_first" -f "$split_dir/prompts.txt" -n 16
 
 # split_refused WHAT MODEL TEXT: generate on MODEL exits 1 with TEXT in its message.
 split_refused() {
