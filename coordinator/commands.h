@@ -8,6 +8,7 @@
 
 int command_generate(int argc, char **argv, transport *mpi);
 int command_synth(int argc, char **argv, transport *mpi);
+int command_tokenize(int argc, char **argv, transport *mpi);
 int command_eval(int argc, char **argv, transport *mpi);
 int command_exit_train(int argc, char **argv, transport *mpi);
 int command_exit_calibrate(int argc, char **argv, transport *mpi);

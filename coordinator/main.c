@@ -22,6 +22,7 @@ static const struct {
     {"exit-train", command_exit_train, "train the AdaInfer SVM exit classifier (libsvm) on a labelled set"},
     {"exit-calibrate", command_exit_calibrate, "set LITE confidence thresholds per exit point"},
     {"nll", command_nll, "negative log-likelihood per token of held-out documents (layer-math changes)"},
+    {"tokenize", command_tokenize, "the token ids of a text under a model's vocabulary (as llama-tokenize)"},
     {"synth", command_synth, "write a synthetic GGUF model with random weights (for benchmarks)"},
 };
 

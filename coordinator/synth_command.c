@@ -11,7 +11,7 @@ static void synth_usage(FILE *out) {
     fprintf(out, "usage: ramp synth -o FILE.gguf --dim D --layers L --heads H --kv-heads K --ffn F --vocab V\n"
                  "                  [--context C] [--type f32|f16|q8_0|q4_0] [--seed S] [--arch llama|qwen2|qwen3|phi3|granite|gemma|gemma2|gemma3]\n"
                  "                  [--head-size S] [--parts N]\n\n"
-                 "Writes a valid llama-, qwen2-, qwen3-, phi3-, granite-, gemma2- or gemma3-architecture GGUF with\n"
+                 "Writes a valid llama-, qwen2-, qwen3-, phi3-, granite-, gemma-, gemma2- or gemma3-architecture GGUF with\n"
                  "seeded random weights (for benchmarks and tests); qwen2 adds the query, key and value biases, qwen3 the query\n"
                  "and key head norms, phi3 fuses the query, key and value matrices and the gate and up ones,\n"
                  "granite sets Granite's multipliers, gemma writes Gemma's layout, gemma2 and gemma3 Gemma's norms\n"

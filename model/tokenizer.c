@@ -57,26 +57,68 @@ enum {
     "[^\\r\\n\\p{L}\\p{N}]?((?=[\\p{L}])([^a-z]))+((?=[\\p{L}])([^A-Z]))*|\\p{N}|"                      \
     " ?[^\\s\\p{L}\\p{N}]+[\\r\\n/]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"
 
-enum { MAX_PRETOKENIZERS = 4 };
+/* GPT-4o's (also Llama 4's): Tekken's words with an optional contraction after them, digits in
+ * threes. */
+#define GPT4O_PATTERN                                                                                     \
+    "[^\\r\\n\\p{L}\\p{N}]?((?=[\\p{L}])([^a-z]))*((?=[\\p{L}])([^A-Z]))+"                                  \
+    "(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])?|"                                         \
+    "[^\\r\\n\\p{L}\\p{N}]?((?=[\\p{L}])([^a-z]))+((?=[\\p{L}])([^A-Z]))*"                                  \
+    "(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])?|"                                         \
+    "\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n/]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"
+
+/* The CJK runs DeepSeek's tokenizers keep together (CJK ideographs, U+0800 on, Hangul). */
+#define DEEPSEEK_CJK "[\u4e00-\u9fa5\u0800-\u4e00\uac00-\ud7ff]+"
+
+/* DeepSeek LLM's letters (tokenizer.json's list: the cased letters of Latin, Greek, Cyrillic,
+ * Armenian, Georgian, Cherokee and more, as ranges). */
+#define DEEPSEEK_LLM_LETTERS                                                                              \
+    "\\s?[A-Za-z\u00b5\u00c0-\u00d6\u00d8-\u00f6\u00f8-\u01ba\u01bc-\u01bf\u01c4-\u0293\u0295-\u02af"          \
+    "\u0370-\u0373\u0376\u0377\u037b-\u037d\u037f\u0386\u0388-\u038a\u038c\u038e-\u03a1\u03a3-\u03f5"         \
+    "\u03f7-\u0481\u048a-\u052f\u0531-\u0556\u10a0-\u10c5\u13a0-\u13f5\u13f8-\u13fd\u1c90-\u1cba"             \
+    "\u1cbd-\u1cbf\u1d00-\u1d2b\u1d6b-\u1d77\u1d79-\u1d9a\u1e00-\u1f15\u1f18-\u1f1d\u1f20-\u1f45"             \
+    "\u1f48-\u1f4d\u1f50-\u1f57\u1f59\u1f5b\u1f5d\u1f5f-\u1f7d\u1f80-\u1fb4\u1fb6-\u1fbc\u1fbe"              \
+    "\u1fc2-\u1fc4\u1fc6-\u1fcc\u1fd0-\u1fd3\u1fd6-\u1fdb\u1fe0-\u1fec\u1ff2-\u1ff4\u1ff6-\u1ffc"             \
+    "\u2102\u2107\u210a-\u2113\u2115\u2119-\u211d\u2124\u2126\u2128\u212a-\u212d\u212f-\u2134"              \
+    "\u2139\u213c-\u213f\u2145-\u2149\u214e\u2183\u2184\u2c00-\u2c7b\u2c7e-\u2ce4\u2ceb-\u2cee"              \
+    "\u2cf2\u2cf3\ua640-\ua66d\ua680-\ua69b\ua722-\ua76f\ua771-\ua787\ua78b-\ua78e\uab70-\uabbf"              \
+    "\ufb00-\ufb06\ufb13-\ufb17\uff21-\uff3a\uff41-\uff5a\\x{10400}-\\x{1044f}\\x{104b0}-\\x{104d3}"           \
+    "\\x{104d8}-\\x{104fb}\\x{10c80}-\\x{10cb2}\\x{10cc0}-\\x{10cf2}\\x{118a0}-\\x{118df}\\x{1e900}-\\x{1e943}]+"
+
+/* Viking's (also Poro's): a word is anything up to a space or one of these marks. */
+#define VIKING_WORDS " ?[^(\\s|.,!?\u2026\u3002\uff0c\u3001\u0964\u06d4\u060c)]+"
+
+enum { MAX_PRETOKENIZERS = 6 };
 
 typedef struct {
     const char *names; /* the tokenizer.ggml.pre values, space-separated */
     bool ignore_merges; /* a word that is a token as a whole becomes that token (Llama 3) */
+    bool add_bos;       /* BOS in front of a prompt unless tokenizer.ggml.add_bos_token says otherwise */
     const char *patterns[MAX_PRETOKENIZERS];
 } pretokenizer_spec;
 
+/* llama.cpp's names, patterns and BOS defaults (llama-vocab.cpp); each pattern cuts the pieces the
+ * one before it left. */
 static const pretokenizer_spec PRETOKENIZERS[] = {
-    {"default", false,
+    {"default", false, false,
      {"[\\p{P}\\$\\+<=>\\^~\\|]+", GPT2_PATTERN, "\\p{N}+", "[0-9][0-9][0-9]"}},
     {"gpt-2 phi-2 mpt olmo jais trillion granite-docling roberta-bpe gigachat jina-es jina-de jina-v2-es jina-v2-de "
-     "jina-v2-code",
-     false, {GPT2_PATTERN}},
-    {"llama3 llama-v3 llama-bpe falcon3 falcon-h1 pixtral midm-2.0 lfm2 dbrx smaug-bpe", true,
-     {LLAMA3_PATTERN("{1,3}")}},
-    {"qwen2 deepseek-r1-qwen megrez stablelm2 hunyuan", false, {LLAMA3_PATTERN("")}},
-    {"smollm starcoder refact command-r codeshell exaone minerva-7b", false, {"\\p{N}", GPT2_PATTERN}},
-    {"falcon", false, {"[\\p{P}\\$\\+<=>\\^~\\|`]+", GPT2_PATTERN, "[0-9][0-9][0-9]"}},
-    {"tekken", true, {TEKKEN_PATTERN}},
+     "jina-v2-code exaone4",
+     false, false, {GPT2_PATTERN}},
+    {"llama3 llama-v3 llama-bpe falcon3 falcon-h1 pixtral midm-2.0 lfm2", true, true, {LLAMA3_PATTERN("{1,3}")}},
+    {"dbrx smaug-bpe", false, false, {LLAMA3_PATTERN("{1,3}")}},
+    {"qwen2 deepseek-r1-qwen megrez stablelm2 hunyuan", false, false, {LLAMA3_PATTERN("")}},
+    {"smollm starcoder refact command-r codeshell exaone minerva-7b", false, false, {"\\p{N}", GPT2_PATTERN}},
+    {"falcon", false, false, {"[\\p{P}\\$\\+<=>\\^~\\|`]+", GPT2_PATTERN, "[0-9][0-9][0-9]"}},
+    {"tekken", true, true, {TEKKEN_PATTERN}},
+    {"gpt-4o llama4", false, false, {GPT4O_PATTERN}},
+    {"deepseek-llm", false, false,
+     {"[\\r\\n]", DEEPSEEK_LLM_LETTERS, "\\s?[!-/:-~\uff01-\uff0f\uff1a-\uff5e\u2018-\u201f\u3000-\u3002]+", "\\s+$",
+      DEEPSEEK_CJK, "\\p{N}+"}},
+    {"deepseek-coder", false, false, {"[\\r\\n]", "\\s?\\p{L}+", "\\s?\\p{P}+", DEEPSEEK_CJK, "\\p{N}"}},
+    {"viking", false, false, {VIKING_WORDS, "\\p{N}"}},
+    {"seed-coder", false, false,
+     {"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}"
+      "| ?[^\\s\\p{L}\\p{N}\\r\\n]+|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"}},
 };
 
 /* The spec whose names include name (length n), or NULL. */
@@ -126,7 +168,8 @@ struct tokenizer {
     uint8_t *types;
     int bos, eos, unk; /* -1 when the vocabulary has none */
     int eot;           /* the end of a chat turn where it differs from eos (<|im_end|>, <|eot_id|>), or -1 */
-    bool add_bos;      /* prompts start with BOS (tokenizer.ggml.add_bos_token; without the key, yes) */
+    bool add_bos;      /* prompts start with BOS (tokenizer.ggml.add_bos_token; without the key: SPM yes, BPE as its
+                        * pre-tokenizer says) */
     bool add_space_prefix;
     int byte_token[256]; /* the token of a raw byte (SPM: "<0xAB>", GPT-2: its mapped char), or -1 */
     piece_index index;
@@ -393,16 +436,20 @@ static int compile_pretokenizers(tokenizer *tok, const gguf_file *file, ramp_err
     const pretokenizer_spec *spec = find_pretokenizer(name.data, name.length);
     if (spec == NULL)
         return ramp_fail(err, "%s: tokenizer.ggml.pre is \"%.*s\", a pre-tokenizer ramp does not know (known: default, "
-                              "gpt-2, llama-bpe/llama3, qwen2, smollm/starcoder, falcon, tekken and their aliases)",
+                              "gpt-2, llama-bpe/llama3, dbrx, qwen2, smollm/starcoder, falcon, tekken, gpt-4o, "
+                              "deepseek-llm, deepseek-coder, viking, seed-coder and their aliases)",
                          file->path, (int)(name.length < 64 ? name.length : 64), name.data);
     tok->ignore_merges = spec->ignore_merges;
+    tok->add_bos = spec->add_bos; /* until tokenizer.ggml.add_bos_token says otherwise */
     for (int i = 0; i < MAX_PRETOKENIZERS && spec->patterns[i]; i++) {
         int code;
         PCRE2_SIZE offset;
         /* MATCH_INVALID_UTF: arbitrary bytes must not make matching fail; invalid sequences simply
-         * match nothing and encode_gpt2 turns the gaps into words of their own. */
+         * match nothing and encode_gpt2 turns the gaps into words of their own. DOLLAR_ENDONLY: $ is
+         * the end of the piece, not also the place before its last line break (as in std::regex). */
         tok->pretokenizers[i] = pcre2_compile((PCRE2_SPTR)spec->patterns[i], PCRE2_ZERO_TERMINATED,
-                                              PCRE2_UTF | PCRE2_UCP | PCRE2_MATCH_INVALID_UTF, &code, &offset, NULL);
+                                              PCRE2_UTF | PCRE2_UCP | PCRE2_MATCH_INVALID_UTF | PCRE2_DOLLAR_ENDONLY,
+                                              &code, &offset, NULL);
         if (tok->pretokenizers[i] == NULL) {
             PCRE2_UCHAR message[256];
             pcre2_get_error_message(code, message, sizeof message);
@@ -547,16 +594,17 @@ static int load_gguf(tokenizer *tok, const gguf_file *file, const gguf_kv *token
         return -1;
     if (read_special_id(file, "tokenizer.ggml.unknown_token_id", spm ? 0 : -1, tok->n_vocab, &tok->unk, err) != 0)
         return -1;
-    /* Qwen2 files name a BOS token but ask for none in front of a prompt, as llama.cpp honours */
-    if (read_flag(file, "tokenizer.ggml.add_bos_token", tok->add_bos, &tok->add_bos, err) != 0 ||
-        read_flag(file, "tokenizer.ggml.add_space_prefix", spm, &tok->add_space_prefix, err) != 0)
-        return -1;
+    if (read_flag(file, "tokenizer.ggml.add_space_prefix", spm, &tok->add_space_prefix, err) != 0) return -1;
     if (build_piece_index(tok, err) != 0) return -1;
     if (find_end_of_turn(tok, file, err) != 0) return -1;
     if (!spm) {
         build_byte_map(tok);
         if (load_merges(tok, file, err) != 0 || compile_pretokenizers(tok, file, err) != 0) return -1;
     }
+    /* BOS in front of a prompt: SentencePiece vocabularies and the pre-tokenizers that say so
+     * (Llama 3, Tekken) want one, as in llama.cpp, unless the file says otherwise (Qwen2 files name
+     * a BOS token but ask for none) */
+    if (read_flag(file, "tokenizer.ggml.add_bos_token", tok->add_bos, &tok->add_bos, err) != 0) return -1;
     find_byte_tokens(tok);
     return 0;
 }

@@ -8,7 +8,8 @@
  *    pre-tokenizer tokenizer.ggml.pre names, with llama.cpp's patterns: "default" (also when the
  *    key is absent), "gpt-2", "llama-bpe"/"llama3" (Llama 3: digits in threes, and a word that is a
  *    token as a whole stays whole), "qwen2" (single digits), "smollm"/"starcoder" (single digits,
- *    then GPT-2's), "falcon", and llama.cpp's aliases of these. Other names are refused by name.
+ *    then GPT-2's), "falcon", "tekken", "gpt-4o", "deepseek-llm", "deepseek-coder", "viking",
+ *    "seed-coder", and llama.cpp's aliases of these. Other names are refused by name.
  * A tokenizer owns copies of everything it needs: the gguf_file may be closed afterwards.
  */
 #ifndef RAMP_TOKENIZER_H
@@ -32,7 +33,8 @@ void tokenizer_free(tokenizer *tok);
 
 /* Encodes text (len bytes, need not be NUL-terminated). Prepends BOS when add_bos and the
  * vocabulary wants one (a GGUF's tokenizer.ggml.add_bos_token, false in Qwen2 files; without the
- * key, whenever it has a BOS token).
+ * key: SentencePiece vocabularies, and GPT-2 ones whose pre-tokenizer wants it, Llama 3's and
+ * Tekken's, as in llama.cpp).
  * Writes at most capacity ids into tokens and the number needed into *n_tokens; fails with a
  * clear message when capacity is too small. Never fails on arbitrary bytes (byte fallback).
  * 3 * len + 4 ids always suffice: with byte fallback a space can become the three bytes of U+2581,

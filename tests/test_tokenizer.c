@@ -390,9 +390,10 @@ Test(tokenizer_roundtrip, invalid_utf8_and_empty_input) {
         int ids[4];
         cr_assert_eq(encode(tok, "", 0, false, ids, 4), 0);
         cr_assert_eq(encode(tok, NULL, 0, false, ids, 4), 0);
+        /* BOS alone, where the vocabulary wants one (GPT-2's pre-tokenizer asks for none) */
         size_t n = encode(tok, "", 0, true, ids, 4);
-        cr_assert_eq(n, 1);
-        cr_assert_eq(ids[0], tokenizer_bos(tok));
+        cr_assert_eq(n, spm ? 1 : 0, "tokenizer %d: %zu tokens for an empty text", which, n);
+        if (spm) cr_assert_eq(ids[0], tokenizer_bos(tok));
         tokenizer_free(tok);
     }
 }
@@ -780,6 +781,42 @@ Test(tokenizer_pre, tekken_splits_at_case_changes) {
     EXPECT_IDS("llama-bpe", "aS", TAS);     /* one word, a token as a whole */
     EXPECT_IDS("tekken", "Sa", TS, TA);     /* "Sa" stays one word (no merge joins it) */
     EXPECT_IDS("tekken", " a", TSPACE_A);
+}
+
+/* A GPT-2-style vocabulary puts BOS in front of a prompt only where its pre-tokenizer says so (Llama
+ * 3's and Tekken's), as llama.cpp does, unless tokenizer.ggml.add_bos_token decides. */
+Test(tokenizer_pre, bos_comes_first_where_the_pre_tokenizer_says_so) {
+    static const struct {
+        const char *pre;
+        int add_bos; /* the key: 0 none, 1 false, 2 true */
+        bool bos_first;
+    } cases[] = {{"llama-bpe", 0, true}, {"tekken", 0, true},    {"gpt-2", 0, false},    {"qwen2", 0, false},
+                 {"dbrx", 0, false},     {"default", 0, false},  {NULL, 0, false},       {"llama-bpe", 1, false},
+                 {"gpt-2", 2, true},     {"deepseek-llm", 0, false}, {"gpt-4o", 0, false}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        vocab_spec spec = {.model = "gpt2", .tokens = PRE_TOKENS, .n_tokens = sizeof PRE_TOKENS / sizeof PRE_TOKENS[0],
+                           .merges = PRE_MERGES, .n_merges = sizeof PRE_MERGES / sizeof PRE_MERGES[0], .bos = TZ,
+                           .pre = cases[i].pre, .add_bos = cases[i].add_bos};
+        tokenizer *tok = NULL;
+        ramp_error err = {0};
+        cr_assert_eq(load_spec(&spec, &tok, &err), 0, "%s", err.message);
+        int ids[8];
+        size_t n = encode(tok, "x", 1, true, ids, 8);
+        const bool bos_first = n == 2 && ids[0] == TZ;
+        cr_expect(bos_first == cases[i].bos_first && n == (cases[i].bos_first ? 2u : 1u),
+                  "pre %s, add_bos_token case %d: %zu tokens, BOS first %d, expected %d", cases[i].pre ? cases[i].pre : "(none)",
+                  cases[i].add_bos, n, bos_first, cases[i].bos_first);
+        tokenizer_free(tok);
+    }
+}
+
+/* DeepSeek's two: LLM keeps digit runs whole, Coder cuts them one by one; a letter run takes the
+ * space before it. */
+Test(tokenizer_pre, deepseek_cuts_digits_and_words) {
+    EXPECT_IDS("deepseek-llm", "12345", T12345);               /* \p{N}+ */
+    EXPECT_IDS("deepseek-coder", "12345", T1, T2, T3, T4, T5); /* \p{N} */
+    EXPECT_IDS("deepseek-llm", "x a", TX, TSPACE_A);
+    EXPECT_IDS("deepseek-coder", "x a", TX, TSPACE_A);
 }
 
 Test(tokenizer_pre, an_unknown_pre_tokenizer_is_refused_by_name) {

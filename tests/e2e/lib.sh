@@ -262,3 +262,51 @@ data[at:at + 4] = struct.pack("<I", int(sys.argv[4]))
 open(sys.argv[2], "wb").write(data)
 PY
 }
+
+# gguf_set_string IN OUT KEY VALUE: a copy of the GGUF file IN at OUT with the string metadata
+# value of KEY set to VALUE (added when IN has no such key). The key/value section changes length,
+# so the tensor data moves to the next aligned offset after it (tensor offsets are relative to it).
+gguf_set_string() {
+    python3 - "$@" <<'PY'
+import struct, sys
+src, dst, key, value = sys.argv[1], sys.argv[2], sys.argv[3].encode(), sys.argv[4].encode()
+d = open(src, "rb").read()
+magic, version, n_tensors, n_kv = struct.unpack_from("<4sIQQ", d, 0)
+assert magic == b"GGUF", src + ": not a GGUF file"
+fixed = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8}
+def past_value(kind, at):
+    if kind == 8:
+        return at + 8 + struct.unpack_from("<Q", d, at)[0]
+    if kind == 9:
+        item, count = struct.unpack_from("<IQ", d, at)
+        at += 12
+        if item in fixed:
+            return at + count * fixed[item]
+        for _ in range(count):
+            at = past_value(item, at)
+        return at
+    return at + fixed[kind]
+def string(b):
+    return struct.pack("<Q", len(b)) + b
+at, kvs, alignment = 24, [], 32
+for _ in range(n_kv):
+    start = at
+    name = d[at + 8:at + 8 + struct.unpack_from("<Q", d, at)[0]]
+    at += 8 + len(name)
+    kind = struct.unpack_from("<I", d, at)[0]
+    at = past_value(kind, at + 4)
+    if name == b"general.alignment":
+        alignment = struct.unpack_from("<I", d, at - 4)[0]
+    if name != key:
+        kvs.append(d[start:at])
+kvs.append(string(key) + struct.pack("<I", 8) + string(value))
+infos = at
+for _ in range(n_tensors):
+    at += 8 + struct.unpack_from("<Q", d, at)[0]
+    at += 4 + 8 * struct.unpack_from("<I", d, at)[0] + 12
+data = at + (-at % alignment)
+out = struct.pack("<4sIQQ", b"GGUF", version, n_tensors, len(kvs)) + b"".join(kvs) + d[infos:at]
+out += b"\0" * (-len(out) % alignment) + d[data:]
+open(dst, "wb").write(out)
+PY
+}
