@@ -63,7 +63,7 @@ ifeq ($(SANITIZE),1)
 # Under the sanitizers the end-to-end sections that exercise ramp's own code run; those that test
 # scripts and daemons around it (plots, the Slurm cluster, the fresh-machine build) run once, in
 # the release pass: keeps CI (.ci/run: both passes) within its time on 2 cores.
-E2E_SECTIONS ?= reference pretokenizers qwen3 phi3 granite gemma gemma2 gemma3 head_size split_files corrupt untrusted multirank stage_memory failure exit batch serve
+E2E_SECTIONS ?= reference pretokenizers iq4 qwen3 phi3 granite gemma gemma2 gemma3 head_size split_files corrupt untrusted multirank stage_memory failure exit batch serve
 BUILD    := build/sanitize
 SANFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 OPT      := -O1 -g

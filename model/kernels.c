@@ -17,8 +17,10 @@
 act_kind act_kind_of(ggml_type type) {
     switch (type) {
     case GGML_TYPE_Q4_0: case GGML_TYPE_Q4_1: case GGML_TYPE_Q5_0: case GGML_TYPE_Q5_1: case GGML_TYPE_Q8_0:
+    case GGML_TYPE_IQ4_NL:
         return ACT_Q8_32;
     case GGML_TYPE_Q2_K: case GGML_TYPE_Q3_K: case GGML_TYPE_Q4_K: case GGML_TYPE_Q5_K: case GGML_TYPE_Q6_K:
+    case GGML_TYPE_IQ4_XS:
         return ACT_Q8_256;
     default:
         return ACT_F32;

@@ -4,10 +4,10 @@
  * Activations. A matrix product first converts each activation row once into the form its
  * weight type multiplies with (act_kind_of):
  *   ACT_F32     F32, F16, BF16 weights: the fp32 row itself.
- *   ACT_Q8_32   Q4_0, Q4_1, Q5_0, Q5_1, Q8_0: per block b of 32 values a scale d[b] = amax/127
+ *   ACT_Q8_32   Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, IQ4_NL: per block b of 32 values a scale d[b] = amax/127
  *               (fp32) and int8 q = round-to-nearest-even(x / d), plus sum[b] = sum of the block's
  *               q and dsum[b] = d[b] * (float)sum[b].
- *   ACT_Q8_256  the K types: the same with blocks of 256 values, plus bsum[i] = sum of q over each
+ *   ACT_Q8_256  the K types and IQ4_XS: the same with blocks of 256 values, plus bsum[i] = sum of q over each
  *               16 values (int16).
  * Each kind lays a row out in act_row_bytes(kind, n) bytes (a multiple of 64); act_quantize
  * fills one. The row layout is private to kernels*.c.
@@ -20,8 +20,9 @@
  *                 result = hsum16(acc), acc starting at +0, where hsum16: s[l] = acc[l] +
  *                 acc[l+8] (l < 8), then s[l] += s[l+4] (l < 4), s[l] += s[l+2] (l < 2),
  *                 result = s[0] + s[1].
- *   Q8_0, Q4_0, Q5_0   one accumulator over blocks b in order: i = sum over the block of
- *                 (w_q - offset) * x_q (offset 0, 8, 16); acc = fma(wd * d[b], (float)i, acc).
+ *   Q8_0, Q4_0, Q5_0, IQ4_NL   one accumulator over blocks b in order: i = sum over the block
+ *                 of (w_q - offset) * x_q (offset 0, 8, 16; IQ4_NL: w_q is the nibble's value
+ *                 from quant_iq4_values, offset 0); acc = fma(wd * d[b], (float)i, acc).
  *   Q4_1, Q5_1    i = sum of w_q * x_q; acc = fma(wd * d[b], (float)i, acc); then
  *                 acc = fma(wm, dsum[b], acc). result = acc (starting at +0).
  *                 (One accumulator per output lets SIMD kernels keep one weight row per lane.)
@@ -30,7 +31,9 @@
  *                 B = sum over sub-blocks j of min_j * (sum of x_q over sub-block j):
  *                 acc = fma(d[s] * wd, (float)A, acc), and for Q4_K, Q5_K, Q2_K
  *                 acc_min = fma(d[s] * wdmin, (float)B, acc_min); result = acc - acc_min
- *                 (both start at +0; Q3_K and Q6_K have signed quants and no B).
+ *                 (both start at +0; Q3_K, Q6_K and IQ4_XS have signed quants and no B;
+ *                 IQ4_XS's sub-blocks are 32 values, its scale_j = ls_j - 32 and w_q the
+ *                 nibble's value).
  * where wd, wm, wdmin are the block's fp16 scales converted exactly to fp32. This is what the
  * portable C kernels compute literally and what the SIMD kernels reproduce bit for bit (tests
  * check both, on random blocks with extreme scales). It needs ISO C floating point: no

@@ -36,6 +36,16 @@
 
 static const int ROW16[16] = {0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15};
 
+/* out[r * out_stride + i] = row i's lane of acc[r], for i < nw and r < NA: back to row order
+ * (ROW16 is its own inverse), the lanes beyond nw (repeated rows) not stored. */
+INLINE void store_lanes16(int NA, const __m512 *acc, int nw, float *out, size_t out_stride) {
+    const __m512i order = _mm512_loadu_si512(ROW16);
+    const __mmask16 live = (__mmask16)((1u << nw) - 1);
+    UNROLL_ROWS
+    for (int r = 0; r < NA; r++)
+        _mm512_mask_storeu_ps(out + (size_t)r * out_stride, live, _mm512_permutexvar_ps(order, acc[r]));
+}
+
 /* acc + the four-byte products of w with the four bytes at p broadcast to every lane, the
  * broadcast folded into vpdpbusd's memory operand (GCC 12 emits a separate vpbroadcastd, and the
  * extra registers made the K kernels spill). */
@@ -77,6 +87,16 @@ INLINE void transpose16x(const unsigned char *p, size_t stride, const unsigned c
     t[1] = _mm512_unpackhi_epi64(t0, t2);
     t[2] = _mm512_unpacklo_epi64(t1, t3);
     t[3] = _mm512_unpackhi_epi64(t1, t3);
+}
+
+/* Fills row_table with the sixteen lanes' rows (past nw the last row again: read, computed, never
+ * stored) and returns it, or NULL when all sixteen are rows (then transpose16x addresses them as
+ * w + i * w_stride). */
+INLINE const unsigned char *const *lanes16_rows(const unsigned char *w, size_t w_stride, int nw,
+                                                const unsigned char *row_table[16]) {
+    UNROLL
+    for (int i = 0; i < 16; i++) row_table[i] = w + (size_t)(i < nw ? i : nw - 1) * w_stride;
+    return nw == 16 ? NULL : row_table;
 }
 
 /* 0x10 in byte m of each lane where bit m of (bits >> shift) & 15 is set: a 16-entry table. */
@@ -121,6 +141,15 @@ INLINE void lanes16_quants(ggml_type type, const __m512i q[8], __m512i qh, __m51
         return;
     }
     const __m512i mask = _mm512_set1_epi8(0x0f);
+    if (type == GGML_TYPE_IQ4_NL) { /* each nibble through the table (vpshufb), biased unsigned */
+        const __m512i table = _mm512_broadcast_i32x4(_mm256_castsi256_si128(iq4_table()));
+        UNROLL
+        for (int k = 0; k < 4; k++) {
+            W[k] = _mm512_shuffle_epi8(table, _mm512_and_si512(q[k], mask));
+            W[k + 4] = _mm512_shuffle_epi8(table, _mm512_and_si512(_mm512_srli_epi16(q[k], 4), mask));
+        }
+        return;
+    }
     if (nibbles_in_place(type)) {
         UNROLL
         for (int k = 0; k < 4; k++) {
@@ -284,12 +313,7 @@ INLINE void small_lanes16(ggml_type type, int NA, int n, const unsigned char *w,
         lanes16_load_block(type, w, w_stride, row_table, full, b, W, &wd, &wm);
         lanes16_block(type, NA, b, W, wd, wm, a, acc);
     }
-    /* back to row order (ROW16 is its own inverse) and store the nw lanes that are rows */
-    const __m512i order = _mm512_loadu_si512(ROW16);
-    const __mmask16 live = (__mmask16)((1u << nw) - 1);
-    UNROLL_ROWS
-    for (int r = 0; r < NA; r++)
-        _mm512_mask_storeu_ps(out + (size_t)r * out_stride, live, _mm512_permutexvar_ps(order, acc[r]));
+    store_lanes16(NA, acc, nw, out, out_stride);
 }
 
 INLINE void small_tile16(ggml_type type, int n, const void *w, size_t ws, int nw, const void *act, size_t as, int na,
@@ -331,6 +355,7 @@ SMALL_TILE16(tile16_q4_0, GGML_TYPE_Q4_0)
 SMALL_TILE16(tile16_q4_1, GGML_TYPE_Q4_1)
 SMALL_TILE16(tile16_q5_0, GGML_TYPE_Q5_0)
 SMALL_TILE16(tile16_q5_1, GGML_TYPE_Q5_1)
+SMALL_TILE16(tile16_iq4_nl, GGML_TYPE_IQ4_NL)
 
 /* 9 to 16 activation rows: sixteen at once when there are sixteen (each weight block transposed
  * once for all of them: the transposes and scale loads are a third of the work at eight rows),
@@ -360,6 +385,7 @@ SMALL_TILE16_WIDE(wide16_q4_0, GGML_TYPE_Q4_0)
 SMALL_TILE16_WIDE(wide16_q4_1, GGML_TYPE_Q4_1)
 SMALL_TILE16_WIDE(wide16_q5_0, GGML_TYPE_Q5_0)
 SMALL_TILE16_WIDE(wide16_q5_1, GGML_TYPE_Q5_1)
+SMALL_TILE16_WIDE(wide16_iq4_nl, GGML_TYPE_IQ4_NL)
 
 /* Sixteen vectors folded into one whose lane L is the sum of vector L's lanes: pairs of vectors are
  * combined a level at a time (32-bit pairs, 64-bit pairs, 128-bit lanes, then 256-bit halves), in
@@ -441,9 +467,7 @@ INLINE void k45_lanes16(bool five, int NA, int n, const unsigned char *w, size_t
                         const act_q8_256_view *a, float *out, size_t out_stride) {
     const size_t block_bytes = five ? 176 : 144;
     const unsigned char *row_table[16];
-    UNROLL
-    for (int i = 0; i < 16; i++) row_table[i] = w + (size_t)(i < nw ? i : nw - 1) * w_stride;
-    const unsigned char *const *rows = nw == 16 ? NULL : row_table;
+    const unsigned char *const *rows = lanes16_rows(w, w_stride, nw, row_table);
     const __m512i nibble = _mm512_set1_epi8(0x0f), one_bits = _mm512_set1_epi32(0x01010101);
     __m512 acc[KERNEL_MAX_A], acc_min[KERNEL_MAX_A];
     UNROLL
@@ -532,22 +556,32 @@ INLINE void k45_lanes16(bool five, int NA, int n, const unsigned char *w, size_t
                               _mm512_permutexvar_ps(order, _mm512_sub_ps(acc[r], acc_min[r])));
 }
 
-INLINE void k45_tile16(bool five, int n, const void *w, size_t ws, int nw, const void *act, size_t as, int na, float *o,
-                       size_t os) {
+INLINE void iq4xs_lanes16(int NA, int n, const unsigned char *w, size_t w_stride, int nw, const act_q8_256_view *a,
+                          float *out, size_t out_stride);
+
+/* Q4_K, Q5_K or IQ4_XS: sixteen weight rows at a time against na <= 8 activation rows. */
+INLINE void k_lanes16(ggml_type type, int NA, int n, const unsigned char *w, size_t w_stride, int nw,
+                      const act_q8_256_view *a, float *out, size_t out_stride) {
+    if (type == GGML_TYPE_IQ4_XS) iq4xs_lanes16(NA, n, w, w_stride, nw, a, out, out_stride);
+    else k45_lanes16(type == GGML_TYPE_Q5_K, NA, n, w, w_stride, nw, a, out, out_stride);
+}
+
+INLINE void k_tile16(ggml_type type, int n, const void *w, size_t ws, int nw, const void *act, size_t as, int na,
+                     float *o, size_t os) {
     act_q8_256_view a[KERNEL_MAX_A];
     for (int r = 0; r < na; r++) a[r] = act_q8_256_at((const char *)act + (size_t)r * as, n);
     for (int f = 0; f < nw; f += 16) {
         const unsigned char *rows = (const unsigned char *)w + (size_t)f * ws;
         const int count = nw - f < 16 ? nw - f : 16;
         switch (na) {
-        case 1: k45_lanes16(five, 1, n, rows, ws, count, a, o + f, os); break;
-        case 2: k45_lanes16(five, 2, n, rows, ws, count, a, o + f, os); break;
-        case 3: k45_lanes16(five, 3, n, rows, ws, count, a, o + f, os); break;
-        case 4: k45_lanes16(five, 4, n, rows, ws, count, a, o + f, os); break;
-        case 5: k45_lanes16(five, 5, n, rows, ws, count, a, o + f, os); break;
-        case 6: k45_lanes16(five, 6, n, rows, ws, count, a, o + f, os); break;
-        case 7: k45_lanes16(five, 7, n, rows, ws, count, a, o + f, os); break;
-        default: k45_lanes16(five, 8, n, rows, ws, count, a, o + f, os); break;
+        case 1: k_lanes16(type, 1, n, rows, ws, count, a, o + f, os); break;
+        case 2: k_lanes16(type, 2, n, rows, ws, count, a, o + f, os); break;
+        case 3: k_lanes16(type, 3, n, rows, ws, count, a, o + f, os); break;
+        case 4: k_lanes16(type, 4, n, rows, ws, count, a, o + f, os); break;
+        case 5: k_lanes16(type, 5, n, rows, ws, count, a, o + f, os); break;
+        case 6: k_lanes16(type, 6, n, rows, ws, count, a, o + f, os); break;
+        case 7: k_lanes16(type, 7, n, rows, ws, count, a, o + f, os); break;
+        default: k_lanes16(type, 8, n, rows, ws, count, a, o + f, os); break;
         }
     }
 }
@@ -568,11 +602,11 @@ INLINE void k45_tile16(bool five, int n, const void *w, size_t ws, int nw, const
  * step before (0.26-0.48: they wait for memory). */
 static NO_ASAN void tile16_q4_k(int n, const void *w, size_t ws, int nw, const void *act, size_t as, int na, float *o,
                                 size_t os) {
-    k45_tile16(false, n, w, ws, nw, act, as, na, o, os);
+    k_tile16(GGML_TYPE_Q4_K, n, w, ws, nw, act, as, na, o, os);
 }
 static NO_ASAN void tile16_q5_k(int n, const void *w, size_t ws, int nw, const void *act, size_t as, int na, float *o,
                                 size_t os) {
-    k45_tile16(true, n, w, ws, nw, act, as, na, o, os);
+    k_tile16(GGML_TYPE_Q5_K, n, w, ws, nw, act, as, na, o, os);
 }
 
 /* Q6_K: rows 0 .. nw-1 (nw <= 16) against NA activation rows. Values 128h + 32g + 4m .. +3 are the
@@ -582,9 +616,7 @@ INLINE void q6k_lanes16(int NA, int n, const unsigned char *w, size_t w_stride, 
                         float *out, size_t out_stride) {
     const size_t block_bytes = 210;
     const unsigned char *row_table[16];
-    UNROLL
-    for (int i = 0; i < 16; i++) row_table[i] = w + (size_t)(i < nw ? i : nw - 1) * w_stride;
-    const unsigned char *const *rows = nw == 16 ? NULL : row_table;
+    const unsigned char *const *rows = lanes16_rows(w, w_stride, nw, row_table);
     const __m512i nibble = _mm512_set1_epi8(0x0f), bits45 = _mm512_set1_epi8(0x30);
     __m512 acc[KERNEL_MAX_A];
     UNROLL
@@ -644,11 +676,7 @@ INLINE void q6k_lanes16(int NA, int n, const unsigned char *w, size_t w_stride, 
         for (int r = 0; r < NA; r++)
             acc[r] = _mm512_fmadd_ps(_mm512_mul_ps(wd, _mm512_set1_ps(a[r].d[s])), _mm512_cvtepi32_ps(A[r]), acc[r]);
     }
-    const __m512i order = _mm512_loadu_si512(ROW16);
-    const __mmask16 live = (__mmask16)((1u << nw) - 1);
-    UNROLL
-    for (int r = 0; r < NA; r++)
-        _mm512_mask_storeu_ps(out + (size_t)r * out_stride, live, _mm512_permutexvar_ps(order, acc[r]));
+    store_lanes16(NA, acc, nw, out, out_stride);
 }
 
 /* Q6_K against one activation row, each weight row read in its natural byte order: a row's
@@ -825,6 +853,69 @@ static NO_ASAN void tile16_q6_k(int n, const void *w, size_t ws, int nw, const v
     }
 }
 
+/* IQ4_XS: rows 0 .. nw-1 (nw <= 16) against NA activation rows, as k45_lanes16: each sub-block of
+ * 32 values of the sixteen rows is transposed (lane L: row ROW16[L]), its nibbles go through the
+ * value table (vpshufb, biased by 128 to be unsigned), and vpdpbusd adds the products of every
+ * row at once; the sub-block's sum times its scale ls - 32 joins A. The same integers as the
+ * portable kernel's, in the same float order. */
+INLINE void iq4xs_lanes16(int NA, int n, const unsigned char *w, size_t w_stride, int nw, const act_q8_256_view *a,
+                          float *out, size_t out_stride) {
+    const size_t block_bytes = 136;
+    const unsigned char *row_table[16];
+    const unsigned char *const *rows = lanes16_rows(w, w_stride, nw, row_table);
+    const __m512i nibble = _mm512_set1_epi8(0x0f), table = _mm512_broadcast_i32x4(_mm256_castsi256_si128(iq4_table()));
+    __m512 acc[KERNEL_MAX_A];
+    UNROLL
+    for (int r = 0; r < NA; r++) acc[r] = _mm512_setzero_ps();
+    for (int s = 0; s < n / 256; s++) {
+        const size_t off = (size_t)s * block_bytes;
+        /* dword 0: d and scales_h; dword 1: scales_l (sub-block j's low four bits at bit 4j) */
+        __m512i head[4];
+        transpose16x(w, w_stride, rows, off, head);
+        const __m512 wd = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(head[0]));
+        const __m512i scales_h = _mm512_srli_epi32(head[0], 16), scales_l = head[1];
+        __m512i A[KERNEL_MAX_A];
+        UNROLL
+        for (int r = 0; r < NA; r++) A[r] = _mm512_setzero_si512();
+        UNROLL
+        for (int j = 0; j < 8; j++) {
+            prefetch_rows_ahead(w, w_stride, 16, 8 * s + j, 8 * (n / 256), TILE_AHEAD_MIN);
+            const __m512i low4 = _mm512_and_si512(_mm512_srli_epi32(scales_l, (unsigned)(4 * j)), _mm512_set1_epi32(15));
+            const __m512i top2 = _mm512_and_si512(_mm512_srli_epi32(scales_h, (unsigned)(2 * j)), _mm512_set1_epi32(3));
+            const __m512i scale = _mm512_sub_epi32(_mm512_or_si512(low4, _mm512_slli_epi32(top2, 4)), _mm512_set1_epi32(32));
+            __m512i t[4], lo[4], hi[4];
+            transpose16x(w, w_stride, rows, off + 8 + 16 * (size_t)j, t);
+            UNROLL
+            for (int k = 0; k < 4; k++) {
+                lo[k] = _mm512_shuffle_epi8(table, _mm512_and_si512(t[k], nibble));
+                hi[k] = _mm512_shuffle_epi8(table, _mm512_and_si512(_mm512_srli_epi16(t[k], 4), nibble));
+            }
+            UNROLL
+            for (int r = 0; r < NA; r++) {
+                const int8_t *x = a[r].q + 256 * s + 32 * j;
+                const int16_t *bs = a[r].bsum + 16 * s + 2 * j;
+                /* the values are biased by 128: take 128 x the activation sum off first */
+                __m512i sum = _mm512_set1_epi32(-128 * (bs[0] + bs[1])), other = _mm512_setzero_si512();
+                UNROLL
+                for (int k = 0; k < 4; k++) {
+                    sum = dpbusd_bcast(sum, lo[k], x + 4 * k);
+                    other = dpbusd_bcast(other, hi[k], x + 16 + 4 * k);
+                }
+                A[r] = _mm512_add_epi32(A[r], _mm512_mullo_epi32(_mm512_add_epi32(sum, other), scale));
+            }
+        }
+        UNROLL
+        for (int r = 0; r < NA; r++)
+            acc[r] = _mm512_fmadd_ps(_mm512_mul_ps(wd, _mm512_set1_ps(a[r].d[s])), _mm512_cvtepi32_ps(A[r]), acc[r]);
+    }
+    store_lanes16(NA, acc, nw, out, out_stride);
+}
+
+static NO_ASAN void tile16_iq4_xs(int n, const void *w, size_t ws, int nw, const void *act, size_t as, int na, float *o,
+                                  size_t os) {
+    k_tile16(GGML_TYPE_IQ4_XS, n, w, ws, nw, act, as, na, o, os);
+}
+
 /* K blocks, 9 to 16 activation rows: sixteen at once when there are sixteen (each super-block
  * transposed once for all of them), otherwise eight and the rest with the type's 8-row tile. */
 INLINE void wide16_k(ggml_type type, int n, const void *w, size_t ws, int nw, const void *act, size_t as, int na,
@@ -834,9 +925,8 @@ INLINE void wide16_k(ggml_type type, int n, const void *w, size_t ws, int nw, co
             const void *rows = (const char *)act + (size_t)first * as;
             const int count = na - first < 8 ? na - first : 8;
             float *out = o + (size_t)first * os;
-            if (type == GGML_TYPE_Q4_K) tile16_q4_k(n, w, ws, nw, rows, as, count, out, os);
-            else if (type == GGML_TYPE_Q5_K) tile16_q5_k(n, w, ws, nw, rows, as, count, out, os);
-            else tile16_q6_k(n, w, ws, nw, rows, as, count, out, os);
+            if (type == GGML_TYPE_Q6_K) tile16_q6_k(n, w, ws, nw, rows, as, count, out, os);
+            else k_tile16(type, n, w, ws, nw, rows, as, count, out, os);
         }
         return;
     }
@@ -846,6 +936,7 @@ INLINE void wide16_k(ggml_type type, int n, const void *w, size_t ws, int nw, co
         const unsigned char *rows = (const unsigned char *)w + (size_t)f * ws;
         const int count = nw - f < 16 ? nw - f : 16;
         if (type == GGML_TYPE_Q6_K) q6k_lanes16(16, n, rows, ws, count, a, o + f, os);
+        else if (type == GGML_TYPE_IQ4_XS) iq4xs_lanes16(16, n, rows, ws, count, a, o + f, os);
         else k45_lanes16(type == GGML_TYPE_Q5_K, 16, n, rows, ws, count, a, o + f, os);
     }
 }
@@ -861,6 +952,10 @@ static NO_ASAN void wide16_q5_k(int n, const void *w, size_t ws, int nw, const v
 static NO_ASAN void wide16_q6_k(int n, const void *w, size_t ws, int nw, const void *act, size_t as, int na, float *o,
                                 size_t os) {
     wide16_k(GGML_TYPE_Q6_K, n, w, ws, nw, act, as, na, o, os);
+}
+static NO_ASAN void wide16_iq4_xs(int n, const void *w, size_t ws, int nw, const void *act, size_t as, int na,
+                                  float *o, size_t os) {
+    wide16_k(GGML_TYPE_IQ4_XS, n, w, ws, nw, act, as, na, o, os);
 }
 
 /* ---- float weights on 512-bit vectors --------------------------------------------------------------
@@ -1027,9 +1122,11 @@ dot_fn kernels_avx512_for(ggml_type type, bool vbmi2) {
     case GGML_TYPE_Q4_1: return vbmi2 ? tile16_q4_1_vbmi2 : tile16_q4_1;
     case GGML_TYPE_Q5_0: return vbmi2 ? tile16_q5_0_vbmi2 : tile16_q5_0;
     case GGML_TYPE_Q5_1: return vbmi2 ? tile16_q5_1_vbmi2 : tile16_q5_1;
+    case GGML_TYPE_IQ4_NL: return vbmi2 ? tile16_iq4_nl_vbmi2 : tile16_iq4_nl;
     case GGML_TYPE_Q4_K: return tile16_q4_k;
     case GGML_TYPE_Q5_K: return tile16_q5_k;
     case GGML_TYPE_Q6_K: return tile16_q6_k;
+    case GGML_TYPE_IQ4_XS: return tile16_iq4_xs;
     default: return kernel_table_avx512(type);
     }
 }
@@ -1041,9 +1138,11 @@ dot_fn kernels_avx512_wide_for(ggml_type type) {
     case GGML_TYPE_Q4_1: return wide16_q4_1;
     case GGML_TYPE_Q5_0: return wide16_q5_0;
     case GGML_TYPE_Q5_1: return wide16_q5_1;
+    case GGML_TYPE_IQ4_NL: return wide16_iq4_nl;
     case GGML_TYPE_Q4_K: return wide16_q4_k;
     case GGML_TYPE_Q5_K: return wide16_q5_k;
     case GGML_TYPE_Q6_K: return wide16_q6_k;
+    case GGML_TYPE_IQ4_XS: return wide16_iq4_xs;
     default: return NULL;
     }
 }

@@ -46,6 +46,9 @@ static void small_block(ggml_type type, const unsigned char *b, int u[32], float
     case GGML_TYPE_Q4_0:
         for (int j = 0; j < 16; j++) u[j] = b[2 + j] & 0x0f, u[j + 16] = b[2 + j] >> 4;
         break;
+    case GGML_TYPE_IQ4_NL:
+        for (int j = 0; j < 16; j++) u[j] = quant_iq4_values[b[2 + j] & 0x0f], u[j + 16] = quant_iq4_values[b[2 + j] >> 4];
+        break;
     case GGML_TYPE_Q4_1:
         *m = quant_load_fp16(b + 2);
         for (int j = 0; j < 16; j++) u[j] = b[4 + j] & 0x0f, u[j + 16] = b[4 + j] >> 4;
@@ -123,6 +126,14 @@ static float dot_k(ggml_type type, int n, const unsigned char *w, const void *ac
                 B += (b[j] >> 4) * bsum[j];
             }
             break;
+        case GGML_TYPE_IQ4_XS:
+            wd = quant_load_fp16(b);
+            for (int j = 0; j < 8; j++) {
+                int32_t dot = 0;
+                for (int l = 0; l < 32; l++) dot += q[32 * j + l] * x[32 * j + l];
+                A += quant_iq4_xs_scale(b, j) * dot;
+            }
+            break;
         case GGML_TYPE_Q3_K:
         case GGML_TYPE_Q6_K: {
             int8_t scales[16];
@@ -176,6 +187,8 @@ TILE_KERNEL(tile_q3_k, dot_k(GGML_TYPE_Q3_K, n, wr, ar))
 TILE_KERNEL(tile_q4_k, dot_k(GGML_TYPE_Q4_K, n, wr, ar))
 TILE_KERNEL(tile_q5_k, dot_k(GGML_TYPE_Q5_K, n, wr, ar))
 TILE_KERNEL(tile_q6_k, dot_k(GGML_TYPE_Q6_K, n, wr, ar))
+TILE_KERNEL(tile_iq4_nl, dot_small(GGML_TYPE_IQ4_NL, n, wr, ar))
+TILE_KERNEL(tile_iq4_xs, dot_k(GGML_TYPE_IQ4_XS, n, wr, ar))
 
 dot_fn kernels_portable_for(ggml_type type) {
     switch (type) {
@@ -192,6 +205,8 @@ dot_fn kernels_portable_for(ggml_type type) {
     case GGML_TYPE_Q4_K: return tile_q4_k;
     case GGML_TYPE_Q5_K: return tile_q5_k;
     case GGML_TYPE_Q6_K: return tile_q6_k;
+    case GGML_TYPE_IQ4_NL: return tile_iq4_nl;
+    case GGML_TYPE_IQ4_XS: return tile_iq4_xs;
     default: return NULL;
     }
 }

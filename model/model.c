@@ -309,7 +309,7 @@ static int gguf_tensor_shaped(model *m, const char *name, int rows, int cols, co
     }
     if (!ggml_type_is_supported(t->type))
         return ramp_fail(err, "%s: tensor %s has type %s, which ramp cannot compute with (supported: f32, f16, "
-                              "bf16, q4_0, q4_1, q5_0, q5_1, q8_0, q2_K, q3_K, q4_K, q5_K, q6_K)",
+                              "bf16, q4_0, q4_1, q5_0, q5_1, q8_0, q2_K, q3_K, q4_K, q5_K, q6_K, iq4_nl, iq4_xs)",
                          m->path, name, ggml_type_name(t->type));
     *out = t;
     return 0;

@@ -11,7 +11,7 @@
  * output features][cols = input features]. Nothing is expanded, so memory holds the file's bytes
  * (and pages are read only when used: a stage that loads layers 8..15 never touches the pages of
  * layers 0..7). Norm vectors are fp32 (the rare file that stores them otherwise has them converted
- * into small buffers the model owns). A tensor of another type (IQ*, TQ*, ...) is refused, with
+ * into small buffers the model owns). A tensor of another type (IQ2_*, IQ3_*, TQ*, ...) is refused, with
  * its name and type, only when the slice needs it.
  *
  * A slice names the layers to load, [first_layer, end_layer) in global numbering, and whether the

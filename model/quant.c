@@ -84,8 +84,24 @@ void quant_scales_q3_k(const uint8_t *packed, int8_t scales[16]) {
     }
 }
 
+const int8_t quant_iq4_values[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};
+
+int quant_iq4_xs_scale(const uint8_t *block, int j) {
+    const int low = (block[4 + j / 2] >> (4 * (j % 2))) & 0x0f, high = (quant_load_u16(block + 2) >> (2 * j)) & 3;
+    return (low | high << 4) - 32;
+}
+
 void quant_k_block_quants(ggml_type type, const uint8_t *block, int8_t q[QUANT_SUPER]) {
     switch (type) {
+    case GGML_TYPE_IQ4_XS: { /* eight sub-blocks of 32: low nibbles of 16 bytes, then their high nibbles */
+        const uint8_t *qs = block + 8;
+        for (int j = 0; j < 8; j++)
+            for (int l = 0; l < 16; l++) {
+                q[32 * j + l] = quant_iq4_values[qs[16 * j + l] & 0x0f];
+                q[32 * j + 16 + l] = quant_iq4_values[qs[16 * j + l] >> 4];
+            }
+        break;
+    }
     case GGML_TYPE_Q2_K: { /* two halves of 128; in each, four 2-bit planes of the same 32 bytes */
         const uint8_t *qs = block + 16;
         for (int h = 0; h < 2; h++)
@@ -155,6 +171,14 @@ static void dequantize_small_block(ggml_type type, const unsigned char *b, float
         for (int j = 0; j < 16; j++) {
             out[j] = d * (float)((b[2 + j] & 0x0f) - 8);
             out[j + 16] = d * (float)((b[2 + j] >> 4) - 8);
+        }
+        break;
+    }
+    case GGML_TYPE_IQ4_NL: {
+        float d = quant_load_fp16(b);
+        for (int j = 0; j < 16; j++) {
+            out[j] = d * (float)quant_iq4_values[b[2 + j] & 0x0f];
+            out[j + 16] = d * (float)quant_iq4_values[b[2 + j] >> 4];
         }
         break;
     }
@@ -229,6 +253,11 @@ static void dequantize_k_block(ggml_type type, const unsigned char *b, float *ou
         for (int e = 0; e < QUANT_SUPER; e++) out[e] = d * (float)scales[e / 16] * (float)q[e];
         break;
     }
+    case GGML_TYPE_IQ4_XS: {
+        float d = quant_load_fp16(b);
+        for (int e = 0; e < QUANT_SUPER; e++) out[e] = d * (float)quant_iq4_xs_scale(b, e / 32) * (float)q[e];
+        break;
+    }
     default:
         break;
     }
@@ -255,6 +284,7 @@ int dequantize(ggml_type type, const void *src, float *dst, size_t n) {
         for (size_t i = 0; i < n; i++) dst[i] = bf16_to_fp32(quant_load_u16(bytes + 2 * i));
         return 0;
     case GGML_TYPE_Q8_0: case GGML_TYPE_Q4_0: case GGML_TYPE_Q4_1: case GGML_TYPE_Q5_0: case GGML_TYPE_Q5_1:
+    case GGML_TYPE_IQ4_NL:
         for (size_t b = 0; b < n / block; b++) dequantize_small_block(type, bytes + b * block_bytes, dst + b * block);
         return 0;
     default:

@@ -24,6 +24,11 @@
  *   Q5_K  176 bytes: fp16 d | fp16 dmin | scales[12] | u8 qh[32] | u8 qs[128]; 5-bit q
  *   Q6_K  210 bytes: u8 ql[128] | u8 qh[64] | int8 scales[16] | fp16 d; 16 sub-blocks of 16;
  *          q = 6-bit value - 32                                                v = d*sc*q
+ *   IQ4_NL 32 values, 18 bytes: fp16 d | u8 qs[16], nibbles as Q4_0; a nibble picks one of 16
+ *          fixed values (quant_iq4_values, -127 .. 113)                       v = d*value
+ *   IQ4_XS 256 values, 136 bytes: fp16 d | u16 scales_h | u8 scales_l[4] | u8 qs[128]; 8 sub-blocks
+ *          of 32, each 16 bytes of nibbles as IQ4_NL's, with a 6-bit scale ls (low four bits in
+ *          scales_l, top two in scales_h; quant_iq4_xs_scale)               v = d*(ls - 32)*value
  *
  * Which element of a K block each stored bit belongs to is spelled out once, in quant.c
  * (k_block_quants), and every kernel follows it.
@@ -71,8 +76,14 @@ void quant_scale_min_k4(int j, const uint8_t *packed, uint8_t *scale, uint8_t *m
 /* Q3_K: the 16 signed scales (already minus 32) from the 12 packed bytes. */
 void quant_scales_q3_k(const uint8_t *packed, int8_t scales[16]);
 
+/* IQ4_NL and IQ4_XS: the 16 values a nibble stands for (llama.cpp's kvalues_iq4nl). */
+extern const int8_t quant_iq4_values[16];
+/* IQ4_XS: the signed scale ls - 32 of sub-block j (0..7) of a block. */
+int quant_iq4_xs_scale(const uint8_t *block, int j);
+
 /* The integer quants of one K block in element order, before scales: Q2_K 0..3, Q3_K -4..3,
- * Q4_K 0..15, Q5_K 0..31, Q6_K -32..31. Kernels must pair element e with activation element e. */
+ * Q4_K 0..15, Q5_K 0..31, Q6_K -32..31, IQ4_XS the table's -127..113. Kernels must pair element
+ * e with activation element e. */
 void quant_k_block_quants(ggml_type type, const uint8_t *block, int8_t q[QUANT_SUPER]);
 
 /* Converts n elements of type from src (raw file bytes, any alignment) into dst. Returns 0, or -1

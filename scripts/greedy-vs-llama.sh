@@ -3,7 +3,7 @@
 #
 #   RAMP_SHARED=../shared RAMP_BIN=build/release/bin/ramp scripts/greedy-vs-llama.sh [FILE...]
 #
-# For each file (default: base16 in F32, Q8_0, Q4_0 and the Q4_K_M / Q6_K versions llama-quantize
+# For each file (default: base16 in F32, Q8_0, Q4_0 and the Q4_K_M / Q6_K / IQ4_NL versions llama-quantize
 # makes of base16-f32 into build/bench-models, then synth256 in every type), PROMPTS prompts
 # (default 40: SST-2 reviews, TREC questions and stories openings, in the prompt formats base16 was
 # trained on) are continued greedily for N tokens (default 24) by both engines, and the share of
@@ -43,7 +43,7 @@ files=("$@")
 if [ ${#files[@]} -eq 0 ]; then
     B=$SHARED/models/base16
     files=("$B/model-f32.gguf" "$B/model-q8_0.gguf" "$B/model-q4_0.gguf")
-    for t in Q4_K_M Q6_K; do
+    for t in Q4_K_M Q6_K IQ4_NL; do
         f=$CACHE/base16-$(echo $t | tr 'A-Z' 'a-z').gguf
         [ -s "$f" ] || "$PEER/llama-quantize" "$B/model-f32.gguf" "$f" "$t" >/dev/null 2>&1
         [ -s "$f" ] && files+=("$f")

@@ -41,7 +41,8 @@ static const int *scale_fields(ggml_type type) {
     static const int first[] = {0, -1}, first_two[] = {0, 2, -1}, q2k[] = {80, 82, -1}, q3k[] = {108, -1},
                      q6k[] = {208, -1}, none[] = {-1};
     switch (type) {
-    case GGML_TYPE_Q4_0: case GGML_TYPE_Q5_0: case GGML_TYPE_Q8_0: return first;
+    case GGML_TYPE_Q4_0: case GGML_TYPE_Q5_0: case GGML_TYPE_Q8_0: case GGML_TYPE_IQ4_NL: case GGML_TYPE_IQ4_XS:
+        return first;
     case GGML_TYPE_Q4_1: case GGML_TYPE_Q5_1: case GGML_TYPE_Q4_K: case GGML_TYPE_Q5_K: return first_two;
     case GGML_TYPE_Q2_K: return q2k;
     case GGML_TYPE_Q3_K: return q3k;

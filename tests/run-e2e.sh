@@ -58,7 +58,7 @@ trap 'exit 130' INT TERM
 . "$here/e2e/lib.sh"
 
 sections=("$@")
-[ ${#sections[@]} -eq 0 ] && sections=(reference pretokenizers qwen2 qwen3 phi3 granite gemma gemma2 gemma3 head_size split_files corrupt untrusted multirank pairs stage_memory failure exit plots batch slurm slurm_batch serve fresh_build)
+[ ${#sections[@]} -eq 0 ] && sections=(reference pretokenizers iq4 qwen2 qwen3 phi3 granite gemma gemma2 gemma3 head_size split_files corrupt untrusted multirank pairs stage_memory failure exit plots batch slurm slurm_batch serve fresh_build)
 
 echo "# ramp end-to-end: RAMP_BIN=$RAMP_BIN RAMP_SHARED=$RAMP_SHARED"
 started=$(now)

@@ -210,12 +210,19 @@ llama_parity_checks() {
     else
         skip "$label: greedy text against llama.cpp" "$PEER_PROBLEM"
     fi
-    run 60 "$RAMP_BIN" generate -m "$q8" -f "$dir/prompts.txt" -n 16 --temp 0
+    one_process_then_two_stages "$label: Q8_0" "$q8" "$dir"
+}
+
+# one_process_then_two_stages LABEL FILE DIR: FILE's greedy text (16 tokens for each line of
+# DIR/prompts.txt) in one process, then the same text from a pipeline of 2 stages under mpirun.
+one_process_then_two_stages() {
+    local label=$1 file=$2 dir=$3
+    run 60 "$RAMP_BIN" generate -m "$file" -f "$dir/prompts.txt" -n 16 --temp 0
     cp "$OUT" "$dir/one.txt"
     [ "$RC" -eq 0 ] && [ -s "$OUT" ]
-    check $? "$label: Q8_0, one process" "$(last_run_details)"
-    two_stages_print "$label: mpirun -np 3 (2 stages) prints the one-process text" "$dir/one.txt" \
-        -m "$q8" -f "$dir/prompts.txt" -n 16
+    check $? "$label, one process" "$(last_run_details)"
+    two_stages_print "$label, mpirun -np 3 (2 stages) prints the one-process text" "$dir/one.txt" \
+        -m "$file" -f "$dir/prompts.txt" -n 16
 }
 
 # two_stages_print WHAT BASELINE GENERATE_ARGS...: `generate GENERATE_ARGS --temp 0` as a pipeline of
