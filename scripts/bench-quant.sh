@@ -4,7 +4,8 @@
 #   RAMP_SHARED=../shared RAMP_BIN=build/release/bin/ramp scripts/bench-quant.sh
 #
 # For each file (synthetic dim-768 / 12-layer model in F32, Q8_0, Q4_0, Q4_K_M; a Llama-7B layer
-# shape, dim 4096 / ffn 11008 / 2 layers, in Q4_0 and Q4_K_M) and each of BENCH_QUANT_ROUNDS
+# shape, dim 4096 / ffn 11008 / 2 layers, in Q4_0 and Q4_K_M; other llama-quantize types with
+# BENCH_QUANT_TYPES_768 / BENCH_QUANT_TYPES_7B, e.g. "IQ4_XS") and each of BENCH_QUANT_ROUNDS
 # rounds (default 8: a shared machine's speed swings from one minute to the next): ramp's prompt
 # processing (a 128-token prompt timed after a warm-up copy of it, as llama-bench warms up too; -n 1)
 # and decode (64 tokens), then llama.cpp's llama-bench on the same file (pp128, tg64, one
@@ -35,6 +36,9 @@ ROUNDS=${BENCH_QUANT_ROUNDS:-8}
 THREADS=${BENCH_QUANT_THREADS:-2}
 PEER=${BENCH_PEER:-$SHARED/peers/llama.cpp}
 SHAPES=${BENCH_QUANT_SHAPES:-768 7b}
+# The quantized types made of each shape (llama-quantize names; the 768 shape also runs its F32 file).
+TYPES_768=${BENCH_QUANT_TYPES_768:-Q8_0 Q4_0 Q4_K_M}
+TYPES_7B=${BENCH_QUANT_TYPES_7B:-Q4_0 Q4_K_M}
 CACHE=${BENCH_QUANT_CACHE:-build/bench-models}
 TIMEOUT=${BENCH_RUN_TIMEOUT:-600}
 FAILS=0
@@ -91,11 +95,11 @@ for shape in $SHAPES; do
         base=$CACHE/synth-768x12-v32000
         synth_file "$base-f32.gguf" "${S768[@]}" --type f32 || { fail "synth 768x12 f32" "$W/synth.err"; continue; }
         FILES+=("$base-f32.gguf")
-        for t in Q8_0 Q4_0 Q4_K_M; do
+        for t in $TYPES_768; do
             f=$base-$(echo "$t" | tr 'A-Z' 'a-z').gguf
             if [ $have_peer -eq 1 ]; then
                 make_file "$f" "$base-f32.gguf" "$t" && FILES+=("$f") || fail "llama-quantize $t" "$W/quantize.err"
-            elif [ "$t" != Q4_K_M ]; then
+            elif [ "$t" = Q8_0 ] || [ "$t" = Q4_0 ]; then
                 f=$base-$(echo "$t" | tr 'A-Z' 'a-z')-ramp.gguf
                 synth_file "$f" "${S768[@]}" --type "$(echo "$t" | tr 'A-Z' 'a-z')" && FILES+=("$f")
             fi
@@ -109,7 +113,7 @@ for shape in $SHAPES; do
             continue
         fi
         synth_file "$base-f16.gguf" "${S7B[@]}" --type f16 || { fail "synth 7B-layer shape f16" "$W/synth.err"; continue; }
-        for t in Q4_0 Q4_K_M; do
+        for t in $TYPES_7B; do
             f=$base-$(echo "$t" | tr 'A-Z' 'a-z').gguf
             if [ $have_peer -eq 1 ]; then
                 make_file "$f" "$base-f16.gguf" "$t" && FILES+=("$f") || fail "llama-quantize $t (7B shape)" "$W/quantize.err"
@@ -222,7 +226,8 @@ def read_tensor_bytes(path):
     """Bytes a decode step reads: every tensor but the token embedding (one row per token) --
     unless the head shares it."""
     blocks = {0: (1, 4), 1: (1, 2), 2: (32, 18), 3: (32, 20), 6: (32, 22), 7: (32, 24), 8: (32, 34),
-              10: (256, 84), 11: (256, 110), 12: (256, 144), 13: (256, 176), 14: (256, 210), 30: (1, 2)}
+              10: (256, 84), 11: (256, 110), 12: (256, 144), 13: (256, 176), 14: (256, 210), 20: (32, 18),
+              23: (256, 136), 30: (1, 2)}
     with open(path, "rb") as f:
         data = f.read(1 << 24)
     pos = 4
@@ -250,7 +255,9 @@ def read_tensor_bytes(path):
         (t, _off) = struct.unpack_from("<IQ", data, pos); pos += 12
         n = 1
         for d in dims: n *= d
-        be, bb = blocks.get(t, (1, 0))
+        if t not in blocks:
+            sys.exit(f"{path}: tensor {name} has type {t}, which this script cannot size")
+        be, bb = blocks[t]
         names[name] = n // be * bb
     skip = names.get("token_embd.weight", 0) if "output.weight" in names else 0
     return sum(names.values()) - skip
