@@ -8,6 +8,7 @@
 #include "cli.h"
 #include "commands.h"
 #include "gguf.h"
+#include "input_file.h"
 #include "tokenizer.h"
 
 static void tokenize_usage(FILE *out) {
@@ -20,45 +21,7 @@ static void tokenize_usage(FILE *out) {
 }
 
 /* The most text tokenized at once: its ids take up to 12 bytes per text byte. */
-enum { TOKENIZE_MAX_BYTES = 64 << 20 };
-
-/* Reads the whole of path into a NUL-terminated buffer the caller frees. */
-static char *read_whole_file(const char *path, size_t *len, ramp_error *err) {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        cli_error(err, "%s: cannot open it", path);
-        return NULL;
-    }
-    size_t capacity = 4096, used = 0;
-    char *text = malloc(capacity);
-    for (size_t got; text && (got = fread(text + used, 1, capacity - used - 1, f)) > 0;) {
-        used += got;
-        if (capacity - used - 1 == 0) {
-            char *bigger = capacity < TOKENIZE_MAX_BYTES ? realloc(text, capacity * 2) : NULL;
-            if (!bigger) {
-                free(text);
-                text = NULL;
-                cli_error(err, "%s: larger than %d bytes, the most ramp tokenize takes", path, TOKENIZE_MAX_BYTES);
-                fclose(f);
-                return NULL;
-            }
-            text = bigger;
-            capacity *= 2;
-        }
-    }
-    if (text == NULL) {
-        cli_error(err, "%s: out of memory", path);
-    } else if (ferror(f)) {
-        cli_error(err, "%s: read error", path);
-        free(text);
-        text = NULL;
-    } else {
-        text[used] = '\0';
-        *len = used;
-    }
-    fclose(f);
-    return text;
-}
+static const input_limits TEXT_LIMITS = {.what = "text file", .max_bytes = 64 << 20, .max_line = 0, .allow_nul = true};
 
 static void print_piece(const char *piece) {
     putchar('\'');
@@ -99,10 +62,14 @@ int command_tokenize(int argc, char **argv, transport *mpi) {
         return cli_usage_error("tokenize", cli_error(&err, "-m and one of -p or -f are required"));
 
     size_t len = 0;
-    char *text = prompt ? strdup(prompt) : read_whole_file(prompt_file, &len, &err);
-    if (prompt && text) len = strlen(text);
+    char *text = NULL;
+    if (prompt) {
+        if ((text = strdup(prompt))) len = strlen(text);
+        else cli_error(&err, "out of memory");
+    } else {
+        input_file_read(prompt_file, &TEXT_LIMITS, &text, &len, &err);
+    }
     if (!text) {
-        if (prompt) cli_error(&err, "out of memory");
         fprintf(stderr, "ramp tokenize: %s\n", err.message);
         return 1;
     }

@@ -55,7 +55,6 @@ void softmax(float *x, int size) {
     for (int i = 0; i < size; i++) x[i] /= sum;
 }
 
-/* SwiGLU: gate[i] = silu(gate[i]) * up[i] = gate[i] / (1 + e^-gate[i]) * up[i]. */
 /* GELU in its tanh form, as Gemma's gelu_pytorch_tanh: 0.5 x (1 + tanh(sqrt(2 / pi) (x + 0.044715 x^3))),
  * with tanh(y) = 1 - 2 / (e^2y + 1) (e^2y overflowing to infinity gives 1). */
 static inline float8 gelu8(float8 x) {
@@ -64,6 +63,7 @@ static inline float8 gelu8(float8 x) {
     return float8_splat(0.5f) * x * (float8_splat(1.0f) + t);
 }
 
+/* gate[i] = act(gate[i]) * up[i]: SwiGLU's silu(g) = g / (1 + e^-g), or (gelu) Gemma's GELU. */
 static void gate_times_range(float *gate, const float *up, long from, long to, bool gelu) {
     for (long i = from; i < to; i += 8) {
         const int count = to - i < 8 ? (int)(to - i) : 8;
@@ -73,8 +73,8 @@ static void gate_times_range(float *gate, const float *up, long from, long to, b
     }
 }
 
-/* A batch's gated activation (SwiGLU, or Gemma's GELU gate) is shared out between the threads in chunks of this many values: on one thread
- * it took 9-11% of lite16's layer time in a 2-thread eval (its products are small: dim 128), while
+/* A batch's gated activation is shared out between the threads in chunks of this many values: on
+ * one thread it took 9-11% of lite16's layer time in a 2-thread eval (its products are small: dim 128), while
  * the other thread waited for the down projection. Each value is computed alone, so the chunks
  * change no bit. */
 enum { GATE_CHUNK = 8192 };
@@ -255,8 +255,8 @@ static void add_bias(float *x, const float *bias, int n, int len) {
         for (int i = 0; i < len; i++) x[(size_t)r * len + i] += bias[i];
 }
 
-/* hidden += update, except for rows that only fill keys/values (their state stays as it was). */
-/* hidden += scale x update (Granite's residual multiplier; 1 elsewhere, the plain sum). */
+/* hidden += scale x update (Granite's residual multiplier; 1 elsewhere, the plain sum), except for
+ * rows that only fill keys/values (their state stays as it was). */
 static void add_residual(float *hidden, const float *update, const forward_rows *rows, int dim, float scale) {
     for (int r = 0; r < rows->n_rows; r++) {
         if (rows->kv_only && rows->kv_only[r]) continue;

@@ -27,11 +27,7 @@ texts_differ "gemma3: the sliding window changes the text (window 6 against 1,00
 llama_parity_checks gemma3 "$g3_dir" "$g3_dir/f32.gguf" "$g3_dir/q8_0.gguf"
 
 # Without a sliding window llama.cpp runs Gemma 3 otherwise (a final soft cap): refused by name.
-python3 - "$g3_dir/f32.gguf" "$g3_dir/no_window.gguf" <<'PY'
-import sys
-data = open(sys.argv[1], "rb").read()
-open(sys.argv[2], "wb").write(data.replace(b"gemma3.attention.sliding_window", b"gemma3.attention.sliding_xindow", 1))
-PY
+gguf_rename "$g3_dir/f32.gguf" "$g3_dir/no_window.gguf" gemma3.attention.sliding_window gemma3.attention.sliding_xindow
 ramp generate -m "$g3_dir/no_window.gguf" -p "Hello" -n 2
 [ "$RC" -eq 1 ] && grep -q "without a sliding window" "$ERR"
 check $? "gemma3: a file without a sliding window is refused by name" "$(last_run_details)"

@@ -257,6 +257,17 @@ parity_prompts() {
         "Question: What is the capital of France ?" "Review: dull and lifeless" >"$1/prompts.txt"
 }
 
+# gguf_rename IN OUT OLD NEW: a copy of the GGUF file IN at OUT with the first occurrence of the
+# name OLD (a key or a tensor) spelled NEW, of the same length, so every offset stays valid.
+gguf_rename() {
+    [ ${#3} -eq ${#4} ] || { echo "gguf_rename: '$3' and '$4' differ in length" >&2; return 1; }
+    python3 - "$@" <<'PY'
+import sys
+data = open(sys.argv[1], "rb").read()
+open(sys.argv[2], "wb").write(data.replace(sys.argv[3].encode(), sys.argv[4].encode(), 1))
+PY
+}
+
 # gguf_set_u32 IN OUT KEY VALUE: a copy of the GGUF file IN at OUT with the uint32 metadata value of
 # KEY replaced in place (the same length, so every offset stays valid).
 gguf_set_u32() {

@@ -24,11 +24,7 @@ llama_parity_checks phi3 "$p3_dir" "$p3_dir/f32.gguf" "$p3_dir/q8_0.gguf"
 # whose blk.10.attn_output.weight is renamed rope_factors_short.weight in place (the same length,
 # so every offset stays valid).
 ramp synth -o "$p3_dir/eleven.gguf" --arch phi3 --dim 64 --layers 11 --heads 2 --ffn 64 --vocab 300
-python3 - "$p3_dir/eleven.gguf" "$p3_dir/long.gguf" <<'PY'
-import sys
-data = open(sys.argv[1], "rb").read()
-open(sys.argv[2], "wb").write(data.replace(b"blk.10.attn_output.weight", b"rope_factors_short.weight", 1))
-PY
+gguf_rename "$p3_dir/eleven.gguf" "$p3_dir/long.gguf" blk.10.attn_output.weight rope_factors_short.weight
 ramp generate -m "$p3_dir/long.gguf" -p "Hello" -n 2
 [ "$RC" -eq 1 ] && grep -q "rope_factors_short.weight: LongRoPE" "$ERR"
 check $? "phi3: LongRoPE factors (the 128k-context models) are refused by name" "$(last_run_details)"

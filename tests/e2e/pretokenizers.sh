@@ -32,7 +32,7 @@ ramp tokenize -m "$pt_dir/missing.gguf" -p "Hello"
 [ "$RC" -eq 1 ] && grep -q "missing.gguf" "$ERR"
 check $? "ramp tokenize: a missing file is named" "$(last_run_details)"
 ramp tokenize -m "$PT_VOCAB" -f "$pt_dir/missing.txt"
-[ "$RC" -eq 1 ] && grep -q "missing.txt: cannot open it" "$ERR"
+[ "$RC" -eq 1 ] && grep -q "missing.txt: cannot open the text file" "$ERR"
 check $? "ramp tokenize: a missing text file is named" "$(last_run_details)"
 
 . "$here/../scripts/llama-peer.sh"

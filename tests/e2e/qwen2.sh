@@ -57,12 +57,7 @@ else
 fi
 
 # The architecture's own keys are read: a qwen2 file without qwen2.block_count is refused by name.
-python3 - "$q2_file" "$q2_dir/renamed.gguf" <<'PY'
-import sys
-data = open(sys.argv[1], "rb").read()
-# same length, so every offset stays valid
-open(sys.argv[2], "wb").write(data.replace(b"qwen2.block_count", b"qwen2.block_xount", 1))
-PY
+gguf_rename "$q2_file" "$q2_dir/renamed.gguf" qwen2.block_count qwen2.block_xount
 ramp generate -m "$q2_dir/renamed.gguf" -p "Hello" -n 2
 [ "$RC" -eq 1 ] && grep -q "qwen2.block_count" "$ERR"
 check $? "qwen2: a file without qwen2.block_count is refused naming the key" "$(last_run_details)"

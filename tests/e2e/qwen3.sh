@@ -27,11 +27,7 @@ check $? "qwen3: a Q8_0 model (seed 4)" "$(last_run_details)"
 llama_parity_checks qwen3 "$q3_dir" "$q3_dir/f32.gguf" "$q3_dir/q8_0.gguf"
 
 # A layer without its head-norm weights is refused by name (the tensor renamed in place).
-python3 - "$q3_dir/f32.gguf" "$q3_dir/no_norm.gguf" <<'PY'
-import sys
-data = open(sys.argv[1], "rb").read()
-open(sys.argv[2], "wb").write(data.replace(b"blk.1.attn_k_norm", b"blk.1.attn_k_form", 1))
-PY
+gguf_rename "$q3_dir/f32.gguf" "$q3_dir/no_norm.gguf" blk.1.attn_k_norm blk.1.attn_k_form
 ramp generate -m "$q3_dir/no_norm.gguf" -p "Hello" -n 2
 [ "$RC" -eq 1 ] && grep -q "blk.1.attn_k_norm.weight is missing" "$ERR"
 check $? "qwen3: a layer without attn_k_norm is refused naming the tensor" "$(last_run_details)"
