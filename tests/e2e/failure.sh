@@ -53,16 +53,6 @@ kill_session() {
     local pid
     for pid in $(pgrep -s "$1" 2>/dev/null); do kill -9 "$pid" 2>/dev/null; done
 }
-# session_rank_pid SID RANK: the pid of the MPI process of that rank, or nothing.
-session_rank_pid() {
-    local pid
-    for pid in $(pgrep -s "$1" 2>/dev/null); do
-        if tr '\0' '\n' <"/proc/$pid/environ" 2>/dev/null | grep -qx "OMPI_COMM_WORLD_RANK=$2"; then
-            echo "$pid"
-            return
-        fi
-    done
-}
 # no_leftovers WHAT MARKER: nothing whose command line contains MARKER survives (10 s of grace).
 no_leftovers() {
     local what=$1 marker=$2 left i

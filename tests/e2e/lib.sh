@@ -115,6 +115,17 @@ mpi_run() {
     run "$seconds" "${MPIRUN[@]}" -np "$np" "$RAMP_BIN" "$@"
 }
 
+# session_rank_pid SID RANK: the pid of the MPI process of that rank in the session, or nothing.
+session_rank_pid() {
+    local pid
+    for pid in $(pgrep -s "$1" 2>/dev/null); do
+        if tr '\0' '\n' <"/proc/$pid/environ" 2>/dev/null | grep -qx "OMPI_COMM_WORLD_RANK=$2"; then
+            echo "$pid"
+            return
+        fi
+    done
+}
+
 # --- misc --------------------------------------------------------------------------------------
 
 # unescape_text TEXT: the reference files write newlines as the two characters \n.

@@ -82,16 +82,6 @@ sv_wait() {
     SV_RC=$?
     SV_TOOK=$(elapsed_since "$t0")
 }
-# sv_rank_pid SID RANK: the process of that MPI rank in the session.
-sv_rank_pid() {
-    local pid
-    for pid in $(pgrep -s "$1" 2>/dev/null); do
-        if tr '\0' '\n' <"/proc/$pid/environ" 2>/dev/null | grep -qx "OMPI_COMM_WORLD_RANK=$2"; then
-            echo "$pid"
-            return
-        fi
-    done
-}
 # sv_no_leftovers WHAT SID: no process of the session survives (10 s of grace).
 sv_no_leftovers() {
     local what=$1 sid=$2 left i
@@ -576,7 +566,7 @@ if ! have_mpi; then
 else
     if sv_start "serve-mpi" "${MPIRUN[@]}" -np 4 "$RAMP_BIN" serve -m "$LITE" "${SV_FLAGS[@]}"; then
         B=$SV_URL
-        rank0=$(sv_rank_pid "$SV_PID" 0)
+        rank0=$(session_rank_pid "$SV_PID" 0)
         code=$(curl -s -m 10 -o "$sv_dir/models.json" -w '%{http_code}' "$B/v1/models")
         check "$([ "$code" = 200 ] && [ "$(sv_jq "$sv_dir/models.json" '.data[0].ramp.stages == 3')" = 0 ] && [ -n "$rank0" ] && echo 0 || echo 1)" \
             "mpirun -np 4: the server runs 3 stages (rank 0 is pid ${rank0:-?})" "status $code: $(sv_show "$sv_dir/models.json")"
@@ -595,7 +585,7 @@ else
         idle_ticks() {
             local r total=0
             for r in 0 1 2 3; do
-                local p; p=$(sv_rank_pid "$SV_PID" "$r")
+                local p; p=$(session_rank_pid "$SV_PID" "$r")
                 [ -n "$p" ] && total=$((total + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0)))
             done
             echo "$total"
@@ -608,7 +598,7 @@ else
             "the ranks poll instead of sleeping"
 
         # kill -9 of a worker rank while requests run.
-        victim=$(sv_rank_pid "$SV_PID" 2)
+        victim=$(session_rank_pid "$SV_PID" 2)
         what="mpirun -np 4: kill -9 of rank 2 while requests run"
         pids=()
         for i in 1 2 3; do
@@ -655,7 +645,7 @@ else
     fi
 
     if sv_start "serve-mpi-drain" "${MPIRUN[@]}" -np 4 "$RAMP_BIN" serve -m "$LITE" "${SV_FLAGS[@]}" "${SV_DRAIN_FLAGS[@]}"; then
-        rank0=$(sv_rank_pid "$SV_PID" 0)
+        rank0=$(session_rank_pid "$SV_PID" 0)
         if [ -n "$rank0" ]; then
             sv_term_in_flight "mpirun -np 4 (SIGTERM to rank 0)" "$SV_URL" "$rank0"
         else
