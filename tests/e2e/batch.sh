@@ -76,18 +76,6 @@ bt_problems() { batch_problems "$1" "$2" "reference run"; }
 # bt_summary ERR: ramp batch's summary line.
 bt_summary() { grep -m 1 '^ramp batch: [0-9]* lines:' "$1"; }
 
-# bt_requests FIRST COUNT: COUNT requests from TREC test questions FIRST.. (every 5th a chat
-# request, every 7th a shorthand line, greedy, 2-10 new tokens).
-bt_requests() {
-    tail -n +"$1" "$RAMP_SHARED/data/trec/test.txt" | head -n "$2" | cut -d' ' -f2- |
-        jq -R -c -n --argjson first "$1" '[inputs] | to_entries[] | (.key + $first - 1) as $i | .value as $q |
-            ("q\($i)") as $id | (2 + $i % 9) as $n |
-            if $i % 5 == 4 then {custom_id: $id, method: "POST", url: "/v1/chat/completions",
-                body: {messages: [{role: "user", content: $q}], max_tokens: $n, temperature: 0}}
-            elif $i % 7 == 3 then {custom_id: $id, prompt: "Question: \($q)\nType:", max_tokens: $n, temperature: 0}
-            else {custom_id: $id, method: "POST", url: "/v1/completions",
-                body: {prompt: "Question: \($q)\nType:", max_tokens: $n, temperature: 0}} end'
-}
 
 # --- (1) a mixed input ----------------------------------------------------------------------------
 bt_mixed=$bt_dir/mixed.jsonl
@@ -284,7 +272,7 @@ check "$([ "$RC" -eq 2 ] && [ ! -e "$bt_dir/x.out" ] && echo 0 || echo 1)" \
 # --- (3) resume ----------------------------------------------------------------------------------
 BT_N=100
 bt_in=$bt_dir/in.jsonl
-bt_requests 1 "$BT_N" >"$bt_in"
+trec_batch_requests 1 "$BT_N" >"$bt_in"
 bt_ref=$bt_dir/ref.out
 bt_ref_started=$(now)
 run 180 "$RAMP_BIN" batch -m "$BT_MODEL" -i "$bt_in" -o "$bt_ref" "${BT_FLAGS[@]}" --progress-seconds 1

@@ -153,6 +153,19 @@ section() {
     echo "# --- $1"
 }
 
+# trec_batch_requests FIRST COUNT: COUNT batch requests from TREC test questions FIRST.. (every 5th
+# a chat request, every 7th a shorthand line, greedy, 2-10 new tokens).
+trec_batch_requests() {
+    tail -n +"$1" "$RAMP_SHARED/data/trec/test.txt" | head -n "$2" | cut -d' ' -f2- |
+        jq -R -c -n --argjson first "$1" '[inputs] | to_entries[] | (.key + $first - 1) as $i | .value as $q |
+            ("q\($i)") as $id | (2 + $i % 9) as $n |
+            if $i % 5 == 4 then {custom_id: $id, method: "POST", url: "/v1/chat/completions",
+                body: {messages: [{role: "user", content: $q}], max_tokens: $n, temperature: 0}}
+            elif $i % 7 == 3 then {custom_id: $id, prompt: "Question: \($q)\nType:", max_tokens: $n, temperature: 0}
+            else {custom_id: $id, method: "POST", url: "/v1/completions",
+                body: {prompt: "Question: \($q)\nType:", max_tokens: $n, temperature: 0}} end'
+}
+
 # batch_norm FILE: a ramp batch output's lines, keys sorted, without the "created" time, sorted.
 batch_norm() { jq -S -c 'del(.response.body.created)' "$1" | LC_ALL=C sort; }
 # batch_problems FILE REF REF_NAME: why FILE is not a final batch output equal to REF (nothing if it

@@ -44,18 +44,6 @@ SB_TABLE_N=${SB_TABLE_N:-100}
 SB_TABLE_RUNS=${SB_TABLE_RUNS:-3}
 sb_job=
 
-# sb_requests FIRST COUNT: COUNT requests from TREC test questions FIRST.. (every 5th a chat
-# request, every 7th a shorthand line, greedy, 2-10 new tokens); as in batch.sh.
-sb_requests() {
-    tail -n +"$1" "$RAMP_SHARED/data/trec/test.txt" | head -n "$2" | cut -d' ' -f2- |
-        jq -R -c -n --argjson first "$1" '[inputs] | to_entries[] | (.key + $first - 1) as $i | .value as $q |
-            ("q\($i)") as $id | (2 + $i % 9) as $n |
-            if $i % 5 == 4 then {custom_id: $id, method: "POST", url: "/v1/chat/completions",
-                body: {messages: [{role: "user", content: $q}], max_tokens: $n, temperature: 0}}
-            elif $i % 7 == 3 then {custom_id: $id, prompt: "Question: \($q)\nType:", max_tokens: $n, temperature: 0}
-            else {custom_id: $id, method: "POST", url: "/v1/completions",
-                body: {prompt: "Question: \($q)\nType:", max_tokens: $n, temperature: 0}} end'
-}
 sb_lines() { if [ -f "$1" ]; then wc -l <"$1"; else echo 0; fi; }
 sb_problems() { batch_problems "$1" "$2" "one-process run"; }
 
@@ -422,7 +410,7 @@ sb_run_section() {
         fail "slurm batch: Debian slurm-wlm, munge, libpmix2 installed" "slurm_install failed"
         return
     fi
-    sb_requests 1 "$SB_N" >"$sb_in"
+    trec_batch_requests 1 "$SB_N" >"$sb_in"
     local started
     started=$(now)
     run 300 "$RAMP_BIN" batch -m "$sb_model" -i "$sb_in" -o "$sb_base" --threads 1
