@@ -255,10 +255,8 @@ INLINE void lanes16_one_row(ggml_type type, int n, const unsigned char *w, size_
     const bool has_min = type == GGML_TYPE_Q4_1 || type == GGML_TYPE_Q5_1;
     const int quant_words = type == GGML_TYPE_Q8_0 ? 8 : 4;
     const unsigned char *row_table[16];
-    UNROLL_ROWS
-    for (int i = 0; i < 16; i++) row_table[i] = w + (size_t)(i < nw ? i : nw - 1) * w_stride;
-    const bool full = nw == 16;
-    const unsigned char *const *rows = full ? NULL : row_table;
+    const unsigned char *const *rows = lanes16_rows(w, w_stride, nw, row_table);
+    const bool full = rows == NULL;
     __m512 acc = _mm512_setzero_ps();
     int b = 0;
     for (; b + GROUP_BLOCKS <= nb; b += GROUP_BLOCKS) {
@@ -290,8 +288,7 @@ INLINE void lanes16_one_row(ggml_type type, int n, const unsigned char *w, size_
         lanes16_load_block(type, w, w_stride, row_table, full, b, W, &wd, &wm);
         lanes16_block(type, 1, b, W, wd, wm, a, &acc);
     }
-    const __mmask16 live = (__mmask16)((1u << nw) - 1);
-    _mm512_mask_storeu_ps(out, live, _mm512_permutexvar_ps(_mm512_loadu_si512(ROW16), acc));
+    store_lanes16(1, &acc, nw, out, 0);
 }
 
 /* Rows 0 .. nw-1 (nw <= 16) of w against NA activation rows. */
@@ -300,9 +297,7 @@ INLINE void small_lanes16(ggml_type type, int NA, int n, const unsigned char *w,
     /* With fewer than 16 rows the missing lanes repeat the last row (read, computed, never
      * stored) through a table of row pointers; 16 rows are addressed as w + i * stride. */
     const unsigned char *row_table[16];
-    UNROLL
-    for (int i = 0; i < 16; i++) row_table[i] = w + (size_t)(i < nw ? i : nw - 1) * w_stride;
-    const bool full = nw == 16;
+    const bool full = lanes16_rows(w, w_stride, nw, row_table) == NULL;
     __m512 acc[KERNEL_MAX_A];
     UNROLL_ROWS
     for (int r = 0; r < NA; r++) acc[r] = _mm512_setzero_ps();
@@ -548,12 +543,9 @@ INLINE void k45_lanes16(bool five, int NA, int n, const unsigned char *w, size_t
             acc_min[r] = _mm512_fmadd_ps(_mm512_mul_ps(wdmin, dx), _mm512_cvtepi32_ps(B), acc_min[r]);
         }
     }
-    const __m512i order = _mm512_loadu_si512(ROW16);
-    const __mmask16 live = (__mmask16)((1u << nw) - 1);
     UNROLL
-    for (int r = 0; r < NA; r++)
-        _mm512_mask_storeu_ps(out + (size_t)r * out_stride, live,
-                              _mm512_permutexvar_ps(order, _mm512_sub_ps(acc[r], acc_min[r])));
+    for (int r = 0; r < NA; r++) acc[r] = _mm512_sub_ps(acc[r], acc_min[r]);
+    store_lanes16(NA, acc, nw, out, out_stride);
 }
 
 INLINE void iq4xs_lanes16(int NA, int n, const unsigned char *w, size_t w_stride, int nw, const act_q8_256_view *a,
@@ -741,8 +733,7 @@ INLINE void prefetch_block_below(const unsigned char *block, size_t w_stride, si
 INLINE void q6k_one_row16(int n, const unsigned char *w, size_t w_stride, int nw, const act_q8_256_view *a, float *out) {
     const size_t block_bytes = 210;
     const unsigned char *row_table[16], *lane_table[16];
-    UNROLL
-    for (int i = 0; i < 16; i++) row_table[i] = w + (size_t)(i < nw ? i : nw - 1) * w_stride;
+    (void)lanes16_rows(w, w_stride, nw, row_table); /* every lane addressed through the table */
     UNROLL
     for (int i = 0; i < 16; i++) lane_table[i] = row_table[ROW16[i]]; /* lane_scales16 then reads row L into lane L */
     const __m512i thirty_two = _mm512_set1_epi8(32);
@@ -936,8 +927,7 @@ INLINE void wide16_k(ggml_type type, int n, const void *w, size_t ws, int nw, co
         const unsigned char *rows = (const unsigned char *)w + (size_t)f * ws;
         const int count = nw - f < 16 ? nw - f : 16;
         if (type == GGML_TYPE_Q6_K) q6k_lanes16(16, n, rows, ws, count, a, o + f, os);
-        else if (type == GGML_TYPE_IQ4_XS) iq4xs_lanes16(16, n, rows, ws, count, a, o + f, os);
-        else k45_lanes16(type == GGML_TYPE_Q5_K, 16, n, rows, ws, count, a, o + f, os);
+        else k_lanes16(type, 16, n, rows, ws, count, a, o + f, os);
     }
 }
 

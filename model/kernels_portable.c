@@ -46,9 +46,12 @@ static void small_block(ggml_type type, const unsigned char *b, int u[32], float
     case GGML_TYPE_Q4_0:
         for (int j = 0; j < 16; j++) u[j] = b[2 + j] & 0x0f, u[j + 16] = b[2 + j] >> 4;
         break;
-    case GGML_TYPE_IQ4_NL:
-        for (int j = 0; j < 16; j++) u[j] = quant_iq4_values[b[2 + j] & 0x0f], u[j + 16] = quant_iq4_values[b[2 + j] >> 4];
+    case GGML_TYPE_IQ4_NL: {
+        int8_t values[32];
+        quant_iq4_nibbles(b + 2, values);
+        for (int j = 0; j < 32; j++) u[j] = values[j];
         break;
+    }
     case GGML_TYPE_Q4_1:
         *m = quant_load_fp16(b + 2);
         for (int j = 0; j < 16; j++) u[j] = b[4 + j] & 0x0f, u[j + 16] = b[4 + j] >> 4;

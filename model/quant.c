@@ -86,6 +86,13 @@ void quant_scales_q3_k(const uint8_t *packed, int8_t scales[16]) {
 
 const int8_t quant_iq4_values[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};
 
+void quant_iq4_nibbles(const uint8_t qs[16], int8_t values[32]) {
+    for (int l = 0; l < 16; l++) {
+        values[l] = quant_iq4_values[qs[l] & 0x0f];
+        values[l + 16] = quant_iq4_values[qs[l] >> 4];
+    }
+}
+
 int quant_iq4_xs_scale(const uint8_t *block, int j) {
     const int low = (block[4 + j / 2] >> (4 * (j % 2))) & 0x0f, high = (quant_load_u16(block + 2) >> (2 * j)) & 3;
     return (low | high << 4) - 32;
@@ -93,15 +100,9 @@ int quant_iq4_xs_scale(const uint8_t *block, int j) {
 
 void quant_k_block_quants(ggml_type type, const uint8_t *block, int8_t q[QUANT_SUPER]) {
     switch (type) {
-    case GGML_TYPE_IQ4_XS: { /* eight sub-blocks of 32: low nibbles of 16 bytes, then their high nibbles */
-        const uint8_t *qs = block + 8;
-        for (int j = 0; j < 8; j++)
-            for (int l = 0; l < 16; l++) {
-                q[32 * j + l] = quant_iq4_values[qs[16 * j + l] & 0x0f];
-                q[32 * j + 16 + l] = quant_iq4_values[qs[16 * j + l] >> 4];
-            }
+    case GGML_TYPE_IQ4_XS: /* eight sub-blocks of 32 */
+        for (int j = 0; j < 8; j++) quant_iq4_nibbles(block + 8 + 16 * j, q + 32 * j);
         break;
-    }
     case GGML_TYPE_Q2_K: { /* two halves of 128; in each, four 2-bit planes of the same 32 bytes */
         const uint8_t *qs = block + 16;
         for (int h = 0; h < 2; h++)
@@ -176,10 +177,9 @@ static void dequantize_small_block(ggml_type type, const unsigned char *b, float
     }
     case GGML_TYPE_IQ4_NL: {
         float d = quant_load_fp16(b);
-        for (int j = 0; j < 16; j++) {
-            out[j] = d * (float)quant_iq4_values[b[2 + j] & 0x0f];
-            out[j + 16] = d * (float)quant_iq4_values[b[2 + j] >> 4];
-        }
+        int8_t values[32];
+        quant_iq4_nibbles(b + 2, values);
+        for (int j = 0; j < 32; j++) out[j] = d * (float)values[j];
         break;
     }
     case GGML_TYPE_Q4_1: {
@@ -255,7 +255,10 @@ static void dequantize_k_block(ggml_type type, const unsigned char *b, float *ou
     }
     case GGML_TYPE_IQ4_XS: {
         float d = quant_load_fp16(b);
-        for (int e = 0; e < QUANT_SUPER; e++) out[e] = d * (float)quant_iq4_xs_scale(b, e / 32) * (float)q[e];
+        for (int j = 0; j < 8; j++) {
+            const float scale = (float)quant_iq4_xs_scale(b, j);
+            for (int e = 32 * j; e < 32 * j + 32; e++) out[e] = d * scale * (float)q[e];
+        }
         break;
     }
     default:

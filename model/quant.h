@@ -78,6 +78,8 @@ void quant_scales_q3_k(const uint8_t *packed, int8_t scales[16]);
 
 /* IQ4_NL and IQ4_XS: the 16 values a nibble stands for (llama.cpp's kvalues_iq4nl). */
 extern const int8_t quant_iq4_values[16];
+/* IQ4_NL and IQ4_XS: the 32 values of 16 bytes of nibbles (low nibbles first, then high ones). */
+void quant_iq4_nibbles(const uint8_t qs[16], int8_t values[32]);
 /* IQ4_XS: the signed scale ls - 32 of sub-block j (0..7) of a block. */
 int quant_iq4_xs_scale(const uint8_t *block, int j);
 
