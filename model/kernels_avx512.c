@@ -690,6 +690,7 @@ INLINE __m512i q6k_row_sum(const unsigned char *block, const __m512i x[4], const
         {0, 0, 0, 0, 4, 4, 4, 4, 1, 1, 1, 1, 5, 5, 5, 5, 2, 2, 2, 2, 6, 6, 6, 6, 3, 3, 3, 3, 7, 7, 7, 7},
         {8, 8, 8, 8, 12, 12, 12, 12, 9, 9, 9, 9, 13, 13, 13, 13, 10, 10, 10, 10, 14, 14, 14, 14, 11, 11, 11, 11, 15, 15, 15, 15}};
     const __m512i nibble = _mm512_set1_epi8(0x0f), bits45 = _mm512_set1_epi8(0x30);
+    const __m512i upper_by_two = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(2), 1); /* word shifts */
     const __m256i scales16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(block + 192)));
     const __m512i scales = _mm512_castsi256_si512(scales16);
     /* the stored quants are q + 32. With offset, each four values' sum starts at its -32 x their
@@ -710,8 +711,8 @@ INLINE __m512i q6k_row_sum(const unsigned char *block, const __m512i x[4], const
         /* qh in both halves (a broadcast load), the upper one shifted right by 2 per 16-bit word:
          * no shuffle, where inserting the shifted copy was one (768-value rows in L2, 2 threads, two
          * alternating runs: 61.6/61.4 -> 65.6/65.4 GB/s; 4,096: 61.8/62.1 -> 62.5/62.3) */
-        const __m512i qh2 = _mm512_srlv_epi16(_mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(block + 128 + 32 * h))),
-                                              _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(2), 1));
+        const __m256i qh = _mm256_loadu_si256((const __m256i *)(block + 128 + 32 * h));
+        const __m512i qh2 = _mm512_srlv_epi16(_mm512_broadcast_i64x4(qh), upper_by_two);
         const __m512i low = _mm512_or_si512(_mm512_and_si512(ql, nibble), _mm512_and_si512(_mm512_slli_epi16(qh2, 4), bits45));
         const __m512i high =
             _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(ql, 4), nibble), _mm512_and_si512(qh2, bits45));

@@ -76,7 +76,6 @@ bt_problems() { batch_problems "$1" "$2" "reference run"; }
 # bt_summary ERR: ramp batch's summary line.
 bt_summary() { grep -m 1 '^ramp batch: [0-9]* lines:' "$1"; }
 
-
 # --- (1) a mixed input ----------------------------------------------------------------------------
 bt_mixed=$bt_dir/mixed.jsonl
 : >"$bt_mixed"
