@@ -31,12 +31,6 @@ BT_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 BT_PROGRESS='^ramp batch: \[[#.]{20}\] [0-9]+/[0-9]+ requests, [0-9.]+ req/s, [0-9]+ tokens/s, ETA [0-9]+ s, layers skipped [0-9.]+%$'
 
 # --- helpers -------------------------------------------------------------------------------------
-bt_alive() { kill -0 "$1" 2>/dev/null && [ "$(awk '{ print $3 }' "/proc/$1/stat" 2>/dev/null)" != Z ]; }
-bt_kill_session() {
-    local pid
-    for pid in $(pgrep -s "$1" 2>/dev/null); do kill -9 "$pid" 2>/dev/null; done
-    kill -9 "$1" 2>/dev/null
-}
 # bt_start ERR CMD...: CMD in a session of its own, stderr to ERR; BT_PID is the session leader.
 BT_PID=
 bt_start() {
@@ -50,9 +44,9 @@ BT_RC=
 bt_wait() {
     local pid=$1 limit=$2 t0
     t0=$(now)
-    while bt_alive "$pid"; do
+    while process_alive "$pid"; do
         if awk -v a="$t0" -v b="$(now)" -v l="$limit" 'BEGIN { exit !(b - a > l) }'; then
-            bt_kill_session "$pid"
+            kill_session "$pid"
             wait "$pid" 2>/dev/null
             BT_RC=124
             return
@@ -67,7 +61,7 @@ bt_lines() { if [ -f "$1" ]; then wc -l <"$1"; else echo 0; fi; }
 bt_wait_lines() {
     local file=$1 n=$2 pid=$3 deadline=$(($(date +%s) + $4))
     while [ "$(bt_lines "$file")" -lt "$n" ]; do
-        bt_alive "$pid" || return 1
+        process_alive "$pid" || return 1
         [ "$(date +%s)" -ge "$deadline" ] && return 1
         sleep 0.02
     done
@@ -308,7 +302,7 @@ bt_interrupt() {
     local pid=$BT_PID
     if ! bt_wait_lines "$out" "$after" "$pid" 120; then
         fail "$what: the job writes $after lines before the signal" "$(bt_lines "$out") lines" "$(head -n 5 "$out.err1")"
-        bt_kill_session "$pid"
+        kill_session "$pid"
         wait "$pid" 2>/dev/null
         return
     fi

@@ -30,9 +30,7 @@ start_bg() {
     BG_PID=$!
     BG_STARTED=$(now)
 }
-bg_alive() {
-    kill -0 "$BG_PID" 2>/dev/null && [ "$(awk '{ print $3 }' "/proc/$BG_PID/stat" 2>/dev/null)" != Z ]
-}
+bg_alive() { process_alive "$BG_PID"; }
 # wait_bg SECONDS: waits for the job; on overrun kills its whole session and sets BG_RC=124.
 wait_bg() {
     local limit=$1
@@ -47,11 +45,6 @@ wait_bg() {
     done
     wait "$BG_PID"
     BG_RC=$?
-}
-# kill_session SID: SIGKILL to every process of the session (mpirun and its ranks).
-kill_session() {
-    local pid
-    for pid in $(pgrep -s "$1" 2>/dev/null); do kill -9 "$pid" 2>/dev/null; done
 }
 # no_leftovers WHAT MARKER: nothing whose command line contains MARKER survives (10 s of grace).
 no_leftovers() {

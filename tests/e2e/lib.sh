@@ -115,6 +115,16 @@ mpi_run() {
     run "$seconds" "${MPIRUN[@]}" -np "$np" "$RAMP_BIN" "$@"
 }
 
+# process_alive PID: the process runs (it exists and is not a zombie).
+process_alive() { kill -0 "$1" 2>/dev/null && [ "$(awk '{ print $3 }' "/proc/$1/stat" 2>/dev/null)" != Z ]; }
+
+# kill_session SID: SIGKILL to every process of the session (mpirun and its ranks) and to its leader.
+kill_session() {
+    local pid
+    for pid in $(pgrep -s "$1" 2>/dev/null); do kill -9 "$pid" 2>/dev/null; done
+    kill -9 "$1" 2>/dev/null
+}
+
 # session_rank_pid SID RANK: the pid of the MPI process of that rank in the session, or nothing.
 session_rank_pid() {
     local pid

@@ -36,12 +36,6 @@ SV_URL=
 SV_RC=
 SV_TOOK=
 SV_NAME=
-sv_alive() { kill -0 "$1" 2>/dev/null && [ "$(awk '{ print $3 }' "/proc/$1/stat" 2>/dev/null)" != Z ]; }
-sv_kill_session() {
-    local pid
-    for pid in $(pgrep -s "$1" 2>/dev/null); do kill -9 "$pid" 2>/dev/null; done
-    kill -9 "$1" 2>/dev/null
-}
 # sv_start NAME CMD...: starts a server; waits (60 s) for "ready on http://127.0.0.1:PORT" on its
 # stderr and sets SV_PID and SV_URL. On failure prints a failed check and returns 1.
 sv_start() {
@@ -54,12 +48,12 @@ sv_start() {
     for i in $(seq 1 600); do
         SV_URL=$(grep -o -m 1 'ready on http://127\.0\.0\.1:[0-9]*' "$sv_dir/$SV_NAME.err" | sed 's/^ready on //')
         [ -n "$SV_URL" ] && return 0
-        sv_alive "$SV_PID" || break
+        process_alive "$SV_PID" || break
         sleep 0.1
     done
     fail "$SV_NAME: the server starts and prints 'ready on http://127.0.0.1:PORT'" \
-        "$(sv_alive "$SV_PID" && echo "not ready after 60 s" || echo "it exited")" "$(head -n 8 "$sv_dir/$SV_NAME.err")"
-    sv_kill_session "$SV_PID"
+        "$(process_alive "$SV_PID" && echo "not ready after 60 s" || echo "it exited")" "$(head -n 8 "$sv_dir/$SV_NAME.err")"
+    kill_session "$SV_PID"
     wait "$SV_PID" 2>/dev/null
     return 1
 }
@@ -68,9 +62,9 @@ sv_start() {
 sv_wait() {
     local pid=$1 limit=$2 t0
     t0=$(now)
-    while sv_alive "$pid"; do
+    while process_alive "$pid"; do
         if awk -v a="$t0" -v b="$(now)" -v l="$limit" 'BEGIN { exit !(b - a > l) }'; then
-            sv_kill_session "$pid"
+            kill_session "$pid"
             wait "$pid" 2>/dev/null
             SV_RC=124
             SV_TOOK=$(elapsed_since "$t0")
@@ -94,7 +88,7 @@ sv_no_leftovers() {
         pass "$what: no process of its session is left behind"
     else
         fail "$what: no process of its session is left behind" "$(ps -o pid,stat,etime,args -p "$(echo $left | tr ' ' ,)")"
-        sv_kill_session "$sid"
+        kill_session "$sid"
     fi
 }
 # sv_stop WHAT: SIGTERM to an idle single-process server: exit 0 within the grace, nothing left.
@@ -618,7 +612,7 @@ else
         done
         if [ -z "$victim" ]; then
             fail "$what: rank 2 found" "no process with OMPI_COMM_WORLD_RANK=2 in session $SV_PID"
-            sv_kill_session "$SV_PID"
+            kill_session "$SV_PID"
         else
             kill -9 "$victim"
             sv_wait "$SV_PID" 30
@@ -650,7 +644,7 @@ else
             sv_term_in_flight "mpirun -np 4 (SIGTERM to rank 0)" "$SV_URL" "$rank0"
         else
             fail "mpirun -np 4: rank 0 found" "no process with OMPI_COMM_WORLD_RANK=0 in session $SV_PID"
-            sv_kill_session "$SV_PID"
+            kill_session "$SV_PID"
         fi
     fi
 fi
