@@ -254,6 +254,14 @@ INLINE __m512i word32_at(const __m512i *D, int o, bool vbmi2) {
 INLINE __m512i half16_at(const __m512i *D, int o) { return o % 4 == 0 ? D[o / 4] : _mm512_srli_epi32(D[o / 4], 16); }
 INLINE __m512 fp16_lanes_at(const __m512i *D, int o) { return _mm512_cvtph_ps(_mm512_cvtepi32_epi16(half16_at(D, o))); }
 
+/* The 16-byte chunks of a group to transpose before its block at byte s (bb bytes, quants at `at`)
+ * can be read: those up to the block's last byte, and the word after it when the quants end at a
+ * half word (never past the group: its last block starts at 2 mod 4, its quants at 0). */
+INLINE int chunks_through_block(int s, int bb, int at) {
+    const int end = s + bb + ((s + at) % 4 ? 4 : 0), group_chunks = GROUP_BLOCKS * bb / 16;
+    return (end + 15) / 16 < group_chunks ? (end + 15) / 16 : group_chunks;
+}
+
 INLINE void lanes16_one_row(ggml_type type, int n, const unsigned char *w, size_t w_stride, int nw,
                             const act_q8_32_view *a, float *out, bool vbmi2) {
     const int bb = (int)block_bytes_of(type), at = quants_at(type), nb = n / 32;
@@ -273,10 +281,7 @@ INLINE void lanes16_one_row(ggml_type type, int n, const unsigned char *w, size_
         for (int j = 0; j < GROUP_BLOCKS; j++) {
             prefetch_rows_ahead(w, w_stride, 16, b + j, nb, TILE_AHEAD_MIN);
             const int s = j * bb;
-            /* the chunks up to this block's last byte, and the word after it when the quants end at
-             * a half word (never past the group: its last block starts at 2 mod 4, its quants at 0) */
-            const int end = s + bb + ((s + at) % 4 ? 4 : 0), group_chunks = GROUP_BLOCKS * bb / 16;
-            const int need = (end + 15) / 16 < group_chunks ? (end + 15) / 16 : group_chunks;
+            const int need = chunks_through_block(s, bb, at);
             _Pragma("GCC unroll 17")
             for (; chunks < need; chunks++) transpose16x(w, w_stride, rows, group + 16 * (size_t)chunks, D + 4 * chunks);
             __m512i q[8], W[8];
@@ -295,6 +300,113 @@ INLINE void lanes16_one_row(ggml_type type, int n, const unsigned char *w, size_
         lanes16_block(type, 1, b, W, wd, wm, a, &acc);
     }
     store_lanes16(1, &acc, nw, out, 0);
+}
+
+/* ---- one activation row, eight weight rows per 256-bit vector ----------------------------------------
+ * Q4_0 and Q8_0 decode: lanes16_one_row's arithmetic and group-of-eight-blocks transposes, a row in
+ * each of eight 32-bit lanes. Eight rows instead of sixteen for the order the bytes are asked for:
+ * a transpose reads 16 bytes of every row of the tile before the next 16, and over sixteen 768-value
+ * rows the memory delivers that order at 0.70-0.77 of a plain read's speed in its fast minutes,
+ * over eight at 0.89-0.99 (scripts/read-order.c 512 tile-columns:16:432:144 tile-columns:8:432:144,
+ * and the same with 816:272). On Zen 4 a 512-bit operation takes both halves of a 256-bit unit, so
+ * the arithmetic costs about the same: in L2, 2 threads, q4_0:768 58.1 -> 56.1 GB/s, q8_0:768
+ * 82.3 -> 81.4. 768x12 Q8_0 decode x1.04-1.29 (6 alternating rounds), Q4_0 0.93-1.05. Rows of
+ * 4,096 values and more keep sixteen: there the order costs little (tile-columns:16:2304:144
+ * 0.92-0.96 of a plain read) and eight rows cost 6% of the arithmetic (q4_0:4096 in L2 68.2 ->
+ * 63.8; 7B-layer Q4_0 decode 0.97-1.09). So do Q4_1, Q5_0, Q5_1 and IQ4_NL, and the K types: Q4_K
+ * at eight rows (k45_lanes16's arithmetic) lost 10-14% in L2 (q4_K:768 62-63 -> 56.5 GB/s,
+ * q4_K:4096 71 -> 61-64) and gained nothing measurable from memory. */
+enum { LANES8_BELOW = 4096 };
+
+/* transpose8x leaves rows 0, 2, 4, 6, 1, 3, 5, 7 in lanes 0..7; row r is in lane LANE_OF_ROW8[r] */
+static const int LANE_OF_ROW8[8] = {0, 4, 1, 5, 2, 6, 3, 7};
+
+/* t[k] = dword k of each lane's row, k = 0..3, from 16 bytes at byte `at` of the eight rows
+ * p + i * stride (or rows[i] + at). */
+INLINE void transpose8x(const unsigned char *p, size_t stride, const unsigned char *const *rows, size_t at,
+                        __m256i t[4]) {
+#define ROW8_AT(i) ((const __m128i *)((rows ? rows[i] : p + (i) * stride) + at))
+    __m256i a[4];
+    UNROLL
+    for (int q = 0; q < 4; q++) /* 128-bit half h of a[q]: row 2q + h */
+        a[q] = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128(ROW8_AT(2 * q))),
+                                       _mm_loadu_si128(ROW8_AT(2 * q + 1)), 1);
+#undef ROW8_AT
+    const __m256i t0 = _mm256_unpacklo_epi32(a[0], a[1]), t1 = _mm256_unpackhi_epi32(a[0], a[1]);
+    const __m256i t2 = _mm256_unpacklo_epi32(a[2], a[3]), t3 = _mm256_unpackhi_epi32(a[2], a[3]);
+    t[0] = _mm256_unpacklo_epi64(t0, t2);
+    t[1] = _mm256_unpackhi_epi64(t0, t2);
+    t[2] = _mm256_unpacklo_epi64(t1, t3);
+    t[3] = _mm256_unpackhi_epi64(t1, t3);
+}
+
+INLINE __m256i word32_at8(const __m256i *D, int o, bool vbmi2) {
+    if (o % 4 == 0) return D[o / 4];
+    if (vbmi2) {
+        __m256i word;
+        __asm__("vpshrdd $16, %2, %1, %0" : "=v"(word) : "v"(D[o / 4]), "v"(D[o / 4 + 1]));
+        return word;
+    }
+    return _mm256_or_si256(_mm256_srli_epi32(D[o / 4], 16), _mm256_slli_epi32(D[o / 4 + 1], 16));
+}
+INLINE __m256 fp16_lanes_at8(const __m256i *D, int o) {
+    const __m256i half = o % 4 == 0 ? D[o / 4] : _mm256_srli_epi32(D[o / 4], 16);
+    return _mm256_cvtph_ps(_mm256_cvtepi32_epi16(half));
+}
+
+INLINE __m256i dpbusd_bcast8(__m256i acc, __m256i w, const void *p) {
+    __asm__("vpdpbusd %2%{1to8%}, %1, %0" : "+v"(acc) : "v"(w), "m"(*(const int32_t *)p));
+    return acc;
+}
+
+INLINE void lanes8_one_row(ggml_type type, int n, const unsigned char *w, size_t w_stride, int nw,
+                           const act_q8_32_view *a, float *out, bool vbmi2) {
+    const int bb = (int)block_bytes_of(type), at = quants_at(type), nb = n / 32, bias = block_bias(type);
+    const unsigned char *row_table[8];
+    for (int i = 0; i < 8; i++) row_table[i] = w + (size_t)(i < nw ? i : nw - 1) * w_stride;
+    const unsigned char *const *rows = nw == 8 ? NULL : row_table;
+    __m256 acc = _mm256_setzero_ps();
+    for (int b = 0; b < nb; b += GROUP_BLOCKS) {
+        const size_t group = (size_t)b * bb;
+        __m256i D[4 * GROUP_CHUNK_MAX];
+        int chunks = 0;
+        _Pragma("GCC unroll 8")
+        for (int j = 0; j < GROUP_BLOCKS; j++) {
+            prefetch_rows_ahead(w, w_stride, 8, b + j, nb, TILE_AHEAD_MIN);
+            const int s = j * bb;
+            const int need = chunks_through_block(s, bb, at);
+            _Pragma("GCC unroll 17")
+            for (; chunks < need; chunks++) transpose8x(w, w_stride, rows, group + 16 * (size_t)chunks, D + 4 * chunks);
+            const int8_t *x = a->q + 32 * (b + j);
+            const __m256i start = _mm256_set1_epi32(-bias * a->sum[b + j]);
+            __m256i sums;
+            if (type == GGML_TYPE_Q4_0) {
+                const __m256i mask = _mm256_set1_epi8(0x0f);
+                __m256i low = start, high = _mm256_setzero_si256();
+                UNROLL
+                for (int k = 0; k < 4; k++) {
+                    const __m256i q = word32_at8(D, s + at + 4 * k, vbmi2);
+                    low = dpbusd_bcast8(low, _mm256_and_si256(q, mask), x + 4 * k);
+                    high = dpbusd_bcast8(high, _mm256_andnot_si256(mask, q), x + 4 * k + 16);
+                }
+                sums = _mm256_add_epi32(low, _mm256_srai_epi32(high, 4));
+            } else { /* Q8_0 */
+                const __m256i flip = _mm256_set1_epi8((char)0x80);
+                __m256i even = start, odd = _mm256_setzero_si256();
+                UNROLL
+                for (int k = 0; k < 8; k += 2) {
+                    even = dpbusd_bcast8(even, _mm256_xor_si256(word32_at8(D, s + at + 4 * k, vbmi2), flip), x + 4 * k);
+                    odd = dpbusd_bcast8(odd, _mm256_xor_si256(word32_at8(D, s + at + 4 * k + 4, vbmi2), flip),
+                                        x + 4 * k + 4);
+                }
+                sums = _mm256_add_epi32(even, odd);
+            }
+            const __m256 wd = fp16_lanes_at8(D, s);
+            acc = _mm256_fmadd_ps(_mm256_mul_ps(wd, _mm256_set1_ps(a->d[b + j])), _mm256_cvtepi32_ps(sums), acc);
+        }
+    }
+    const __m256 in_row_order = _mm256_permutexvar_ps(_mm256_loadu_si256((const __m256i *)LANE_OF_ROW8), acc);
+    _mm256_mask_storeu_ps(out, (__mmask8)((1u << nw) - 1), in_row_order);
 }
 
 /* Rows 0 .. nw-1 (nw <= 16) of w against NA activation rows. */
@@ -321,6 +433,12 @@ INLINE void small_tile16(ggml_type type, int n, const void *w, size_t ws, int nw
                          float *o, size_t os, bool vbmi2) {
     act_q8_32_view a[KERNEL_MAX_A];
     for (int r = 0; r < na; r++) a[r] = act_q8_32_at((const char *)act + (size_t)r * as, n);
+    if (na == 1 && (type == GGML_TYPE_Q4_0 || type == GGML_TYPE_Q8_0) && n < LANES8_BELOW && (n / 32) % GROUP_BLOCKS == 0) {
+        for (int f = 0; f < nw; f += 8)
+            lanes8_one_row(type, n, (const unsigned char *)w + (size_t)f * ws, ws, nw - f < 8 ? nw - f : 8, a, o + f,
+                           vbmi2);
+        return;
+    }
     for (int f = 0; f < nw; f += 16) {
         const unsigned char *rows = (const unsigned char *)w + (size_t)f * ws;
         const int count = nw - f < 16 ? nw - f : 16;
