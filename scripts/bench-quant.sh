@@ -18,7 +18,8 @@
 # per round against the read and the copy (STREAM) bandwidth measured right before that decode.
 # Threads: BENCH_QUANT_THREADS (default 2) for both engines. Then the one-row kernels' two ceilings
 # (scripts/kernel-bandwidth.c: each weight type's kernel with its weights in L2, and from memory
-# next to a read loop of the same bytes), and decode after a long prompt
+# next to a read loop of the same bytes), the memory alone read in the order of those kernels'
+# transposes over sixteen and over eight rows (scripts/read-order.c), and decode after a long prompt
 # (BENCH_DEEP_TOKENS, default 1536; 0 skips it) on the Q4_0 file: ramp with its fp32 and its fp16 KV
 # cache against llama-bench's tg64 at that depth.
 #
@@ -351,6 +352,19 @@ if [ -s "$LIB" ] && cc -O2 -march=native -fopenmp -Imodel scripts/kernel-bandwid
         fail "kernel-bandwidth" "$W/kbw.err"
 else
     fail "building scripts/kernel-bandwidth.c against $LIB (make first)" "$W/kbw.err"
+fi
+
+# --- the order the kernels read in ---------------------------------------------------------------
+# The memory alone, no arithmetic (scripts/read-order.c): a plain read against the order of the
+# one-row kernels' transposes over 768-value Q4_0 and Q8_0 rows, sixteen rows at a time (the K
+# kernels') and eight (the Q4_0 and Q8_0 ones), in the same minutes.
+printf '\n== read orders: the same bytes, no arithmetic, 2 threads ==\n'
+if cc -O2 -march=native -fopenmp scripts/read-order.c -o "$W/read-order" 2>"$W/order.err"; then
+    run "$W/order" "$W/read-order" 512 linear tile-columns:16:432:144 tile-columns:8:432:144 \
+        tile-columns:16:816:272 tile-columns:8:816:272 && sed 's/^/  /' "$W/order.out" ||
+        fail "read-order" "$W/order.err"
+else
+    fail "building scripts/read-order.c" "$W/order.err"
 fi
 
 # --- decode after a long prompt ------------------------------------------------------------------
