@@ -304,7 +304,7 @@ INLINE void lanes16_one_row(ggml_type type, int n, const unsigned char *w, size_
 
 /* ---- one activation row, eight weight rows per 256-bit vector ----------------------------------------
  * Q4_0 and Q8_0 decode: lanes16_one_row's arithmetic and group-of-eight-blocks transposes, a row in
- * each of eight 32-bit lanes. Eight rows instead of sixteen for the order the bytes are asked for:
+ * each of eight 32-bit lanes (kernels_x86.inc's transpose16, lanes in its order ROW8). Eight rows instead of sixteen for the order the bytes are asked for:
  * a transpose reads 16 bytes of every row of the tile before the next 16, and over sixteen 768-value
  * rows the memory delivers that order at 0.70-0.77 of a plain read's speed in its fast minutes,
  * over eight at 0.89-0.99 (scripts/read-order.c 512 tile-columns:16:432:144 tile-columns:8:432:144,
@@ -313,32 +313,10 @@ INLINE void lanes16_one_row(ggml_type type, int n, const unsigned char *w, size_
  * 82.3 -> 81.4. 768x12 Q8_0 decode x1.04-1.29 (6 alternating rounds), Q4_0 0.93-1.05. Rows of
  * 4,096 values and more keep sixteen: there the order costs little (tile-columns:16:2304:144
  * 0.92-0.96 of a plain read) and eight rows cost 6% of the arithmetic (q4_0:4096 in L2 68.2 ->
- * 63.8; 7B-layer Q4_0 decode 0.97-1.09). So do Q4_1, Q5_0, Q5_1 and IQ4_NL, and the K types: Q4_K
+ * 63.8; 7B-layer Q4_0 decode 0.97-1.09, one round 1.38). So do Q4_1, Q5_0, Q5_1 and IQ4_NL, and the K types: Q4_K
  * at eight rows (k45_lanes16's arithmetic) lost 10-14% in L2 (q4_K:768 62-63 -> 56.5 GB/s,
  * q4_K:4096 71 -> 61-64) and gained nothing measurable from memory. */
 enum { LANES8_BELOW = 4096 };
-
-/* transpose8x leaves rows 0, 2, 4, 6, 1, 3, 5, 7 in lanes 0..7; row r is in lane LANE_OF_ROW8[r] */
-static const int LANE_OF_ROW8[8] = {0, 4, 1, 5, 2, 6, 3, 7};
-
-/* t[k] = dword k of each lane's row, k = 0..3, from 16 bytes at byte `at` of the eight rows
- * p + i * stride (or rows[i] + at). */
-INLINE void transpose8x(const unsigned char *p, size_t stride, const unsigned char *const *rows, size_t at,
-                        __m256i t[4]) {
-#define ROW8_AT(i) ((const __m128i *)((rows ? rows[i] : p + (i) * stride) + at))
-    __m256i a[4];
-    UNROLL
-    for (int q = 0; q < 4; q++) /* 128-bit half h of a[q]: row 2q + h */
-        a[q] = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128(ROW8_AT(2 * q))),
-                                       _mm_loadu_si128(ROW8_AT(2 * q + 1)), 1);
-#undef ROW8_AT
-    const __m256i t0 = _mm256_unpacklo_epi32(a[0], a[1]), t1 = _mm256_unpackhi_epi32(a[0], a[1]);
-    const __m256i t2 = _mm256_unpacklo_epi32(a[2], a[3]), t3 = _mm256_unpackhi_epi32(a[2], a[3]);
-    t[0] = _mm256_unpacklo_epi64(t0, t2);
-    t[1] = _mm256_unpackhi_epi64(t0, t2);
-    t[2] = _mm256_unpacklo_epi64(t1, t3);
-    t[3] = _mm256_unpackhi_epi64(t1, t3);
-}
 
 INLINE __m256i word32_at8(const __m256i *D, int o, bool vbmi2) {
     if (o % 4 == 0) return D[o / 4];
@@ -362,9 +340,8 @@ INLINE __m256i dpbusd_bcast8(__m256i acc, __m256i w, const void *p) {
 INLINE void lanes8_one_row(ggml_type type, int n, const unsigned char *w, size_t w_stride, int nw,
                            const act_q8_32_view *a, float *out, bool vbmi2) {
     const int bb = (int)block_bytes_of(type), at = quants_at(type), nb = n / 32, bias = block_bias(type);
-    const unsigned char *row_table[8];
-    for (int i = 0; i < 8; i++) row_table[i] = w + (size_t)(i < nw ? i : nw - 1) * w_stride;
-    const unsigned char *const *rows = nw == 8 ? NULL : row_table;
+    const unsigned char *rows[8]; /* lanes in kernels_x86.inc's order ROW8 (transpose16) */
+    (void)lanes_rows(w, w_stride, nw, rows);
     __m256 acc = _mm256_setzero_ps();
     for (int b = 0; b < nb; b += GROUP_BLOCKS) {
         const size_t group = (size_t)b * bb;
@@ -376,7 +353,7 @@ INLINE void lanes8_one_row(ggml_type type, int n, const unsigned char *w, size_t
             const int s = j * bb;
             const int need = chunks_through_block(s, bb, at);
             _Pragma("GCC unroll 17")
-            for (; chunks < need; chunks++) transpose8x(w, w_stride, rows, group + 16 * (size_t)chunks, D + 4 * chunks);
+            for (; chunks < need; chunks++) transpose16(rows, group + 16 * (size_t)chunks, D + 4 * chunks);
             const int8_t *x = a->q + 32 * (b + j);
             const __m256i start = _mm256_set1_epi32(-bias * a->sum[b + j]);
             __m256i sums;
@@ -405,8 +382,7 @@ INLINE void lanes8_one_row(ggml_type type, int n, const unsigned char *w, size_t
             acc = _mm256_fmadd_ps(_mm256_mul_ps(wd, _mm256_set1_ps(a->d[b + j])), _mm256_cvtepi32_ps(sums), acc);
         }
     }
-    const __m256 in_row_order = _mm256_permutexvar_ps(_mm256_loadu_si256((const __m256i *)LANE_OF_ROW8), acc);
-    _mm256_mask_storeu_ps(out, (__mmask8)((1u << nw) - 1), in_row_order);
+    store_in_row_order(acc, nw, out);
 }
 
 /* Rows 0 .. nw-1 (nw <= 16) of w against NA activation rows. */

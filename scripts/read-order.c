@@ -107,8 +107,7 @@ static __m512i read_tiles(const unsigned char *p, size_t n, size_t rows, size_t 
             for (size_t k = 0; k < interleave; k++) {
                 const unsigned char *t = p + (k * per_part + i) * tile;
                 if (ahead) prefetch_slice(t, tile, ahead, g, groups);
-                sum = by_rows ? read_group(t, rows, row, group, g * group, true, sum)
-                              : read_group(t, rows, row, group, g * group, false, sum);
+                sum = read_group(t, rows, row, group, g * group, by_rows, sum);
             }
     return sum;
 }
