@@ -7,6 +7,10 @@
  *
  * Patterns (2 threads, each its contiguous half of a MIB-mebibyte buffer, as decode's tasks are cut):
  *   linear              one pass, 64-byte loads
+ *   linear-prefetch:D   the same with a prefetch (to L2) D bytes ahead of every load
+ *   copy                memcpy of the thread's half into a second buffer, counted as STREAM's Copy
+ *                       counts it (bytes read + bytes written): the roofline bench-quant.sh names;
+ *                       when present, every pattern is also given as a share of it
  *   streams:S:C         the thread's half cut into S parts, read C bytes from each part in turn
  *   tile-columns:N:R:G[:A]  tiles of N rows of R bytes, read G bytes of every row at a time, and
  *                       those 16 bytes by 16 bytes across the N rows (the one-row kernels'
@@ -28,7 +32,16 @@
  *   tile-columns:16:2304:144   0.95-0.96                          0.92-0.94
  * which is why the Q4_0 and Q8_0 one-row kernels take eight rows at a time (kernels_avx512.c).
  * Prefetching further ahead does not close the sixteen-row gap (tile-columns:16:816:272:A, A = 1,
- * 2, 3: 0.78-0.88 alike; A = 0, no prefetch: 0.51-0.54). */
+ * 2, 3: 0.78-0.88 alike; A = 0, no prefetch: 0.51-0.54).
+ *
+ * Against copy (the decode roofline's measure), 512 MiB (one 1024), 10 rounds, twelve runs in one
+ * hour; each figure is one run's median over its rounds:
+ *   linear                     0.70-0.97 of copy (0.70-0.86 in nine of the twelve runs)
+ *   linear-prefetch:4096       x0.99-1.02 of linear (a software prefetch adds nothing to a plain read)
+ *   streams:4:1024             x1.05-1.42 of linear, 0.79-1.17 of copy
+ *   streams:8:1024             x1.04-1.23 of linear
+ * so a plain read stays under 0.8 of the copy figure in most minutes, and a few concurrent streams
+ * per thread are the fastest way found to read here (the hardware prefetcher following each). */
 #include <immintrin.h>
 #include <omp.h>
 #include <stdbool.h>
@@ -40,12 +53,12 @@
 
 enum { THREADS = 2, ROUNDS = 10, MAX_PATTERNS = 16, TILE_AHEAD_MIN = 12288 };
 
-typedef enum { LINEAR, STREAMS, TILE_COLUMNS, TILE_ROWS_ORDER } order;
+typedef enum { LINEAR, LINEAR_PREFETCH, STREAMS, TILE_COLUMNS, TILE_ROWS_ORDER, COPY } order;
 
 typedef struct {
     const char *text;
     order kind;
-    size_t a, b, c; /* STREAMS: S, C; TILE_*: R, G, (K) */
+    size_t a, b, c; /* LINEAR_PREFETCH: D; STREAMS: S, C; TILE_*: R, G, (K) */
     size_t rows;    /* TILE_*: N */
     long ahead;     /* TILE_COLUMNS: tiles prefetched ahead, -1 for the kernels' rule */
 } pattern;
@@ -62,6 +75,14 @@ static __m512i add16(__m512i sum, const unsigned char *p) {
 
 static __m512i read_linear(const unsigned char *p, size_t n, __m512i sum) {
     for (size_t i = 0; i + 64 <= n; i += 64) sum = _mm512_add_epi64(sum, _mm512_loadu_si512(p + i));
+    return sum;
+}
+
+static __m512i read_linear_prefetch(const unsigned char *p, size_t n, size_t ahead, __m512i sum) {
+    for (size_t i = 0; i + 64 <= n; i += 64) {
+        _mm_prefetch((const char *)p + i + ahead, _MM_HINT_T1);
+        sum = _mm512_add_epi64(sum, _mm512_loadu_si512(p + i));
+    }
     return sum;
 }
 
@@ -112,8 +133,8 @@ static __m512i read_tiles(const unsigned char *p, size_t n, size_t rows, size_t 
     return sum;
 }
 
-static double pass(const pattern *pt, const unsigned char *buffer, size_t bytes,
-                                                      uint64_t *checksum) {
+static double pass(const pattern *pt, const unsigned char *buffer, unsigned char *copy, size_t bytes,
+                   uint64_t *checksum) {
     const double t0 = now();
     uint64_t total = 0;
 #pragma omp parallel num_threads(THREADS) reduction(+ : total)
@@ -123,6 +144,8 @@ static double pass(const pattern *pt, const unsigned char *buffer, size_t bytes,
         __m512i sum = _mm512_setzero_si512();
         switch (pt->kind) {
         case LINEAR: sum = read_linear(p, half, sum); break;
+        case LINEAR_PREFETCH: sum = read_linear_prefetch(p, half, pt->a, sum); break;
+        case COPY: memcpy(copy + (p - buffer), p, half); break;
         case STREAMS: sum = read_streams(p, half, pt->a, pt->b, sum); break;
         case TILE_COLUMNS: sum = read_tiles(p, half, pt->rows, pt->a, pt->b, 1, false, pt->ahead, sum); break;
         case TILE_ROWS_ORDER: sum = read_tiles(p, half, pt->rows, pt->a, pt->b, pt->c, true, -1, sum); break;
@@ -130,12 +153,20 @@ static double pass(const pattern *pt, const unsigned char *buffer, size_t bytes,
         total += (uint64_t)_mm512_reduce_add_epi64(sum);
     }
     *checksum += total;
-    return (double)bytes / (now() - t0) / 1e9;
+    return (pt->kind == COPY ? 2.0 : 1.0) * (double)bytes / (now() - t0) / 1e9;
 }
 
 static int parse(const char *text, pattern *pt) {
     *pt = (pattern){.text = text, .ahead = -1};
     if (strcmp(text, "linear") == 0) return 0;
+    if (strcmp(text, "copy") == 0) {
+        pt->kind = COPY;
+        return 0;
+    }
+    if (sscanf(text, "linear-prefetch:%zu", &pt->a) == 1 && pt->a <= 512 * 1024) {
+        pt->kind = LINEAR_PREFETCH;
+        return 0;
+    }
     if (sscanf(text, "streams:%zu:%zu", &pt->a, &pt->b) == 2 && pt->a > 0 && pt->b >= 64 && pt->b % 64 == 0) {
         pt->kind = STREAMS;
         return 0;
@@ -151,7 +182,7 @@ static int parse(const char *text, pattern *pt) {
         pt->kind = TILE_ROWS_ORDER;
         return 0;
     }
-    fprintf(stderr, "read-order: %s: expected linear, streams:S:C (C a multiple of 64), tile-columns:N:R:G[:A] or "
+    fprintf(stderr, "read-order: %s: expected linear, linear-prefetch:D (D <= 524288), copy, streams:S:C (C a multiple of 64), tile-columns:N:R:G[:A] or "
                     "tile-rows:N:R:G:K (G a multiple of 16 dividing R)\n", text);
     return -1;
 }
@@ -169,29 +200,46 @@ int main(int argc, char **argv) {
         return 2;
     }
     pattern patterns[MAX_PATTERNS];
-    for (int i = 0; i < n; i++)
+    int copy_at = -1; /* the copy pattern's index, if one was asked for */
+    for (int i = 0; i < n; i++) {
         if (parse(argv[2 + i], &patterns[i])) return 2;
+        if (patterns[i].kind == COPY) copy_at = i;
+    }
     const size_t bytes = mib << 20, slack = 1u << 20; /* prefetches run past the end */
     unsigned char *buffer = aligned_alloc(4096, bytes + slack);
-    if (!buffer) {
+    unsigned char *copy = copy_at >= 0 ? aligned_alloc(4096, bytes) : NULL;
+    if (!buffer || (copy_at >= 0 && !copy)) {
         fprintf(stderr, "read-order: cannot allocate %zu MiB\n", mib);
         return 1;
     }
 #pragma omp parallel for num_threads(THREADS) schedule(static)
-    for (size_t i = 0; i < bytes + slack; i += 4096) memset(buffer + i, (int)(i >> 12), 4096); /* each half's pages touched by its reader */
-    double gbs[MAX_PATTERNS][ROUNDS], ratio[MAX_PATTERNS][ROUNDS];
+    for (size_t i = 0; i < bytes + slack; i += 4096) { /* each half's pages touched by its reader */
+        memset(buffer + i, (int)(i >> 12), 4096);
+        if (copy && i < bytes) memset(copy + i, 0, 4096);
+    }
+    double gbs[MAX_PATTERNS][ROUNDS], ratio[MAX_PATTERNS][ROUNDS], of_copy[MAX_PATTERNS][ROUNDS];
     uint64_t checksum = 0;
     for (int round = 0; round < ROUNDS; round++)
-        for (int i = 0; i < n; i++) gbs[i][round] = pass(&patterns[i], buffer, bytes, &checksum);
+        for (int i = 0; i < n; i++) gbs[i][round] = pass(&patterns[i], buffer, copy, bytes, &checksum);
     printf("%zu MiB, %d threads, %d rounds\n", mib, THREADS, ROUNDS);
+    for (int i = 0; i < n; i++)
+        for (int round = 0; round < ROUNDS; round++) {
+            ratio[i][round] = gbs[i][round] / gbs[0][round];
+            if (copy_at >= 0) of_copy[i][round] = gbs[i][round] / gbs[copy_at][round];
+        }
     for (int i = 0; i < n; i++) {
-        for (int round = 0; round < ROUNDS; round++) ratio[i][round] = gbs[i][round] / gbs[0][round];
         qsort(gbs[i], ROUNDS, sizeof(double), by_value);
         qsort(ratio[i], ROUNDS, sizeof(double), by_value);
-        printf("  %-24s %5.1f GB/s (%5.1f..%5.1f)   x%.2f (%.2f..%.2f) of %s\n", patterns[i].text, gbs[i][ROUNDS / 2],
+        printf("  %-24s %5.1f GB/s (%5.1f..%5.1f)   x%.2f (%.2f..%.2f) of %s", patterns[i].text, gbs[i][ROUNDS / 2],
                gbs[i][0], gbs[i][ROUNDS - 1], ratio[i][ROUNDS / 2], ratio[i][0], ratio[i][ROUNDS - 1], patterns[0].text);
+        if (copy_at > 0 && i != copy_at) { /* (copy first: the ratios above are already to it) */
+            qsort(of_copy[i], ROUNDS, sizeof(double), by_value);
+            printf("   x%.2f (%.2f..%.2f) of copy", of_copy[i][ROUNDS / 2], of_copy[i][0], of_copy[i][ROUNDS - 1]);
+        }
+        printf("\n");
     }
     fprintf(stderr, "(checksum %llu)\n", (unsigned long long)checksum);
+    free(copy);
     free(buffer);
     return 0;
 }
