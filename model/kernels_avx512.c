@@ -302,20 +302,23 @@ INLINE void lanes16_one_row(ggml_type type, int n, const unsigned char *w, size_
     store_lanes16(1, &acc, nw, out, 0);
 }
 
-/* ---- one activation row, eight weight rows per 256-bit vector ----------------------------------------
- * Q4_0 and Q8_0 decode: lanes16_one_row's arithmetic and group-of-eight-blocks transposes, a row in
- * each of eight 32-bit lanes (kernels_x86.inc's transpose16, lanes in its order ROW8). Eight rows instead of sixteen for the order the bytes are asked for:
- * a transpose reads 16 bytes of every row of the tile before the next 16, and over sixteen 768-value
- * rows the memory delivers that order at 0.70-0.77 of a plain read's speed in its fast minutes,
- * over eight at 0.89-0.99 (scripts/read-order.c 512 tile-columns:16:432:144 tile-columns:8:432:144,
- * and the same with 816:272). On Zen 4 a 512-bit operation takes both halves of a 256-bit unit, so
- * the arithmetic costs about the same: in L2, 2 threads, q4_0:768 58.1 -> 56.1 GB/s, q8_0:768
- * 82.3 -> 81.4. 768x12 Q8_0 decode x1.04-1.29 (6 alternating rounds), Q4_0 0.93-1.05. Rows of
- * 4,096 values and more keep sixteen: there the order costs little (tile-columns:16:2304:144
- * 0.92-0.96 of a plain read) and eight rows cost 6% of the arithmetic (q4_0:4096 in L2 68.2 ->
- * 63.8; 7B-layer Q4_0 decode 0.97-1.09, one round 1.38). So do Q4_1, Q5_0, Q5_1 and IQ4_NL, and the K types: Q4_K
- * at eight rows (k45_lanes16's arithmetic) lost 10-14% in L2 (q4_K:768 62-63 -> 56.5 GB/s,
- * q4_K:4096 71 -> 61-64) and gained nothing measurable from memory. */
+/* ---- one activation row, eight weight rows per 256-bit vector --------------------------------- */
+/* Q4_0 and Q8_0 decode: lanes16_one_row's arithmetic and group-of-eight-blocks transposes, a row
+ * in each of eight 32-bit lanes (kernels_x86.inc's transpose16, lanes in its order ROW8). Eight
+ * rows instead of sixteen for the order the bytes are asked for: a transpose reads 16 bytes of
+ * every row of the tile before the next 16, and over sixteen 768-value rows the memory delivers
+ * that order at 0.70-0.77 of a plain read's speed in its fast minutes, over eight at 0.89-0.99
+ * (scripts/read-order.c 512 tile-columns:16:432:144 tile-columns:8:432:144, and the same with
+ * 816:272). On Zen 4 a 512-bit operation takes both halves of a 256-bit unit, so the arithmetic
+ * costs about the same: in L2, 2 threads, q4_0:768 58.1 -> 56.1 GB/s, q8_0:768 82.3 -> 81.4.
+ * 768x12 Q8_0 decode x1.04-1.29 (6 alternating rounds), Q4_0 0.93-1.05. Rows of 4,096 values and
+ * more keep sixteen: there the order costs little (tile-columns:16:2304:144 0.92-0.96 of a plain
+ * read) and eight rows cost 6% of the arithmetic (q4_0:4096 in L2 68.2 -> 63.8; 7B-layer Q4_0
+ * decode 0.97-1.09, one round 1.38). So do Q4_1, Q5_0, Q5_1 and IQ4_NL, and the K types: Q4_K at
+ * eight rows (k45_lanes16's arithmetic) lost 10-14% in L2 (q4_K:768 62-63 -> 56.5 GB/s,
+ * q4_K:4096 71 -> 61-64) and gained nothing measurable from memory. The integer part is
+ * kernels_x86.inc's lanes_products, kept inline here as lanes16_one_row keeps it: the high nibbles
+ * stay in place (one shift per block instead of four) and the broadcast folds into vpdpbusd. */
 enum { LANES8_BELOW = 4096 };
 
 INLINE __m256i word32_at8(const __m256i *D, int o, bool vbmi2) {
@@ -409,7 +412,8 @@ INLINE void small_tile16(ggml_type type, int n, const void *w, size_t ws, int nw
                          float *o, size_t os, bool vbmi2) {
     act_q8_32_view a[KERNEL_MAX_A];
     for (int r = 0; r < na; r++) a[r] = act_q8_32_at((const char *)act + (size_t)r * as, n);
-    if (na == 1 && (type == GGML_TYPE_Q4_0 || type == GGML_TYPE_Q8_0) && n < LANES8_BELOW && (n / 32) % GROUP_BLOCKS == 0) {
+    const bool eight_rows = type == GGML_TYPE_Q4_0 || type == GGML_TYPE_Q8_0;
+    if (na == 1 && eight_rows && n < LANES8_BELOW && (n / 32) % GROUP_BLOCKS == 0) {
         for (int f = 0; f < nw; f += 8)
             lanes8_one_row(type, n, (const unsigned char *)w + (size_t)f * ws, ws, nw - f < 8 ? nw - f : 8, a, o + f,
                            vbmi2);

@@ -19,7 +19,8 @@
 # Threads: BENCH_QUANT_THREADS (default 2) for both engines. Then the one-row kernels' two ceilings
 # (scripts/kernel-bandwidth.c: each weight type's kernel with its weights in L2, and from memory
 # next to a read loop of the same bytes), the memory alone read in the order of those kernels'
-# transposes over sixteen and over eight rows (scripts/read-order.c), and decode after a long prompt
+# transposes over sixteen and over eight rows, in four streams per thread and by a copy
+# (scripts/read-order.c: what any read-only pass reaches of the copy figure), and decode after a long prompt
 # (BENCH_DEEP_TOKENS, default 1536; 0 skips it) on the Q4_0 file: ramp with its fp32 and its fp16 KV
 # cache against llama-bench's tg64 at that depth.
 #

@@ -73,31 +73,27 @@ static __m512i add16(__m512i sum, const unsigned char *p) {
     return _mm512_add_epi64(sum, _mm512_zextsi128_si512(_mm_loadu_si128((const __m128i *)p)));
 }
 
-static __m512i read_linear(const unsigned char *p, size_t n, __m512i sum) {
-    for (size_t i = 0; i + 64 <= n; i += 64) sum = _mm512_add_epi64(sum, _mm512_loadu_si512(p + i));
-    return sum;
-}
-
-static __m512i read_linear_prefetch(const unsigned char *p, size_t n, size_t ahead, __m512i sum) {
+/* n bytes from p in one pass, each load with a prefetch `ahead` bytes further (0: none) */
+static __m512i read_linear(const unsigned char *p, size_t n, size_t ahead, __m512i sum) {
     for (size_t i = 0; i + 64 <= n; i += 64) {
-        _mm_prefetch((const char *)p + i + ahead, _MM_HINT_T1);
+        if (ahead) _mm_prefetch((const char *)p + i + ahead, _MM_HINT_T1);
         sum = _mm512_add_epi64(sum, _mm512_loadu_si512(p + i));
     }
     return sum;
 }
 
-static __m512i read_streams(const unsigned char *p, size_t n, size_t parts,
-                                                               size_t visit, __m512i sum) {
+static __m512i read_streams(const unsigned char *p, size_t n, size_t parts, size_t visit, __m512i sum) {
     const size_t part = n / parts / visit * visit;
     for (size_t at = 0; at < part; at += visit)
-        for (size_t s = 0; s < parts; s++) sum = read_linear(p + s * part + at, visit, sum);
+        for (size_t s = 0; s < parts; s++) sum = read_linear(p + s * part + at, visit, 0, sum);
     return sum;
 }
 
 /* Prefetch slice `step` of `steps` of the tile `ahead` tiles after the one at tile (the kernels'
  * prefetch_rows_ahead). Always inlined: GCC counts a function that only prefetches as free of side
  * effects and drops its calls (at -O1 and above this pattern then ran with no prefetch at all). */
-static inline __attribute__((always_inline)) void prefetch_slice(const unsigned char *tile, size_t tile_bytes, size_t ahead, size_t step, size_t steps) {
+static inline __attribute__((always_inline)) void prefetch_slice(const unsigned char *tile, size_t tile_bytes,
+                                                                 size_t ahead, size_t step, size_t steps) {
     const unsigned char *next = tile + tile_bytes * ahead;
     const size_t from = tile_bytes * step / steps, to = tile_bytes * (step + 1) / steps;
     for (size_t at = from & ~(size_t)63; at < to; at += 64) _mm_prefetch((const char *)next + at, _MM_HINT_T1);
@@ -143,8 +139,8 @@ static double pass(const pattern *pt, const unsigned char *buffer, unsigned char
         const unsigned char *p = buffer + half * (size_t)omp_get_thread_num();
         __m512i sum = _mm512_setzero_si512();
         switch (pt->kind) {
-        case LINEAR: sum = read_linear(p, half, sum); break;
-        case LINEAR_PREFETCH: sum = read_linear_prefetch(p, half, pt->a, sum); break;
+        case LINEAR: sum = read_linear(p, half, 0, sum); break;
+        case LINEAR_PREFETCH: sum = read_linear(p, half, pt->a, sum); break;
         case COPY: memcpy(copy + (p - buffer), p, half); break;
         case STREAMS: sum = read_streams(p, half, pt->a, pt->b, sum); break;
         case TILE_COLUMNS: sum = read_tiles(p, half, pt->rows, pt->a, pt->b, 1, false, pt->ahead, sum); break;
