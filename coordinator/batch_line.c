@@ -81,7 +81,8 @@ char *batch_output_error(const char *custom_id, long line_number, const char *co
 bool batch_output_parse(const char *text, size_t length, batch_done_line *done) {
     memset(done, 0, sizeof *done);
     done->line_number = -1;
-    json_t *root = json_loadb(text, length, 0, NULL);
+    /* generated text may hold a NUL, which the answer wrote as "\u0000" */
+    json_t *root = json_loadb(text, length, JSON_ALLOW_NUL, NULL);
     if (!json_is_object(root) || !json_object_get(root, "response") || !json_object_get(root, "error")) {
         json_decref(root);
         return false;

@@ -699,6 +699,33 @@ static json_t *token_text(const openai_token *token) {
     return json_text(token->text, token->text != NULL ? token->text_length : 0);
 }
 
+/* A token's text as an object key: as token_text, with U+FFFD for each NUL byte. JSON allows a NUL
+ * in a key ("\u0000"), but jansson cannot read one back (and with it ramp batch's resume, which
+ * reads its own output lines); the token's exact text is in the response's "tokens" list. */
+static json_t *token_key(const openai_token *token) {
+    json_t *text = token_text(token);
+    const char *value = json_string_value(text);
+    const size_t length = json_string_length(text);
+    if (value == NULL || memchr(value, '\0', length) == NULL) return text;
+    char *clean = malloc(3 * length + 1);
+    json_t *key = NULL;
+    if (clean != NULL) {
+        size_t at = 0;
+        for (size_t i = 0; i < length; i++) {
+            if (value[i] != '\0') {
+                clean[at++] = value[i];
+            } else {
+                memcpy(clean + at, "\xef\xbf\xbd", 3);
+                at += 3;
+            }
+        }
+        key = json_stringn_nocheck(clean, at);
+        free(clean);
+    }
+    json_decref(text);
+    return key;
+}
+
 static int token_count(const openai_result *result) {
     return result->tokens != NULL && result->n_tokens > 0 ? result->n_tokens : 0;
 }
@@ -738,7 +765,7 @@ static json_t *completion_logprobs(const openai_request *request, const openai_t
         push(logprobs, json_logprob(tokens[i].logprob), ok);
         if (request->logprobs > 0) {
             json_t *entry = json_object();
-            json_t *key = token_text(&tokens[i]);
+            json_t *key = token_key(&tokens[i]);
             if (entry == NULL || key == NULL ||
                 json_object_setn_new_nocheck(entry, json_string_value(key), json_string_length(key),
                                              json_logprob(tokens[i].logprob)) != 0)

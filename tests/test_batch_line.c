@@ -87,6 +87,17 @@ Test(batch_line, output_lines_read_back_for_resume) {
     free(error);
 }
 
+/* Generated text may hold a NUL (a byte-fallback <0x00> token): the answered line must still read
+ * back, or a resumed job would run that request again. */
+Test(batch_line, output_lines_with_nul_in_text_read_back) {
+    const char *line = "{\"id\":\"batch_req_1\",\"custom_id\":\"nul\",\"response\":{\"status_code\":200,"
+                       "\"body\":{\"choices\":[{\"text\":\"a\\u0000b\"}]}},\"error\":null}";
+    batch_done_line done;
+    cr_assert(batch_output_parse(line, strlen(line), &done));
+    cr_assert_str_eq(done.custom_id, "nul");
+    free(done.custom_id);
+}
+
 Test(batch_line, torn_output_lines_are_not_output) {
     const char *full = "{\"id\":\"batch_req_1\",\"custom_id\":\"a\",\"response\":{\"status_code\":200},\"error\":null}";
     batch_done_line done;

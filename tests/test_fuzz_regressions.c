@@ -9,10 +9,12 @@
 #include <criterion/criterion.h>
 
 #define FUZZ_REPLAY
+#include "fuzz/fuzz_batch_line.c"
 #include "fuzz/fuzz_encode.c"
 #include "fuzz/fuzz_exit_policy.c"
 #include "fuzz/fuzz_gguf.c"
 #include "fuzz/fuzz_llama2c.c"
+#include "fuzz/fuzz_openai.c"
 #include "fuzz/fuzz_text_files.c"
 #include "fuzz/fuzz_tokenizer_bin.c"
 
@@ -114,4 +116,14 @@ Test(fuzz_regressions, exit_policy) {
 
 Test(fuzz_regressions, text_files) {
     replay_directory("text_files", fuzz_text_files);
+}
+
+Test(fuzz_regressions, openai) {
+    /* nul-in-top-logprobs-key: a token text with a NUL byte became a top_logprobs key, which jansson
+     * (and ramp batch's resume) cannot read back. */
+    replay_directory("openai", fuzz_openai);
+}
+
+Test(fuzz_regressions, batch_line) {
+    replay_directory("batch_line", fuzz_batch_line);
 }

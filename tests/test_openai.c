@@ -1183,6 +1183,34 @@ Test(openai_utf8, builders_replace_invalid_bytes) {
     LOSSY("", "");
 }
 
+/* A token whose text holds a NUL byte (a byte-fallback <0x00>): the text keeps it ("\u0000"), but
+ * as a top_logprobs key it becomes U+FFFD, because jansson (and with it ramp batch's resume) cannot
+ * read a key with a NUL in it. */
+Test(openai_utf8, nul_in_a_token_keeps_the_response_readable) {
+    openai_token tokens[] = {{0, "a\0b", 3, -0.5f, 4}, {1, "c", 1, -1.0f, 4}};
+    openai_request request = sample_request(OPENAI_COMPLETIONS, 1, false);
+    openai_result result = sample_result("n");
+    result.text = "a\0bc";
+    result.text_length = 4;
+    result.tokens = tokens;
+    result.n_tokens = 2;
+    json_t *built = openai_response_json(&request, &result);
+    char *text = json_dumps(built, JSON_COMPACT);
+    json_error_t error;
+    json_t *strict = json_loads(text, JSON_ALLOW_NUL, &error);
+    cr_assert_not_null(strict, "a response with a NUL in a token does not load: %s in %s", error.text, text);
+    json_decref(strict);
+    free(text);
+    json_t *root = round_trip(built);
+    json_t *logprobs = get(json_array_get(get(root, "choices"), 0), "logprobs");
+    json_t *first = json_array_get(get(logprobs, "tokens"), 0);
+    cr_assert_eq(json_string_length(first), 3u);
+    cr_assert_eq(memcmp(json_string_value(first), "a\0b", 3), 0, "the token's text keeps its NUL");
+    json_t *entry = json_array_get(get(logprobs, "top_logprobs"), 0);
+    expect_real(get(entry, "a" FFFD "b"), -0.5, "top_logprobs key with U+FFFD for the NUL");
+    json_decref(root);
+}
+
 Test(openai_utf8, partial_tokens_in_logprobs) {
     /* "世" (E4 B8 96) split over two tokens, as byte-fallback tokenizers do */
     openai_token tokens[] = {{1, "\xe4\xb8", 2, -0.5f, 4}, {2, "\x96", 1, -0.25f, 4}, {3, "x", 1, -1.0f, 4}};

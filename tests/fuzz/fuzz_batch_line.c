@@ -1,15 +1,14 @@
-/* fuzz_batch_line.c: libFuzzer harness for a batch job's input and output lines.
- *   clang -g -O1 -fsanitize=fuzzer,address,undefined -Imodel -Icoordinator tests/fuzz/fuzz_batch_line.c \
- *       coordinator/batch_line.c coordinator/openai.c model/error.c -ljansson -o /tmp/fuzz_batch_line
- *   /tmp/fuzz_batch_line -max_total_time=60
- * Every input is parsed as an input line (and, when it is a request, its body as an OpenAI
- * request) and as an output line of an earlier run; nothing may crash, leak or read out of bounds. */
+/* fuzz_batch_line.c: a batch job's input and output lines (`ramp batch`). Every input is parsed as
+ * an input line (and, when it is a request, its body as an OpenAI request) and as an output line of
+ * an earlier run; nothing may crash, leak or read out of bounds. `make fuzz` runs it (seeds:
+ * tests/fuzz/seeds.sh; dictionary: tests/fuzz/openai.dict). */
 #include <stdint.h>
 #include <stdlib.h>
 
 #include "batch_line.h"
+#include "fuzz.h"
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+int fuzz_batch_line(const uint8_t *data, size_t size) {
     batch_line line;
     char message[256];
     if (batch_line_parse((const char *)data, size, &line, message, sizeof message) == BATCH_LINE_OK) {
@@ -22,3 +21,5 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (batch_output_parse((const char *)data, size, &done)) free(done.custom_id);
     return 0;
 }
+
+FUZZ_ENTRY(fuzz_batch_line)

@@ -52,11 +52,14 @@ run_one() {
     if [ ! -d "$build/seeds/$name" ]; then
         tests/fuzz/seeds.sh "$name" "$build/seeds/$name.tmp" >>"$log" 2>&1 && mv "$build/seeds/$name.tmp" "$build/seeds/$name"
     fi
+    # a dictionary of the input's own words, where the harness's parser sits on an uninstrumented one
+    local dict=()
+    case $name in openai | batch_line) dict=(-dict=tests/fuzz/openai.dict) ;; esac
     local dirs=("$build/corpus/$name")
     [ -d "$build/seeds/$name" ] && dirs+=("$build/seeds/$name")
     [ -d "tests/fuzz/regressions/$name" ] && dirs+=("tests/fuzz/regressions/$name")
     nice -n 10 "$bin" -max_total_time="$seconds" -timeout=30 -rss_limit_mb=4096 -print_final_stats=1 \
-        -artifact_prefix="$build/crashes/$name/" "${dirs[@]}" >>"$log" 2>&1
+        -artifact_prefix="$build/crashes/$name/" "${dict[@]}" "${dirs[@]}" >>"$log" 2>&1
     local status=$?
     local done_line execs rate
     done_line=$(grep -E '^#[0-9]+[[:space:]]+DONE' "$log" | tail -n 1)

@@ -96,6 +96,50 @@ text_files)
     have "$d/agnews/train6000.csv" && with_prefix '\003' "$d/agnews/train6000.csv" "$dir/agnews" 25
     have "$d/rte/superglue_val.jsonl" && with_prefix '\004' "$d/rte/superglue_val.jsonl" "$dir/rte" 25
     ;;
+openai | batch_line)
+    # jansson is not instrumented, so coverage alone cannot lead the fuzzer into valid JSON: start
+    # from request bodies that use every field the parser reads (and tests/fuzz/NAME.dict).
+    python3 - "$name" "$dir" <<'PY'
+import json, os, sys
+name, out = sys.argv[1], sys.argv[2]
+completions = [
+    {"prompt": "Review: a fine film", "max_tokens": 16, "temperature": 0},
+    {"model": "ramp", "prompt": [1, 15043, 3186], "max_tokens": 4, "temperature": 0.7, "top_p": 0.9,
+     "top_k": 40, "seed": 7, "stop": ["\n", "."], "logprobs": 2, "echo": False, "n": 1, "user": "u"},
+    {"prompt": ["only one prompt"], "stream": True, "stream_options": {"include_usage": True},
+     "ramp": {"exit": "conf"}, "suffix": None, "best_of": 1, "logit_bias": {}, "presence_penalty": 0,
+     "frequency_penalty": 0},
+    {"prompt": "x", "max_tokens": -1, "stop": "END", "ramp": {"exit": "none"}, "metadata": {"k": "v"}},
+]
+chat = [
+    {"messages": [{"role": "user", "content": "Hi"}], "stream": True},
+    {"model": "ramp", "messages": [{"role": "system", "content": "Be brief."},
+                                   {"role": "user", "content": [{"type": "text", "text": "Hello"}]},
+                                   {"role": "assistant", "content": "Hi", "refusal": None}],
+     "max_completion_tokens": 8, "logprobs": True, "top_logprobs": 3, "seed": 1, "temperature": 1.5,
+     "response_format": {"type": "text"}, "ramp": {"exit": "svm"}, "store": False, "service_tier": "auto"},
+    {"messages": [{"role": "user", "content": "q"}], "tools": [], "tool_choice": "none",
+     "parallel_tool_calls": False, "functions": [], "function_call": "none", "stop": ["a", "b", "c", "d"]},
+]
+seeds = []
+if name == "openai":
+    seeds = completions + chat
+else:
+    for i, body in enumerate(completions):
+        seeds.append({"custom_id": f"c{i}", "method": "POST", "url": "/v1/completions", "body": body})
+    for i, body in enumerate(chat):
+        seeds.append({"custom_id": f"m{i}", "method": "POST", "url": "/v1/chat/completions", "body": body})
+    seeds.append({"custom_id": "short", "prompt": "Once upon a time", "max_tokens": 8})
+    seeds.append({"custom_id": "bad-url", "url": "/v1/embeddings", "body": {}})
+    seeds.append({"id": "batch_req_1", "custom_id": "c0", "response": {"status_code": 200,
+                  "request_id": "req-1", "body": {"object": "text_completion"}}, "error": None})
+    seeds.append({"id": "batch_req_2", "custom_id": "m1", "response": None,
+                  "error": {"code": "invalid_value", "message": "bad"}})
+for i, seed in enumerate(seeds):
+    with open(os.path.join(out, f"{name}-{i:02d}.json"), "w") as f:
+        f.write(json.dumps(seed))
+PY
+    ;;
 *)
     echo "seeds.sh: no generated seeds for $name" >&2
     ;;
