@@ -10,6 +10,7 @@
 
 #define FUZZ_REPLAY
 #include "fuzz/fuzz_batch_line.c"
+#include "fuzz/fuzz_chat_template.c"
 #include "fuzz/fuzz_encode.c"
 #include "fuzz/fuzz_exit_policy.c"
 #include "fuzz/fuzz_gguf.c"
@@ -126,4 +127,8 @@ Test(fuzz_regressions, openai) {
 
 Test(fuzz_regressions, batch_line) {
     replay_directory("batch_line", fuzz_batch_line);
+}
+
+Test(fuzz_regressions, chat_template) {
+    replay_directory("chat_template", fuzz_chat_template);
 }

@@ -96,6 +96,17 @@ text_files)
     have "$d/agnews/train6000.csv" && with_prefix '\003' "$d/agnews/train6000.csv" "$dir/agnews" 25
     have "$d/rte/superglue_val.jsonl" && with_prefix '\004' "$d/rte/superglue_val.jsonl" "$dir/rte" 25
     ;;
+chat_template)
+    # family byte, then messages: a role byte (0 system, 1 user, 2 assistant) and content, 0x1e between
+    for family in 00 01 02 03 04 05 06 07; do
+        printf "\x$family\x00Be brief.\x1e\x01  Hello \xc2\xa0there\xe2\x80\x80\x1e\x02Hi!\n\x1e\x01Again?" >"$dir/family-$family"
+        printf "\x$family\x01 \t\xe3\x80\x80 lone user \xe2\x80\xa8" >"$dir/lone-$family"
+    done
+    for marker in '<|im_start|>' '[INST] <<SYS>>' '[INST]' '<|start_header_id|>' '<start_of_turn>' '<|user|><|end|>' \
+        '<|user|>' 'chatml' 'gemma'; do
+        printf '\x80%s' "$marker" >"$dir/detect-$(printf '%s' "$marker" | tr -c 'a-zA-Z' '_')"
+    done
+    ;;
 openai | batch_line)
     # jansson is not instrumented, so coverage alone cannot lead the fuzzer into valid JSON: start
     # from request bodies that use every field the parser reads (and tests/fuzz/NAME.dict).
