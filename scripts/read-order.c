@@ -8,6 +8,9 @@
  * Patterns (2 threads, each its contiguous half of a MIB-mebibyte buffer, as decode's tasks are cut):
  *   linear              one pass, 64-byte loads
  *   linear-prefetch:D   the same with a prefetch (to L2) D bytes ahead of every load
+ *   paced:K             the same with K dependent register operations after every load (a kernel's
+ *                       arithmetic between its loads, without its order); paced:0 differs from
+ *                       linear only in its loop's code
  *   copy                memcpy of the thread's half into a second buffer, counted as STREAM's Copy
  *                       counts it (bytes read + bytes written): the roofline bench-quant.sh names;
  *                       when present, every pattern is also given as a share of it
@@ -40,7 +43,11 @@
  *   linear-prefetch:4096       x0.99-1.02 of linear (a software prefetch adds nothing to a plain read)
  *   streams:4:1024             x1.05-1.42 of linear, 0.79-1.17 of copy
  *   streams:8:1024             x1.04-1.23 of linear
- * so a plain read stays under 0.8 of the copy figure in most minutes, and a few concurrent streams
+ *   paced:4                    x1.08-1.13 of linear, 0.84 of copy (two runs, 10 rounds each; paced:0
+ *                              x1.03-1.04, paced:8 x0.88-0.95: there the rotations bind)
+ * so a plain read stays under 0.8 of the copy figure in most minutes, a loop that does some work
+ * between its loads reads faster than one that only loads (the one-row kernels' arithmetic alone
+ * runs at 1.7-2x the memory's pace, as paced:4's does), and a few concurrent streams
  * per thread are the fastest way found to read here (the hardware prefetcher following each). */
 #include <immintrin.h>
 #include <omp.h>
@@ -53,12 +60,12 @@
 
 enum { THREADS = 2, ROUNDS = 10, MAX_PATTERNS = 16, TILE_AHEAD_MIN = 12288 };
 
-typedef enum { LINEAR, LINEAR_PREFETCH, STREAMS, TILE_COLUMNS, TILE_ROWS_ORDER, COPY } order;
+typedef enum { LINEAR, LINEAR_PREFETCH, PACED, STREAMS, TILE_COLUMNS, TILE_ROWS_ORDER, COPY } order;
 
 typedef struct {
     const char *text;
     order kind;
-    size_t a, b, c; /* LINEAR_PREFETCH: D; STREAMS: S, C; TILE_*: R, G, (K) */
+    size_t a, b, c; /* LINEAR_PREFETCH: D; PACED: K; STREAMS: S, C; TILE_*: R, G, (K) */
     size_t rows;    /* TILE_*: N */
     long ahead;     /* TILE_COLUMNS: tiles prefetched ahead, -1 for the kernels' rule */
 } pattern;
@@ -80,6 +87,19 @@ static __m512i read_linear(const unsigned char *p, size_t n, size_t ahead, __m51
         sum = _mm512_add_epi64(sum, _mm512_loadu_si512(p + i));
     }
     return sum;
+}
+
+/* n bytes from p in one pass, `work` dependent rotations of a register after each 64-byte load */
+static __m512i read_paced(const unsigned char *p, size_t n, size_t work, __m512i sum) {
+    __m512i busy = _mm512_set1_epi64(1);
+    for (size_t i = 0; i + 64 <= n; i += 64) {
+        sum = _mm512_add_epi64(sum, _mm512_loadu_si512(p + i));
+        for (size_t k = 0; k < work; k++) {
+            busy = _mm512_ror_epi64(busy, 3);
+            __asm__ volatile("" : "+v"(busy)); /* keeps each rotation: GCC would fold them into one */
+        }
+    }
+    return _mm512_add_epi64(sum, busy);
 }
 
 static __m512i read_streams(const unsigned char *p, size_t n, size_t parts, size_t visit, __m512i sum) {
@@ -141,6 +161,7 @@ static double pass(const pattern *pt, const unsigned char *buffer, unsigned char
         switch (pt->kind) {
         case LINEAR: sum = read_linear(p, half, 0, sum); break;
         case LINEAR_PREFETCH: sum = read_linear(p, half, pt->a, sum); break;
+        case PACED: sum = read_paced(p, half, pt->a, sum); break;
         case COPY: memcpy(copy + (p - buffer), p, half); break;
         case STREAMS: sum = read_streams(p, half, pt->a, pt->b, sum); break;
         case TILE_COLUMNS: sum = read_tiles(p, half, pt->rows, pt->a, pt->b, 1, false, pt->ahead, sum); break;
@@ -163,6 +184,10 @@ static int parse(const char *text, pattern *pt) {
         pt->kind = LINEAR_PREFETCH;
         return 0;
     }
+    if (sscanf(text, "paced:%zu", &pt->a) == 1 && pt->a <= 64) {
+        pt->kind = PACED;
+        return 0;
+    }
     if (sscanf(text, "streams:%zu:%zu", &pt->a, &pt->b) == 2 && pt->a > 0 && pt->b >= 64 && pt->b % 64 == 0) {
         pt->kind = STREAMS;
         return 0;
@@ -178,7 +203,7 @@ static int parse(const char *text, pattern *pt) {
         pt->kind = TILE_ROWS_ORDER;
         return 0;
     }
-    fprintf(stderr, "read-order: %s: expected linear, linear-prefetch:D (D <= 524288), copy, streams:S:C (C a multiple of 64), tile-columns:N:R:G[:A] or "
+    fprintf(stderr, "read-order: %s: expected linear, linear-prefetch:D (D <= 524288), paced:K (K <= 64), copy, streams:S:C (C a multiple of 64), tile-columns:N:R:G[:A] or "
                     "tile-rows:N:R:G:K (G a multiple of 16 dividing R)\n", text);
     return -1;
 }
