@@ -9,7 +9,10 @@
 #     in one process, lite16 under mpirun -np 4).
 # (4) a load test (tests/serve/load.mjs): 200 requests from 32 clients in one process, 60 from 16
 #     under mpirun; mixed prompts and budgets, a third streamed, a tenth cancelled mid-stream;
-#     every answer equals its sequential answer, no 5xx, KV back to 0, still answering.
+#     every answer equals its sequential answer, no 5xx, KV back to 0, still answering. Then a soak
+#     (tests/serve/soak.mjs; 15 s from 8 clients in one process, 10 s under mpirun): good requests
+#     mixed with mutated fields, bodies cut short or too large, and clients that go away mid-body or
+#     mid-answer; no 5xx, errors in the OpenAI shape, idle afterwards with the same greedy answer.
 # (5) a bad-input table (tests/serve/badinput.mjs) against a server with --api-key, a small
 #     --max-body and --max-queue 1 --max-sequences 1 --micro-batches 1 (400/401/404/405/413/429).
 # (6) faults: a client that disconnects (mid-stream, and while waiting for a whole answer) cancels
@@ -481,8 +484,9 @@ if sv_start "serve-1p" "$RAMP_BIN" serve -m "$LITE" "${SV_FLAGS[@]}"; then
         t0=$(now)
         sv_node "load, 1 process" 150 load.mjs --base "$B" --requests 200 --clients 32 --label "load, 1 process"
         echo "# load, 1 process: $(elapsed_since "$t0") s including the sequential answers"
+        sv_node "soak, 1 process" 90 soak.mjs --base "$B" --seconds 15 --clients 8 --label "1 process"
     else
-        skip "load test, 1 process" "node (>= 18, with fetch) not found"
+        skip "load test and soak, 1 process" "node (>= 18, with fetch) not found"
     fi
 
     # --- (6) faults -----------------------------------------------------------------------------------
@@ -569,8 +573,9 @@ else
             t0=$(now)
             sv_node "load, mpirun -np 4" 150 load.mjs --base "$B" --requests 60 --clients 16 --label "load, mpirun -np 4"
             echo "# load, mpirun -np 4: $(elapsed_since "$t0") s including the sequential answers"
+            sv_node "soak, mpirun -np 4" 90 soak.mjs --base "$B" --seconds 10 --clients 8 --label "mpirun -np 4"
         else
-            skip "load test, mpirun -np 4" "node (>= 18, with fetch) not found"
+            skip "load test and soak, mpirun -np 4" "node (>= 18, with fetch) not found"
         fi
 
         # An idle pipeline sleeps: its ranks wait in the kernel for a doorbell instead of polling
