@@ -103,10 +103,11 @@ function dropConnection(path, text, how) {
 
 // --- the soak ----------------------------------------------------------------------------------------
 const counts = {};
-const problems = [];
+const problems = []; /* the first eight, and how many there were */
+let problemCount = 0;
 let slowest = 0;
 const count = (key) => (counts[key] = (counts[key] ?? 0) + 1);
-const problem = (text) => problems.length < 8 && problems.push(text);
+const problem = (text) => ++problemCount <= 8 && problems.push(text);
 
 async function one(random) {
   const r = draw(random);
@@ -157,7 +158,8 @@ await Promise.all(
 const total = Object.values(counts).reduce((x, y) => x + y, 0);
 info(`${label}: ${total} requests in ${seconds} s from ${clients} clients: ${show(counts)}; slowest ${slowest} ms`);
 
-check(problems.length === 0, `${label}: mixed good, bad and abandoned requests: no 5xx, every answer well formed, every error in the OpenAI shape`, ...problems);
+check(problemCount === 0, `${label}: mixed good, bad and abandoned requests: no 5xx, every answer well formed, every error in the OpenAI shape`,
+  `${problemCount} problems, the first ${problems.length}:`, ...problems);
 check(slowest < 60000, `${label}: every request answered within a minute`, `slowest ${slowest} ms`);
 check((counts['200'] ?? 0) > 0 && (counts['400'] ?? 0) > 0 && (counts['dropped mid-answer'] ?? 0) > 0,
   `${label}: the mix held answers, refusals and abandoned requests`, show(counts));
