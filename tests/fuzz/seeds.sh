@@ -109,7 +109,7 @@ chat_template)
     ;;
 openai | batch_line)
     # jansson is not instrumented, so coverage alone cannot lead the fuzzer into valid JSON: start
-    # from request bodies that use every field the parser reads (and tests/fuzz/NAME.dict).
+    # from request bodies that use every field the parser reads (and tests/fuzz/openai.dict).
     python3 - "$name" "$dir" <<'PY'
 import json, os, sys
 name, out = sys.argv[1], sys.argv[2]
