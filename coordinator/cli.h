@@ -42,6 +42,6 @@ void prompt_list_free(prompt_list *list);
         {"threads", required_argument, 0, code}, {"max-sequences", required_argument, 0, code},             \
         {"batch-tokens", required_argument, 0, code}, {"micro-batches", required_argument, 0, code},        \
         {"ctx", required_argument, 0, code}, {"timeout", required_argument, 0, code},                       \
-        {"metrics-json", required_argument, 0, code}, {"split", required_argument, 0, code}, {"parallel-layers", required_argument, 0, code}, {"run-ahead", required_argument, 0, code}, {"pair-ranks", required_argument, 0, code}, {"kv-type", required_argument, 0, code}
+        {"metrics-json", required_argument, 0, code}, {"split", required_argument, 0, code}, {"parallel-layers", required_argument, 0, code}, {"run-ahead", required_argument, 0, code}, {"pair-ranks", required_argument, 0, code}, {"kv-type", required_argument, 0, code}, {"huge-pages", required_argument, 0, code}
 
 #endif

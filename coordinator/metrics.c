@@ -215,11 +215,12 @@ void metrics_print_summary(const pipeline *p, FILE *out) {
         idle_sum += stage_idle_fraction(r);
         fprintf(out,
                 "ramp:   stage %d (rank %u, layers %u-%u): busy %.3f s, idle %.3f s (%.0f%%), %llu micro-batches, "
-                "%llu rows, sent %.2f MB, received %.2f MB, KV peak %.2f MB, weights %.2f MB, exit heads %.3f s\n",
+                "%llu rows, sent %.2f MB, received %.2f MB, KV peak %.2f MB, weights %.2f MB (%.2f MB in 2 MiB pages), exit "
+                "heads %.3f s\n",
                 i + 1, r->rank, r->first_layer, r->end_layer - 1, r->busy_seconds, r->idle_seconds,
                 100.0 * stage_idle_fraction(r), (unsigned long long)r->batches, (unsigned long long)r->rows,
                 r->bytes_sent / 1e6, r->bytes_received / 1e6, r->kv_bytes_peak / 1e6, r->weight_bytes / 1e6,
-                r->exit_head_seconds);
+                r->weight_bytes_huge / 1e6, r->exit_head_seconds);
         fprintf(out, "ramp:     layers %.3f s for %llu row-layers (%.1f rows per micro-batch and layer), waiting for "
                 "exit decisions %.3f s, run ahead of them %llu row-layers (%llu for rows that left)\n",
                 r->compute_seconds, (unsigned long long)r->layer_rows,
@@ -268,6 +269,7 @@ int metrics_write_json(const pipeline *p, const char *path, ramp_error *err) {
                               "peak_resident_bytes", (json_int_t)r->peak_resident_bytes));
         json_t *stage = json_array_get(stages, json_array_size(stages) - 1);
         json_object_set_new(stage, "compute_seconds", json_real(r->compute_seconds));
+        json_object_set_new(stage, "weight_bytes_huge", json_integer((json_int_t)r->weight_bytes_huge));
         json_object_set_new(stage, "layer_rows", json_integer((json_int_t)r->layer_rows));
         json_object_set_new(stage, "layer_batches", json_integer((json_int_t)r->layer_batches));
         json_object_set_new(stage, "decision_wait_seconds", json_real(r->decision_wait_seconds));

@@ -40,6 +40,10 @@ const char pipeline_flags_help[] =
     "      --ctx N            most positions per sequence (default: the model's context length)\n"
     "      --kv-type T        f32 (default) or f16: KV-cache elements; f16 (llama.cpp's default) holds\n"
     "                         twice the positions in the same memory and reads half the bytes per token\n"
+    "      --huge-pages M     on (default): weights read through 2 MiB pages, up to 1.7x faster to stream;\n"
+    "                         a model cached in small pages is dropped from the page cache and read again\n"
+    "                         at load (while storage delivers 250 MB/s); cached: 2 MiB pages only where the\n"
+    "                         cache has them, nothing dropped; off: the kernel's default pages\n"
     "      --timeout S        seconds of silence from the pipeline before the job fails (default 60)\n"
     "      --grace S          after SIGTERM, seconds to finish requests in flight (default 30)\n"
     "      --metrics-json F   write per-stage and per-run metrics as JSON to F\n";
@@ -121,6 +125,7 @@ int pipeline_parse_flag(pipeline_options *o, const char *flag, const char *value
         return 1;
     }
     if (!strcmp(flag, "kv-type")) return kv_type_parse(value, &o->kv_type, err) ? -1 : 1;
+    if (!strcmp(flag, "huge-pages")) return weight_pages_parse(value, &o->huge_pages, err) ? -1 : 1;
     if (!strcmp(flag, "metrics-json")) {
         o->metrics_json = value;
         return 1;
@@ -417,6 +422,7 @@ static int send_setup(pipeline *p, int index, ramp_error *err) {
     m.exit_candidates = (int32_t *)c.exit_candidates;
     m.kv_fill = (uint32_t)c.kv_fill;
     m.kv_type = (uint32_t)c.kv_type;
+    m.huge_pages = (uint32_t)p->options.huge_pages;
     m.threads = (uint32_t)p->options.threads;
     m.shutdown_grace_seconds = p->options.grace_seconds + p->options.timeout_seconds;
     m.parallel_first = (uint32_t)c.pairs.first;
@@ -479,6 +485,7 @@ int pipeline_open(pipeline *p, const pipeline_options *o, ramp_error *err) {
     }
     p->threads = threads_per_rank(o->threads, !mpi, transport_size(p->transport));
     threads_apply(mpi ? 1 : p->threads);
+    weight_pages_set_mode(o->huge_pages);
 
     model_config config;
     if (file_identity_read(o->model_path, &p->identity, err) || model_read_config(o->model_path, &config, err))

@@ -30,6 +30,7 @@
 #include "stage.h"
 #include "exit_run.h"
 #include "transport.h"
+#include "weight_pages.h"
 
 typedef struct {
     transport *mpi;          /* the MPI transport when launched by mpirun/srun (borrowed), else NULL */
@@ -59,6 +60,7 @@ typedef struct {
     bool answers_from_candidates; /* final answers restricted to the candidates too (tasks) */
     kv_fill_policy kv_fill;
     kv_type kv_type; /* --kv-type: the KV cache's element type (default f32) */
+    weight_pages_mode huge_pages; /* --huge-pages: the pages the weights are read through (default on) */
 } pipeline_options;
 
 /* Defaults for the fields above; parse command-line flags on top. */

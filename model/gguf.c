@@ -15,6 +15,7 @@
  */
 #include "gguf.h"
 #include "gguf_split.h"
+#include "weight_pages.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -494,7 +495,7 @@ int gguf_open_single(gguf_file *file, const char *path, ramp_error *err) {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) return ramp_fail(err, "%s: cannot open: %s", path, strerror(errno));
     size_t size = (size_t)st.st_size;
-    void *map = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
+    void *map = weight_pages_map(fd, size);
     int map_errno = errno;
     close(fd); /* the mapping keeps the file alive */
     if (map == MAP_FAILED) return ramp_fail(err, "%s: cannot map %zu bytes: %s", path, size, strerror(map_errno));

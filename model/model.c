@@ -16,6 +16,7 @@
 #include "model_validate.h"
 #include "parallel.h"
 #include "quant.h"
+#include "weight_pages.h"
 
 /* ---- shared validation ---------------------------------------------------------------------- */
 
@@ -452,44 +453,91 @@ static int gguf_load_weights(model *m, ramp_error *err) {
 /* ---- mapping the slice in ----------------------------------------------------------------------
  * Every matrix of the slice is read whole by the first forward pass. Left to page faults, that pass
  * pays one fault per few pages (measured: 17,790 faults, a quarter of a 128-token prompt's time on a
- * 390 MiB file already in the page cache); asking the kernel to map the ranges at load costs a
- * fraction of that (31 ms for that file) and moves it out of the first request. Only when the pages
- * are already in the page cache: a file still on disk would be read whole before the stage answers
- * (a load must take seconds), so it gets an asynchronous read-ahead instead. The token embedding is
- * left alone (a stage reads only the rows of the tokens it sees). Best effort: without
- * MADV_POPULATE_READ (Linux < 5.14) the first pass faults the pages in as before. */
-#ifndef MADV_POPULATE_READ
-#define MADV_POPULATE_READ 22
-#endif
+ * 390 MiB file already in the page cache); mapping the ranges at load costs a fraction of that (31 ms
+ * for that file) and moves it out of the first request. weight_pages_bring_in does it, in 2 MiB pages
+ * where it can (decode reads through them up to 1.7x faster). The token embedding is left alone (a
+ * stage reads only the rows of the tokens it sees). A slice's matrices usually lie together in the
+ * file, layer after layer: they are brought in as one range (what lies between them is norms and
+ * biases the slice reads too), unless that range would hold much besides. */
 
-/* True when at least 90% of the pages of [from, from + length) are in the page cache. */
-static bool mostly_cached(void *from, size_t length, size_t page) {
-    const size_t pages = (length + page - 1) / page;
-    unsigned char *resident = malloc(pages);
-    if (!resident) return false;
-    size_t in_cache = 0;
-    if (mincore(from, length, resident) == 0)
-        for (size_t i = 0; i < pages; i++) in_cache += resident[i] & 1;
-    free(resident);
-    return in_cache * 10 >= pages * 9;
-}
+typedef struct {
+    weight_file file;
+    const char *from, *end; /* the slice's matrices in this file: first byte, one past the last */
+    size_t bytes;           /* their bytes */
+} file_span;
 
-static void map_in(const weight_matrix *w) {
+static void span_add(file_span *spans, int n_spans, const weight_matrix *w) {
     if (!w->data || w->rows <= 0) return;
-    const size_t page = (size_t)sysconf(_SC_PAGESIZE);
-    const uintptr_t from = (uintptr_t)w->data & ~(uintptr_t)(page - 1);
-    const size_t length = (uintptr_t)w->data + (size_t)w->rows * w->row_bytes - from;
-    if (!mostly_cached((void *)from, length, page) || madvise((void *)from, length, MADV_POPULATE_READ) != 0)
-        (void)madvise((void *)from, length, MADV_WILLNEED);
+    const char *from = w->data, *end = from + (size_t)w->rows * w->row_bytes;
+    for (int i = 0; i < n_spans; i++) {
+        file_span *s = &spans[i];
+        if (from < s->file.map || end > s->file.map + s->file.map_size) continue;
+        if (!s->from || from < s->from) s->from = from;
+        if (!s->end || end > s->end) s->end = end;
+        s->bytes += (size_t)(end - from);
+        return;
+    }
 }
 
-static void model_map_in_slice(const model *m) {
+static void bring_in_matrix(file_span *spans, int n_spans, const weight_matrix *w) {
+    if (!w->data || w->rows <= 0) return;
+    for (int i = 0; i < n_spans; i++)
+        if ((const char *)w->data >= spans[i].file.map && (const char *)w->data < spans[i].file.map + spans[i].file.map_size)
+            weight_pages_bring_in(&spans[i].file, w->data, (size_t)w->rows * w->row_bytes);
+}
+
+/* The slice's matrices (SLICE_MATRICES_PER_LAYER a layer), then the output head if it has it. */
+enum { SLICE_MATRICES_PER_LAYER = 7 };
+static int slice_matrices(const model *m, const weight_matrix **out) {
+    int n = 0;
     for (int l = m->slice.first_layer; l < m->slice.end_layer; l++) {
         const layer_weights *w = &m->layers[l];
-        const weight_matrix *matrices[] = {&w->wq, &w->wk, &w->wv, &w->wo, &w->w_gate, &w->w_up, &w->w_down};
-        for (size_t i = 0; i < sizeof matrices / sizeof matrices[0]; i++) map_in(matrices[i]);
+        const weight_matrix *matrices[SLICE_MATRICES_PER_LAYER] = {&w->wq, &w->wk, &w->wv, &w->wo, &w->w_gate, &w->w_up, &w->w_down};
+        for (int i = 0; i < SLICE_MATRICES_PER_LAYER; i++) out[n++] = matrices[i];
     }
-    if (m->slice.head) map_in(&m->output);
+    if (m->slice.head) out[n++] = &m->output;
+    return n;
+}
+
+static void model_map_in_slice(model *m) {
+    const int files = m->format == MODEL_FORMAT_GGUF ? 1 + (int)m->gguf.n_other_parts : 1;
+    const int most = (m->slice.end_layer - m->slice.first_layer) * SLICE_MATRICES_PER_LAYER + 1;
+    file_span *spans = calloc((size_t)files, sizeof *spans);
+    const weight_matrix **matrices = malloc((size_t)most * sizeof *matrices);
+    if (!spans || !matrices) { /* best effort: the first pass faults the pages in */
+        free(spans);
+        free(matrices);
+        return;
+    }
+    int n_spans = 0;
+    if (m->format == MODEL_FORMAT_GGUF) {
+        spans[n_spans++].file = (weight_file){.path = m->gguf.path, .map = m->gguf.map, .map_size = m->gguf.map_size};
+        for (uint32_t i = 0; i < m->gguf.n_other_parts; i++) {
+            const gguf_file *part = &m->gguf.other_parts[i];
+            spans[n_spans++].file = (weight_file){.path = part->path, .map = part->map, .map_size = part->map_size};
+        }
+    } else {
+        spans[n_spans++].file = (weight_file){.path = m->path, .map = m->checkpoint_map, .map_size = m->checkpoint_size};
+    }
+    const int n = slice_matrices(m, matrices);
+    /* The output head often lies far from the layers (after them, or before them where it is the
+     * token embedding): it gets its own range. */
+    const int layer_matrices = m->slice.head ? n - 1 : n;
+    for (int i = 0; i < layer_matrices; i++) span_add(spans, n_spans, matrices[i]);
+    for (int i = 0; i < n_spans; i++) {
+        file_span *s = &spans[i];
+        if (!s->from) continue;
+        const size_t span = (size_t)(s->end - s->from);
+        if (span <= s->bytes + s->bytes / 4 + (4u << 20)) {
+            weight_pages_bring_in(&s->file, s->from, span);
+            continue;
+        }
+        for (int j = 0; j < layer_matrices; j++) bring_in_matrix(s, 1, matrices[j]);
+    }
+    if (m->slice.head) bring_in_matrix(spans, n_spans, &m->output);
+    for (int i = 0; i < n_spans; i++) m->weight_bytes_huge += spans[i].file.huge_bytes;
+    free(spans);
+    free(matrices);
 }
 
 /* ---- llama2.c checkpoints ------------------------------------------------------------------- */
@@ -577,7 +625,7 @@ static int llama2c_load_weights(model *m, bool shared_head, ramp_error *err) {
 }
 
 static int map_file(const char *path, void **map, size_t *size, ramp_error *err) {
-    int fd = open(path, O_RDONLY);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) return ramp_fail(err, "%s: cannot open: %s", path, strerror(errno));
     struct stat st;
     if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
@@ -588,7 +636,7 @@ static int map_file(const char *path, void **map, size_t *size, ramp_error *err)
         close(fd);
         return ramp_fail(err, "%s: file is empty", path);
     }
-    void *p = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+    void *p = weight_pages_map(fd, (size_t)st.st_size);
     close(fd);
     if (p == MAP_FAILED) return ramp_fail(err, "%s: cannot map: %s", path, strerror(errno));
     *map = p;

@@ -119,6 +119,8 @@ typedef struct {
     tokenizer *tokenizer;          /* owned; NULL when not requested */
     size_t weight_bytes;           /* bytes this slice's weights occupy as held: the stored
                                       (quantized) size, shared data counted once */
+    size_t weight_bytes_huge;      /* of those, bytes mapped in 2 MiB pages at load (model/weight_pages.h;
+                                      0 when unknown or still on disk) */
 
     /* Ownership of the storage behind the pointers above. */
     gguf_file gguf;

@@ -218,6 +218,12 @@ if [ -n "$BW" ]; then
     [ -n "$COPY_BW" ] && printf '  %-46s %s GB/s\n' "copy bandwidth (STREAM: read + written bytes)" "$COPY_BW"
 fi
 [ -s "$W/load" ] && printf '  %-46s %s\n' "load average (1 min) at each round's start" "$(tr '\n' ' ' <"$W/load")"
+# How much of each file's weights ramp held in 2 MiB pages (model/weight_pages.h), in the last round.
+for f in "${FILES[@]}"; do
+    j=$W/$(basename "$f" .gguf)-$ROUNDS-tg.json
+    [ -s "$j" ] && printf '  %-46s %s\n' "ramp's weights in 2 MiB pages, $(basename "$f" .gguf)" \
+        "$(ramp_json "$j" "'%.0f of %.0f MB' % (d['stages'][0]['weight_bytes_huge'] / 1e6, d['stages'][0]['weight_bytes'] / 1e6)")"
+done
 [ -s "$W/results" ] && python3 - "$W/results" "${BW:-0}" "${COPY_BW:-0}" "$have_peer" "${FILES[@]}" <<'PY'
 import os, statistics, struct, sys
 

@@ -49,6 +49,7 @@
  * between its loads reads faster than one that only loads (the one-row kernels' arithmetic alone
  * runs at 1.7-2x the memory's pace, as paced:4's does), and a few concurrent streams
  * per thread are the fastest way found to read here (the hardware prefetcher following each). */
+#define _GNU_SOURCE
 #include <immintrin.h>
 #include <omp.h>
 #include <stdbool.h>
@@ -56,6 +57,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
 
 enum { THREADS = 2, ROUNDS = 10, MAX_PATTERNS = 16, TILE_AHEAD_MIN = 12288 };
@@ -227,8 +229,11 @@ int main(int argc, char **argv) {
         if (patterns[i].kind == COPY) copy_at = i;
     }
     const size_t bytes = mib << 20, slack = 1u << 20; /* prefetches run past the end */
-    unsigned char *buffer = aligned_alloc(4096, bytes + slack);
-    unsigned char *copy = copy_at >= 0 ? aligned_alloc(4096, bytes) : NULL;
+    /* in 2 MiB pages where the kernel gives them, as ramp's weights (model/weight_pages.h) */
+    unsigned char *buffer = aligned_alloc(2u << 20, bytes + (2u << 20));
+    unsigned char *copy = copy_at >= 0 ? aligned_alloc(2u << 20, bytes) : NULL;
+    if (buffer) (void)madvise(buffer, bytes + (2u << 20), MADV_HUGEPAGE);
+    if (copy) (void)madvise(copy, bytes, MADV_HUGEPAGE);
     if (!buffer || (copy_at >= 0 && !copy)) {
         fprintf(stderr, "read-order: cannot allocate %zu MiB\n", mib);
         return 1;

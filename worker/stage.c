@@ -662,6 +662,7 @@ static int stage_send_report(stage *s, ramp_error *err) {
     r.bytes_received = transport_bytes_received(s->transport);
     r.kv_bytes_peak = s->kv_bytes_peak;
     r.weight_bytes = s->model.weight_bytes;
+    r.weight_bytes_huge = s->model.weight_bytes_huge;
     r.exit_head_seconds = s->exit_head_seconds;
     r.compute_seconds = s->compute_seconds;
     r.layer_rows = s->layer_rows;

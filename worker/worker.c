@@ -8,6 +8,7 @@
 
 #include "clock.h"
 #include "interrupt.h"
+#include "weight_pages.h"
 #include "pair_partner.h"
 #include "stage.h"
 #include "wire.h"
@@ -191,6 +192,13 @@ int worker_main(transport *t) {
     const Ramp__Setup *setup = e->setup;
     double grace = setup->shutdown_grace_seconds > 0 ? setup->shutdown_grace_seconds : 30.0;
     threads_apply(threads_per_rank((int)setup->threads, false, transport_size(t)));
+    if (setup->huge_pages > WEIGHT_PAGES_OFF) {
+        ramp_fail(&err, "Setup asks for huge-pages mode %u, expected 0 (on), 1 (cached) or 2 (off)", setup->huge_pages);
+        wire_envelope_free(e);
+        free(frame);
+        return fail_and_abort(t, rank, &err, 10.0);
+    }
+    weight_pages_set_mode((weight_pages_mode)setup->huge_pages);
     if (setup->partner_of > 0) { /* this rank computes the second layer of a stage's pairs */
         int status = partner_main(t, setup, &err);
         wire_envelope_free(e);

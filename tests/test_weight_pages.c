@@ -1,0 +1,114 @@
+/* test_weight_pages.c: the pages a model file is read through (model/weight_pages.h). A file the
+ * test has just written sits in the page cache in small folios, as a freshly quantized model does:
+ * "cached" must leave it so, "on" must bring it to 2 MiB pages where this kernel and file system
+ * can, and no mode may change a byte read. */
+#include <criterion/criterion.h>
+
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "weight_pages.h"
+
+enum { FILE_BYTES = 24 << 20, HUGE = 2 << 20 };
+
+static uint32_t word_at(size_t i) { return (uint32_t)(i * 2654435761u) ^ 0x5bd1e995u; }
+
+/* Writes FILE_BYTES of a known pattern into a new file, 4 KiB per write as a download does (which
+ * leaves it in small folios); returns its open descriptor. */
+static int write_pattern_file(char *path) {
+    int fd = mkstemp(path);
+    cr_assert_geq(fd, 0, "mkstemp %s", path);
+    uint32_t *words = malloc(FILE_BYTES);
+    cr_assert_not_null(words);
+    for (size_t i = 0; i < FILE_BYTES / 4; i++) words[i] = word_at(i);
+    for (size_t at = 0; at < FILE_BYTES; at += 4096) cr_assert_eq(write(fd, (char *)words + at, 4096), 4096);
+    free(words);
+    return fd;
+}
+
+static bool pattern_intact(const char *map) {
+    const uint32_t *words = (const uint32_t *)map;
+    for (size_t i = 0; i < FILE_BYTES / 4; i++)
+        if (words[i] != word_at(i)) return false;
+    return true;
+}
+
+/* The 2 MiB pieces whole inside the range brought in below: [map + 1 MiB + 5, end - 3). */
+static size_t interior_bytes(void) { return (FILE_BYTES - 3) / HUGE * HUGE - HUGE; }
+
+/* Maps the file in `mode`, brings most of it in, checks every byte; returns the bytes then in 2 MiB
+ * pages of the range's whole 2 MiB pieces (-1 when the kernel cannot say). */
+static long long bring_in_as(weight_pages_mode mode, const char *path, int fd, weight_file *file) {
+    weight_pages_set_mode(mode);
+    char *map = weight_pages_map(fd, FILE_BYTES);
+    cr_assert_neq(map, MAP_FAILED);
+    if (mode != WEIGHT_PAGES_OFF) cr_assert_eq((uintptr_t)map % HUGE, 0, "%s: mapping not 2 MiB-aligned", weight_pages_name(mode));
+    *file = (weight_file){.path = path, .map = map, .map_size = FILE_BYTES};
+    weight_pages_bring_in(file, map + (1 << 20) + 5, FILE_BYTES - (1 << 20) - 8);
+    cr_assert(pattern_intact(map), "%s: the bytes read differ from the file's", weight_pages_name(mode));
+    long long huge = weight_pages_count_huge(map + HUGE, interior_bytes());
+    munmap(map, FILE_BYTES);
+    return huge;
+}
+
+Test(weight_pages, modes_parse_by_name_and_bad_ones_are_refused) {
+    ramp_error err = {0};
+    weight_pages_mode mode;
+    const char *names[] = {"on", "cached", "off"};
+    for (int i = 0; i < 3; i++) {
+        cr_assert_eq(weight_pages_parse(names[i], &mode, &err), 0);
+        cr_assert_str_eq(weight_pages_name(mode), names[i]);
+    }
+    cr_assert_eq(weight_pages_parse("yes", &mode, &err), -1);
+    cr_assert(strstr(err.message, "--huge-pages") && strstr(err.message, "'yes'"), "message: %s", err.message);
+}
+
+Test(weight_pages, cached_keeps_small_pages_and_on_reads_them_again_into_2_mib_pages) {
+    char path[] = "/tmp/ramp-test-weight-pages-XXXXXX";
+    int fd = write_pattern_file(path);
+    weight_file file;
+    long long huge = bring_in_as(WEIGHT_PAGES_OFF, path, fd, &file);
+    cr_assert(huge <= 0, "off: %lld bytes in 2 MiB pages", huge);
+    huge = bring_in_as(WEIGHT_PAGES_CACHED, path, fd, &file);
+    if (huge < 0) cr_skip_test("this kernel cannot say which pages are huge (PAGEMAP_SCAN, Linux 6.7)");
+    cr_assert_eq(huge, 0, "cached: a file written in small folios came back in %lld bytes of 2 MiB pages", huge);
+    huge = bring_in_as(WEIGHT_PAGES_ON, path, fd, &file);
+    FILE *thp = fopen("/sys/kernel/mm/transparent_hugepage/enabled", "r");
+    char line[128] = "";
+    bool thp_on = thp && fgets(line, sizeof line, thp) && !strstr(line, "[never]");
+    if (thp) fclose(thp);
+    if (thp_on && !file.no_large_folios && !file.storage_too_slow)
+        cr_assert_geq((size_t)huge, interior_bytes() * 9 / 10, "on: only %lld of %zu bytes in 2 MiB pages", huge,
+                      interior_bytes());
+    else
+        cr_log_info("2 MiB pages not checked: THP %s, large folios %s, storage %s", thp_on ? "on" : "off",
+                    file.no_large_folios ? "no" : "yes", file.storage_too_slow ? "slow" : "fast");
+    /* read again now from 2 MiB pages: "cached" keeps them */
+    if (thp_on && !file.no_large_folios && !file.storage_too_slow)
+        cr_assert_geq((size_t)bring_in_as(WEIGHT_PAGES_CACHED, path, fd, &file), interior_bytes() * 9 / 10);
+    weight_pages_set_mode(WEIGHT_PAGES_ON);
+    close(fd);
+    unlink(path);
+}
+
+Test(weight_pages, a_file_smaller_than_a_huge_page_maps_and_reads_the_same) {
+    char path[] = "/tmp/ramp-test-weight-pages-XXXXXX";
+    int fd = mkstemp(path);
+    cr_assert_geq(fd, 0);
+    const char text[] = "a GGUF header and little else";
+    cr_assert_eq(write(fd, text, sizeof text), (ssize_t)sizeof text);
+    const char *map = weight_pages_map(fd, sizeof text);
+    cr_assert_neq(map, MAP_FAILED);
+    weight_file file = {.path = path, .map = map, .map_size = sizeof text};
+    weight_pages_bring_in(&file, map, sizeof text);
+    cr_assert_str_eq(map, text);
+    cr_assert_eq(file.huge_bytes, 0);
+    munmap((void *)map, sizeof text);
+    close(fd);
+    unlink(path);
+}
