@@ -44,14 +44,14 @@ static weight_pages_mode configured_mode = WEIGHT_PAGES_ON;
 
 int weight_pages_parse(const char *text, weight_pages_mode *mode, ramp_error *err) {
     if (!strcmp(text, "on")) *mode = WEIGHT_PAGES_ON;
-    else if (!strcmp(text, "cached")) *mode = WEIGHT_PAGES_CACHED;
+    else if (!strcmp(text, "reread")) *mode = WEIGHT_PAGES_REREAD;
     else if (!strcmp(text, "off")) *mode = WEIGHT_PAGES_OFF;
-    else return ramp_fail(err, "--huge-pages expects on, cached or off, got '%s'", text);
+    else return ramp_fail(err, "--huge-pages expects on, reread or off, got '%s'", text);
     return 0;
 }
 
 const char *weight_pages_name(weight_pages_mode mode) {
-    return mode == WEIGHT_PAGES_ON ? "on" : mode == WEIGHT_PAGES_CACHED ? "cached" : "off";
+    return mode == WEIGHT_PAGES_ON ? "on" : mode == WEIGHT_PAGES_REREAD ? "reread" : "off";
 }
 
 void weight_pages_set_mode(weight_pages_mode mode) { configured_mode = mode; }
@@ -173,7 +173,7 @@ void weight_pages_bring_in(weight_file *file, const void *from, size_t length) {
         long long huge_now = weight_pages_count_huge(piece, piece_length);
         if (huge_now < 0) break; /* the kernel cannot say: leave the pages as they are */
         const bool small = (size_t)huge_now * 10 < piece_length * 9;
-        if (small && configured_mode == WEIGHT_PAGES_ON && !file->storage_too_slow && !file->no_large_folios &&
+        if (small && configured_mode == WEIGHT_PAGES_REREAD && !file->storage_too_slow && !file->no_large_folios &&
             (fd >= 0 || (fd = open(file->path, O_RDONLY | O_CLOEXEC)) >= 0)) {
             read_again(file, fd, piece, piece_length);
             huge_now = weight_pages_count_huge(piece, piece_length);

@@ -1,21 +1,20 @@
 /* weight_pages.h: the memory pages a model file's weights are read through.
  *
- * Decode reads every weight once per token, so the pages behind them matter: on the AMD EPYC
- * machines ramp is measured on, a read pass over a 406 MiB file's mapping ran at 57-61 GB/s through
- * 2 MiB pages and at 34-35 GB/s through 4 KiB ones (2 threads, the same bytes, the same minute).
- * Linux maps a file in 2 MiB pages where its page cache holds the file in 2 MiB folios and the
+ * Decode reads every weight once per token. A plain read loop on 2 threads ran x1.12-1.47 faster
+ * through 2 MiB pages than through 4 KiB ones on the machines ramp is measured on (ramp's decode,
+ * whose kernels prefetch ahead themselves, showed no difference there within the noise). Linux maps a file in 2 MiB pages where its page cache holds the file in 2 MiB folios and the
  * mapping is 2 MiB-aligned, and it reads a file into such folios when the mapping is marked
  * MADV_HUGEPAGE. A file written or read before (just downloaded, just quantized) usually sits in
  * the cache in small folios and stays so: the only way to 2 MiB pages is to drop it from the page
  * cache and read it again.
  *
  * The mode is process configuration, like the thread count (set once from --huge-pages):
- *   WEIGHT_PAGES_ON (the default): 2 MiB pages; a range cached in small pages is dropped from the
- *     page cache and read again at load, 64 MiB at a time, while storage gives it back at 250 MB/s
- *     or more (on a slower disk reading a big slice again would cost more than it saves) and while
- *     that yields 2 MiB pages (a file system without large folios never does);
- *   WEIGHT_PAGES_CACHED: 2 MiB pages only where the cache already has them or reads a range anew;
- *     nothing is dropped;
+ *   WEIGHT_PAGES_ON (the default): 2 MiB pages where the cache already has them or reads a range
+ *     anew (a file not read since boot); nothing is dropped;
+ *   WEIGHT_PAGES_REREAD: the same, and a range cached in small pages is dropped from the page cache
+ *     and read again at load, 64 MiB at a time, while storage gives it back at 250 MB/s or more (on
+ *     a slower disk reading a big slice again would cost more than it saves) and while that yields
+ *     2 MiB pages (a file system without large folios never does);
  *   WEIGHT_PAGES_OFF: a plain mapping in the kernel's default pages.
  * Nothing here changes a value read, only which pages hold the bytes; everything is best effort.
  */
@@ -27,9 +26,9 @@
 
 #include "error.h"
 
-typedef enum { WEIGHT_PAGES_ON, WEIGHT_PAGES_CACHED, WEIGHT_PAGES_OFF } weight_pages_mode;
+typedef enum { WEIGHT_PAGES_ON, WEIGHT_PAGES_REREAD, WEIGHT_PAGES_OFF } weight_pages_mode;
 
-/* "on", "cached" or "off". */
+/* "on", "reread" or "off". */
 int weight_pages_parse(const char *text, weight_pages_mode *mode, ramp_error *err);
 const char *weight_pages_name(weight_pages_mode mode);
 void weight_pages_set_mode(weight_pages_mode mode);

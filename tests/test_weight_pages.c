@@ -1,6 +1,6 @@
 /* test_weight_pages.c: the pages a model file is read through (model/weight_pages.h). A file the
  * test has just written sits in the page cache in small folios, as a freshly quantized model does:
- * "cached" must leave it so, "on" must bring it to 2 MiB pages where this kernel and file system
+ * "on" must leave it so, "reread" must bring it to 2 MiB pages where this kernel and file system
  * can, and no mode may change a byte read. */
 #include <criterion/criterion.h>
 
@@ -59,7 +59,7 @@ static long long bring_in_as(weight_pages_mode mode, const char *path, int fd, w
 Test(weight_pages, modes_parse_by_name_and_bad_ones_are_refused) {
     ramp_error err = {0};
     weight_pages_mode mode;
-    const char *names[] = {"on", "cached", "off"};
+    const char *names[] = {"on", "reread", "off"};
     for (int i = 0; i < 3; i++) {
         cr_assert_eq(weight_pages_parse(names[i], &mode, &err), 0);
         cr_assert_str_eq(weight_pages_name(mode), names[i]);
@@ -68,29 +68,29 @@ Test(weight_pages, modes_parse_by_name_and_bad_ones_are_refused) {
     cr_assert(strstr(err.message, "--huge-pages") && strstr(err.message, "'yes'"), "message: %s", err.message);
 }
 
-Test(weight_pages, cached_keeps_small_pages_and_on_reads_them_again_into_2_mib_pages) {
+Test(weight_pages, on_keeps_small_pages_and_reread_reads_them_again_into_2_mib_pages) {
     char path[] = "/tmp/ramp-test-weight-pages-XXXXXX";
     int fd = write_pattern_file(path);
     weight_file file;
     long long huge = bring_in_as(WEIGHT_PAGES_OFF, path, fd, &file);
     cr_assert(huge <= 0, "off: %lld bytes in 2 MiB pages", huge);
-    huge = bring_in_as(WEIGHT_PAGES_CACHED, path, fd, &file);
-    if (huge < 0) cr_skip_test("this kernel cannot say which pages are huge (PAGEMAP_SCAN, Linux 6.7)");
-    cr_assert_eq(huge, 0, "cached: a file written in small folios came back in %lld bytes of 2 MiB pages", huge);
     huge = bring_in_as(WEIGHT_PAGES_ON, path, fd, &file);
+    if (huge < 0) cr_skip_test("this kernel cannot say which pages are huge (PAGEMAP_SCAN, Linux 6.7)");
+    cr_assert_eq(huge, 0, "on: a file written in small folios came back in %lld bytes of 2 MiB pages", huge);
+    huge = bring_in_as(WEIGHT_PAGES_REREAD, path, fd, &file);
     FILE *thp = fopen("/sys/kernel/mm/transparent_hugepage/enabled", "r");
     char line[128] = "";
     bool thp_on = thp && fgets(line, sizeof line, thp) && !strstr(line, "[never]");
     if (thp) fclose(thp);
     if (thp_on && !file.no_large_folios && !file.storage_too_slow)
-        cr_assert_geq((size_t)huge, interior_bytes() * 9 / 10, "on: only %lld of %zu bytes in 2 MiB pages", huge,
+        cr_assert_geq((size_t)huge, interior_bytes() * 9 / 10, "reread: only %lld of %zu bytes in 2 MiB pages", huge,
                       interior_bytes());
     else
         cr_log_info("2 MiB pages not checked: THP %s, large folios %s, storage %s", thp_on ? "on" : "off",
                     file.no_large_folios ? "no" : "yes", file.storage_too_slow ? "slow" : "fast");
-    /* read again now from 2 MiB pages: "cached" keeps them */
+    /* mapped again from 2 MiB folios: "on" keeps them */
     if (thp_on && !file.no_large_folios && !file.storage_too_slow)
-        cr_assert_geq((size_t)bring_in_as(WEIGHT_PAGES_CACHED, path, fd, &file), interior_bytes() * 9 / 10);
+        cr_assert_geq((size_t)bring_in_as(WEIGHT_PAGES_ON, path, fd, &file), interior_bytes() * 9 / 10);
     weight_pages_set_mode(WEIGHT_PAGES_ON);
     close(fd);
     unlink(path);

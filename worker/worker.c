@@ -193,7 +193,7 @@ int worker_main(transport *t) {
     double grace = setup->shutdown_grace_seconds > 0 ? setup->shutdown_grace_seconds : 30.0;
     threads_apply(threads_per_rank((int)setup->threads, false, transport_size(t)));
     if (setup->huge_pages > WEIGHT_PAGES_OFF) {
-        ramp_fail(&err, "Setup asks for huge-pages mode %u, expected 0 (on), 1 (cached) or 2 (off)", setup->huge_pages);
+        ramp_fail(&err, "Setup asks for huge-pages mode %u, expected 0 (on), 1 (reread) or 2 (off)", setup->huge_pages);
         wire_envelope_free(e);
         free(frame);
         return fail_and_abort(t, rank, &err, 10.0);

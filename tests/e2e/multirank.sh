@@ -113,6 +113,36 @@ else
     fail "--kv-type q4 is refused with exit 2 and a message" "$(last_run_details)"
 fi
 
+# --- --huge-pages: which pages hold the weights, never what they say -----------------------------
+# reread drops a slice cached in small pages from the page cache and reads it again into 2 MiB
+# pages (model/weight_pages.h). The copy is written 4 KiB at a time, as a download is, so that its
+# cache starts in small folios; the mode reaches every rank in its Setup.
+hp_model=$mr_dir/lite16-small-folios.gguf
+dd if="$L16" of="$hp_model" bs=4k status=none
+if have_mpi; then
+    mpi_run 120 3 generate -m "$hp_model" -f "$mr_prompts" -n "$MR_TOKENS" --temp 0 --timeout 30 \
+        --huge-pages reread --metrics-json "$mr_dir/huge-pages.json"
+    mr_same "lite16 --huge-pages reread: mpirun -np 3 equals one process" "$mr_dir/lite16-f32.single"
+    huge=$(jq '[.stages[].weight_bytes_huge] | add' "$mr_dir/huge-pages.json" 2>/dev/null)
+    held=$(jq '[.stages[].weight_bytes] | add' "$mr_dir/huge-pages.json" 2>/dev/null)
+    if [[ "$huge" =~ ^[0-9]+$ ]] && [[ "$held" =~ ^[0-9]+$ ]] && [ "$huge" -le "$held" ]; then
+        pass "--huge-pages reread: the stages report $huge of $held weight bytes in 2 MiB pages"
+    else
+        fail "--huge-pages reread: the stages report their bytes in 2 MiB pages" "weight_bytes_huge '$huge', weight_bytes '$held'"
+    fi
+else
+    skip "lite16 --huge-pages reread: mpirun -np 3 equals one process" "mpirun not found"
+fi
+ramp generate -m "$hp_model" -f "$mr_prompts" -n "$MR_TOKENS" --temp 0 --stages 2 --huge-pages off
+mr_same "lite16 --huge-pages off: --stages 2 equals one process" "$mr_dir/lite16-f32.single"
+rm -f "$hp_model"
+run 30 "$RAMP_BIN" generate -m "$L16" -p "Once upon a time" -n 4 --huge-pages yes
+if [ "$RC" -eq 2 ] && grep -q "huge-pages expects on, reread or off, got 'yes'" "$ERR" && ! has_sanitizer_report; then
+    pass "--huge-pages yes is refused: $(head -n 1 "$ERR" | cut -c1-80)"
+else
+    fail "--huge-pages yes is refused with exit 2 and a message" "$(last_run_details)"
+fi
+
 # --- bad splits: exit 1 or 2 with a message about the layers ----------------------------------
 # bad_split WHAT RUNNER ARGS...: RUNNER is "local" or an -np for mpirun.
 bad_split() {
