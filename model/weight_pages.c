@@ -27,6 +27,7 @@ struct pm_scan_arg {
     uint64_t size, flags, start, end, walk_end, vec, vec_len, max_pages;
     uint64_t category_inverted, category_mask, category_anyof_mask, return_mask;
 };
+#define PAGE_IS_PRESENT (1 << 3)
 #define PAGE_IS_HUGE (1 << 6)
 #define PAGEMAP_SCAN _IOWR('f', 16, struct pm_scan_arg)
 #endif
@@ -87,12 +88,14 @@ void *weight_pages_map(int fd, size_t size) {
     return map;
 }
 
-long long weight_pages_count_huge(const void *from, size_t length) {
+/* Bytes of the pages of [from, from + length) mapped now in pages of the PAGE_IS_* category, or -1. */
+static long long count_mapped(const void *from, size_t length, uint64_t category) {
     int fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
     if (fd < 0) return -1;
     struct page_region regions[64];
-    uint64_t at = (uintptr_t)from, end = (uintptr_t)from + length;
-    long long huge = 0;
+    const uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE); /* the scan takes whole pages */
+    uint64_t at = (uintptr_t)from & ~(page - 1), end = ((uintptr_t)from + length + page - 1) & ~(page - 1);
+    long long bytes = 0;
     while (at < end) {
         struct pm_scan_arg scan = {
             .size = sizeof scan,
@@ -100,20 +103,25 @@ long long weight_pages_count_huge(const void *from, size_t length) {
             .end = end,
             .vec = (uintptr_t)regions,
             .vec_len = sizeof regions / sizeof regions[0],
-            .category_mask = PAGE_IS_HUGE,
-            .return_mask = PAGE_IS_HUGE,
+            .category_mask = category,
+            .return_mask = category,
         };
         long found = ioctl(fd, PAGEMAP_SCAN, &scan);
         if (found < 0) {
-            huge = -1;
+            bytes = -1;
             break;
         }
-        for (long i = 0; i < found; i++) huge += (long long)(regions[i].end - regions[i].start);
+        for (long i = 0; i < found; i++) bytes += (long long)(regions[i].end - regions[i].start);
         if (scan.walk_end <= at) break;
         at = scan.walk_end;
     }
     close(fd);
-    return huge;
+    return bytes;
+}
+
+long long weight_pages_count_huge(const void *from, size_t length) { return count_mapped(from, length, PAGE_IS_HUGE); }
+long long weight_pages_count_mapped(const void *from, size_t length) {
+    return count_mapped(from, length, PAGE_IS_PRESENT);
 }
 
 /* True when at least 90% of the pages of [from, from + length) are in the page cache. */

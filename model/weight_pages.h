@@ -55,8 +55,9 @@ typedef struct {
  * read-ahead starts now). */
 void weight_pages_bring_in(weight_file *file, const void *from, size_t length);
 
-/* Bytes of [from, from + length) of this process's memory mapped in 2 MiB pages now, or -1 when
- * the kernel cannot say (before Linux 6.7). */
+/* Bytes of the pages of [from, from + length) in this process's memory that are mapped now in 2 MiB
+ * pages, or in pages of any size; -1 when the kernel cannot say (before Linux 6.7). */
 long long weight_pages_count_huge(const void *from, size_t length);
+long long weight_pages_count_mapped(const void *from, size_t length);
 
 #endif
