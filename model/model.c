@@ -455,75 +455,62 @@ static int gguf_load_weights(model *m, ramp_error *err) {
  * pays one fault per few pages (measured: 17,790 faults, a quarter of a 128-token prompt's time on a
  * 390 MiB file already in the page cache); mapping the ranges at load costs a fraction of that (31 ms
  * for that file) and moves it out of the first request. weight_pages_bring_in does it, in 2 MiB pages
- * where it can (decode reads through them up to 1.7x faster). The token embedding is left alone (a
+ * where the page cache allows (model/weight_pages.h). The token embedding is left alone (a
  * stage reads only the rows of the tokens it sees). A slice's matrices usually lie together in the
  * file, layer after layer: they are brought in as one range (what lies between them is norms and
  * biases the slice reads too), unless that range would hold much besides. */
 
 typedef struct {
     weight_file file;
-    const char *from, *end; /* the slice's matrices in this file: first byte, one past the last */
+    const char *from, *end; /* the slice's layer matrices in this file: first byte, one past the last */
     size_t bytes;           /* their bytes */
 } file_span;
 
-static void span_add(file_span *spans, int n_spans, const weight_matrix *w) {
-    if (!w->data || w->rows <= 0) return;
-    const char *from = w->data, *end = from + (size_t)w->rows * w->row_bytes;
-    for (int i = 0; i < n_spans; i++) {
-        file_span *s = &spans[i];
-        if (from < s->file.map || end > s->file.map + s->file.map_size) continue;
-        if (!s->from || from < s->from) s->from = from;
-        if (!s->end || end > s->end) s->end = end;
-        s->bytes += (size_t)(end - from);
-        return;
-    }
-}
-
-static void bring_in_matrix(file_span *spans, int n_spans, const weight_matrix *w) {
-    if (!w->data || w->rows <= 0) return;
+/* The span of the file that holds w's data, or NULL (w not loaded, or in none of them). */
+static file_span *span_holding(file_span *spans, int n_spans, const weight_matrix *w) {
+    if (!w->data || w->rows <= 0) return NULL;
+    const char *data = w->data;
     for (int i = 0; i < n_spans; i++)
-        if ((const char *)w->data >= spans[i].file.map && (const char *)w->data < spans[i].file.map + spans[i].file.map_size)
-            weight_pages_bring_in(&spans[i].file, w->data, (size_t)w->rows * w->row_bytes);
+        if (data >= spans[i].file.map && data + (size_t)w->rows * w->row_bytes <= spans[i].file.map + spans[i].file.map_size)
+            return &spans[i];
+    return NULL;
 }
 
-/* The slice's matrices (SLICE_MATRICES_PER_LAYER a layer), then the output head if it has it. */
+static void bring_in(file_span *s, const weight_matrix *w) {
+    weight_pages_bring_in(&s->file, w->data, (size_t)w->rows * w->row_bytes);
+}
+
+/* Matrix `index` of the slice's layers, SLICE_MATRICES_PER_LAYER a layer in layer order. */
 enum { SLICE_MATRICES_PER_LAYER = 7 };
-static int slice_matrices(const model *m, const weight_matrix **out) {
-    int n = 0;
-    for (int l = m->slice.first_layer; l < m->slice.end_layer; l++) {
-        const layer_weights *w = &m->layers[l];
-        const weight_matrix *matrices[SLICE_MATRICES_PER_LAYER] = {&w->wq, &w->wk, &w->wv, &w->wo, &w->w_gate, &w->w_up, &w->w_down};
-        for (int i = 0; i < SLICE_MATRICES_PER_LAYER; i++) out[n++] = matrices[i];
-    }
-    if (m->slice.head) out[n++] = &m->output;
-    return n;
+static const weight_matrix *slice_matrix(const model *m, int index) {
+    const layer_weights *w = &m->layers[m->slice.first_layer + index / SLICE_MATRICES_PER_LAYER];
+    const weight_matrix *matrices[SLICE_MATRICES_PER_LAYER] = {&w->wq, &w->wk, &w->wv, &w->wo, &w->w_gate, &w->w_up, &w->w_down};
+    return matrices[index % SLICE_MATRICES_PER_LAYER];
 }
 
 static void model_map_in_slice(model *m) {
-    const int files = m->format == MODEL_FORMAT_GGUF ? 1 + (int)m->gguf.n_other_parts : 1;
-    const int most = (m->slice.end_layer - m->slice.first_layer) * SLICE_MATRICES_PER_LAYER + 1;
-    file_span *spans = calloc((size_t)files, sizeof *spans);
-    const weight_matrix **matrices = malloc((size_t)most * sizeof *matrices);
-    if (!spans || !matrices) { /* best effort: the first pass faults the pages in */
-        free(spans);
-        free(matrices);
-        return;
-    }
-    int n_spans = 0;
+    const int n_spans = m->format == MODEL_FORMAT_GGUF ? 1 + (int)m->gguf.n_other_parts : 1;
+    file_span *spans = calloc((size_t)n_spans, sizeof *spans);
+    if (!spans) return; /* best effort: the first pass faults the pages in */
     if (m->format == MODEL_FORMAT_GGUF) {
-        spans[n_spans++].file = (weight_file){.path = m->gguf.path, .map = m->gguf.map, .map_size = m->gguf.map_size};
+        spans[0].file = (weight_file){.path = m->gguf.path, .map = m->gguf.map, .map_size = m->gguf.map_size};
         for (uint32_t i = 0; i < m->gguf.n_other_parts; i++) {
             const gguf_file *part = &m->gguf.other_parts[i];
-            spans[n_spans++].file = (weight_file){.path = part->path, .map = part->map, .map_size = part->map_size};
+            spans[1 + i].file = (weight_file){.path = part->path, .map = part->map, .map_size = part->map_size};
         }
     } else {
-        spans[n_spans++].file = (weight_file){.path = m->path, .map = m->checkpoint_map, .map_size = m->checkpoint_size};
+        spans[0].file = (weight_file){.path = m->path, .map = m->checkpoint_map, .map_size = m->checkpoint_size};
     }
-    const int n = slice_matrices(m, matrices);
-    /* The output head often lies far from the layers (after them, or before them where it is the
-     * token embedding): it gets its own range. */
-    const int layer_matrices = m->slice.head ? n - 1 : n;
-    for (int i = 0; i < layer_matrices; i++) span_add(spans, n_spans, matrices[i]);
+    const int n_matrices = (m->slice.end_layer - m->slice.first_layer) * SLICE_MATRICES_PER_LAYER;
+    for (int i = 0; i < n_matrices; i++) {
+        const weight_matrix *w = slice_matrix(m, i);
+        file_span *s = span_holding(spans, n_spans, w);
+        if (!s) continue;
+        const char *from = w->data, *end = from + (size_t)w->rows * w->row_bytes;
+        if (!s->from || from < s->from) s->from = from;
+        if (!s->end || end > s->end) s->end = end;
+        s->bytes += (size_t)(end - from);
+    }
     for (int i = 0; i < n_spans; i++) {
         file_span *s = &spans[i];
         if (!s->from) continue;
@@ -532,12 +519,15 @@ static void model_map_in_slice(model *m) {
             weight_pages_bring_in(&s->file, s->from, span);
             continue;
         }
-        for (int j = 0; j < layer_matrices; j++) bring_in_matrix(s, 1, matrices[j]);
+        for (int j = 0; j < n_matrices; j++)
+            if (span_holding(s, 1, slice_matrix(m, j))) bring_in(s, slice_matrix(m, j));
     }
-    if (m->slice.head) bring_in_matrix(spans, n_spans, &m->output);
+    /* The output head often lies far from the layers (after them, or before them where it is the
+     * token embedding): it gets its own range. */
+    file_span *head = m->slice.head ? span_holding(spans, n_spans, &m->output) : NULL;
+    if (head) bring_in(head, &m->output);
     for (int i = 0; i < n_spans; i++) m->weight_bytes_huge += spans[i].file.huge_bytes;
     free(spans);
-    free(matrices);
 }
 
 /* ---- llama2.c checkpoints ------------------------------------------------------------------- */

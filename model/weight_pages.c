@@ -37,8 +37,8 @@ enum {
     REREAD_CHUNK = 64 << 20,  /* read again and timed a piece at a time */
 };
 /* Below this rate (bytes/s) reading again stops. Reading a range again costs length / rate once;
- * 2 MiB pages save about length x 10 ms per GB at every token (35 against 55 GB/s): at 250 MB/s
- * that is repaid within 400 tokens. */
+ * where 2 MiB pages speed a pass up as they do a plain read loop here (35 against 55 GB/s), they
+ * save about length x 10 ms per GB at every token: at 250 MB/s that is repaid within 400 tokens. */
 static const double SLOWEST_REREAD = 250e6;
 
 static weight_pages_mode configured_mode = WEIGHT_PAGES_ON;
@@ -56,10 +56,9 @@ const char *weight_pages_name(weight_pages_mode mode) {
 }
 
 void weight_pages_set_mode(weight_pages_mode mode) { configured_mode = mode; }
-weight_pages_mode weight_pages_mode_now(void) { return configured_mode; }
 
 /* The kernel uses 2 MiB pages for a mapping marked MADV_HUGEPAGE unless THP is off altogether. */
-static bool kernel_has_huge_pages(void) {
+bool weight_pages_kernel_has_huge_pages(void) {
     FILE *f = fopen("/sys/kernel/mm/transparent_hugepage/enabled", "r");
     if (!f) return false;
     char line[128] = "";
@@ -68,7 +67,7 @@ static bool kernel_has_huge_pages(void) {
     return on;
 }
 
-static bool wants_huge(void) { return configured_mode != WEIGHT_PAGES_OFF && kernel_has_huge_pages(); }
+static bool wants_huge(void) { return configured_mode != WEIGHT_PAGES_OFF && weight_pages_kernel_has_huge_pages(); }
 
 void *weight_pages_map(int fd, size_t size) {
     if (!wants_huge() || size < HUGE_PAGE) return mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
@@ -143,19 +142,21 @@ static double seconds_now(void) {
 }
 
 /* Drops [from, from + length) (2 MiB-aligned) from this mapping and from the page cache, and maps
- * it again, which reads it into 2 MiB folios; notes when reading again no longer pays. */
-static void read_again(weight_file *file, int fd, char *from, size_t length) {
+ * it again, which reads it into 2 MiB folios; notes when reading again no longer pays. Returns the
+ * range's bytes in 2 MiB pages afterwards (as weight_pages_count_huge). */
+static long long read_again(weight_file *file, int fd, char *from, size_t length) {
     (void)madvise(from, length, MADV_DONTNEED); /* the cache drops no page that is still mapped */
     /* nor a dirty one: a file just written (quantized a moment ago) is written out first */
     (void)sync_file_range(fd, (off_t)(from - file->map), (off_t)length,
                           SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE | SYNC_FILE_RANGE_WAIT_AFTER);
     (void)posix_fadvise(fd, (off_t)(from - file->map), (off_t)length, POSIX_FADV_DONTNEED);
     double started = seconds_now();
-    if (madvise(from, length, MADV_POPULATE_READ) != 0) return; /* the first pass faults them in */
+    if (madvise(from, length, MADV_POPULATE_READ) != 0) return 0; /* the first pass faults them in */
     double seconds = seconds_now() - started;
     if (seconds > 0 && (double)length / seconds < SLOWEST_REREAD) file->storage_too_slow = true;
     long long huge = weight_pages_count_huge(from, length);
     if (huge >= 0 && (size_t)huge * 2 < length) file->no_large_folios = true;
+    return huge;
 }
 
 void weight_pages_bring_in(weight_file *file, const void *from, size_t length) {
@@ -183,8 +184,7 @@ void weight_pages_bring_in(weight_file *file, const void *from, size_t length) {
         const bool small = (size_t)huge_now * 10 < piece_length * 9;
         if (small && configured_mode == WEIGHT_PAGES_REREAD && !file->storage_too_slow && !file->no_large_folios &&
             (fd >= 0 || (fd = open(file->path, O_RDONLY | O_CLOEXEC)) >= 0)) {
-            read_again(file, fd, piece, piece_length);
-            huge_now = weight_pages_count_huge(piece, piece_length);
+            huge_now = read_again(file, fd, piece, piece_length);
         }
         if (huge_now > 0) file->huge_bytes += (size_t)huge_now;
     }

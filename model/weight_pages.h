@@ -2,9 +2,9 @@
  *
  * Decode reads every weight once per token. A plain read loop on 2 threads ran x1.12-1.47 faster
  * through 2 MiB pages than through 4 KiB ones on the machines ramp is measured on (ramp's decode,
- * whose kernels prefetch ahead themselves, showed no difference there within the noise). Linux maps a file in 2 MiB pages where its page cache holds the file in 2 MiB folios and the
- * mapping is 2 MiB-aligned, and it reads a file into such folios when the mapping is marked
- * MADV_HUGEPAGE. A file written or read before (just downloaded, just quantized) usually sits in
+ * whose kernels prefetch ahead themselves, showed no difference there within the noise). Linux
+ * maps a file in 2 MiB pages where its page cache holds the file in 2 MiB folios and the mapping is
+ * 2 MiB-aligned, and it reads a file into such folios when the mapping is marked MADV_HUGEPAGE. A file written or read before (just downloaded, just quantized) usually sits in
  * the cache in small folios and stays so: the only way to 2 MiB pages is to drop it from the page
  * cache and read it again.
  *
@@ -32,7 +32,9 @@ typedef enum { WEIGHT_PAGES_ON, WEIGHT_PAGES_REREAD, WEIGHT_PAGES_OFF } weight_p
 int weight_pages_parse(const char *text, weight_pages_mode *mode, ramp_error *err);
 const char *weight_pages_name(weight_pages_mode mode);
 void weight_pages_set_mode(weight_pages_mode mode);
-weight_pages_mode weight_pages_mode_now(void);
+
+/* False when transparent huge pages are off altogether (the kernel's "never"). */
+bool weight_pages_kernel_has_huge_pages(void);
 
 /* Maps size bytes of fd read-only and private, 2 MiB-aligned unless the mode is off. Returns
  * MAP_FAILED with errno set on failure; munmap(map, size) releases it. */

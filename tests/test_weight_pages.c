@@ -81,18 +81,16 @@ Test(weight_pages, on_keeps_small_pages_and_reread_reads_them_again_into_2_mib_p
     if (huge < 0) cr_skip_test("this kernel cannot say which pages are huge (PAGEMAP_SCAN, Linux 6.7)");
     cr_assert_eq(huge, 0, "on: a file written in small folios came back in %lld bytes of 2 MiB pages", huge);
     huge = bring_in_as(WEIGHT_PAGES_REREAD, path, fd, &file);
-    FILE *thp = fopen("/sys/kernel/mm/transparent_hugepage/enabled", "r");
-    char line[128] = "";
-    bool thp_on = thp && fgets(line, sizeof line, thp) && !strstr(line, "[never]");
-    if (thp) fclose(thp);
-    if (thp_on && !file.no_large_folios && !file.storage_too_slow)
+    const bool thp_on = weight_pages_kernel_has_huge_pages();
+    const bool checked = thp_on && !file.no_large_folios && !file.storage_too_slow;
+    if (checked)
         cr_assert_geq((size_t)huge, interior_bytes() * 9 / 10, "reread: only %lld of %zu bytes in 2 MiB pages", huge,
                       interior_bytes());
     else
         cr_log_info("2 MiB pages not checked: THP %s, large folios %s, storage %s", thp_on ? "on" : "off",
                     file.no_large_folios ? "no" : "yes", file.storage_too_slow ? "slow" : "fast");
     /* mapped again from 2 MiB folios: "on" keeps them */
-    if (thp_on && !file.no_large_folios && !file.storage_too_slow)
+    if (checked)
         cr_assert_geq((size_t)bring_in_as(WEIGHT_PAGES_ON, path, fd, &file), interior_bytes() * 9 / 10);
     weight_pages_set_mode(WEIGHT_PAGES_ON);
     close(fd);

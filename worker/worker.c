@@ -8,9 +8,9 @@
 
 #include "clock.h"
 #include "interrupt.h"
-#include "weight_pages.h"
 #include "pair_partner.h"
 #include "stage.h"
+#include "weight_pages.h"
 #include "wire.h"
 
 /* Longest wait for rank 0's Setup: rank 0 loads its tokenizer and checks its options first. */
