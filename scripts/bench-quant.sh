@@ -364,14 +364,16 @@ fi
 # --- the order the kernels read in ---------------------------------------------------------------
 # The memory alone, no arithmetic (scripts/read-order.c): a plain read against the order of the
 # one-row kernels' transposes over 768-value Q4_0 and Q8_0 rows, sixteen rows at a time (the K
-# kernels') and eight (the Q4_0 and Q8_0 ones), in the same minutes; a plain read paced as a
+# kernels') and eight (the Q4_0 and Q8_0 ones), and over 4,096-value Q4_K rows (the 7B-layer
+# shape's), in the same minutes; a plain read through 4 KiB pages; a plain read paced as a
 # kernel's arithmetic paces its loads (paced:4), the fastest read-only order found (four streams per
 # thread) and a copy, so each pattern is also given as a share of the copy figure the decode
 # roofline divides by: what any read-only pass could reach of it.
 printf '\n== read orders: the same bytes, no arithmetic, 2 threads ==\n'
 if cc -O2 -march=native -fopenmp scripts/read-order.c -o "$W/read-order" 2>"$W/order.err"; then
     run "$W/order" "$W/read-order" 512 linear tile-columns:16:432:144 tile-columns:8:432:144 \
-        tile-columns:16:816:272 tile-columns:8:816:272 paced:4 streams:4:1024 copy && sed 's/^/  /' "$W/order.out" ||
+        tile-columns:16:816:272 tile-columns:8:816:272 tile-columns:16:2304:144 linear@4k paced:4 streams:4:1024 \
+        copy && sed 's/^/  /' "$W/order.out" ||
         fail "read-order" "$W/order.err"
 else
     fail "building scripts/read-order.c" "$W/order.err"

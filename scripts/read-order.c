@@ -22,6 +22,8 @@
  *                       12 KB ahead, as the kernels' TILE_AHEAD_MIN; 0: no prefetch)
  *   tile-rows:N:R:G:K   the same groups, each row's G bytes read in one run, and K tiles (from K
  *                       parts of the thread's half) visited group by group in turn
+ *   PATTERN@4k          any of these over the same bytes in 4 KiB pages (the others read a buffer
+ *                       in 2 MiB pages where the kernel gives them, as ramp maps its weights)
  * Rounds alternate the patterns (the bandwidth here swings by 2x from one minute to the next); each
  * pattern's line gives its median GB/s (min..max) and its median ratio to the first pattern within
  * the same round. Use MIB >= 256: smaller buffers are served partly from the 32 MiB L3.
@@ -66,6 +68,7 @@ typedef enum { LINEAR, LINEAR_PREFETCH, PACED, STREAMS, TILE_COLUMNS, TILE_ROWS_
 
 typedef struct {
     const char *text;
+    bool small_pages; /* read from a buffer in 4 KiB pages (the pattern's name ends in @4k) */
     order kind;
     size_t a, b, c; /* LINEAR_PREFETCH: D; PACED: K; STREAMS: S, C; TILE_*: R, G, (K) */
     size_t rows;    /* TILE_*: N */
@@ -151,8 +154,9 @@ static __m512i read_tiles(const unsigned char *p, size_t n, size_t rows, size_t 
     return sum;
 }
 
-static double pass(const pattern *pt, const unsigned char *buffer, unsigned char *copy, size_t bytes,
-                   uint64_t *checksum) {
+static double pass(const pattern *pt, const unsigned char *huge, const unsigned char *small, unsigned char *copy,
+                   size_t bytes, uint64_t *checksum) {
+    const unsigned char *buffer = pt->small_pages ? small : huge;
     const double t0 = now();
     uint64_t total = 0;
 #pragma omp parallel num_threads(THREADS) reduction(+ : total)
@@ -175,8 +179,16 @@ static double pass(const pattern *pt, const unsigned char *buffer, unsigned char
     return (pt->kind == COPY ? 2.0 : 1.0) * (double)bytes / (now() - t0) / 1e9;
 }
 
-static int parse(const char *text, pattern *pt) {
-    *pt = (pattern){.text = text, .ahead = -1};
+static int parse(const char *name, pattern *pt) {
+    *pt = (pattern){.text = name, .ahead = -1};
+    char text[64];
+    const size_t length = strlen(name);
+    if (length >= sizeof text) return -1;
+    memcpy(text, name, length + 1);
+    if (length > 3 && strcmp(text + length - 3, "@4k") == 0) {
+        pt->small_pages = true;
+        text[length - 3] = '\0';
+    }
     if (strcmp(text, "linear") == 0) return 0;
     if (strcmp(text, "copy") == 0) {
         pt->kind = COPY;
@@ -206,7 +218,7 @@ static int parse(const char *text, pattern *pt) {
         return 0;
     }
     fprintf(stderr, "read-order: %s: expected linear, linear-prefetch:D (D <= 524288), paced:K (K <= 64), copy, streams:S:C (C a multiple of 64), tile-columns:N:R:G[:A] or "
-                    "tile-rows:N:R:G:K (G a multiple of 16 dividing R)\n", text);
+                    "tile-rows:N:R:G:K (G a multiple of 16 dividing R), each optionally followed by @4k\n", name);
     return -1;
 }
 
@@ -224,9 +236,11 @@ int main(int argc, char **argv) {
     }
     pattern patterns[MAX_PATTERNS];
     int copy_at = -1; /* the copy pattern's index, if one was asked for */
+    bool any_small = false;
     for (int i = 0; i < n; i++) {
         if (parse(argv[2 + i], &patterns[i])) return 2;
         if (patterns[i].kind == COPY) copy_at = i;
+        any_small |= patterns[i].small_pages;
     }
     const size_t bytes = mib << 20, slack = 1u << 20; /* prefetches run past the end */
     /* in 2 MiB pages where the kernel gives them, as ramp's weights (model/weight_pages.h) */
@@ -234,19 +248,23 @@ int main(int argc, char **argv) {
     unsigned char *copy = copy_at >= 0 ? aligned_alloc(2u << 20, bytes) : NULL;
     if (buffer) (void)madvise(buffer, bytes + (2u << 20), MADV_HUGEPAGE);
     if (copy) (void)madvise(copy, bytes, MADV_HUGEPAGE);
-    if (!buffer || (copy_at >= 0 && !copy)) {
+    /* the same bytes in 4 KiB pages, for the patterns named with @4k */
+    unsigned char *small = any_small ? aligned_alloc(2u << 20, bytes + (2u << 20)) : NULL;
+    if (small) (void)madvise(small, bytes + (2u << 20), MADV_NOHUGEPAGE);
+    if (!buffer || (copy_at >= 0 && !copy) || (any_small && !small)) {
         fprintf(stderr, "read-order: cannot allocate %zu MiB\n", mib);
         return 1;
     }
 #pragma omp parallel for num_threads(THREADS) schedule(static)
     for (size_t i = 0; i < bytes + slack; i += 4096) { /* each half's pages touched by its reader */
         memset(buffer + i, (int)(i >> 12), 4096);
+        if (small) memset(small + i, (int)(i >> 12), 4096);
         if (copy && i < bytes) memset(copy + i, 0, 4096);
     }
     double gbs[MAX_PATTERNS][ROUNDS], ratio[MAX_PATTERNS][ROUNDS], of_copy[MAX_PATTERNS][ROUNDS];
     uint64_t checksum = 0;
     for (int round = 0; round < ROUNDS; round++)
-        for (int i = 0; i < n; i++) gbs[i][round] = pass(&patterns[i], buffer, copy, bytes, &checksum);
+        for (int i = 0; i < n; i++) gbs[i][round] = pass(&patterns[i], buffer, small, copy, bytes, &checksum);
     printf("%zu MiB, %d threads, %d rounds\n", mib, THREADS, ROUNDS);
     for (int i = 0; i < n; i++)
         for (int round = 0; round < ROUNDS; round++) {
@@ -265,6 +283,7 @@ int main(int argc, char **argv) {
         printf("\n");
     }
     fprintf(stderr, "(checksum %llu)\n", (unsigned long long)checksum);
+    free(small);
     free(copy);
     free(buffer);
     return 0;
