@@ -519,8 +519,10 @@ static void model_map_in_slice(model *m) {
             weight_pages_bring_in(&s->file, s->from, span);
             continue;
         }
-        for (int j = 0; j < n_matrices; j++)
-            if (span_holding(s, 1, slice_matrix(m, j))) bring_in(s, slice_matrix(m, j));
+        for (int j = 0; j < n_matrices; j++) {
+            const weight_matrix *w = slice_matrix(m, j);
+            if (span_holding(s, 1, w)) bring_in(s, w);
+        }
     }
     /* The output head often lies far from the layers (after them, or before them where it is the
      * token embedding): it gets its own range. */

@@ -1,4 +1,5 @@
 #include "weight_pages.h"
+#include "clock.h"
 
 #include <fcntl.h>
 #include <stdbool.h>
@@ -8,7 +9,6 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <linux/fs.h>
@@ -135,12 +135,6 @@ static bool mostly_cached(const char *from, size_t length, size_t page) {
     return in_cache * 10 >= pages * 9;
 }
 
-static double seconds_now(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
-}
-
 /* Drops [from, from + length) (2 MiB-aligned) from this mapping and from the page cache, and maps
  * it again, which reads it into 2 MiB folios; notes when reading again no longer pays. Returns the
  * range's bytes in 2 MiB pages afterwards (as weight_pages_count_huge). */
@@ -150,9 +144,9 @@ static long long read_again(weight_file *file, int fd, char *from, size_t length
     (void)sync_file_range(fd, (off_t)(from - file->map), (off_t)length,
                           SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE | SYNC_FILE_RANGE_WAIT_AFTER);
     (void)posix_fadvise(fd, (off_t)(from - file->map), (off_t)length, POSIX_FADV_DONTNEED);
-    double started = seconds_now();
+    double started = clock_seconds();
     if (madvise(from, length, MADV_POPULATE_READ) != 0) return 0; /* the first pass faults them in */
-    double seconds = seconds_now() - started;
+    double seconds = clock_seconds() - started;
     if (seconds > 0 && (double)length / seconds < SLOWEST_REREAD) file->storage_too_slow = true;
     long long huge = weight_pages_count_huge(from, length);
     if (huge >= 0 && (size_t)huge * 2 < length) file->no_large_folios = true;

@@ -182,9 +182,10 @@ static double pass(const pattern *pt, const unsigned char *huge, const unsigned 
 static int parse(const char *name, pattern *pt) {
     *pt = (pattern){.text = name, .ahead = -1};
     char text[64];
-    const size_t length = strlen(name);
-    if (length >= sizeof text) return -1;
-    memcpy(text, name, length + 1);
+    size_t length = strlen(name);
+    if (length >= sizeof text) length = 0; /* no pattern is that long: the message below */
+    memcpy(text, name, length);
+    text[length] = '\0';
     if (length > 3 && strcmp(text + length - 3, "@4k") == 0) {
         pt->small_pages = true;
         text[length - 3] = '\0';
